@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Creates .venv and installs what the app (or, with --dev, the tests) need. Idempotent and quick
+# when nothing changed: pip is only run when a requirements file is newer than the last install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+req=requirements.txt
+[ "${1:-}" = "--dev" ] && req=requirements-dev.txt
+[ -x .venv/bin/python ] || python3 -m venv .venv
+stamp=".venv/.installed-$(basename "$req" .txt)"
+if [ ! -f "$stamp" ] || [ "$req" -nt "$stamp" ] || [ requirements.txt -nt "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$req"
+  touch "$stamp"
+fi
+if [ "${1:-}" = "--dev" ] && [ ! -x /usr/bin/chromium ]; then
+  # The browser tests drive Debian's Chromium; Playwright's own browser download is not used.
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+fi
