@@ -1,0 +1,172 @@
+"""Several models trained in lockstep: the same batches, in the same order, step by step.
+
+``LockstepTrainer`` is synchronous and owns no thread: whoever drives it (the CLI's loop, a
+dashboard worker, a subprocess of ``parallel.py``) decides when to step, pause or reset.
+A model whose loss turns NaN or infinite is marked diverged at that step and left alone;
+the others go on.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import Dataset, load_dataset
+from .models import Net, Probe, build_model, parameter_count
+from .probes import evaluate, layer_snapshot
+from .records import RunRecord
+from .settings import Settings
+
+EVAL_LIMIT = 2048  # points of each split used for the error curves (all of them for the 2D sets)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for, but torch sees no CUDA GPU here; use --device cpu or auto")
+    return torch.device(name)
+
+
+class BatchStream:
+    """Shuffled mini-batches from one seed; every trainer built with the same seed and data size
+    draws exactly the same index sequence, in this process or another."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size = n, min(batch_size, n)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.order = torch.empty(0, dtype=torch.long)
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.batch_size > len(self.order):
+            self.order, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        idx = self.order[self.pos:self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
+
+def make_optimizer(settings: Settings, params) -> torch.optim.Optimizer:
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+
+
+def run_config(settings: Settings, data: Dataset, models: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
+    return {
+        "settings": settings.to_dict(),
+        "models": models,
+        "seed": settings.seed,
+        "dataset": {"name": data.name, "train": len(data.x_train), "test": len(data.x_test),
+                    "classes": data.n_classes, "input_shape": list(data.input_shape)},
+        "device": str(device),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+    }
+
+
+class LockstepTrainer:
+    def __init__(self, settings: Settings, data: Dataset | None = None, record: RunRecord | None = None,
+                 only: tuple[str, ...] | None = None):
+        """``only`` restricts this trainer to some of the settings' models (one worker's share);
+        batches and initial weights are the same as if it trained all of them."""
+        self.settings = settings.checked()
+        self.device = resolve_device(self.settings.device)
+        self.data = data or load_dataset(self.settings.dataset, self.settings.dataset_args)
+        names = only or self.settings.models
+        specs = [s for s in self.settings.model_specs if s.name in names]
+        self.models: dict[str, Net] = {
+            s.name: build_model(s, self.settings, self.data.input_shape, self.data.n_classes).to(self.device) for s in specs
+        }
+        self.optimizers = {n: make_optimizer(self.settings, m.parameters()) for n, m in self.models.items()}
+        self.status = {n: "ok" for n in self.models}
+        self.diverged_at: dict[str, int] = {}
+        self.error: str | None = None
+        d = self.data
+        self.x_train, self.y_train = d.x_train.to(self.device), d.y_train.to(self.device)
+        self.eval_sets = {
+            "train": (self.x_train[:EVAL_LIMIT], self.y_train[:EVAL_LIMIT]),
+            "test": (d.x_test[:EVAL_LIMIT].to(self.device), d.y_test[:EVAL_LIMIT].to(self.device)),
+        }
+        self.batches = BatchStream(len(d.x_train), self.settings.batch_size, self.settings.seed)
+        if record is None:
+            models = [{"name": n, "family": m.spec.family, "arch": self.settings.arch, "depth": m.spec.depth,
+                       "blocks": len(m.blocks), "parameters": parameter_count(m)} for n, m in self.models.items()]
+            record = RunRecord(run_config(self.settings, d, models, self.device))
+        self.record = record
+        self.record.layer_names.update({n: m.layer_names() for n, m in self.models.items()})
+        self.step = 0
+        self.wall_s = 0.0
+        self.record.add_metrics(self.evaluate_all())
+
+    # ---- control ---------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.step >= self.settings.steps or not any(s == "ok" for s in self.status.values())
+
+    def set_lr(self, lr: float) -> None:
+        """Takes effect at the next step (the dashboard's learning-rate slider mid-run)."""
+        self.settings = self.settings.with_changes(lr=lr)
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    # ---- one step --------------------------------------------------------------------------
+    def train_step(self) -> None:
+        """One update of every model still training, on one shared batch."""
+        s = self.settings
+        idx = self.batches.next().to(self.device)
+        xb, yb = self.x_train[idx], self.y_train[idx]
+        probing = self.step % s.probe_every == 0
+        started = time.perf_counter()
+        for name, net in self.models.items():
+            if self.status[name] != "ok":
+                continue
+            opt = self.optimizers[name]
+            probe = Probe() if probing else None
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(net(xb, probe), yb)
+            loss.backward()
+            if not math.isfinite(loss.item()):
+                self._diverge(name)
+                continue
+            if probing:
+                self.record.add_layers(name, layer_snapshot(net, probe, self.step))
+            opt.step()
+        self.wall_s += time.perf_counter() - started
+        self.step += 1
+        if self.step % s.eval_every == 0 or self.step == s.steps:
+            self.record.add_metrics(self.evaluate_all())
+
+    def _diverge(self, name: str) -> None:
+        self.status[name] = "diverged"
+        self.diverged_at[name] = self.step
+        self.record.add_metrics([{"step": self.step, "model": name, "train_loss": math.nan, "train_error": math.nan,
+                                  "test_error": math.nan, "wall_s": round(self.wall_s, 4), "status": "diverged"}])
+
+    def evaluate_all(self) -> list[dict[str, Any]]:
+        rows = []
+        for name, net in self.models.items():
+            if self.status[name] != "ok":
+                continue
+            train_loss, train_error = evaluate(net, *self.eval_sets["train"])
+            _, test_error = evaluate(net, *self.eval_sets["test"])
+            if not math.isfinite(train_loss):
+                self._diverge(name)
+                continue
+            rows.append({"step": self.step, "model": name, "train_loss": train_loss, "train_error": train_error,
+                         "test_error": test_error, "wall_s": round(self.wall_s, 4), "status": "ok"})
+        return rows
+
+    def run(self, steps: int | None = None, on_step=None) -> RunRecord:
+        """Train to the settings' step count (or ``steps`` more), calling ``on_step(self)`` after each."""
+        target = self.settings.steps if steps is None else min(self.settings.steps, self.step + steps)
+        while self.step < target and not self.done:
+            self.train_step()
+            if on_step is not None:
+                on_step(self)
+        return self.record

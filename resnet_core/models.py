@@ -1,0 +1,279 @@
+"""Plain and residual networks from one description.
+
+A net is a stem, a stack of blocks and a head; every weighted layer is a ``Unit``. The plain
+twin of ``resnet-D`` is the very same stack with the shortcuts taken out, built from the same
+initial weights, so the two differ in nothing but the ``+ x``.
+
+Depth counts every weighted layer, stem and head included (He et al. 2015):
+MLP depth = branch_layers * blocks + 2, CNN depth = 3 * branch_layers * blocks_per_stage + 2.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .settings import ModelSpec, Settings, parse_model_name
+
+
+@dataclass
+class Probe:
+    """Filled during one forward pass: every layer's response and each block's branch/skip norms."""
+
+    responses: list[torch.Tensor] = field(default_factory=list)
+    branches: list[torch.Tensor] = field(default_factory=list)  # F(x) of each residual block
+    skips: list[torch.Tensor] = field(default_factory=list)     # s(x) of each residual block
+
+
+class Unit(nn.Module):
+    """One weighted layer with its normalisation, ordered as the block layout asks:
+    post-activation: weight -> BN;  pre-activation: BN -> ReLU -> weight."""
+
+    def __init__(self, weight: nn.Module, norm: nn.Module | None, pre: bool, reshape: nn.Module | None = None):
+        super().__init__()
+        self.weight_layer = weight
+        self.norm = norm
+        self.pre = pre
+        self.reshape = reshape  # global pooling / flattening before a head or an MLP stem
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pre:
+            if self.norm is not None:
+                x = self.norm(x)
+            x = F.relu(x)
+        if self.reshape is not None:
+            x = self.reshape(x)
+        x = self.weight_layer(x)
+        if not self.pre and self.norm is not None:
+            x = self.norm(x)
+        return x
+
+
+class PadShortcut(nn.Module):
+    """Option A: the identity, subsampled and zero-padded where the block changes shape."""
+
+    def __init__(self, stride: int, extra: int):
+        super().__init__()
+        self.stride, self.extra = stride, extra
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 4:
+            x = x[:, :, :: self.stride, :: self.stride]
+            return F.pad(x, (0, 0, 0, 0, 0, self.extra))
+        return F.pad(x, (0, self.extra))
+
+
+class Block(nn.Module):
+    """A residual block y = s(x) + F(x) (``residual=True``) or its plain twin y = F(x).
+
+    Original layout: F = weight-BN-ReLU-...-weight-BN, then ReLU after the addition.
+    Full pre-activation: F = BN-ReLU-weight-...-BN-ReLU-weight, nothing after the addition.
+    """
+
+    def __init__(self, units: list[Unit], shortcut: nn.Module | None, residual: bool, pre: bool, changes_shape: bool):
+        super().__init__()
+        self.units = nn.ModuleList(units)
+        self.shortcut = shortcut  # None: the identity
+        self.residual = residual
+        self.pre = pre
+        self.changes_shape = changes_shape
+        self.removed = False  # lesion: the block's output becomes its (shortcut-mapped) input
+
+    def skip(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.shortcut is None else self.shortcut(x)
+
+    def branch(self, x: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
+        last = len(self.units) - 1
+        for i, unit in enumerate(self.units):
+            x = unit(x)
+            if probe is not None:
+                probe.responses.append(x)
+            if not self.pre and i < last:
+                x = F.relu(x)
+        return x
+
+    def combine(self, skip: torch.Tensor | None, branch: torch.Tensor) -> torch.Tensor:
+        out = branch if skip is None else skip + branch
+        return out if self.pre else F.relu(out)
+
+    def forward(self, x: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
+        if self.removed:
+            if self.residual:
+                return self.combine(None, self.skip(x))
+            return x  # a plain block can only be removed where its shape does not change
+        h = self.branch(x, probe)
+        if not self.residual:
+            return self.combine(None, h)
+        s = self.skip(x)
+        if probe is not None:
+            probe.branches.append(h.detach())
+            probe.skips.append(s.detach())
+        return self.combine(s, h)
+
+
+class Net(nn.Module):
+    def __init__(self, spec: ModelSpec, stem: Unit, blocks: list[Block], head: Unit, pre: bool):
+        super().__init__()
+        self.spec = spec
+        self.stem = stem
+        self.blocks = nn.ModuleList(blocks)
+        self.head = head
+        self.pre = pre
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def residual(self) -> bool:
+        return self.spec.residual
+
+    def units(self) -> list[Unit]:
+        """Every weighted layer in depth order: len(units()) == depth."""
+        return [self.stem, *(u for b in self.blocks for u in b.units), self.head]
+
+    def weights(self) -> list[torch.Tensor]:
+        """The weight tensor of every weighted layer, depth order (cached: asked every step)."""
+        if getattr(self, "_weights", None) is None:
+            self._weights = [u.weight_layer.weight for u in self.units()]
+        return self._weights
+
+    def block_ends(self) -> np.ndarray:
+        """Index, among the weighted layers, of the last layer of each block."""
+        return np.cumsum([len(b.units) for b in self.blocks])
+
+    def layer_names(self) -> list[str]:
+        names = ["stem"]
+        for i, block in enumerate(self.blocks):
+            names += [f"block{i + 1}.{j + 1}" for j in range(len(block.units))]
+        return names + ["head"]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem's output: the input of the block stack (where the unrolled view starts)."""
+        x = self.stem(x)
+        return x if self.pre else F.relu(x)
+
+    def forward(self, x: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
+        x = self.stem(x)
+        if probe is not None:
+            probe.responses.append(x)
+        if not self.pre:
+            x = F.relu(x)
+        for block in self.blocks:
+            x = block(x, probe)
+        x = self.head(x)
+        if probe is not None:
+            probe.responses.append(x)
+        return x
+
+
+def model_seed(seed: int, depth: int, layer: int) -> int:
+    """Initial weights depend on (seed, depth, layer) only, so a plain net and its residual twin
+    of the same depth start from the very same weights."""
+    return zlib.crc32(f"{seed}:{depth}:{layer}".encode())
+
+
+def build_model(name: str | ModelSpec, settings: Settings, input_shape: tuple[int, ...], n_classes: int) -> Net:
+    spec = parse_model_name(name) if isinstance(name, str) else name
+    pre = settings.block == "pre"
+    use_bn = settings.norm == "batch"
+    image = len(input_shape) == 3
+    if settings.arch == "cnn" and not image:
+        raise ValueError("the CNN needs image data (digits or cifar10); use the MLP for points")
+    cnn = settings.arch == "cnn"
+    n_blocks = settings.blocks_for(spec.depth) // (3 if cnn else 1)
+
+    def weight(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> nn.Module:
+        if cnn:
+            return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=not use_bn)
+        return nn.Linear(c_in, c_out, bias=not use_bn)
+
+    def norm(c: int) -> nn.Module | None:
+        if not use_bn:
+            return None
+        return nn.BatchNorm2d(c) if cnn else nn.BatchNorm1d(c)
+
+    in_features = input_shape[0] if cnn else _prod(input_shape)
+    width = settings.width
+    stem = Unit(weight(in_features, width), None if pre else norm(width), pre=False,
+                reshape=nn.Flatten() if image and not cnn else None)
+
+    per_stage = [n_blocks] * 3 if cnn else _split(n_blocks, settings.stages)
+    blocks: list[Block] = []
+    c_in = width
+    for stage, count in enumerate(per_stage):
+        c_out = width * 2**stage
+        for b in range(count):
+            changes = b == 0 and stage > 0
+            stride = 2 if changes and cnn else 1
+            units = []
+            for j in range(settings.branch_layers):
+                units.append(Unit(weight(c_in if j == 0 else c_out, c_out, stride if j == 0 else 1), norm(c_in if pre and j == 0 else c_out), pre))
+            shortcut = None
+            if spec.residual:
+                if settings.shortcut == "projection" or (changes and settings.shortcut == "identity"):
+                    proj = weight(c_in, c_out, stride, kernel=1)
+                    shortcut = proj if not use_bn else nn.Sequential(proj, norm(c_out))
+                elif changes:
+                    shortcut = PadShortcut(stride, c_out - c_in)
+            blocks.append(Block(units, shortcut, spec.residual, pre, changes))
+            c_in = c_out
+    head = Unit(nn.Linear(c_in, n_classes), norm(c_in) if pre else None, pre=pre,
+                reshape=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) if cnn else None)
+    net = Net(spec, stem, blocks, head, pre)
+    _initialise(net, settings)
+    return net
+
+
+def _initialise(net: Net, settings: Settings) -> None:
+    for i, unit in enumerate(net.units()):
+        w = unit.weight_layer
+        gen = torch.Generator().manual_seed(model_seed(settings.seed, net.spec.depth, i))
+        if settings.init == "default":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(model_seed(settings.seed, net.spec.depth, i))
+                w.reset_parameters()
+        else:
+            nn.init.kaiming_normal_(w.weight, mode="fan_in", nonlinearity="relu", generator=gen)
+            if w.bias is not None:
+                nn.init.zeros_(w.bias)
+    for j, block in enumerate(net.blocks):
+        if block.shortcut is not None and settings.init != "default":
+            for m in block.shortcut.modules():
+                if isinstance(m, (nn.Linear, nn.Conv2d)):
+                    gen = torch.Generator().manual_seed(model_seed(settings.seed, net.spec.depth, 10_000 + j))
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="linear", generator=gen)
+        if settings.init == "zero" and block.residual:
+            # Each branch starts at zero, so each block starts as the identity (Goyal et al. 2017;
+            # Fixup). With a BN at the end of the branch its scale is zeroed; otherwise the last weight.
+            last = block.units[-1]
+            if not last.pre and last.norm is not None:
+                nn.init.zeros_(last.norm.weight)
+            else:
+                nn.init.zeros_(last.weight_layer.weight)
+
+
+def _split(n: int, parts: int) -> list[int]:
+    base, extra = divmod(n, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    out = 1
+    for s in shape:
+        out *= s
+    return out
+
+
+def parameter_count(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def lesionable(block: Block) -> bool:
+    """A residual block can always be removed (its shortcut remains); a plain one only where
+    its input and output have the same shape."""
+    return block.residual or not block.changes_shape

@@ -1,0 +1,179 @@
+"""What a run records, in memory while it trains and as tidy files in its folder.
+
+Metrics are rows; per-layer measurements are kept as one numpy vector per (model, step) so
+that a 1000-layer net over 1000 steps stays compact, and are turned into tidy rows only when
+written or asked for as a table. Every method is safe to call from another thread.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+METRIC_COLUMNS = ["step", "model", "train_loss", "train_error", "test_error", "wall_s", "status"]
+LAYER_COLUMNS = ["step", "model", "layer", "name", "grad_norm", "act_std", "branch_ratio"]
+PATH_COLUMNS = ["step", "model", "length", "n_paths", "grad_norm", "share", "residual"]
+LESION_COLUMNS = ["model", "block", "train_error"]
+
+
+class RecordError(ValueError):
+    """A run folder that cannot be read; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class LayerSnapshot:
+    step: int
+    grad_norm: np.ndarray     # one value per weighted layer, depth order
+    act_std: np.ndarray
+    branch_ratio: np.ndarray  # NaN where the layer does not end a residual block
+
+
+class RunRecord:
+    def __init__(self, config: dict[str, Any] | None = None, layer_names: dict[str, list[str]] | None = None):
+        self.config = config or {}
+        self.layer_names = dict(layer_names or {})
+        self._lock = threading.Lock()
+        self._metrics: list[dict[str, Any]] = []
+        self._layers: dict[str, list[LayerSnapshot]] = {m: [] for m in self.layer_names}
+        self._paths: list[dict[str, Any]] = []
+        self._lesion: list[dict[str, Any]] = []
+        self.version = 0  # bumped on every change, so a reader can tell when to redraw
+
+    # ---- writing -------------------------------------------------------------------------
+    def add_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
+        with self._lock:
+            self._metrics.extend(rows)
+            self.version += 1
+
+    def add_layers(self, model: str, snapshot: LayerSnapshot) -> None:
+        with self._lock:
+            self._layers.setdefault(model, []).append(snapshot)
+            self.version += 1
+
+    def add_paths(self, rows: Iterable[dict[str, Any]]) -> None:
+        with self._lock:
+            self._paths.extend(rows)
+            self.version += 1
+
+    def set_lesion(self, rows: Iterable[dict[str, Any]]) -> None:
+        with self._lock:
+            self._lesion = list(rows)
+            self.version += 1
+
+    # ---- reading -------------------------------------------------------------------------
+    def metrics_frame(self) -> pd.DataFrame:
+        with self._lock:
+            rows = list(self._metrics)
+        return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+    def paths_frame(self) -> pd.DataFrame:
+        with self._lock:
+            rows = list(self._paths)
+        return pd.DataFrame(rows, columns=PATH_COLUMNS)
+
+    def lesion_frame(self) -> pd.DataFrame:
+        with self._lock:
+            rows = list(self._lesion)
+        return pd.DataFrame(rows, columns=LESION_COLUMNS)
+
+    def snapshots(self, model: str) -> list[LayerSnapshot]:
+        with self._lock:
+            return list(self._layers.get(model, []))
+
+    def layer_matrix(self, model: str, field: str, max_steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values[step, layer]) for one measurement; evenly thinned to max_steps rows."""
+        snaps = self.snapshots(model)
+        if max_steps and len(snaps) > max_steps:
+            keep = np.unique(np.linspace(0, len(snaps) - 1, max_steps).round().astype(int))
+            snaps = [snaps[i] for i in keep]
+        steps = np.array([s.step for s in snaps], dtype=np.int64)
+        depth = len(self.layer_names.get(model, []))
+        values = np.stack([getattr(s, field) for s in snaps]) if snaps else np.empty((0, depth))
+        return steps, values
+
+    def layers_frame(self) -> pd.DataFrame:
+        frames = []
+        with self._lock:
+            items = [(m, list(s)) for m, s in self._layers.items()]
+        for model, snaps in items:
+            names = self.layer_names.get(model, [])
+            for snap in snaps:
+                frames.append(pd.DataFrame({
+                    "step": snap.step, "model": model, "layer": np.arange(len(names)), "name": names,
+                    "grad_norm": snap.grad_norm, "act_std": snap.act_std, "branch_ratio": snap.branch_ratio,
+                }))
+        if not frames:
+            return pd.DataFrame(columns=LAYER_COLUMNS)
+        return pd.concat(frames, ignore_index=True)[LAYER_COLUMNS]
+
+    def models(self) -> list[str]:
+        return [m["name"] for m in self.config.get("models", [])] or list(self.layer_names)
+
+    def latest_step(self) -> int:
+        with self._lock:
+            return max((r["step"] for r in self._metrics), default=0)
+
+    # ---- files -----------------------------------------------------------------------------
+    def write(self, out_dir: str | Path) -> Path:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(self.config, indent=2, default=_jsonable) + "\n")
+        self.metrics_frame().to_csv(out / "metrics.csv", index=False)
+        self.layers_frame().to_csv(out / "layers.csv", index=False)
+        paths = self.paths_frame()
+        if len(paths):
+            paths.to_csv(out / "paths.csv", index=False)
+        lesion = self.lesion_frame()
+        if len(lesion):
+            lesion.to_csv(out / "lesion.csv", index=False)
+        return out
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> "RunRecord":
+        run = Path(run_dir)
+        try:
+            config = json.loads((run / "config.json").read_text())
+            metrics = pd.read_csv(run / "metrics.csv")
+            layers = pd.read_csv(run / "layers.csv")
+        except FileNotFoundError as exc:
+            raise RecordError(f"{run} is not a run folder: {Path(exc.filename).name} is missing") from None
+        except (ValueError, OSError) as exc:
+            raise RecordError(f"{run}: cannot read its files ({type(exc).__name__})") from None
+        _require(metrics, METRIC_COLUMNS, run / "metrics.csv")
+        _require(layers, LAYER_COLUMNS, run / "layers.csv")
+        names = {m: list(g.sort_values("layer").drop_duplicates("layer")["name"]) for m, g in layers.groupby("model", sort=False)}
+        record = cls(config, names)
+        record.add_metrics(metrics.astype(object).where(metrics.notna(), None).to_dict("records"))
+        for model, group in layers.groupby("model", sort=False):
+            for step, g in group.groupby("step", sort=True):
+                g = g.sort_values("layer")
+                record.add_layers(model, LayerSnapshot(int(step), g["grad_norm"].to_numpy(float),
+                                                       g["act_std"].to_numpy(float), g["branch_ratio"].to_numpy(float)))
+        for name, adder in (("paths.csv", record.add_paths), ("lesion.csv", record.set_lesion)):
+            if (run / name).exists():
+                frame = pd.read_csv(run / name)
+                _require(frame, PATH_COLUMNS if name == "paths.csv" else LESION_COLUMNS, run / name)
+                adder(frame.to_dict("records"))
+        return record
+
+
+def _require(frame: pd.DataFrame, columns: list[str], path: Path) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise RecordError(f"{path} lacks the column(s) {', '.join(missing)}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)

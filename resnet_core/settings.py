@@ -1,0 +1,209 @@
+"""The one settings object: everything that defines a run.
+
+The sidebar edits it, the URL carries it, presets are overrides of it, the CLI parses into
+it and a run folder's ``config.json`` stores it. ``Settings.checked()`` is the single place
+where values are validated; every front end turns its ``SettingsError`` into a message.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping
+
+ARCHS = ("mlp", "cnn")
+FAMILIES = ("plain", "resnet")
+BLOCKS = ("post", "pre")
+NORMS = ("batch", "none")
+# The paper's options where shapes change: pad = A (zero-padded identity, no parameters),
+# identity = B (identity where shapes match, 1x1 projection where they change),
+# projection = C (a projection on every block).
+SHORTCUTS = ("identity", "projection", "pad")
+INITS = ("he", "default", "zero")
+OPTIMIZERS = ("sgd", "adam")
+DEVICES = ("auto", "cpu", "cuda")
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "arch": ARCHS, "block": BLOCKS, "norm": NORMS, "shortcut": SHORTCUTS,
+    "init": INITS, "optimizer": OPTIMIZERS, "device": DEVICES,
+}
+# Inclusive numeric ranges. Wide enough for every lesson, narrow enough that no value can
+# take a classroom server down (a 1002-layer net is in, a 100,000-layer one is not).
+RANGES: dict[str, tuple[float, float]] = {
+    "width": (2, 512),
+    "branch_layers": (1, 3),
+    "stages": (1, 4),
+    "lr": (1e-6, 10.0),
+    "momentum": (0.0, 0.999),
+    "weight_decay": (0.0, 0.1),
+    "batch_size": (1, 4096),
+    "steps": (1, 100_000),
+    "seed": (0, 2**31 - 1),
+    "eval_every": (1, 100_000),
+    "probe_every": (1, 100_000),
+    "paths_every": (0, 100_000),
+}
+MAX_DEPTH = 2002
+MAX_MODELS = 6
+
+_MODEL_NAME = re.compile(r"^(plain|resnet)-(\d{1,6})$")
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message says what is wrong and what is allowed."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of ``Settings.models``, e.g. ``resnet-56``: family and paper-style depth."""
+
+    family: str
+    depth: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}-{self.depth}"
+
+    @property
+    def residual(self) -> bool:
+        return self.family == "resnet"
+
+
+@dataclass(frozen=True)
+class Settings:
+    dataset: str = "spirals"
+    dataset_args: Mapping[str, Any] = field(default_factory=dict)
+    models: tuple[str, ...] = ("plain-8", "plain-56", "resnet-56")
+    arch: str = "mlp"
+    width: int = 32
+    block: str = "post"
+    norm: str = "batch"
+    shortcut: str = "identity"
+    init: str = "he"
+    branch_layers: int = 2
+    stages: int = 1
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    steps: int = 400
+    seed: int = 0
+    eval_every: int = 10
+    probe_every: int = 2
+    paths_every: int = 50
+    device: str = "auto"
+
+    # ---- derived -------------------------------------------------------------------
+    @property
+    def model_specs(self) -> tuple[ModelSpec, ...]:
+        return tuple(parse_model_name(m) for m in self.models)
+
+    @property
+    def stage_count(self) -> int:
+        """Stages of blocks: the paper's CIFAR net has three; the MLP as many as asked."""
+        return 3 if self.arch == "cnn" else self.stages
+
+    def blocks_for(self, depth: int) -> int:
+        """Residual blocks (or plain layer groups) in a net of this paper-style depth."""
+        return (depth - 2) // self.branch_layers
+
+    def valid_depths(self, limit: int = MAX_DEPTH) -> list[int]:
+        """Depth = layers per block x blocks + stem + head; the CNN has the same count per stage."""
+        per_block = self.branch_layers * (3 if self.arch == "cnn" else 1)
+        first = per_block * self.stage_count if self.arch == "mlp" else per_block
+        return list(range(first + 2, limit + 1, per_block))
+
+    # ---- validation and conversion ---------------------------------------------------
+    def checked(self) -> "Settings":
+        """Return a normalised copy, or raise SettingsError with one line saying what to change."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, choices in CHOICES.items():
+            if values[name] not in choices:
+                raise SettingsError(f"{name} must be one of {', '.join(choices)} (got {values[name]!r})")
+        for name, (lo, hi) in RANGES.items():
+            values[name] = _number(name, values[name], lo, hi)
+        if not isinstance(values["dataset"], str) or not values["dataset"]:
+            raise SettingsError("dataset must be a non-empty name")
+        models = values["models"]
+        if isinstance(models, str):
+            models = tuple(m.strip() for m in models.split(",") if m.strip())
+        models = tuple(models)
+        if not models:
+            raise SettingsError("models: give at least one, e.g. plain-8,plain-56,resnet-56")
+        if len(models) > MAX_MODELS:
+            raise SettingsError(f"models: at most {MAX_MODELS} at once (got {len(models)})")
+        if len(set(models)) != len(models):
+            raise SettingsError("models: each name may appear once")
+        values["models"] = models
+        values["dataset_args"] = dict(values["dataset_args"] or {})
+        result = replace(self, **values)
+        for spec in result.model_specs:
+            check_depth(result, spec.depth)
+        return result
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["models"] = list(self.models)
+        d["dataset_args"] = dict(self.dataset_args)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Settings":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SettingsError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        values = dict(data)
+        if "models" in values and not isinstance(values["models"], str):
+            values["models"] = tuple(values["models"])
+        return replace(cls(), **values).checked()
+
+    def with_changes(self, **changes: Any) -> "Settings":
+        return replace(self, **changes).checked()
+
+
+_INT_FIELDS = {"width", "branch_layers", "stages", "batch_size", "steps", "seed", "eval_every", "probe_every", "paths_every"}
+
+
+def _number(name: str, value: Any, lo: float, hi: float) -> float | int:
+    kind = int if name in _INT_FIELDS else float
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name} must be a number from {_fmt(lo)} to {_fmt(hi)} (got {value!r})") from None
+    if not math.isfinite(number):
+        raise SettingsError(f"{name} must be a finite number from {_fmt(lo)} to {_fmt(hi)} (got {value!r})")
+    if kind is int and number != int(number):
+        raise SettingsError(f"{name} must be a whole number from {_fmt(lo)} to {_fmt(hi)} (got {value!r})")
+    if not lo <= number <= hi:
+        bound = "greater than 0" if name == "lr" and number <= 0 else f"from {_fmt(lo)} to {_fmt(hi)}"
+        raise SettingsError(f"{name} must be {bound} (got {value!r})")
+    return kind(number)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def parse_model_name(name: str) -> ModelSpec:
+    match = _MODEL_NAME.match(str(name).strip())
+    if not match:
+        raise SettingsError(f"model name {name!r} must look like plain-D or resnet-D, e.g. resnet-56")
+    return ModelSpec(match.group(1), int(match.group(2)))
+
+
+def check_depth(settings: Settings, depth: int) -> None:
+    valid = settings.valid_depths()
+    if depth in valid:
+        return
+    rule = (f"{3 * settings.branch_layers}n+2" if settings.arch == "cnn" else f"{settings.branch_layers}n+2")
+    if depth > valid[-1]:
+        raise SettingsError(f"depth {depth} is too deep: at most {valid[-1]} for the {settings.arch.upper()}")
+    below = [d for d in valid if d < depth][-1:]
+    above = [d for d in valid if d > depth][:1]
+    nearest = " or ".join(str(d) for d in below + above)
+    raise SettingsError(f"depth {depth} is not valid for the {settings.arch.upper()} ({rule}"
+                        f"{f', at least {settings.stage_count} blocks' if settings.stage_count > 1 and settings.arch == 'mlp' else ''}): try {nearest}")
