@@ -22,6 +22,8 @@ from .probes import evaluate, layer_snapshot
 from .records import RunRecord
 from .settings import Settings
 
+REGION_RESOLUTION = 48
+REGION_EVERY = 3  # decision maps every third evaluation: each costs about one evaluation
 EVAL_LIMIT = 2048  # points of each split used for the error curves (all of them for the 2D sets)
 
 
@@ -93,15 +95,17 @@ class LockstepTrainer:
             "test": (d.x_test[:EVAL_LIMIT].to(self.device), d.y_test[:EVAL_LIMIT].to(self.device)),
         }
         self.batches = BatchStream(len(d.x_train), self.settings.batch_size, self.settings.seed)
-        if record is None:
+        self.record = record if record is not None else RunRecord()
+        if not self.record.config:
             models = [{"name": n, "family": m.spec.family, "arch": self.settings.arch, "depth": m.spec.depth,
                        "blocks": len(m.blocks), "parameters": parameter_count(m)} for n, m in self.models.items()]
-            record = RunRecord(run_config(self.settings, d, models, self.device))
-        self.record = record
+            self.record.config = run_config(self.settings, d, models, self.device)
         self.record.layer_names.update({n: m.layer_names() for n, m in self.models.items()})
         self.step = 0
         self.wall_s = 0.0
         self.record.add_metrics(self.evaluate_all())
+        if not self.data.is_image:
+            self.decision_regions()
 
     # ---- control ---------------------------------------------------------------------------
     @property
@@ -141,6 +145,8 @@ class LockstepTrainer:
         self.step += 1
         if self.step % s.eval_every == 0 or self.step == s.steps:
             self.record.add_metrics(self.evaluate_all())
+            if not self.data.is_image and (self.step % (REGION_EVERY * s.eval_every) == 0 or self.step == s.steps):
+                self.decision_regions()
 
     def _diverge(self, name: str) -> None:
         self.status[name] = "diverged"
@@ -161,6 +167,38 @@ class LockstepTrainer:
             rows.append({"step": self.step, "model": name, "train_loss": train_loss, "train_error": train_error,
                          "test_error": test_error, "wall_s": round(self.wall_s, 4), "status": "ok"})
         return rows
+
+    @torch.no_grad()
+    def decision_regions(self, resolution: int = REGION_RESOLUTION) -> None:
+        """For 2D data: each model's predicted class and confidence on a grid over the data."""
+        x = self.data.x_train
+        lo, hi = (x.min(0).values - 0.1).tolist(), (x.max(0).values + 0.1).tolist()
+        gx, gy = torch.linspace(lo[0], hi[0], resolution), torch.linspace(lo[1], hi[1], resolution)
+        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).reshape(-1, 2).to(self.device)
+        for name, net in self.models.items():
+            if self.status[name] != "ok":
+                continue
+            was = net.training
+            net.eval()
+            prob = torch.softmax(net(grid), 1)
+            net.train(was)
+            conf, cls = prob.max(1)
+            self.record.set_regions(name, self.step, {
+                "x": [lo[0], hi[0]], "y": [lo[1], hi[1]], "n": resolution,
+                "classes": cls.cpu().tolist(), "confidence": [round(c, 3) for c in conf.cpu().tolist()]})
+
+    def call(self, method: str, **kwargs) -> None:
+        """Run one of the analyses that record into the run (the same call a worker process takes)."""
+        getattr(self, method)(**kwargs)
+
+    def close(self) -> None:
+        """Nothing to release in-process; here so every trainer can be closed alike."""
+
+    def __enter__(self) -> "LockstepTrainer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def run(self, steps: int | None = None, on_step=None) -> RunRecord:
         """Train to the settings' step count (or ``steps`` more), calling ``on_step(self)`` after each."""

@@ -43,6 +43,7 @@ class RunRecord:
         self._layers: dict[str, list[LayerSnapshot]] = {m: [] for m in self.layer_names}
         self._paths: list[dict[str, Any]] = []
         self._lesion: list[dict[str, Any]] = []
+        self._regions: dict[str, tuple[int, dict[str, Any]]] = {}  # latest decision map per model
         self.version = 0  # bumped on every change, so a reader can tell when to redraw
 
     # ---- writing -------------------------------------------------------------------------
@@ -66,7 +67,20 @@ class RunRecord:
             self._lesion = list(rows)
             self.version += 1
 
+    def set_regions(self, model: str, step: int, grid: dict[str, Any]) -> None:
+        with self._lock:
+            self._regions[model] = (step, grid)
+            self.version += 1
+
     # ---- reading -------------------------------------------------------------------------
+    def regions(self) -> dict[str, tuple[int, dict[str, Any]]]:
+        with self._lock:
+            return dict(self._regions)
+
+    def lesion_rows(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._lesion)
+
     def metrics_frame(self) -> pd.DataFrame:
         with self._lock:
             rows = list(self._metrics)

@@ -46,7 +46,7 @@ RANGES: dict[str, tuple[float, float]] = {
 MAX_DEPTH = 2002
 MAX_MODELS = 6
 
-_MODEL_NAME = re.compile(r"^(plain|resnet)-(\d{1,6})$")
+_MODEL_NAME = re.compile(r"^(plain|resnet)-(\d{1,6})(?:-(post|pre))?$")
 
 
 class SettingsError(ValueError):
@@ -55,14 +55,17 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One entry of ``Settings.models``, e.g. ``resnet-56``: family and paper-style depth."""
+    """One entry of ``Settings.models``, e.g. ``resnet-56``: family and paper-style depth.
+    An optional suffix (``resnet-302-pre``) sets this model's block layout, so the original
+    and the pre-activation layout can train side by side in one run."""
 
     family: str
     depth: int
+    block: str | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.family}-{self.depth}"
+        return f"{self.family}-{self.depth}" + (f"-{self.block}" if self.block else "")
 
     @property
     def residual(self) -> bool:
@@ -191,8 +194,9 @@ def _fmt(x: float) -> str:
 def parse_model_name(name: str) -> ModelSpec:
     match = _MODEL_NAME.match(str(name).strip())
     if not match:
-        raise SettingsError(f"model name {name!r} must look like plain-D or resnet-D, e.g. resnet-56")
-    return ModelSpec(match.group(1), int(match.group(2)))
+        raise SettingsError(f"model name {name!r} must look like plain-D or resnet-D, e.g. resnet-56 "
+                            "(optionally -pre or -post for the block layout)")
+    return ModelSpec(match.group(1), int(match.group(2)), match.group(3))
 
 
 def check_depth(settings: Settings, depth: int) -> None:

@@ -1,0 +1,2 @@
+"""Placeholder until the lessons land (issue 7): name -> Lesson."""
+LESSONS: dict = {}
