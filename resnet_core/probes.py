@@ -55,10 +55,23 @@ def per_tensor(tensors: list[torch.Tensor], reduce) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(net: Net, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """(mean cross-entropy, error fraction) in eval mode, in chunks."""
+def evaluate(net: Net, x: torch.Tensor, y: torch.Tensor, batch_stats: bool = False) -> tuple[float, float]:
+    """(mean cross-entropy, error fraction), in chunks.
+
+    ``batch_stats=False``: eval mode, BN uses its running statistics (the test error).
+    ``batch_stats=True``: BN normalises with each chunk's own statistics, as during training, and
+    the running statistics are left untouched: the training error of the network as it trains,
+    which a deep net's lagging running averages would otherwise distort (or, at 1000 layers, blow up).
+    """
     was_training = net.training
-    net.eval()
+    norms = _batch_norms(net)
+    saved = [bn.momentum for bn in norms]
+    if batch_stats:
+        net.train()
+        for bn in norms:
+            bn.momentum = 0.0  # running = 1 * running + 0 * batch: unchanged
+    else:
+        net.eval()
     loss_sum = torch.zeros((), device=x.device)
     wrong = torch.zeros((), device=x.device)
     for start in range(0, len(x), EVAL_BATCH):
@@ -66,6 +79,32 @@ def evaluate(net: Net, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         logits = net(xb)
         loss_sum += F.cross_entropy(logits, yb, reduction="sum")
         wrong += (logits.argmax(1) != yb).sum()
+    for bn, momentum in zip(norms, saved):
+        bn.momentum = momentum
     net.train(was_training)
     n = max(len(x), 1)
     return float(loss_sum) / n, float(wrong) / n
+
+
+@torch.no_grad()
+def calibrate_batch_norm(net: Net, x: torch.Tensor, batch_size: int = 256) -> None:
+    """Set BN running statistics to the data's (a cumulative average over ``x``), so the untrained
+    network at step 0 is evaluated as itself rather than with BN's placeholder mean 0, variance 1."""
+    norms = _batch_norms(net)
+    if not norms:
+        return
+    saved = [bn.momentum for bn in norms]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None
+    was_training = net.training
+    net.train()
+    for start in range(0, len(x), batch_size):
+        net(x[start:start + batch_size])
+    for bn, momentum in zip(norms, saved):
+        bn.momentum = momentum
+    net.train(was_training)
+
+
+def _batch_norms(net: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    return [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
