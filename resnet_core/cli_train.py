@@ -42,6 +42,7 @@ def check_out_dir(out: str, overwrite: bool) -> Path:
 
 def run_train(args: argparse.Namespace) -> int:
     from .data import load_dataset
+    from .lockstep import check_fits
     from .parallel import make_trainer
 
     settings = settings_from_args(args)
@@ -49,6 +50,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise SettingsError("--workers must be 0 (automatic) or more")
     data = load_dataset(settings.dataset, settings.dataset_args)  # a bad file fails here, before any write
+    check_fits(settings, data)
     import torch
 
     torch.set_num_threads(1)  # dispatch-bound layers: one thread per process beats two (bench/)

@@ -20,7 +20,7 @@ from .data import Dataset, load_dataset
 from .models import Net, Probe, build_model, parameter_count
 from .probes import calibrate_batch_norm, evaluate, layer_snapshot
 from .records import RunRecord
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 REGION_RESOLUTION = 48
 REGION_EVERY = 3  # decision maps every third evaluation: each costs about one evaluation
@@ -53,6 +53,22 @@ class BatchStream:
         return idx
 
 
+MAX_WEIGHTS = 20_000_000  # per run: what a classroom server can hold for each of its sessions
+
+
+def check_fits(settings: Settings, data: Dataset) -> None:
+    """Refuse, before anything is built, a run the data or the machine cannot hold."""
+    n = len(data.x_train)
+    if settings.batch_size > n:
+        raise SettingsError(f"batch_size {settings.batch_size} is larger than the training set "
+                            f"({n} points); use at most {n}")
+    per_layer = settings.width**2 * (9 * 16 if settings.arch == "cnn" else 1)  # the CNN's last stage is 4x wide
+    weights = sum(spec.depth * per_layer for spec in settings.model_specs)
+    if weights > MAX_WEIGHTS:
+        raise SettingsError(f"these models need about {weights / 1e6:.0f}M weights; at most "
+                            f"{MAX_WEIGHTS / 1e6:.0f}M fit: lower the width or the depth")
+
+
 def make_optimizer(settings: Settings, params) -> torch.optim.Optimizer:
     if settings.optimizer == "adam":
         return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -79,6 +95,7 @@ class LockstepTrainer:
         self.settings = settings.checked()
         self.device = resolve_device(self.settings.device)
         self.data = data or load_dataset(self.settings.dataset, self.settings.dataset_args)
+        check_fits(self.settings, self.data)
         names = only or self.settings.models
         specs = [s for s in self.settings.model_specs if s.name in names]
         self.models: dict[str, Net] = {

@@ -29,6 +29,8 @@ BAD_TRAIN_ARGS = [
     (["--dataset", "csv", "--dataset-arg", "path=/no/such.csv"], ["/no/such.csv", "not found"]),
     (["--dataset-arg", "arms=lots"], ["arms"]),
     (["--dataset", "cifar10", "--dataset-arg", "root=/no/cifar"], ["cifar", "data_batch_1.bin"]),
+    (["--batch-size", "4000"], ["batch_size 4000", "training set", "at most 1600"]),
+    (["--width", "512", "--models", "resnet-1002"], ["weights", "lower the width or the depth"]),
 ]
 
 
