@@ -70,9 +70,12 @@ def check_fits(settings: Settings, data: Dataset) -> None:
 
 
 def make_optimizer(settings: Settings, params) -> torch.optim.Optimizer:
+    # foreach: one fused call over all tensors; torch only picks it by itself on GPUs, and a
+    # 1002-layer net's 3000 small tensors made the per-tensor loop a sixth of every step on a CPU.
     if settings.optimizer == "adam":
-        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay, foreach=True)
+    return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum,
+                           weight_decay=settings.weight_decay, foreach=True)
 
 
 def run_config(settings: Settings, data: Dataset, models: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
