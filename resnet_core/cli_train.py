@@ -60,6 +60,7 @@ def run_train(args: argparse.Namespace) -> int:
         trainer.run(on_step=progress.update if progress else None)
         if progress:
             progress.close()
+        trainer.call("lesion_study")  # lesion.csv: each block deleted in turn from the trained nets
         record = trainer.record
     record.write(out)
     print(summary(record, time.perf_counter() - started))

@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from .data import Dataset, load_dataset
+from .lesion import lesion_rows
 from .models import Net, Probe, build_model, parameter_count
+from .paths import analyse_paths, next_start_length, probe_points, rows_for_record
 from .probes import calibrate_batch_norm, evaluate, layer_snapshot
 from .records import RunRecord
 from .settings import Settings, SettingsError
@@ -128,6 +130,9 @@ class LockstepTrainer:
         self.record.add_metrics(self.evaluate_all())
         if not self.data.is_image:
             self.decision_regions()
+        self._path_cutoffs: dict[str, int] = {}  # each model's last cutoff: where the next analysis starts
+        if self.settings.paths_every > 0:
+            self.path_analysis()
 
     # ---- control ---------------------------------------------------------------------------
     @property
@@ -169,6 +174,8 @@ class LockstepTrainer:
             self.record.add_metrics(self.evaluate_all())
             if not self.data.is_image and (self.step % (REGION_EVERY * s.eval_every) == 0 or self.step == s.steps):
                 self.decision_regions()
+        if s.paths_every > 0 and (self.step % s.paths_every == 0 or self.step == s.steps):
+            self.path_analysis()
 
     def _diverge(self, name: str) -> None:
         self.status[name] = "diverged"
@@ -209,6 +216,28 @@ class LockstepTrainer:
             self.record.set_regions(name, self.step, {
                 "x": [lo[0], hi[0]], "y": [lo[1], hi[1]], "n": resolution,
                 "classes": cls.cpu().tolist(), "confidence": [round(c, 3) for c in conf.cpu().tolist()]})
+
+    def path_analysis(self) -> None:
+        """The unrolled view of every residual model still training (resnet_core.paths): the exact
+        gradient through paths of each length on a fixed probe batch (the first training points),
+        and Veit et al.'s sampled per-path norms beside it."""
+        for name, net in self.models.items():
+            if self.status[name] != "ok" or not net.residual:
+                continue
+            n = probe_points(net, self.x_train)
+            exact, sampled = analyse_paths(net, self.x_train[:n], self.y_train[:n],
+                                           start_length=self._path_cutoffs.get(name))
+            self._path_cutoffs[name] = next_start_length(exact)
+            self.record.add_paths(rows_for_record(exact, sampled, self.step, name))
+
+    def lesion_study(self) -> None:
+        """Every model's training error with each block deleted in turn (resnet_core.lesion)."""
+        x, y = self.eval_sets["train"]
+        rows = []
+        for name, net in self.models.items():
+            if self.status[name] == "ok":
+                rows += lesion_rows(net, x, y, name)
+        self.record.set_lesion(rows)
 
     def call(self, method: str, **kwargs) -> None:
         """Run one of the analyses that record into the run (the same call a worker process takes)."""

@@ -19,6 +19,7 @@ import pandas as pd
 METRIC_COLUMNS = ["step", "model", "train_loss", "train_error", "test_error", "wall_s", "status"]
 LAYER_COLUMNS = ["step", "model", "layer", "name", "grad_norm", "act_std", "branch_ratio"]
 PATH_COLUMNS = ["step", "model", "length", "n_paths", "grad_norm", "share", "residual"]
+PATH_OPTIONAL = ["path_norm"]  # Veit et al.'s sampled per-path magnitude, where it was measured
 LESION_COLUMNS = ["model", "block", "train_error"]
 
 
@@ -89,7 +90,8 @@ class RunRecord:
     def paths_frame(self) -> pd.DataFrame:
         with self._lock:
             rows = list(self._paths)
-        return pd.DataFrame(rows, columns=PATH_COLUMNS)
+        extra = [c for c in PATH_OPTIONAL if any(c in r for r in rows)]
+        return pd.DataFrame(rows, columns=PATH_COLUMNS + extra)
 
     def lesion_frame(self) -> pd.DataFrame:
         with self._lock:

@@ -56,7 +56,9 @@ def test_an_existing_run_is_not_overwritten_without_asking(tmp_path, capsys):
 def test_presets_lists_one_line_each(capsys):
     assert main(["presets"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) >= 6 and lines[0].split()[0] == "degradation"
+    names = [line.split()[0] for line in lines]
+    assert {"degradation", "no-bn", "identity", "preact-deep", "thousand-layers", "digits-cnn"} <= set(names)
+    assert all(len(line.split(maxsplit=1)[1]) > 20 for line in lines)  # each with its one-line description
 
 
 def test_train_writes_the_contracted_run_folder(tmp_path):
