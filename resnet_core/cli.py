@@ -81,11 +81,11 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cli_train  # each command in its own module
+    from . import cli_train, cli_sweep, cli_lesson  # each command in its own module
 
     parser = OneLineParser(prog="python -m resnet_core", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for module in (cli_train,):
+    for module in (cli_train, cli_sweep, cli_lesson):
         module.add_parser(sub)
     return parser
 

@@ -179,7 +179,8 @@ def model_seed(seed: int, depth: int, layer: int) -> int:
 
 def build_model(name: str | ModelSpec, settings: Settings, input_shape: tuple[int, ...], n_classes: int) -> Net:
     spec = parse_model_name(name) if isinstance(name, str) else name
-    pre = (spec.block or settings.block) == "pre"
+    settings = settings.for_model(spec)  # the model's own suffixes (-b1, -pre, -nobn) win
+    pre = settings.block == "pre"
     use_bn = settings.norm == "batch"
     image = len(input_shape) == 3
     if settings.arch == "cnn" and not image:

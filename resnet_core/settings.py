@@ -46,7 +46,11 @@ RANGES: dict[str, tuple[float, float]] = {
 MAX_DEPTH = 2002
 MAX_MODELS = 6
 
-_MODEL_NAME = re.compile(r"^(plain|resnet)-(\d{1,6})(?:-(post|pre))?$")
+# plain-D / resnet-D, then optional per-model options in this order: -b1..-b3 (weight layers per
+# branch), -post/-pre (block layout), -bn/-nobn (normalisation). They let a lesson set two variants
+# side by side in one run (resnet-56-b1 beside resnet-56; plain-56-nobn beside plain-56).
+_MODEL_NAME = re.compile(r"^(plain|resnet)-(\d{1,6})(?:-b([1-3]))?(?:-(post|pre))?(?:-(bn|nobn))?$")
+_NORM_SUFFIX = {"bn": "batch", "nobn": "none"}
 
 
 class SettingsError(ValueError):
@@ -56,16 +60,21 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class ModelSpec:
     """One entry of ``Settings.models``, e.g. ``resnet-56``: family and paper-style depth.
-    An optional suffix (``resnet-302-pre``) sets this model's block layout, so the original
-    and the pre-activation layout can train side by side in one run."""
+    Optional suffixes set this model's own layers per branch, block layout and normalisation
+    (``resnet-56-b1``, ``resnet-302-pre``, ``plain-56-nobn``), so variants train side by side
+    in one run."""
 
     family: str
     depth: int
     block: str | None = None
+    branch_layers: int | None = None  # None: the settings' value
+    norm: str | None = None           # None: the settings' value; else "batch" or "none"
 
     @property
     def name(self) -> str:
-        return f"{self.family}-{self.depth}" + (f"-{self.block}" if self.block else "")
+        suffix = {"batch": "-bn", "none": "-nobn"}.get(self.norm or "", "")
+        return (f"{self.family}-{self.depth}" + (f"-b{self.branch_layers}" if self.branch_layers else "")
+                + (f"-{self.block}" if self.block else "") + suffix)
 
     @property
     def residual(self) -> bool:
@@ -107,6 +116,11 @@ class Settings:
         """Stages of blocks: the paper's CIFAR net has three; the MLP as many as asked."""
         return 3 if self.arch == "cnn" else self.stages
 
+    def for_model(self, spec: ModelSpec) -> "Settings":
+        """These settings as one model sees them: its name's suffixes override the run's values."""
+        return replace(self, block=spec.block or self.block, branch_layers=spec.branch_layers or self.branch_layers,
+                       norm=spec.norm or self.norm)
+
     def blocks_for(self, depth: int) -> int:
         """Residual blocks (or plain layer groups) in a net of this paper-style depth."""
         return (depth - 2) // self.branch_layers
@@ -142,7 +156,7 @@ class Settings:
         values["dataset_args"] = dict(values["dataset_args"] or {})
         result = replace(self, **values)
         for spec in result.model_specs:
-            check_depth(result, spec.depth)
+            check_depth(result.for_model(spec), spec.depth)
         return result
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,9 +208,10 @@ def _fmt(x: float) -> str:
 def parse_model_name(name: str) -> ModelSpec:
     match = _MODEL_NAME.match(str(name).strip())
     if not match:
-        raise SettingsError(f"model name {name!r} must look like plain-D or resnet-D, e.g. resnet-56 "
-                            "(optionally -pre or -post for the block layout)")
-    return ModelSpec(match.group(1), int(match.group(2)), match.group(3))
+        raise SettingsError(f"model name {name!r} must look like plain-D or resnet-D, e.g. resnet-56, optionally "
+                            "followed by -b1/-b2/-b3 (layers per branch), -pre/-post (block layout), -bn/-nobn, in that order")
+    family, depth, layers, block, norm = match.groups()
+    return ModelSpec(family, int(depth), block, int(layers) if layers else None, _NORM_SUFFIX.get(norm))
 
 
 def check_depth(settings: Settings, depth: int) -> None:
