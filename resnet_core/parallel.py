@@ -16,7 +16,10 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import sys
+import threading
 import traceback
+import types
 from typing import Any, Iterator
 
 import numpy as np
@@ -121,6 +124,24 @@ def _worker_main(conn) -> None:
             conn.send_bytes(json.dumps({"ok": False, "error": detail}).encode())
 
 
+_START_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_main() -> Iterator[None]:
+    """Spawn re-imports the parent's ``__main__`` in the child, to find functions defined there.
+    Ours live in ``resnet_core``, and the parent's main is Streamlit's bootstrap, a test runner or
+    an AppTest script, none of which may run again (an AppTest script re-run killed the worker):
+    hide it while the child starts."""
+    main = sys.modules.get("__main__")
+    bare = sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if sys.modules.get("__main__") is bare:  # unless a script run installed its own meanwhile
+            sys.modules["__main__"] = main
+
+
 class WorkerProcess:
     """One long-lived training process; reusable for run after run (``init`` resets it)."""
 
@@ -128,7 +149,8 @@ class WorkerProcess:
         ctx = mp.get_context("spawn")  # never fork a process that may hold threads and torch state
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True, name="residual-lab-worker")
-        self.process.start()
+        with _START_LOCK, _without_main():
+            self.process.start()
         child.close()
 
     def request(self, **msg: Any) -> dict[str, Any]:
