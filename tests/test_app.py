@@ -1,0 +1,253 @@
+"""The dashboard through Streamlit's AppTest: controls, the link, the buttons, replay.
+
+The app runs in this process; its training jobs use real worker processes (see conftest's
+``app_test``, which stops them after each test)."""
+from __future__ import annotations
+
+import re
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from dashboard import replay, url_state
+from dashboard.url_state import UrlState
+from resnet_core import lessons
+from resnet_core.lockstep import LockstepTrainer
+from resnet_core.presets import get_preset, presets
+from resnet_core.records import RecordError
+from resnet_core.settings import Settings
+
+TINY = Settings(models=("plain-4", "resnet-6"), width=8, steps=400, eval_every=5, probe_every=5,
+                paths_every=0, dataset_args={"n": 200})
+TINY_QUERY = url_state.encode(UrlState(TINY))
+
+
+def step_of(at) -> int:
+    for md in at.markdown:
+        match = re.fullmatch(r"## Step (\d+)", md.value.strip())
+        if match:
+            return int(match.group(1))
+    raise AssertionError("no step counter on the page")
+
+
+def wait_until(at, condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        stopped = [e.value for e in at.error if "press **Reset**" in e.value]
+        if stopped:
+            raise AssertionError(f"the run stopped: {stopped[0]}")
+        if time.monotonic() > deadline:
+            from dashboard.jobs import _LIVE_JOBS
+            states = [(j.status().state, j.status().error, j.pool.stats()) for j in _LIVE_JOBS]
+            raise AssertionError(f"condition not met; page says step {step_of(at)}; jobs: {states}")
+        time.sleep(0.2)
+        at.run()
+
+
+def depth_sliders(at):
+    return [s for s in at.select_slider if s.key.endswith(".depth")]
+
+
+def test_default_page_opens_the_degradation_preset_with_a_card_per_model(app_test):
+    at = app_test()
+    assert not at.exception and not at.error
+    assert at.session_state["settings"] == get_preset("degradation").settings()
+    assert at.query_params["preset"] == "degradation"
+    assert [m.label for m in at.metric] == ["plain-20", "plain-56", "resnet-56"]
+    assert all(m.value == "—" for m in at.metric)
+    assert step_of(at) == 0
+    assert {b.label for b in at.button} >= {"Train", "Pause", "Step", "Reset"}
+
+
+@pytest.mark.parametrize("name", sorted(presets()))
+def test_presets_fill_the_controls(app_test, name):
+    at = app_test()
+    at.selectbox(key="w.preset").set_value(name).run()
+    expected = get_preset(name).settings()
+    assert at.session_state["settings"] == expected
+    specs = expected.model_specs
+    assert [s.value for s in depth_sliders(at)] == [s.depth for s in specs]
+    families = [c.value for c in at.segmented_control if re.fullmatch(r"w\.m\d+\.family", c.key or "")]
+    assert families == [s.family for s in specs]
+    assert at.segmented_control(key="w.arch").value == expected.arch
+    assert at.select_slider(key="w.width").value == expected.width
+    assert at.toggle(key="w.norm").value == (expected.norm == "batch")
+    assert at.selectbox(key="w.init").value == expected.init
+    assert at.segmented_control(key="w.block").value == expected.block
+    assert at.number_input(key="w.steps").value == expected.steps
+    assert [m.label for m in at.metric] == list(expected.models)
+    assert at.query_params["preset"] == name and at.query_params["models"] == ",".join(expected.models)
+
+
+def test_query_params_round_trip(app_test):
+    settings = get_preset("no-bn").settings().with_changes(
+        width=48, lr=0.02, seed=7, models=("plain-10", "resnet-10-pre"), dataset_args={"arms": 4}, optimizer="adam")
+    query = url_state.encode(UrlState(settings, "no-bn", None, False))
+    at = app_test(query)
+    assert not at.warning and not at.error
+    assert at.session_state["settings"] == settings
+    assert {k: at.query_params[k] for k in query} == query  # the page writes the same link back
+    assert set(at.query_params.keys()) == set(query)
+
+
+def test_bad_query_values_are_clamped_or_replaced_with_a_message(app_test):
+    at = app_test({"models": "plain-7,resnet-56", "lr": "-1", "width": "100000", "block": "banana",
+                   "steps": "lots", "ds_path": "/etc/passwd"})
+    s = at.session_state["settings"]
+    assert (s.models, s.lr, s.width, s.block, s.steps) == (("plain-8", "resnet-56"), 1e-6, 512, "post", 400)
+    assert "path" not in s.dataset_args
+    [warning] = at.warning
+    for fragment in ("plain-7", "lr -1", "width 100000", "block 'banana'", "steps 'lots'", "path"):
+        assert fragment in warning.value
+    assert at.query_params["width"] == "512" and at.query_params["block"] == "post"
+
+
+def test_buttons_drive_the_training_job(app_test):
+    at = app_test(TINY_QUERY)
+    at.button(key="step").click().run()
+    wait_until(at, lambda: step_of(at) == 1)
+    assert all(m.value.endswith("%") for m in at.metric)  # the step-0 evaluation is on the cards
+    at.button(key="train").click().run()
+    wait_until(at, lambda: step_of(at) > 5)
+    at.button(key="pause").click().run()
+    wait_until(at, lambda: any("paused" in md.value for md in at.markdown))
+    held = step_of(at)
+    time.sleep(0.5)
+    at.run()
+    assert step_of(at) == held
+    at.button(key="reset").click().run()
+    wait_until(at, lambda: step_of(at) == 0 and all(m.value == "—" for m in at.metric))
+    assert not at.exception
+
+
+def test_changing_a_model_mid_run_resets_with_a_notice(app_test):
+    at = app_test(TINY_QUERY)
+    at.button(key="step").click().run()
+    wait_until(at, lambda: step_of(at) == 1)
+    slider = depth_sliders(at)[-1]
+    deeper = [d for d in slider.options if int(d) > slider.value][0]
+    slider.set_value(int(deeper)).run()
+    assert any("reset" in t.value for t in at.toast)
+    wait_until(at, lambda: step_of(at) == 0)
+    assert [m.label for m in at.metric] == ["plain-4", f"resnet-{deeper}"]
+
+
+def test_learning_rate_change_mid_run_keeps_the_run(app_test):
+    at = app_test(TINY_QUERY)
+    at.button(key="step").click().run()
+    wait_until(at, lambda: step_of(at) == 1)
+    at.select_slider(key="w.lr").set_value(0.01).run()
+    assert not at.toast and not at.error
+    assert step_of(at) == 1 and at.query_params["lr"] == "0.01"
+    at.button(key="step").click().run()
+    wait_until(at, lambda: step_of(at) == 2)
+
+
+def test_invalid_controls_show_an_error_and_do_not_train(app_test):
+    at = app_test(TINY_QUERY)
+    first, second = depth_sliders(at)
+    at.segmented_control(key=second.key.replace(".depth", ".family")).set_value("plain").run()
+    depth_sliders(at)[1].set_value(4).run()
+    assert any("each name may appear once" in e.value for e in at.error)
+    at.button(key="train").click().run()
+    time.sleep(0.5)
+    at.run()
+    assert step_of(at) == 0
+
+
+def test_presenter_view_hides_most_controls_and_keeps_the_settings(app_test):
+    at = app_test({**TINY_QUERY, "presenter": "1"})
+    assert at.toggle(key="w.presenter").value is True
+    keys = {w.key for w in at.select_slider} | {w.key for w in at.selectbox}
+    assert "w.width" not in keys and "w.dataset" not in keys
+    assert len(depth_sliders(at)) == 2
+    assert at.session_state["settings"] == TINY
+    at.toggle(key="w.presenter").set_value(False).run()
+    assert at.select_slider(key="w.width").value == TINY.width
+    assert "presenter" not in at.query_params
+
+
+def test_a_lesson_applies_its_settings(app_test, monkeypatch):
+    lesson = SimpleNamespace(title="Why deeper is worse", text="", question="",
+                             overrides={"preset": "degradation", "width": 16})
+    monkeypatch.setitem(lessons.LESSONS, "why-deeper", lesson)
+    at = app_test()
+    at.selectbox(key="w.lesson").set_value("why-deeper").run()
+    assert at.session_state["settings"] == get_preset("degradation").settings(width=16)
+    assert at.query_params["lesson"] == "why-deeper"
+
+
+@pytest.mark.skipif(not lessons.LESSONS, reason="no lessons defined")
+def test_every_lesson_fills_the_controls_and_round_trips_through_the_link(app_test):
+    at = app_test()
+    for name, lesson in lessons.LESSONS.items():
+        at.selectbox(key="w.lesson").set_value(name).run()
+        assert not at.exception, name
+        assert at.session_state["settings"] == lesson.settings()
+        assert at.query_params["lesson"] == name
+    link = {k: at.query_params[k] for k in at.query_params.keys()}
+    again = app_test(link)
+    assert again.session_state["settings"] == at.session_state["settings"] and not again.warning
+
+
+def test_replay_a_run_folder_in_the_same_panels(app_test, tmp_path, monkeypatch):
+    monkeypatch.setenv("RESIDUAL_LAB_RUNS", str(tmp_path))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny layers: one thread is as fast, and does not fight the other processes
+    try:
+        with LockstepTrainer(TINY.with_changes(steps=10)) as trainer:
+            trainer.run().write(tmp_path / "demo")
+    finally:
+        torch.set_num_threads(threads)
+    at = app_test()
+    at.session_state["tab"] = "Records"
+    at.run()
+    assert [d.label for d in at.get("download_button")][:2] == ["metrics.csv", "layers.csv"]
+    assert at.selectbox(key="replay_pick").options == ["demo"]
+    at.button(key="replay_go").click().run()
+    assert step_of(at) == 10
+    assert any("replay" in md.value for md in at.markdown)
+    assert [m.label for m in at.metric] == list(TINY.models)
+    errors = trainer.record.metrics_frame().query("step == 10")["train_error"]
+    assert [m.value for m in at.metric] == [f"{100 * e:.1f} %" for e in errors]
+
+
+def test_replay_refuses_anything_outside_the_runs_folder(tmp_path):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "config.json").write_text("{}")
+    (tmp_path / "runs" / "link").symlink_to(tmp_path / "elsewhere")
+    assert replay.run_folders(tmp_path / "runs") == []
+    for name in ("../elsewhere", "link", "/etc"):
+        with pytest.raises(RecordError):
+            replay.resolve(name, tmp_path / "runs")
+
+
+def test_a_diverging_model_is_shown_as_diverged_while_the_others_train(app_test):
+    # Without normalisation a 302-layer residual net's signal explodes at once (He init).
+    settings = TINY.with_changes(models=("plain-4", "resnet-302"), norm="none", steps=20)
+    at = app_test(url_state.encode(UrlState(settings)))
+    at.button(key="train").click().run()
+    wait_until(at, lambda: step_of(at) == 20)
+    cards = {m.label: m.value for m in at.metric}
+    assert cards["resnet-302"] == "diverged at step 1"
+    assert cards["plain-4"].endswith("%")  # the other model trained on to the end
+
+
+POINTS_CSV = "x1,x2,label\n" + "\n".join(f"{i % 7},{(i * 3) % 11},{'ab'[i % 2]}" for i in range(200))
+
+
+def test_a_csv_upload_trains_on_the_users_points(app_test):
+    at = app_test(url_state.encode(UrlState(TINY.with_changes(dataset="csv", dataset_args={}))))
+    assert any("upload a CSV" in e.value for e in at.error)
+    at.file_uploader(key="w.csv_upload").upload("bad.csv", b"a,b\n1,2\n", "text/csv").run()
+    assert any(e.value.startswith("bad.csv:") for e in at.error)  # the loader's own message
+    at.file_uploader(key="w.csv_upload").clear().upload("points.csv", POINTS_CSV.encode(), "text/csv").run()
+    assert not at.error
+    path = at.session_state["settings"].dataset_args["path"]
+    assert open(path).read() == POINTS_CSV
+    assert "ds_path" not in at.query_params  # a link never carries a server path
+    at.button(key="step").click().run()
+    wait_until(at, lambda: step_of(at) == 1)

@@ -1,0 +1,149 @@
+"""The product as a class meets it: Chromium against a real `streamlit run`, the degradation lesson
+trained live. Saves the screenshots the README shows (docs/screenshots/)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import start_streamlit, stop_streamlit
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+MODELS = ("plain-20", "plain-56", "resnet-56")
+STEP = re.compile(r"^Step (\d+)$")
+WAIT_MS = 90_000
+
+
+def step_counter(page) -> int:
+    return int(STEP.match(page.get_by_text(STEP).inner_text().strip()).group(1))
+
+
+def card_errors(page) -> dict[str, float]:
+    """Model -> training error (%) as the metric cards show it."""
+    out = {}
+    for card in page.get_by_test_id("stMetric").all():
+        text = card.inner_text()
+        name = next((m for m in MODELS if m in text), None)
+        value = re.search(r"(\d+(?:\.\d+)?) %", text)
+        if name and value:
+            out[name] = float(value.group(1))
+    return out
+
+
+def separated(page) -> bool:
+    e = card_errors(page)
+    return len(e) == 3 and e["plain-56"] >= e["plain-20"] + 10 and e["plain-56"] >= e["resnet-56"] + 10
+
+
+def wait_until(page, condition, timeout_ms: int = WAIT_MS) -> None:
+    """Poll ``condition(page)`` on the page's own clock (no fixed sleeps)."""
+    waited = 0
+    while not condition(page):
+        if waited > timeout_ms:
+            raise AssertionError(f"not reached in {timeout_ms} ms; page says Step {step_counter(page)}, {card_errors(page)}")
+        page.wait_for_timeout(200)
+        waited += 200
+
+
+def shoot(page, name: str, scroll: int = 0) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.mouse.move(1000, 600)
+    page.mouse.wheel(0, scroll - 10_000)  # back to the top, then down to the panel wanted
+    if scroll:
+        page.mouse.wheel(0, scroll)
+    page.mouse.move(1395, 895)  # no tooltip in the picture
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SCREENSHOTS / name))
+
+
+def open_tab(page, label: str) -> None:
+    page.get_by_role("tab", name=label, exact=True).click()
+    page.get_by_role("tab", name=label, exact=True).and_(page.locator("[aria-selected=true]")).wait_for()
+
+
+def test_degradation_trains_live_in_the_browser(streamlit_server, page):
+    page.goto(streamlit_server.url)
+    page.get_by_text(STEP).wait_for(timeout=WAIT_MS)
+    assert step_counter(page) == 0
+
+    page.get_by_test_id("stSelectbox").filter(has_text="Preset").click()
+    page.get_by_role("option", name="Degradation").click()
+    for model in MODELS:  # every model has its card before training
+        page.get_by_test_id("stMetric").filter(has_text=model).wait_for()
+
+    page.get_by_role("button", name="Train", exact=True).click()
+    wait_until(page, lambda p: step_counter(p) > 0)
+    first = step_counter(page)
+    wait_until(page, lambda p: step_counter(p) > first)  # the counter moves on its own
+    assert set(card_errors(page)) == set(MODELS)
+    page.locator(".js-plotly-plot").first.wait_for()
+    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 6  # train + test per model
+
+    wait_until(page, lambda p: separated(p) and step_counter(p) >= 120)
+    shoot(page, "degradation.png")
+
+    page.get_by_role("button", name="Pause", exact=True).click()
+    page.get_by_text("paused").first.wait_for(timeout=WAIT_MS)
+    held = step_counter(page)
+    page.wait_for_timeout(2000)  # two refresh periods: nothing may move
+    assert step_counter(page) == held
+
+    open_tab(page, "Gradients")
+    page.locator(".js-plotly-plot .heatmaplayer, .js-plotly-plot image").first.wait_for()
+    shoot(page, "gradients.png", scroll=390)  # the heatmaps and the latest profile under them
+    open_tab(page, "Decision regions")
+    page.locator(".js-plotly-plot").first.wait_for()
+    shoot(page, "regions.png")
+
+    page.get_by_role("button", name="Reset", exact=True).click()
+    wait_until(page, lambda p: step_counter(p) == 0)
+    page.get_by_text("ready").first.wait_for()
+    assert "Traceback" not in streamlit_server.log()
+
+
+@pytest.fixture
+def server_for_one(tmp_path):
+    """A server that lets one session train at a time."""
+    server = start_streamlit(tmp_path / "server.log", env={"RESIDUAL_LAB_MAX_TRAINING": "1"})
+    yield server
+    stop_streamlit(server.process)
+
+
+def test_the_next_in_line_trains_once_a_training_tab_closes(server_for_one, browser):
+    first, second = (browser.new_context(viewport={"width": 1400, "height": 900}) for _ in range(2))
+    pages = [first.new_page(), second.new_page()]
+    for page in pages:
+        page.goto(server_for_one.url + "/?preset=degradation&steps=100000")
+        page.get_by_text(STEP).wait_for(timeout=WAIT_MS)
+    pages[0].get_by_role("button", name="Train", exact=True).click()
+    wait_until(pages[0], lambda p: step_counter(p) > 0)
+    pages[1].get_by_role("button", name="Train", exact=True).click()
+    pages[1].get_by_text("You are number 1 in line").wait_for(timeout=WAIT_MS)
+    assert step_counter(pages[1]) == 0
+    first.close()  # the tab goes: its session is released and its job hands the worker on
+    wait_until(pages[1], lambda p: step_counter(p) > 0)
+    second.close()
+    assert "Traceback" not in server_for_one.log()
+
+
+def test_a_lesson_end_to_end_shows_its_verdict(streamlit_server, page):
+    """Pick lesson 2 in the sidebar, read its question, press Train: the verdict appears, with figures,
+    while the class watches (issue 7)."""
+    page.goto(streamlit_server.url)
+    page.get_by_text(STEP).wait_for(timeout=WAIT_MS)
+    page.get_by_test_id("stSelectbox").filter(has_text="Lesson").click()
+    page.get_by_role("option", name=re.compile("Residual learning")).click()
+    page.get_by_text("Not yet").first.wait_for(timeout=WAIT_MS)
+    for model in ("plain-20", "resnet-20", "plain-56", "resnet-56"):  # the lesson's own models
+        page.get_by_test_id("stMetric").filter(has_text=model).wait_for()
+    page.get_by_role("button", name="Train", exact=True).click()
+    verdict = page.get_by_text("Shown on this run")
+    verdict.wait_for(timeout=180_000)
+    assert step_counter(page) < 400  # judged live, before the run ends
+    assert re.search(r"\d+ points", page.get_by_test_id("stAlert").filter(has_text="Shown").inner_text())
+    shoot(page, "lesson.png")
+    page.get_by_role("button", name="Pause", exact=True).click()
+    assert "Traceback" not in streamlit_server.log()

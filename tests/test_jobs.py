@@ -1,0 +1,146 @@
+"""Training jobs and the worker pool, with real worker processes: the cap, the queue, the commands."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from dashboard.jobs import JobError, TrainingJob, needs_reset
+from dashboard.worker_pool import WorkerPool
+from resnet_core.settings import Settings
+
+TINY = Settings(models=("plain-4", "resnet-6"), width=8, steps=30, eval_every=5, probe_every=5,
+                paths_every=0, dataset_args={"n": 200})
+
+
+def wait_for(predicate, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture(scope="module")
+def pool():
+    pool = WorkerPool(size=1)  # one worker for the module: each test's jobs hand it back
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def jobs(pool):
+    made: list[TrainingJob] = []
+
+    def make(settings: Settings = TINY) -> TrainingJob:
+        made.append(TrainingJob(pool, settings))
+        return made[-1]
+
+    yield make
+    for job in made:
+        job.stop(wait=True)
+
+
+def test_step_train_pause_reset(jobs):
+    job = jobs()
+    job.step()
+    wait_for(lambda: job.status().step == 1 and job.status().state == "paused")
+    record = job.status().record
+    assert record.latest_step() == 0 and set(record.models()) == {"plain-4", "resnet-6"}
+    job.train()
+    wait_for(lambda: job.status().state == "done")
+    assert job.status().step == 30 and record.latest_step() == 30
+    job.reset()
+    wait_for(lambda: job.status().state == "idle" and job.status().record is None)
+    assert job.status().step == 0
+
+
+def test_pause_holds_the_step(jobs):
+    job = jobs(TINY.with_changes(steps=100_000))
+    job.train()
+    wait_for(lambda: job.status().step > 3)
+    job.pause()
+    wait_for(lambda: job.status().state == "paused")
+    held = job.status().step
+    time.sleep(0.6)
+    assert job.status().step == held
+
+
+def test_cap_queues_the_second_session_and_shows_its_place(jobs, pool):
+    first, second = jobs(TINY.with_changes(steps=100_000)), jobs()
+    first.train()
+    wait_for(lambda: first.status().state == "training")
+    second.train()
+    status = wait_for(lambda: (s := second.status()).state == "waiting" and s.queue_position and s)
+    assert status.queue_position == 1 and pool.stats()["training"] == 1
+    first.pause()
+    assert second.status().state == "waiting"  # a paused session keeps its worker for a while...
+    first.reset()                              # ...and gives it back on reset
+    wait_for(lambda: second.status().step > 0)
+    assert second.status().queue_position is None
+
+
+def test_learning_rate_changes_mid_run_without_reset(jobs):
+    job = jobs()
+    job.step(3)
+    wait_for(lambda: job.status().step == 3)
+    record = job.status().record
+    assert job.update_settings(TINY.with_changes(lr=0.01, steps=60)) == "live"
+    wait_for(lambda: record.config["settings"]["steps"] == 60)  # the job's thread has taken it
+    assert job.status().record is record and record.config["settings"]["lr"] == 0.01
+    job.train()
+    wait_for(lambda: job.status().state == "done")
+    assert job.status().step == 60  # more steps than the run began with
+
+
+def test_changing_a_model_resets(jobs):
+    job = jobs()
+    job.step()
+    wait_for(lambda: job.status().step == 1)
+    assert needs_reset(TINY, TINY.with_changes(width=16)) and not needs_reset(TINY, TINY.with_changes(lr=0.2))
+    assert job.update_settings(TINY.with_changes(models=("plain-4", "resnet-8"))) == "reset"
+    wait_for(lambda: job.status().record is None)
+    assert job.settings.models == ("plain-4", "resnet-8")
+
+
+def test_a_failing_run_reports_its_error_and_recovers_on_reset(jobs, pool):
+    job = jobs(TINY.with_changes(dataset="csv", dataset_args={}))  # no file: the worker cannot load the data
+    job.train()
+    status = wait_for(lambda: (s := job.status()).state == "error" and s)
+    assert status.error.startswith("the csv dataset needs a file")  # the user's message, no class path
+    assert pool.stats()["training"] == 0  # the worker went back to the pool
+    job.reset(TINY)
+    job.step()
+    wait_for(lambda: job.status().step == 1)
+
+
+def test_requests_need_a_model_and_a_known_method(jobs):
+    job = jobs()
+    with pytest.raises(JobError, match="press Train or Step"):
+        job.request("decision_regions")
+    with pytest.raises(JobError, match="unknown analysis"):
+        job.request("os.system")
+    job.step()
+    wait_for(lambda: job.status().step == 1)
+    before = job.status().record.version
+    job.request("decision_regions")
+    assert job.status().record.version > before
+
+
+def test_an_idle_session_lends_its_worker_to_one_waiting(jobs, monkeypatch):
+    monkeypatch.setattr("dashboard.jobs.IDLE_RELEASE_S", 0.3)
+    idle, waiting = jobs(), jobs()
+    idle.step()
+    wait_for(lambda: idle.status().state == "paused")
+    waiting.train()
+    wait_for(lambda: waiting.status().step > 0)  # the paused session handed its worker on
+    status = idle.status()
+    assert status.state == "released" and status.record is not None  # its charts stay
+    waiting.reset()
+    idle.train()  # its models are gone: the run starts again, with a notice saying so
+    notices = []
+    wait_for(lambda: (s := idle.status()) and (notices.append(s.notice) or s.step > 0))
+    assert idle.status().record is not status.record
+    assert any(n and "restarts from step 0" in n for n in notices)
