@@ -1,0 +1,270 @@
+"""The depth sweep: independent runs over depths and seeds, in worker processes, rows streamed as
+each run finishes; sweep.csv's columns; the CLI; and the degradation trend itself."""
+import json
+import threading
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from resnet_core.cli import main
+from resnet_core.jobpool import BackgroundRun, JobError, JobPool, SlotQueue, start_queued
+from resnet_core.settings import Settings, SettingsError
+from resnet_core.sweep import SWEEP_COLUMNS, plan_sweep, run_sweep, sweep_frame, sweep_summary, write_sweep_csv
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY = Settings(steps=20, eval_every=10, dataset_args={"n": 400})
+
+
+@pytest.fixture(scope="module")
+def two_workers():
+    """Two worker processes shared by the tests that need real ones (each start costs seconds)."""
+    pool = JobPool(2)
+    yield pool
+    pool.close()
+
+
+def test_a_plan_has_one_run_per_family_depth_and_seed_deepest_first():
+    jobs = plan_sweep(TINY, depths=(8, 4), seeds=(0, 1, 2))
+    assert len(jobs) == 2 * 3 * 2
+    assert [j["depth"] for j in jobs] == [8] * 6 + [4] * 6
+    assert {(j["family"], j["depth"], j["seed"]) for j in jobs} == {
+        (f, d, s) for f in ("plain", "resnet") for d in (4, 8) for s in (0, 1, 2)}
+    for job in jobs:
+        s = Settings.from_dict(job["settings"])
+        assert s.models == (f"{job['family']}-{job['depth']}",) and s.seed == job["seed"] and s.steps == 20
+    assert json.loads(json.dumps(jobs)) == jobs  # crosses to a worker as JSON
+
+
+@pytest.mark.parametrize("depths,seeds,words", [
+    ((8, 15), (0,), "depth 15 is not valid for the MLP (2n+2): try 14 or 16"),
+    ((9999,), (0,), "too deep"),
+    ((), (0,), "at least one depth"),
+    ((8,), (-1,), "seeds must be from 0"),
+    (tuple(range(4, 84, 2)), tuple(range(4)), "too big"),
+])
+def test_a_bad_sweep_is_refused_before_anything_runs(depths, seeds, words):
+    with pytest.raises(SettingsError) as error:
+        plan_sweep(TINY, depths, seeds)
+    assert words in str(error.value)
+
+
+def test_rows_stream_as_runs_finish_and_make_sweep_csv(tmp_path):
+    jobs = plan_sweep(TINY, depths=(4, 8), seeds=(0, 1))
+    seen_progress = []
+    stream = run_sweep(jobs, workers=0, on_progress=seen_progress.append)
+    first = next(stream)  # one run done, the others not yet started
+    assert seen_progress[-1] == pytest.approx(1 / len(jobs))
+    rows = [first, *stream]
+    assert len(rows) == len(jobs) and seen_progress[-1] == 1.0
+    assert all(set(r) == set(SWEEP_COLUMNS) for r in rows)
+    path = write_sweep_csv(rows, tmp_path)
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == SWEEP_COLUMNS
+    for column in ("train_error", "test_error", "mean_train_error"):
+        assert frame[column].between(0, 1).all()
+    assert (frame.wall_s > 0).all()
+    summary = sweep_summary(sweep_frame(rows))
+    assert len(summary) == 4 and (summary.seeds == 2).all()
+
+
+def test_worker_processes_give_the_same_rows_and_stream_them(two_workers):
+    jobs = plan_sweep(TINY, depths=(4, 8), seeds=(0,))
+    here = sweep_frame(run_sweep(jobs, workers=0)).drop(columns="wall_s")
+    progress_when_row_arrived = []
+    latest = [0.0]
+    rows = []
+    for row in run_sweep(jobs, pool=two_workers, on_progress=lambda f: latest.__setitem__(0, f)):
+        progress_when_row_arrived.append(latest[0])
+        rows.append(row)
+    assert progress_when_row_arrived[0] < 1.0  # the first row came while others still ran
+    pd.testing.assert_frame_equal(sweep_frame(rows).drop(columns="wall_s"), here)
+
+
+def test_a_failed_run_is_a_one_line_error_and_leaves_the_worker_ready(two_workers):
+    with pytest.raises(ValueError, match="unknown job kind"):
+        list(JobPool(0).run("rm -rf", [{}]))
+    with pytest.raises(JobError, match="^width must be from 2 to 512"):
+        list(two_workers.run("train", [{"settings": {"width": 0}, "family": "plain", "depth": 8, "seed": 0}]))
+    assert two_workers.usable
+    # A batch given up half way: the other worker's late answer must not mix into the next batch.
+    half = plan_sweep(TINY.with_changes(steps=200), depths=(8,), seeds=(0,))
+    bad = {"settings": {"width": 0}, "family": "plain", "depth": 8, "seed": 0}
+    with pytest.raises(JobError):
+        list(two_workers.run("train", [half[0], bad]))
+    rows = list(run_sweep(plan_sweep(TINY, depths=(4,), seeds=(0,)), pool=two_workers))
+    assert sorted((r["family"], r["depth"]) for r in rows) == [("plain", 4), ("resnet", 4)]
+
+
+def test_a_stop_ends_the_worker_process():
+    pool = JobPool(1)
+    long = plan_sweep(Settings(steps=5000), depths=(56,), seeds=(0,), families=("plain",))
+    run = start_queued(lambda r, p: run_sweep(long, pool=p, on_progress=r.set_progress), 1, pool=pool,
+                       slots=SlotQueue(1))
+    deadline = time.monotonic() + 60
+    while run.progress == 0 and time.monotonic() < deadline:  # wait until it trains
+        time.sleep(0.1)
+    assert 0 < run.progress < 1
+    run.cancel()
+    assert run.wait(10) and run.error is None and run.snapshot() == []
+    assert pool.workers == [] and not pool.usable  # the worker process was ended
+
+
+def test_the_slot_queue_serves_first_come_first_served_within_its_capacity():
+    slots = SlotQueue(2)
+    order = []
+    assert slots.acquire(2, lambda: False)
+
+    def later(name, n):
+        if slots.acquire(n, lambda: False):
+            order.append(name)
+
+    threads = [threading.Thread(target=later, args=("a", 2)), threading.Thread(target=later, args=("b", 1))]
+    threads[0].start()
+    time.sleep(0.1)
+    threads[1].start()
+    time.sleep(0.3)
+    assert order == []  # both wait while the slots are taken
+    slots.release(2)
+    threads[0].join(2)
+    assert order == ["a"]  # "b" must wait behind "a" even though one slot would do
+    slots.release(2)
+    threads[1].join(2)
+    assert order == ["a", "b"]
+    assert not slots.acquire(2, lambda: True)  # cancelled while waiting
+
+
+def test_a_background_run_keeps_partial_results_and_its_error():
+    def start(run):
+        yield 1
+        run.set_progress(0.5, "half way")
+        yield 2
+        raise SettingsError("depth 7 is not valid")
+
+    run = BackgroundRun(start)
+    assert run.wait(5)
+    assert run.snapshot() == [1, 2] and run.progress == 0.5 and run.error == "depth 7 is not valid"
+
+
+def test_cli_sweep_writes_sweep_csv(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code = main(["sweep", "--depths", "4,8", "--seeds", "0", "--steps", "10", "--dataset-arg", "n=400",
+                 "--workers", "1", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    frame = pd.read_csv(out / "sweep.csv")
+    assert list(frame.columns) == SWEEP_COLUMNS and len(frame) == 4
+    assert "4 runs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--depths", "8,15"], ["depth 15", "14 or 16"]),
+    (["--depths", "8,x"], ["--depths", "whole numbers"]),
+    (["--seeds", ""], ["--seeds", "at least one"]),
+    (["--families", "plain,vgg"], ["families"]),
+    (["--width", "0"], ["width"]),
+    (["--dataset", "spiralz"], ["unknown dataset"]),
+    (["--batch-size", "4000"], ["batch_size 4000", "at most"]),
+    (["--workers", "-1"], ["--workers"]),
+])
+def test_cli_sweep_bad_arguments_exit_2_with_one_line(tmp_path, capsys, args, words):
+    out = tmp_path / "sweep"
+    code = main(["sweep", "--depths", "4", "--seeds", "0", "--steps", "5", "--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert all(w in err for w in words), err
+    assert not (out / "sweep.csv").exists()
+
+
+def test_cli_sweep_does_not_overwrite_without_asking(tmp_path, capsys):
+    (tmp_path / "sweep.csv").write_text("x\n")
+    assert main(["sweep", "--depths", "4", "--seeds", "0", "--steps", "5", "--out", str(tmp_path)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "sweep.csv").read_text() == "x\n"
+
+
+@pytest.mark.slow
+def test_deeper_plain_nets_train_worse_while_residual_nets_do_not(two_workers):
+    """He et al. 2015, Table 6 / Fig. 6 on spirals. Measured over seeds 0-4 at 150 steps: the error
+    averaged over the run was plain-8 0.10-0.12, plain-32 0.44-0.58, resnet-8 0.11-0.13,
+    resnet-32 0.12-0.15."""
+    jobs = plan_sweep(Settings(steps=150), depths=(8, 32), seeds=(0, 1))
+    frame = sweep_frame(run_sweep(jobs, pool=two_workers))
+    mean = frame.groupby(["family", "depth"]).mean_train_error.mean()
+    assert mean["plain", 32] > mean["plain", 8] + 0.2  # the degradation
+    assert mean["plain", 32] > mean["resnet", 32] + 0.2
+    assert mean["resnet", 32] < mean["resnet", 8] + 0.1  # the residual family does not degrade
+    worst_resnet = frame.query("family == 'resnet' and depth == 32").train_error.max()
+    assert frame.query("family == 'plain' and depth == 32").train_error.min() > worst_resnet
+
+
+# ------------------------------------------------------------------------------ chart and panel
+def test_the_sweep_chart_has_a_line_and_a_band_per_family_in_both_panels():
+    from dashboard.charts_beyond import sweep_figure
+
+    rows = [{"family": f, "depth": d, "seed": s, "train_error": e + s / 100, "test_error": e + 0.05,
+             "mean_train_error": e + 0.1, "wall_s": 1.0}
+            for f, errors in (("plain", {8: 0.1, 32: 0.5}), ("resnet", {8: 0.1, 32: 0.05}))
+            for d, e in errors.items() for s in (0, 2)]
+    fig = sweep_figure(sweep_frame(rows))
+    lines = {(t.name, t.xaxis): t for t in fig.data if t.name}
+    assert set(lines) == {("plain (final)", "x"), ("plain (run average)", "x"), ("residual (final)", "x"),
+                          ("residual (run average)", "x"), ("plain (final)", "x2"), ("residual (final)", "x2")}
+    plain = lines["plain (final)", "x"]
+    assert list(plain.x) == [8, 32] and list(plain.y) == pytest.approx([11, 51])  # mean over seeds, in %
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert len(bands) == 4 and list(bands[0].y) == pytest.approx([12, 52, 50, 10])  # best to worst seed
+    partial = sweep_figure(sweep_frame(rows[:2]))  # the first results of a running sweep
+    assert {t.name for t in partial.data if t.name} == {"plain (final)", "plain (run average)"}
+
+
+@pytest.fixture
+def release_sessions():
+    yield
+    import streamlit as st
+
+    st.cache_resource.clear()  # on_release cancels the panel's sweep and ends its processes
+
+
+PANEL = """
+from resnet_core.settings import Settings
+from dashboard.panel_sweep import render_sweep_panel
+render_sweep_panel(Settings(steps=20, eval_every=10, dataset_args={"n": 400}))
+"""
+
+
+def test_the_panel_fills_the_chart_as_runs_finish(release_sessions):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_string(PANEL, default_timeout=30).run()
+    assert not at.exception and not at.get("plotly_chart")  # nothing heavy on page load
+    assert at.multiselect(key="sweep_depths").value == [8, 14, 20, 32, 44, 56]
+    at.multiselect(key="sweep_depths").set_value([4, 8])
+    at.number_input(key="sweep_seeds").set_value(1)
+    at.number_input(key="sweep_workers").set_value(1)
+    at.button(key="sweep_run").click().run()
+    assert at.button(key="sweep_run").disabled and not at.button(key="sweep_stop").disabled
+    deadline = time.monotonic() + 60
+    while at.get("progress") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception and not at.error
+    assert len(at.get("plotly_chart")) == 1
+    assert "4 runs in" in " ".join(c.value for c in at.caption)
+    assert not at.button(key="sweep_run").disabled
+
+
+def test_the_panel_says_what_to_change_for_a_bad_choice(release_sessions):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_string(PANEL, default_timeout=30).run()
+    at.multiselect(key="sweep_depths").set_value([])
+    at.button(key="sweep_run").click().run()
+    assert [e.value for e in at.error] == ["a sweep needs at least one depth and one seed"]
