@@ -1,0 +1,183 @@
+"""A class on one server: N sessions open the app, T of them press Train, all keep interacting.
+
+    .venv/bin/python bench/load_test.py [--sessions 30] [--training 10] [--seconds 40]
+
+Starts a real ``streamlit run`` on 127.0.0.1, drives it with Streamlit WebSocket clients (the
+browser's protocol, without a browser's CPU cost: see ``streamlit_client.py``), and prints:
+interaction latency (full script reruns) p50/p95, the most training workers seen at once against
+the cap, queue positions shown, errors on pages and in the server log, and, after every session
+closed, how long the server took to get back to its thread count, and its memory against the
+baseline. ``tests/test_load.py`` runs a 5-session version in the suite.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from streamlit_client import StreamlitClient  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+STEP = re.compile(r"Step (\d+)")
+QUEUE = re.compile(r"number \d+ in line")  # what a session waiting for a trainer is told
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server(log_path: Path, env: dict[str, str] | None = None):
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true"]
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield url, psutil.Process(proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def step_of(client: StreamlitClient) -> int | None:
+    for text in client.page.texts:
+        m = STEP.search(text)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+class BusyWorkers:
+    """Counts the server's child processes that are using a core right now (training)."""
+
+    def __init__(self, server_proc: psutil.Process):
+        self.server = server_proc
+        self.known: dict[int, psutil.Process] = {}
+
+    def count(self) -> int:
+        busy = 0
+        for child in self.server.children(recursive=True):
+            proc = self.known.setdefault(child.pid, child)
+            try:
+                if proc.cpu_percent(interval=None) > 30:  # since the previous look at this process
+                    busy += 1
+            except psutil.Error:
+                self.known.pop(child.pid, None)
+        return busy
+
+
+def run_load(sessions: int, training: int, seconds: float, cap: int = 2, log_path: Path | None = None) -> dict:
+    log_path = log_path or Path("/tmp/residual-lab-load.log")
+    figures: dict = {"sessions": sessions, "training": training, "cap": cap}
+    with server(log_path, {"RESIDUAL_LAB_MAX_TRAINING": str(cap)}) as (url, proc):
+        warm = StreamlitClient(url)  # the first page load imports torch & co: not part of the load
+        warm.run(timeout=120)
+        warm.close()
+        time.sleep(3)
+        base_threads, base_rss = proc.num_threads(), proc.memory_info().rss
+        figures["baseline_threads"], figures["baseline_rss_mb"] = base_threads, base_rss / 2**20
+
+        clients = [StreamlitClient(url) for _ in range(sessions)]
+        open_s = [c.run(timeout=120) for c in clients]
+        for c in clients[:training]:
+            c.click("Train")
+        stop = time.monotonic() + seconds
+        peak_busy, queue_seen, errors = 0, set(), []
+        busy = BusyWorkers(proc)
+
+        def interact(c: StreamlitClient) -> None:  # a student changing something: a full rerun
+            while time.monotonic() < stop:
+                try:
+                    c.run(timeout=60)
+                except TimeoutError:
+                    errors.append("an interaction took over 60 s")
+                time.sleep(2.0)
+
+        threads = [threading.Thread(target=interact, args=(c,), daemon=True) for c in clients]
+        for t in threads:
+            t.start()
+        for c in clients:
+            c.latencies.clear()
+        while time.monotonic() < stop:
+            peak_busy = max(peak_busy, busy.count())
+            for i, c in enumerate(clients[:training]):
+                if any(QUEUE.search(t) for t in c.page.texts):
+                    queue_seen.add(i)
+            time.sleep(0.5)
+        for t in threads:
+            t.join(timeout=70)
+        latencies = sorted(x for c in clients for x in c.latencies)
+        steps = [step_of(c) or 0 for c in clients[:training]]
+        errors += [e for c in clients for e in c.page.errors]
+        figures.update({
+            "open_page_s_median": statistics.median(open_s),
+            "interactions": len(latencies),
+            "latency_p50_s": latencies[len(latencies) // 2] if latencies else None,
+            "latency_p95_s": latencies[int(len(latencies) * 0.95) - 1] if latencies else None,
+            "peak_training_workers": peak_busy,
+            "sessions_shown_a_queue_place": len(queue_seen),
+            "steps_reached": steps,
+            "page_errors": errors,
+            "bytes_per_session_per_s": statistics.mean(c.bytes_received for c in clients) / max(seconds, 1),
+            "peak_threads": proc.num_threads(),
+            "peak_rss_mb": proc.memory_info().rss / 2**20,
+        })
+        for c in clients:
+            c.close()
+        t0 = time.monotonic()
+        back_after = None
+        while time.monotonic() - t0 < 60:
+            if proc.num_threads() <= base_threads:
+                back_after = time.monotonic() - t0
+                break
+            time.sleep(0.5)
+        figures["threads_back_to_baseline_s"] = back_after
+        figures["threads_after_close"] = proc.num_threads()
+        time.sleep(max(0.0, 30 - (time.monotonic() - t0)))
+        figures["rss_after_close_mb"] = proc.memory_info().rss / 2**20
+    log = log_path.read_text()
+    figures["server_log_tracebacks"] = log.count("Traceback")
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=30)
+    parser.add_argument("--training", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=40)
+    parser.add_argument("--cap", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores; {args.sessions} sessions, {args.training} pressing Train, "
+          f"cap {args.cap}, {args.seconds:.0f} s of interaction (a full rerun per session every ~2 s)")
+    for key, value in run_load(args.sessions, args.training, args.seconds, args.cap).items():
+        print(f"{key:32} {value:.3f}" if isinstance(value, float) else f"{key:32} {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""A minimal Streamlit WebSocket client: what a browser tab sends and receives, without the browser.
+
+It speaks Streamlit's own protocol (the protobuf messages shipped in the streamlit package) over
+``/_stcore/stream``: it opens a session, runs the script, presses buttons by label, answers the
+server's auto-rerun requests for live fragments exactly as the browser does, and times each
+interaction (from sending the rerun to the server's ``script_finished``). Thirty of these put the
+server under the load of thirty open tabs, while the machine's two cores stay free for the server.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import websocket
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+
+@dataclass
+class Page:
+    """What the last full script run showed: buttons by label, metrics, markdown, errors."""
+    buttons: dict[str, str] = field(default_factory=dict)   # label -> widget id
+    metrics: dict[str, str] = field(default_factory=dict)   # label -> value
+    texts: list[str] = field(default_factory=list)          # markdown, captions, alerts
+    errors: list[str] = field(default_factory=list)         # st.error / exception bodies
+
+
+class StreamlitClient:
+    def __init__(self, base_url: str, query: str = "", timeout: float = 30.0):
+        ws_url = base_url.replace("http", "ws", 1).rstrip("/") + "/_stcore/stream"
+        self.ws = websocket.create_connection(ws_url, subprotocols=["streamlit"], timeout=timeout)
+        self.query = query
+        self.page_hash = ""
+        self.page = Page()
+        self.bytes_received = 0
+        self.auto_reruns: dict[str, float] = {}  # fragment id -> interval s
+        self.latencies: list[float] = []
+        self._lock = threading.Lock()
+        self._finished = threading.Event()
+        self._closed = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._ticker = threading.Thread(target=self._tick, daemon=True)
+        self._ticker.start()
+
+    # ---- sending ---------------------------------------------------------------------------
+    def _send_rerun(self, trigger: str | None = None, fragment: str | None = None) -> None:
+        msg = BackMsg()
+        state = msg.rerun_script
+        state.query_string = self.query
+        state.page_script_hash = self.page_hash
+        if trigger:
+            w = WidgetState(id=trigger, trigger_value=True)
+            state.widget_states.widgets.append(w)
+        if fragment:
+            state.fragment_id = fragment
+            state.is_auto_rerun = True
+        with self._lock:
+            if not self._closed:
+                self.ws.send_binary(msg.SerializeToString())
+
+    def run(self, timeout: float = 60.0) -> float:
+        """Run the whole script (what opening the page does); returns seconds to script_finished."""
+        return self._interact(None, timeout)
+
+    def click(self, label: str, timeout: float = 60.0) -> float:
+        if label not in self.page.buttons:
+            raise KeyError(f"no button {label!r}; the page has {sorted(self.page.buttons)}")
+        return self._interact(self.page.buttons[label], timeout)
+
+    def _interact(self, trigger: str | None, timeout: float) -> float:
+        self._finished.clear()
+        self._building = Page()
+        started = time.perf_counter()
+        self._send_rerun(trigger)
+        if not self._finished.wait(timeout):
+            raise TimeoutError("the script did not finish")
+        elapsed = time.perf_counter() - started
+        self.latencies.append(elapsed)
+        return elapsed
+
+    def _tick(self) -> None:
+        """Re-run live fragments at the interval the server asked for, as the browser does."""
+        due: dict[str, float] = {}
+        while not self._closed:
+            now = time.monotonic()
+            for frag, interval in list(self.auto_reruns.items()):
+                if now >= due.setdefault(frag, now + interval):
+                    due[frag] = now + interval
+                    try:
+                        self._send_rerun(fragment=frag)
+                    except (OSError, websocket.WebSocketException):
+                        return
+            time.sleep(0.05)
+
+    # ---- receiving -------------------------------------------------------------------------
+    def _read(self) -> None:
+        self._building = Page()
+        while not self._closed:
+            try:
+                data = self.ws.recv()
+            except (OSError, websocket.WebSocketException):
+                return
+            if not isinstance(data, bytes):
+                continue
+            self.bytes_received += len(data)
+            msg = ForwardMsg()
+            msg.ParseFromString(data)
+            self._handle(msg)
+
+    def _handle(self, msg: ForwardMsg) -> None:
+        kind = msg.WhichOneof("type")
+        if kind == "new_session":
+            self.page_hash = msg.new_session.page_script_hash
+        elif kind == "auto_rerun":
+            self.auto_reruns[msg.auto_rerun.fragment_id] = msg.auto_rerun.interval
+        elif kind == "stop_auto_rerun":
+            self.auto_reruns.clear()
+        elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
+            el = msg.delta.new_element
+            which = el.WhichOneof("type")
+            page = self._building
+            if which == "button":
+                page.buttons[el.button.label] = el.button.id
+            elif which == "metric":
+                page.metrics[el.metric.label] = el.metric.body
+            elif which == "markdown":
+                page.texts.append(el.markdown.body)
+            elif which == "alert":
+                page.texts.append(el.alert.body)
+                if el.alert.format == 1:  # ERROR
+                    page.errors.append(el.alert.body)
+            elif which == "exception":
+                page.errors.append(f"{el.exception.type}: {el.exception.message}")
+        elif kind == "script_finished":
+            built = self._building
+            if built.buttons:  # a full run (fragment reruns carry no sidebar buttons)
+                self.page = built
+            else:  # a fragment: refresh what it shows
+                self.page.metrics.update(built.metrics)
+                self.page.texts = built.texts or self.page.texts
+                self.page.errors.extend(built.errors)
+            self._building = Page()
+            self._finished.set()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            try:
+                self.ws.close()
+            except (OSError, websocket.WebSocketException):
+                pass
