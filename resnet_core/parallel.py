@@ -187,14 +187,20 @@ class WorkerProcess:
         self.conn.close()
 
 
+RESIDUAL_COST = 1.25  # a residual layer costs more than a plain one: the add, the branch probe, the paths
+
+
 def balance(specs: tuple[ModelSpec, ...], workers: int) -> list[tuple[str, ...]]:
-    """Models to workers, largest first onto the least-loaded worker (cost ~ depth)."""
-    loads = [0] * workers
+    """Models to workers, costliest first onto the least-loaded worker (cost ~ depth)."""
+    def cost(spec: ModelSpec) -> float:
+        return spec.depth * (RESIDUAL_COST if spec.residual else 1.0)
+
+    loads = [0.0] * workers
     groups: list[list[str]] = [[] for _ in range(workers)]
-    for spec in sorted(specs, key=lambda s: -s.depth):
+    for spec in sorted(specs, key=cost, reverse=True):
         i = loads.index(min(loads))
         groups[i].append(spec.name)
-        loads[i] += spec.depth
+        loads[i] += cost(spec)
     return [tuple(g) for g in groups if g]
 
 
@@ -239,10 +245,12 @@ class ParallelTrainer:
     def train_step(self, n: int = 1) -> None:
         self._absorb(self._all("step", n=n))
 
-    def run(self, steps: int | None = None, on_step=None) -> RunRecord:
+    def run(self, steps: int | None = None, on_step=None, chunk: int = 8) -> RunRecord:
+        """Like LockstepTrainer.run; ``chunk`` steps per round trip, so workers wait on each other
+        (and on the parent) eight times less often. ``on_step`` is called after each chunk."""
         target = self.settings.steps if steps is None else min(self.settings.steps, self.step + steps)
         while self.step < target and not self.done:
-            self.train_step()
+            self.train_step(min(chunk, target - self.step))
             if on_step is not None:
                 on_step(self)
         return self.record
