@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import socket
 import statistics
@@ -92,9 +93,10 @@ class BusyWorkers:
         return busy
 
 
-def run_load(sessions: int, training: int, seconds: float, cap: int = 2, log_path: Path | None = None) -> dict:
+def run_load(sessions: int, training: int, seconds: float, cap: int = 2, log_path: Path | None = None,
+             think: float = 5.0) -> dict:
     log_path = log_path or Path("/tmp/residual-lab-load.log")
-    figures: dict = {"sessions": sessions, "training": training, "cap": cap}
+    figures: dict = {"sessions": sessions, "training": training, "cap": cap, "think_s": think}
     with server(log_path, {"RESIDUAL_LAB_MAX_TRAINING": str(cap)}) as (url, proc):
         warm = StreamlitClient(url)  # the first page load imports torch & co: not part of the load
         warm.run(timeout=120)
@@ -111,19 +113,25 @@ def run_load(sessions: int, training: int, seconds: float, cap: int = 2, log_pat
         peak_busy, queue_seen, errors = 0, set(), []
         busy = BusyWorkers(proc)
 
-        def interact(c: StreamlitClient) -> None:  # a student changing something: a full rerun
+        def interact(c: StreamlitClient, rng: random.Random) -> None:
+            """A student changing something now and then: a full rerun. Students do not click in
+            step with each other: a random start, then think times of 0.5-1.5x ``think``."""
+            time.sleep(rng.uniform(0, think))
             while time.monotonic() < stop:
                 try:
                     c.run(timeout=60)
                 except TimeoutError:
                     errors.append("an interaction took over 60 s")
-                time.sleep(2.0)
+                time.sleep(think * rng.uniform(0.5, 1.5))
 
-        threads = [threading.Thread(target=interact, args=(c,), daemon=True) for c in clients]
+        threads = [threading.Thread(target=interact, args=(c, random.Random(i)), daemon=True)
+                   for i, c in enumerate(clients)]
         for t in threads:
             t.start()
         for c in clients:
             c.latencies.clear()
+        me = psutil.Process()
+        cpu0 = {"server": sum(proc.cpu_times()[:2]), "clients": sum(me.cpu_times()[:2])}
         while time.monotonic() < stop:
             peak_busy = max(peak_busy, busy.count())
             for i, c in enumerate(clients[:training]):
@@ -132,6 +140,8 @@ def run_load(sessions: int, training: int, seconds: float, cap: int = 2, log_pat
             time.sleep(0.5)
         for t in threads:
             t.join(timeout=70)
+        figures["server_cpu_share"] = (sum(proc.cpu_times()[:2]) - cpu0["server"]) / seconds  # of one core
+        figures["load_clients_cpu_share"] = (sum(me.cpu_times()[:2]) - cpu0["clients"]) / seconds
         latencies = sorted(x for c in clients for x in c.latencies)
         steps = [step_of(c) or 0 for c in clients[:training]]
         errors += [e for c in clients for e in c.page.errors]
@@ -171,11 +181,12 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=30)
     parser.add_argument("--training", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=40)
-    parser.add_argument("--cap", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--cap", type=int, default=max(1, (os.cpu_count() or 1) - 1), help="the app's default")
+    parser.add_argument("--think", type=float, default=5.0, help="seconds between one student's interactions")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; {args.sessions} sessions, {args.training} pressing Train, "
-          f"cap {args.cap}, {args.seconds:.0f} s of interaction (a full rerun per session every ~2 s)")
-    for key, value in run_load(args.sessions, args.training, args.seconds, args.cap).items():
+          f"cap {args.cap}, {args.seconds:.0f} s of interaction (a full rerun per session every {args.think:g} s)")
+    for key, value in run_load(args.sessions, args.training, args.seconds, args.cap, think=args.think).items():
         print(f"{key:32} {value:.3f}" if isinstance(value, float) else f"{key:32} {value}")
 
 

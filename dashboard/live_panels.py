@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 import streamlit as st
+from streamlit.errors import StreamlitInvalidLayoutContextError
 
 from resnet_core.data import DATASETS, DataError, load_dataset
 from resnet_core.records import RunRecord
@@ -122,9 +123,16 @@ def header(source: Callable[[], View], polling: bool = False) -> None:
 
 def header_in(slot, source: Callable[[], View], polling: bool = False) -> None:
     """The header drawn into ``slot`` (an ``st.empty`` above the tabs), from inside a tab's fragment:
-    one fragment run then refreshes both, where two fragments would cost two runs a second."""
-    with slot.container():
-        header(source, polling)
+    one fragment run then refreshes both, where two fragments would cost two runs a second.
+
+    A full run cut short by the next click may not have reached the fragment, and then Streamlit
+    has no place reserved in ``slot`` for it (seen under load): skip this refresh, the next full
+    run reserves it again."""
+    try:
+        with slot.container():
+            header(source, polling)
+    except StreamlitInvalidLayoutContextError:
+        return
 
 
 def header_and_curves(slot, source: Callable[[], View], polling: bool, show: str = "error") -> None:
