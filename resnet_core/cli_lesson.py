@@ -9,7 +9,6 @@ import argparse
 import sys
 import time
 
-from .cli import is_terminal
 from .settings import SettingsError
 
 MARKS = {"shown": "✓ shown", "not yet": "… not yet", "not shown": "✗ not shown"}
@@ -40,30 +39,14 @@ def run_lesson(args: argparse.Namespace) -> int:
     lesson = get_lesson(args.name)
     if not args.out:
         raise SettingsError("lesson: --out DIR is required (the run folder to write)")
-    if args.workers < 0:
-        raise SettingsError("--workers must be 0 (automatic) or more")
     changes = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
     settings = lesson.settings(**changes)
-    from .cli_train import Progress, check_out_dir
+    from .cli_train import check_out_dir, train_headless
 
     out = check_out_dir(args.out, args.overwrite)
-    from .data import load_dataset
-    from .parallel import make_trainer
-
-    data = load_dataset(settings.dataset, settings.dataset_args)  # a bad file fails here, before any write
-    import torch
-
-    torch.set_num_threads(1)  # one thread per process: tiny layers are dispatch-bound (bench/)
     print(f"{lesson.title}  (models {', '.join(settings.models)}; {settings.steps} steps; seed {settings.seed})")
     started = time.perf_counter()
-    with make_trainer(settings, data=data, workers=args.workers) as trainer:
-        progress = Progress(settings.steps) if is_terminal() else None
-        trainer.run(on_step=progress.update if progress else None)
-        if progress:
-            progress.close()
-        for analysis in lesson.after_training:
-            trainer.call(analysis)
-        record = trainer.record
+    record = train_headless(settings, args.workers, analyses=tuple(lesson.after_training))
     seconds = time.perf_counter() - started
     record.write(out)
     verdict = lesson.check(record)

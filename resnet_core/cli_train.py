@@ -41,31 +41,39 @@ def check_out_dir(out: str, overwrite: bool) -> Path:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    out = check_out_dir(args.out, args.overwrite)
+    started = time.perf_counter()
+    # lesion.csv: each block deleted in turn from the trained nets
+    record = train_headless(settings, args.workers, analyses=("lesion_study",))
+    record.write(out)
+    print(summary(record, time.perf_counter() - started))
+    print(f"wrote {out}/")
+    return 0
+
+
+def train_headless(settings, workers: int, analyses: tuple[str, ...] = ()) -> RunRecord:
+    """Check what the run needs, train it (a progress bar on a terminal), run the analyses that
+    read the trained nets, and hand back the record. Nothing is written here."""
     from .data import load_dataset
     from .lockstep import check_fits
     from .parallel import make_trainer
 
-    settings = settings_from_args(args)
-    out = check_out_dir(args.out, args.overwrite)
-    if args.workers < 0:
+    if workers < 0:
         raise SettingsError("--workers must be 0 (automatic) or more")
     data = load_dataset(settings.dataset, settings.dataset_args)  # a bad file fails here, before any write
     check_fits(settings, data)
     import torch
 
     torch.set_num_threads(1)  # dispatch-bound layers: one thread per process beats two (bench/)
-    started = time.perf_counter()
-    with make_trainer(settings, data=data, workers=args.workers) as trainer:
+    with make_trainer(settings, data=data, workers=workers) as trainer:
         progress = Progress(settings.steps) if is_terminal() else None
         trainer.run(on_step=progress.update if progress else None)
         if progress:
             progress.close()
-        trainer.call("lesion_study")  # lesion.csv: each block deleted in turn from the trained nets
-        record = trainer.record
-    record.write(out)
-    print(summary(record, time.perf_counter() - started))
-    print(f"wrote {out}/")
-    return 0
+        for analysis in analyses:
+            trainer.call(analysis)
+        return trainer.record
 
 
 def summary(record: RunRecord, seconds: float) -> str:

@@ -130,7 +130,7 @@ def decide(view: RunView, holds: bool, summary: str, details: list[str], *, min_
         at = view.diverged_at(model)
         if at is not None:
             return Verdict(NOT_SHOWN, f"{model} diverged at step {at}, so the run cannot show the claim.",
-                           [f"Its loss became infinite or NaN; a lower learning rate (lr) usually cures it.", where])
+                           ["Its loss became infinite or NaN; a lower learning rate (lr) usually cures it.", where])
     evaluations = min((len(view.evaluations(m)) for m in needs or []), default=len(view.metrics))
     if view.progress < min_fraction or evaluations < min_evaluations:
         if view.finished:

@@ -8,7 +8,7 @@
   run once; the training jobs they started are stopped after the test, and at the end of the
   module Streamlit's resource caches are cleared, which closes the worker pool.
 
-Browser fixtures skip (with the reason) where Chromium or Playwright is missing.
+Browser fixtures skip (with the reason) where Chromium or Playwright is missing, and fail in CI.
 """
 from __future__ import annotations
 
@@ -91,12 +91,15 @@ def streamlit_server(tmp_path_factory):
 
 
 def _playwright():
+    # Skipped for someone running pytest by hand without a browser; in CI (and scripts/test.sh,
+    # which installs both) a missing browser is a failure, never a quiet skip.
+    missing = pytest.fail if os.environ.get("CI") or os.environ.get("RESIDUAL_LAB_REQUIRE_BROWSER") else pytest.skip
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+        missing(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("playwright is not installed (pip install -r requirements-dev.txt)")
+        missing("playwright is not installed (pip install -r requirements-dev.txt)")
     return sync_playwright
 
 
@@ -143,3 +146,21 @@ def app_test(_streamlit_caches):
 
     yield make
     stop_all_jobs()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread per test process, as the trainers use: two would oversubscribe two cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def spirals():
+    from resnet_core.data import load_dataset
+
+    return load_dataset("spirals", {"n": 600})

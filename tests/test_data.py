@@ -3,7 +3,6 @@ and the argument parsing. Everything is generated or written to tmp_path; nothin
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np

@@ -15,14 +15,6 @@ from resnet_core.models import build_model
 from resnet_core.settings import Settings, SettingsError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SMALL = Settings(models=("plain-14", "resnet-14"), width=16, steps=30, eval_every=10, dataset_args={"n": 400})
 
 

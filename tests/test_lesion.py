@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from resnet_core.cli import main
-from resnet_core.data import load_dataset
 from resnet_core.lesion import lesion_errors, lesion_points, lesion_rows, stage_starts
 from resnet_core.lockstep import LockstepTrainer
 from resnet_core.parallel import ParallelTrainer
@@ -18,19 +17,6 @@ from resnet_core.presets import get_preset
 from resnet_core.probes import evaluate
 from resnet_core.records import LESION_COLUMNS, PATH_COLUMNS
 from resnet_core.settings import Settings
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def spirals():
-    return load_dataset("spirals", {"n": 600})
 
 
 def test_rows_hold_the_intact_net_then_each_block_and_leave_the_net_intact(spirals):

@@ -21,19 +21,6 @@ from resnet_core.records import PATH_COLUMNS, RunRecord
 from resnet_core.settings import ModelSpec, Settings
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def spirals():
-    return load_dataset("spirals", {"n": 600})
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits", {})

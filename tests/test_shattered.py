@@ -12,14 +12,6 @@ from resnet_core.shattered import (input_gradients, line_inputs, neighbour_corre
                                    shattered_gradients, shattered_job)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_the_gradient_is_each_inputs_own_derivative():
     """With batch norm the statistics are the line's, then frozen: the gradient must match finite
     differences of that same function, input by input (float64 to see it sharply)."""

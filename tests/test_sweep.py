@@ -6,20 +6,11 @@ import time
 
 import pandas as pd
 import pytest
-import torch
 
 from resnet_core.cli import main
 from resnet_core.jobpool import BackgroundRun, JobError, JobPool, SlotQueue, start_queued
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.sweep import SWEEP_COLUMNS, plan_sweep, run_sweep, sweep_frame, sweep_summary, write_sweep_csv
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 TINY = Settings(steps=20, eval_every=10, dataset_args={"n": 400})

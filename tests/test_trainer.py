@@ -13,14 +13,6 @@ from resnet_core.records import LAYER_COLUMNS, METRIC_COLUMNS, RecordError, RunR
 from resnet_core.settings import Settings
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SMALL = Settings(models=("plain-6", "plain-14", "resnet-14"), steps=30, eval_every=10, probe_every=1,
                  dataset_args={"n": 400})
 
