@@ -32,21 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop_streamlit  # noqa: E402
+from conftest import CHROMIUM, CHROMIUM_ARGS, card_errors, start_streamlit, stop_streamlit  # noqa: E402
 
 STEP = re.compile(r"^Step (\d+)$")
-MODELS = ("plain-20", "plain-56", "resnet-56")
-
-
-def card_errors(page) -> dict[str, float]:
-    out = {}
-    for card in page.get_by_test_id("stMetric").all():
-        text = card.inner_text()
-        name = next((m for m in MODELS if m in text), None)
-        value = re.search(r"(\d+(?:\.\d+)?) %", text)
-        if name and value:
-            out[name] = float(value.group(1))
-    return out
 
 
 def separated(errors: dict[str, float]) -> bool:

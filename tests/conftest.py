@@ -13,6 +13,7 @@ Browser fixtures skip (with the reason) where Chromium or Playwright is missing,
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,6 +32,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 SERVER_START_S = 60
+MODELS = ("plain-20", "plain-56", "resnet-56")  # the degradation preset, as its cards are labelled
 
 
 def free_port() -> int:
@@ -164,3 +166,15 @@ def spirals():
     from resnet_core.data import load_dataset
 
     return load_dataset("spirals", {"n": 600})
+
+
+def card_errors(page, models=MODELS) -> dict[str, float]:
+    """Model -> training error (%) as the metric cards show it."""
+    out = {}
+    for card in page.get_by_test_id("stMetric").all():
+        text = card.inner_text()
+        name = next((m for m in models if m in text), None)
+        value = re.search(r"(\d+(?:\.\d+)?) %", text)
+        if name and value:
+            out[name] = float(value.group(1))
+    return out

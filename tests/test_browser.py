@@ -7,30 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import start_streamlit, stop_streamlit
+from conftest import MODELS, card_errors, start_streamlit, stop_streamlit
 
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
-MODELS = ("plain-20", "plain-56", "resnet-56")
 STEP = re.compile(r"^Step (\d+)$")
 WAIT_MS = 90_000
 
 
 def step_counter(page) -> int:
     return int(STEP.match(page.get_by_text(STEP).inner_text().strip()).group(1))
-
-
-def card_errors(page) -> dict[str, float]:
-    """Model -> training error (%) as the metric cards show it."""
-    out = {}
-    for card in page.get_by_test_id("stMetric").all():
-        text = card.inner_text()
-        name = next((m for m in MODELS if m in text), None)
-        value = re.search(r"(\d+(?:\.\d+)?) %", text)
-        if name and value:
-            out[name] = float(value.group(1))
-    return out
 
 
 def separated(page) -> bool:
