@@ -152,6 +152,7 @@ class WorkerProcess:
         with _START_LOCK, _without_main():
             self.process.start()
         child.close()
+        self.broken = False  # its pipe failed: the process is gone, or about to be
 
     def request(self, **msg: Any) -> dict[str, Any]:
         self.send(**msg)
@@ -161,12 +162,14 @@ class WorkerProcess:
         try:
             self.conn.send_bytes(json.dumps(msg).encode())
         except (OSError, ValueError) as exc:
+            self.broken = True
             raise WorkerError("the training process has stopped") from exc
 
     def receive(self) -> dict[str, Any]:
         try:
             reply = json.loads(self.conn.recv_bytes())
         except (EOFError, OSError) as exc:
+            self.broken = True
             raise WorkerError("the training process ended unexpectedly") from exc
         if not reply.get("ok"):
             raise WorkerError(reply.get("error", "unknown error"))
@@ -174,7 +177,8 @@ class WorkerProcess:
 
     @property
     def alive(self) -> bool:
-        return self.process.is_alive()
+        # A killed process closes its pipe a moment before the OS reports it dead: trust the pipe.
+        return not self.broken and self.process.is_alive()
 
     def close(self) -> None:
         with contextlib.suppress(WorkerError, OSError):
