@@ -15,7 +15,6 @@ import argparse
 import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,44 +25,29 @@ from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests"), str(ROOT)]
+from conftest import start_streamlit, stop_streamlit  # noqa: E402
+from dashboard.worker_pool import max_training_sessions  # noqa: E402
 from streamlit_client import StreamlitClient  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 STEP = re.compile(r"Step (\d+)")
 QUEUE = re.compile(r"number \d+ in line")  # what a session waiting for a trainer is told
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def server(log_path: Path, env: dict[str, str] | None = None):
-    port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true"]
-    log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
+    """A real server (the tests' ``start_streamlit``), stopped with a plain SIGTERM to the server
+    alone: whatever it started must go with it, and the fault tests check that it does."""
+    srv = start_streamlit(log_path, env)
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        yield url, psutil.Process(proc.pid)
+        yield srv.url, psutil.Process(srv.process.pid)
     finally:
-        proc.terminate()
+        srv.process.terminate()
         try:
-            proc.wait(10)
+            srv.process.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            stop_streamlit(srv.process)
 
 
 def step_of(client: StreamlitClient) -> int | None:
@@ -181,7 +165,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=30)
     parser.add_argument("--training", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=40)
-    parser.add_argument("--cap", type=int, default=max(1, (os.cpu_count() or 1) - 1), help="the app's default")
+    parser.add_argument("--cap", type=int, default=max_training_sessions(), help="the app's default")
     parser.add_argument("--think", type=float, default=5.0, help="seconds between one student's interactions")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; {args.sessions} sessions, {args.training} pressing Train, "

@@ -1,7 +1,7 @@
 """The server-wide pool of training processes: the cap on sessions training at once, and the queue.
 
-At most ``size`` worker processes (env ``RESIDUAL_LAB_MAX_TRAINING``, else one per core: each
-worker runs torch on one thread, so one per core is what two cores can serve), created lazily,
+At most ``size`` worker processes (env ``RESIDUAL_LAB_MAX_TRAINING``, else one per core but one:
+each worker keeps a core busy with one torch thread, and the pages need the last one), created lazily,
 one started ahead so the first Train of the day does not wait for a process to import torch.
 A session takes a ticket and gets a worker when it is first in line and one is free; its place in
 line is what the page shows. A worker whose process died is dropped, and a fresh one started on
