@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .data import Dataset
-from .lockstep import LockstepTrainer, resolve_device, run_config
+from .lockstep import LockstepTrainer, resolve_device
 from .records import LayerSnapshot, RunRecord
 from .settings import ModelSpec, Settings
 
@@ -101,8 +101,7 @@ def _worker_main(conn) -> None:
             if cmd == "init":
                 record = ForwardingRecord()
                 trainer = LockstepTrainer(Settings.from_dict(msg["settings"]), record=record, only=tuple(msg["only"]))
-                reply = {"layer_names": record.layer_names, "models": record.config.get("models", []),
-                         "dataset": record.config.get("dataset")}
+                reply = {"layer_names": record.layer_names, "config": record.config}
             elif cmd == "step":
                 for _ in range(msg.get("n", 1)):
                     if trainer.done:
@@ -209,7 +208,7 @@ def balance(specs: tuple[ModelSpec, ...], workers: int) -> list[tuple[str, ...]]
 
 
 class ParallelTrainer:
-    def __init__(self, settings: Settings, workers: int | list[WorkerProcess] = 2, data: Dataset | None = None):
+    def __init__(self, settings: Settings, workers: int | list[WorkerProcess] = 2):
         self.settings = settings.checked()
         pool = workers if isinstance(workers, list) else [WorkerProcess() for _ in range(workers)]
         self.owns_workers = not isinstance(workers, list)
@@ -220,10 +219,9 @@ class ParallelTrainer:
         self.diverged_at: dict[str, int] = {}
         replies = self._all("init", [{"settings": self.settings.to_dict(), "only": list(g)} for g in groups])
         layer_names = {k: v for r in replies for k, v in r["layer_names"].items()}
-        by_name = {m["name"]: m for r in replies for m in r["models"]}
-        models = [by_name[s.name] for s in self.settings.model_specs]
-        config = run_config(self.settings, data, models, resolve_device(self.settings.device)) if data else {
-            "settings": self.settings.to_dict(), "models": models, "seed": self.settings.seed, "dataset": replies[0]["dataset"]}
+        by_name = {m["name"]: m for r in replies for m in r["config"]["models"]}
+        # Each worker describes its share; the run is every model, in the settings' order.
+        config = {**replies[0]["config"], "models": [by_name[s.name] for s in self.settings.model_specs]}
         self.record = RunRecord(config, layer_names)
         self._absorb(replies)
 
@@ -291,7 +289,7 @@ def make_trainer(settings: Settings, data: Dataset | None = None, workers: int =
     if n <= 1:
         yield LockstepTrainer(settings, data=data)
         return
-    trainer = ParallelTrainer(settings, workers=n, data=data)
+    trainer = ParallelTrainer(settings, workers=n)  # each worker loads the data itself
     try:
         yield trainer
     finally:
