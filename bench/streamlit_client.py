@@ -40,6 +40,7 @@ class StreamlitClient:
         self._lock = threading.Lock()
         self._finished = threading.Event()
         self._closed = False
+        self._building = Page()  # owned by the reader thread: what the run in progress has sent
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self._ticker = threading.Thread(target=self._tick, daemon=True)
@@ -72,7 +73,6 @@ class StreamlitClient:
 
     def _interact(self, trigger: str | None, timeout: float) -> float:
         self._finished.clear()
-        self._building = Page()
         started = time.perf_counter()
         self._send_rerun(trigger)
         if not self._finished.wait(timeout):
@@ -97,7 +97,6 @@ class StreamlitClient:
 
     # ---- receiving -------------------------------------------------------------------------
     def _read(self) -> None:
-        self._building = Page()
         while not self._closed:
             try:
                 data = self.ws.recv()
@@ -135,14 +134,16 @@ class StreamlitClient:
             elif which == "exception":
                 page.errors.append(f"{el.exception.type}: {el.exception.message}")
         elif kind == "script_finished":
-            built = self._building
-            if built.buttons:  # a full run (fragment reruns carry no sidebar buttons)
-                self.page = built
-            else:  # a fragment: refresh what it shows
-                self.page.metrics.update(built.metrics)
+            built, self._building = self._building, Page()
+            status = msg.script_finished
+            if status == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                return  # cut short by the next request: its run follows and shows the page
+            if status == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY:
+                self.page.metrics.update(built.metrics)  # a live fragment refreshed what it shows
                 self.page.texts = built.texts or self.page.texts
                 self.page.errors.extend(built.errors)
-            self._building = Page()
+                return
+            self.page = built  # a whole run finished: this is the page now
             self._finished.set()
 
     def close(self) -> None:

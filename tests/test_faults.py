@@ -60,7 +60,8 @@ def test_a_server_restart_leaves_no_worker_and_no_stale_session(tmp_path):
     with server(tmp_path / "second.log") as (url, proc):
         client = StreamlitClient(url)
         client.run(timeout=120)
-        assert any(t.strip() == "## Step 0" for t in client.page.texts)  # a new session starts afresh
+        texts = [t.strip() for t in client.page.texts]
+        assert "## Step 0" in texts, texts  # a new session starts afresh
         client.close()
     for log in ("first.log", "second.log"):
         assert "Traceback" not in (tmp_path / log).read_text()
