@@ -141,6 +141,7 @@ def run_load(sessions: int, training: int, seconds: float, cap: int = 2, log_pat
             "bytes_per_session_per_s": statistics.mean(c.bytes_received for c in clients) / max(seconds, 1),
             "peak_threads": proc.num_threads(),
             "peak_rss_mb": proc.memory_info().rss / 2**20,
+            "server_loaded_torch": any("libtorch" in m.path for m in proc.memory_maps()),  # only workers need it
         })
         for c in clients:
             c.close()

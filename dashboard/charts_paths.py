@@ -21,7 +21,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.charts import f32, i32, model_colors, styled
-from resnet_core.paths import path_counts, summary_from_rows
+from resnet_core.path_tables import path_counts, summary_from_rows
 
 BINOMIAL_COLOR = "#ADB5BD"
 VEIT_COLOR = "#6C757D"

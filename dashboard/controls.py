@@ -19,7 +19,7 @@ from typing import Any
 
 import streamlit as st
 
-from resnet_core.data import DATASETS, DataError, load_points_csv
+from resnet_core.data import DATASETS, DataError, points_csv_arrays
 from resnet_core.lessons import LESSONS
 from resnet_core.presets import get_preset, presets
 from resnet_core.settings import CHOICES, RANGES, Settings, SettingsError
@@ -246,7 +246,7 @@ def _csv_upload() -> tuple[dict[str, Any], str | None]:
         return {}, "upload a CSV file with columns x1, x2, label to train on your own points"
     data = upload.getvalue()
     try:
-        load_points_csv(data)
+        points_csv_arrays(data)
     except DataError as exc:
         return {}, f"{upload.name}: {exc}"
     folder = Path(tempfile.gettempdir()) / "residual-lab-uploads"

@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 from streamlit.errors import StreamlitInvalidLayoutContextError
 
-from resnet_core.data import DATASETS, DataError, load_dataset
+from resnet_core.data import DATASETS, DataError, load_arrays
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
 
@@ -234,9 +234,9 @@ def training_points(dataset: str, args_json: str) -> tuple[np.ndarray, np.ndarra
     if not is_2d(dataset):
         return None
     try:
-        data = load_dataset(dataset, json.loads(args_json))
+        data = load_arrays(dataset, json.loads(args_json))
     except (DataError, OSError):
         return None
-    if data.is_image or data.x_train.shape[1] != 2:
+    if data.x_train.ndim != 2 or data.x_train.shape[1] != 2:
         return None
-    return data.x_train.numpy(), data.y_train.numpy(), int(data.n_classes)
+    return data.x_train, data.y_train, int(data.n_classes)

@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboard.charts_beyond import landscape_line_figure, landscape_range, landscape_surface_figure
 from resnet_core.jobpool import BackgroundRun, JobPool, start_queued
-from resnet_core.landscape import COARSE, FINE, LINE_POINTS, twin_depth
+from resnet_core.landscape_grid import COARSE, FINE, LINE_POINTS, twin_depth
 from resnet_core.settings import Settings, SettingsError, check_depth
 from resnet_core.sweep import default_workers
 

@@ -15,8 +15,7 @@ import streamlit as st
 
 from dashboard import charts_paths
 from dashboard.charts import model_colors
-from resnet_core.lesion import stage_starts
-from resnet_core.paths import path_counts, summary_from_rows
+from resnet_core.path_tables import path_counts, summary_from_rows
 from resnet_core.settings import Settings, SettingsError, parse_model_name
 
 REFRESH_S = 2.5  # the analysis itself runs every paths_every steps; this only picks it up
@@ -135,7 +134,7 @@ def _lesion_chart(record, settings: Settings | None, live: bool) -> None:
     if settings is not None:
         for model in dict.fromkeys(lesion["model"]):
             try:
-                shape_changes[model] = stage_starts(settings, model)
+                shape_changes[model] = settings.stage_starts(model)
             except (SettingsError, ValueError):
                 pass
     lesion_key = (id(record), int(pd.util.hash_pandas_object(lesion).sum()))

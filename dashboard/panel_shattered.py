@@ -12,7 +12,7 @@ import streamlit as st
 from dashboard.charts_beyond import correlation_figure, gradient_curves_figure
 from resnet_core.jobpool import BackgroundRun, start_queued
 from resnet_core.settings import Settings, SettingsError
-from resnet_core.shattered import DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, POINTS, check_depths, scalar_settings
+from resnet_core.shattered_setup import DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, POINTS, check_depths, scalar_settings
 from resnet_core.sweep import default_workers
 
 REFRESH_S = 1.0

@@ -1,6 +1,7 @@
 """Datasets for Residual Lab: 2D point sets, 8x8 digits, CIFAR-10 and a user's points CSV.
 
     load_dataset("spirals", {"arms": 4})            -> Dataset (train/test tensors)
+    load_arrays("spirals", {"arms": 4})             -> the same as numpy Arrays, without importing torch
     parse_dataset_args("spirals", ["arms=4"])       -> {"arms": 4}, typed and range-checked
     load_points_csv("points.csv")                   -> Dataset from columns x1, x2, label
 
@@ -22,10 +23,11 @@ import numpy as np
 
 from . import datasets_files as files
 from . import datasets_points as points
-from .datasets_common import DataError, Dataset, channel_stats, scale_points, show, stratified_split, to_dataset
+from .datasets_common import (Arrays, DataError, Dataset, channel_stats, scale_points, show, stratified_split,
+                              to_dataset)
 
-__all__ = ["DATASETS", "DATA_DIR", "ArgRange", "DataError", "Dataset", "DatasetSpec",
-           "load_dataset", "load_points_csv", "parse_dataset_args"]
+__all__ = ["DATASETS", "DATA_DIR", "ArgRange", "Arrays", "DataError", "Dataset", "DatasetSpec",
+           "load_arrays", "load_dataset", "load_points_csv", "parse_dataset_args", "points_csv_arrays"]
 
 DATA_DIR: Path = Path(__file__).resolve().parents[1] / "data"
 
@@ -54,7 +56,7 @@ class DatasetSpec:
     defaults: dict[str, object]  # every argument and its default; the default's type is the argument's type
     ranges: dict[str, ArgRange] = field(default_factory=dict)  # numeric arguments
     help: dict[str, str] = field(default_factory=dict)  # a few words per argument, for tooltips
-    build: Callable[[dict[str, object]], Dataset] | None = field(default=None, repr=False, compare=False)
+    build: Callable[[dict[str, object]], Arrays] | None = field(default=None, repr=False, compare=False)
 
 
 # ----------------------------------------------------------------------------- argument checking
@@ -152,20 +154,30 @@ def parse_dataset_args(name: str, pairs: list[str]) -> dict:
 
 def load_dataset(name: str, args: Mapping[str, object] | None = None) -> Dataset:
     """The named dataset, built from `args` (missing keys take the spec's defaults)."""
+    return to_dataset(load_arrays(name, args))
+
+
+def load_arrays(name: str, args: Mapping[str, object] | None = None) -> Arrays:
+    """The named dataset as numpy arrays: the same data as load_dataset, without torch."""
     spec = _spec(name)
     return spec.build(_with_defaults(spec, args))
 
 
 def _split_points(name: str, x: np.ndarray, y: np.ndarray, n_classes: int, test_fraction: float,
-                  rng: np.random.Generator, *, isotropic: bool, class_names: tuple[str, ...] = ()) -> Dataset:
+                  rng: np.random.Generator, *, isotropic: bool, class_names: tuple[str, ...] = ()) -> Arrays:
     train, test = stratified_split(y, test_fraction, rng)
     x_train, x_test = scale_points(x[train], x[test], isotropic=isotropic)
-    return to_dataset(name, x_train, y[train], x_test, y[test], n_classes, class_names)
+    return Arrays(name, x_train, y[train], x_test, y[test], n_classes, class_names)
 
 
 def load_points_csv(source: str | os.PathLike | bytes, *, test_fraction: float = 0.2, data_seed: int = 0) -> Dataset:
     """Points from a CSV with a header naming x1, x2 and label (other columns are ignored). Labels may
     be whole numbers or text; either way they become 0..K-1 in sorted order."""
+    return to_dataset(points_csv_arrays(source, test_fraction=test_fraction, data_seed=data_seed))
+
+
+def points_csv_arrays(source: str | os.PathLike | bytes, *, test_fraction: float = 0.2, data_seed: int = 0) -> Arrays:
+    """load_points_csv's data as numpy arrays, with every check it makes, without torch."""
     spec = DATASETS["csv"]
     test_fraction = _coerce(spec, "test_fraction", test_fraction)
     data_seed = _coerce(spec, "data_seed", data_seed)
@@ -175,11 +187,11 @@ def load_points_csv(source: str | os.PathLike | bytes, *, test_fraction: float =
                          isotropic=False, class_names=class_names)
 
 
-def _build_points(name: str) -> Callable[[dict[str, object]], Dataset]:
+def _build_points(name: str) -> Callable[[dict[str, object]], Arrays]:
     generate = getattr(points, name)
     extra = {"spirals": ("arms", "turns"), "circles": ("factor",), "blobs": ("centers",)}.get(name, ())
 
-    def build(a: dict[str, object]) -> Dataset:
+    def build(a: dict[str, object]) -> Arrays:
         rng = np.random.default_rng(a["data_seed"])
         x, y = generate(a["n"], *(a[k] for k in extra), a["noise"], rng)
         n_classes = int(y.max()) + 1
@@ -187,17 +199,17 @@ def _build_points(name: str) -> Callable[[dict[str, object]], Dataset]:
     return build
 
 
-def _build_digits(a: dict[str, object]) -> Dataset:
+def _build_digits(a: dict[str, object]) -> Arrays:
     images, labels = files.read_digits(DATA_DIR / files.DIGITS_FILE)
     train, test = stratified_split(labels, a["test_fraction"], np.random.default_rng(a["data_seed"]))
     x = images.astype(np.float32) / 16.0
     # One mean and std (one channel), from the train split only, as for any held-out evaluation.
     mean, std = float(x[train].mean()), float(x[train].std()) or 1.0
     x = (x - mean) / std
-    return to_dataset("digits", x[train], labels[train], x[test], labels[test], 10, tuple("0123456789"))
+    return Arrays("digits", x[train], labels[train], x[test], labels[test], 10, tuple("0123456789"))
 
 
-def _build_cifar10(a: dict[str, object]) -> Dataset:
+def _build_cifar10(a: dict[str, object]) -> Arrays:
     root = Path(os.path.expanduser(a["root"] or str(DATA_DIR / "cifar-10-batches-bin")))
     parts, labels, have = [], [], 0
     for i in range(1, a["batches"] + 1):
@@ -219,14 +231,14 @@ def _build_cifar10(a: dict[str, object]) -> Dataset:
         return x
 
     x_train, x_test = normalise(train_images), normalise(test_images)
-    return to_dataset("cifar10", x_train, np.concatenate(labels), x_test, y_test, 10, files.CIFAR_CLASSES)
+    return Arrays("cifar10", x_train, np.concatenate(labels), x_test, y_test, 10, files.CIFAR_CLASSES)
 
 
-def _build_csv(a: dict[str, object]) -> Dataset:
+def _build_csv(a: dict[str, object]) -> Arrays:
     if not a["path"]:
         raise DataError("the csv dataset needs a file: give --dataset-arg path=FILE.csv "
                         "(columns x1, x2, label)")
-    return load_points_csv(a["path"], test_fraction=a["test_fraction"], data_seed=a["data_seed"])
+    return points_csv_arrays(a["path"], test_fraction=a["test_fraction"], data_seed=a["data_seed"])
 
 
 # --------------------------------------------------------------------------------- the registry

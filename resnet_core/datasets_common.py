@@ -1,15 +1,22 @@
 """Types and helpers shared by the dataset loaders.
 
-The public API is resnet_core.data, which re-exports DataError and Dataset; they live here only so
-that the loader modules can use them without importing resnet_core.data (which imports them).
+The public API is resnet_core.data, which re-exports DataError, Arrays and Dataset; they live here
+only so that the loader modules can use them without importing resnet_core.data (which imports them).
+
+The loaders build numpy ``Arrays``; only ``to_dataset`` makes torch tensors of them. So the
+dashboard's server, which draws points and checks uploads but never trains, starts without torch
+(importing it costs about a second of every start-up here).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 # Characters that str.splitlines() treats as line breaks: a DataError message must stay one line
 # even when it quotes a user's path or value, so the UI and the CLI can print it as is.
@@ -40,6 +47,8 @@ class Dataset:
     class_names: tuple[str, ...] = ()  # optional display names; filled with "0", "1", ... when empty
 
     def __post_init__(self) -> None:
+        import torch  # already loaded: the fields are tensors
+
         # Catch a malformed dataset here, where the cause is obvious, not deep inside a training step.
         problems = []
         for part in ("train", "test"):
@@ -119,11 +128,23 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(mean, np.float32).reshape(shape), std_arr.astype(np.float32).reshape(shape)
 
 
-def to_dataset(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-               n_classes: int, class_names: tuple[str, ...] = ()) -> Dataset:
-    """Wrap numpy arrays as a Dataset (float32 inputs, int64 labels), without copying where possible."""
-    def tensor(a: np.ndarray, dtype: np.dtype) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=dtype))
+class Arrays(NamedTuple):
+    """A data set as the loaders build it, in numpy: inputs (float) and labels 0..n_classes-1."""
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    class_names: tuple[str, ...] = ()
 
-    return Dataset(name, tensor(x_train, np.float32), tensor(y_train, np.int64),
-                   tensor(x_test, np.float32), tensor(y_test, np.int64), int(n_classes), tuple(class_names))
+
+def to_dataset(a: Arrays) -> Dataset:
+    """The arrays as a Dataset of tensors (float32 inputs, int64 labels), without copying where possible."""
+    import torch
+
+    def tensor(x: np.ndarray, dtype: type) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=dtype))
+
+    return Dataset(a.name, tensor(a.x_train, np.float32), tensor(a.y_train, np.int64),
+                   tensor(a.x_test, np.float32), tensor(a.y_test, np.int64), int(a.n_classes), tuple(a.class_names))

@@ -21,15 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from .data import Dataset, load_dataset
+from .landscape_grid import COARSE, LINE_POINTS, SPAN, twin_depth
 from .lockstep import LockstepTrainer
 from .models import Net
 from .settings import RANGES, Settings, SettingsError
 
 LOSS_POINTS = 1024  # training points the loss is measured on: enough for a smooth estimate
 IMAGE_LOSS_POINTS = 256  # images cost far more per point; a grid must still come back in class time
-COARSE, FINE = 11, 21  # grid sides: a first look, then "Refine"
-LINE_POINTS = 41
-SPAN = 1.0  # the paper's [-1, 1]
 
 
 # ------------------------------------------------------------------------------ directions
@@ -175,13 +173,6 @@ def roughness(grid: np.ndarray) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------- the twins and the job
-
-def twin_depth(settings: Settings) -> int:
-    """The deepest plain model of the settings (the one that degrades), else the deepest model."""
-    specs = settings.model_specs
-    plain = [s.depth for s in specs if not s.residual]
-    return max(plain or [s.depth for s in specs])
-
 
 def train_twins(settings: Settings, depth: int | None = None, steps: int | None = None,
                 data: Dataset | None = None, on_step: Callable[[int, int], None] | None = None) -> dict[str, Net]:

@@ -17,8 +17,7 @@ from typing import Any
 import torch
 
 from .block_adjoints import frozen_batch_norm
-from .models import Net, _split, lesionable
-from .settings import Settings, parse_model_name
+from .models import Net, lesionable
 
 CACHE_BYTES = 256 * 2**20   # the block inputs kept for re-use, at most
 TIME_POINTS = 2048 * 32     # points x blocks: 2048 points up to 32 blocks, fewer beyond (never under 256)
@@ -86,17 +85,3 @@ def lesion_rows(net: Net, x: torch.Tensor, y: torch.Tensor, model: str) -> list[
     return [{"model": model, "block": i - 1, "train_error": e} for i, e in enumerate(errors)]
 
 
-def stage_starts(settings: Settings, model: str) -> list[int]:
-    """Indices of the blocks that change the shape (the first block of every stage after the
-    first), from the settings alone: the dashboard marks them without building the model."""
-    spec = parse_model_name(model)
-    s = settings.for_model(spec) if hasattr(settings, "for_model") else settings
-    cnn = s.arch == "cnn"
-    n_blocks = s.blocks_for(spec.depth) // (3 if cnn else 1)
-    per_stage = [n_blocks] * 3 if cnn else _split(n_blocks, s.stages)
-    starts, first = [], 0
-    for stage, count in enumerate(per_stage):
-        if stage > 0 and count > 0:
-            starts.append(first)
-        first += count
-    return starts

@@ -14,6 +14,7 @@ import numpy as np
 
 from .lesson_evidence import (NOT_SHOWN, NOT_YET, SHOWN, RunView, Verdict, by_step, cannot, decide, pct, points,
                               ratio_text)
+from .path_tables import summary_from_rows  # the same summary the paths panel shows
 from .records import RunRecord
 
 MARGIN = 0.05          # a gap in training error the class can see: 5 percentage points
@@ -283,8 +284,6 @@ def pre_activation(record: RunRecord) -> Verdict:
 
 # ---- 8. paths and lesions -----------------------------------------------------------------------------
 def paths_and_lesions(record: RunRecord) -> Verdict:
-    from .paths import summary_from_rows  # the same summary the paths panel shows
-
     v = RunView(record)
     res, plain = v.pick("resnet"), v.pick("plain")
     if not res or not plain:

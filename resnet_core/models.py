@@ -186,7 +186,6 @@ def build_model(name: str | ModelSpec, settings: Settings, input_shape: tuple[in
     if settings.arch == "cnn" and not image:
         raise ValueError("the CNN needs image data (digits or cifar10); use the MLP for points")
     cnn = settings.arch == "cnn"
-    n_blocks = settings.blocks_for(spec.depth) // (3 if cnn else 1)
 
     def weight(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> nn.Module:
         if cnn:
@@ -203,7 +202,7 @@ def build_model(name: str | ModelSpec, settings: Settings, input_shape: tuple[in
     stem = Unit(weight(in_features, width), None if pre else norm(width), pre=False,
                 reshape=nn.Flatten() if image and not cnn else None)
 
-    per_stage = [n_blocks] * 3 if cnn else _split(n_blocks, settings.stages)
+    per_stage = settings.blocks_per_stage(spec.depth)
     blocks: list[Block] = []
     c_in = width
     for stage, count in enumerate(per_stage):
@@ -256,11 +255,6 @@ def _initialise(net: Net, settings: Settings) -> None:
                 nn.init.zeros_(last.norm.weight)
             else:
                 nn.init.zeros_(last.weight_layer.weight)
-
-
-def _split(n: int, parts: int) -> list[int]:
-    base, extra = divmod(n, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
 def _prod(shape: tuple[int, ...]) -> int:

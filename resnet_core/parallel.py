@@ -6,7 +6,8 @@ apiece oversubscribe two cores (5x slower, measured). Each worker therefore runs
 ``LockstepTrainer`` over its share of the models with ``torch.set_num_threads(1)``; all workers
 draw the same batches from the same seed, so the result is the same as one process's.
 
-Messages are JSON (``send_bytes``): nothing crossing a process boundary is ever unpickled.
+Messages are JSON (``send_bytes``): nothing crossing a process boundary is ever unpickled. Only
+the workers import torch: the dashboard's server drives them without loading it.
 ``ParallelTrainer`` has the driving interface of ``LockstepTrainer`` (``train_step``, ``run``,
 ``set_lr``, ``step``, ``status``, ``record``, ``done``).
 """
@@ -20,14 +21,16 @@ import sys
 import threading
 import traceback
 import types
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from .data import Dataset
-from .lockstep import LockstepTrainer, resolve_device
 from .records import LayerSnapshot, RunRecord
 from .settings import ModelSpec, Settings
+
+if TYPE_CHECKING:
+    from .data import Dataset
+    from .lockstep import LockstepTrainer
 
 # Trainer methods a parent may ask a worker to run; what they record is forwarded to the parent.
 REMOTE_METHODS = ("decision_regions", "lesion_study", "path_analysis")
@@ -84,6 +87,8 @@ def replay_events(record: RunRecord, events: list[list[Any]]) -> None:
 def _worker_main(conn) -> None:
     """A worker's loop: build a trainer on ``init``, then step it on request, until ``close``."""
     import torch
+
+    from .lockstep import LockstepTrainer
 
     torch.set_num_threads(1)
     trainer: LockstepTrainer | None = None
@@ -277,6 +282,8 @@ class ParallelTrainer:
 
 
 def default_workers(settings: Settings) -> int:
+    from .lockstep import resolve_device
+
     if resolve_device(settings.device).type == "cuda":
         return 1
     return max(1, min(os.cpu_count() or 1, len(settings.models)))
@@ -287,6 +294,8 @@ def make_trainer(settings: Settings, data: Dataset | None = None, workers: int =
     """One process when that is all there is to use (a GPU, one core, one model), else several."""
     n = workers or default_workers(settings)
     if n <= 1:
+        from .lockstep import LockstepTrainer
+
         yield LockstepTrainer(settings, data=data)
         return
     trainer = ParallelTrainer(settings, workers=n)  # each worker loads the data itself

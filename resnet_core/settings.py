@@ -125,6 +125,25 @@ class Settings:
         """Residual blocks (or plain layer groups) in a net of this paper-style depth."""
         return (depth - 2) // self.branch_layers
 
+    def blocks_per_stage(self, depth: int) -> list[int]:
+        """Blocks in each stage: the CNN's three stages alike, the MLP's as even as they go."""
+        total = self.blocks_for(depth)
+        if self.arch == "cnn":
+            return [total // 3] * 3
+        base, extra = divmod(total, self.stages)
+        return [base + (1 if i < extra else 0) for i in range(self.stages)]
+
+    def stage_starts(self, model: str) -> list[int]:
+        """Indices of a model's blocks that change the shape (the first of every stage after the
+        first), from the settings alone: the dashboard marks them without building the model."""
+        spec = parse_model_name(model)
+        starts, first = [], 0
+        for stage, count in enumerate(self.for_model(spec).blocks_per_stage(spec.depth)):
+            if stage > 0 and count > 0:
+                starts.append(first)
+            first += count
+        return starts
+
     def valid_depths(self, limit: int = MAX_DEPTH) -> list[int]:
         """Depth = layers per block x blocks + stem + head; the CNN has the same count per stage."""
         per_block = self.branch_layers * (3 if self.arch == "cnn" else 1)

@@ -26,20 +26,9 @@ from torch import nn
 
 from .models import Net, build_model
 from .settings import ModelSpec, Settings, SettingsError, check_depth
+from .shattered_setup import (DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, DEFAULT_SEEDS, DEFAULT_WIDTH, POINTS, X_RANGE,
+                              check_depths, scalar_settings)
 
-POINTS = 256
-X_RANGE = (-2.0, 2.0)  # the paper's inputs
-DEFAULT_DEPTHS = (4, 8, 14, 20, 32, 50)
-DEFAULT_WIDTH = 128
-DEFAULT_SEEDS = (0, 1, 2)
-DEFAULT_BRANCH_LAYERS = 1
-
-
-def scalar_settings(width: int = DEFAULT_WIDTH, norm: str = "batch", block: str = "post",
-                    branch_layers: int = DEFAULT_BRANCH_LAYERS, seed: int = 0) -> Settings:
-    """Settings for the scalar-in, scalar-out MLPs: He init, identity shortcuts, one stage."""
-    return Settings(models=("plain-4",), arch="mlp", width=width, norm=norm, block=block, shortcut="identity",
-                    init="he", branch_layers=branch_layers, stages=1, seed=seed).checked()
 
 
 def scalar_net(family: str, depth: int, settings: Settings) -> Net:
@@ -95,15 +84,6 @@ class ShatteredResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ShatteredResult":
         return cls(tuple(d["depths"]), d["correlation"], d["curves"], d["x"])
-
-
-def check_depths(depths, settings: Settings) -> tuple[int, ...]:
-    depths = tuple(sorted(set(int(d) for d in depths)))
-    if not depths:
-        raise SettingsError("depths: give at least one")
-    for d in depths:
-        check_depth(settings, d)
-    return depths
 
 
 def shattered_gradients(depths=DEFAULT_DEPTHS, seeds=DEFAULT_SEEDS, width: int = DEFAULT_WIDTH, norm: str = "batch",

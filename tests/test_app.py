@@ -5,7 +5,10 @@ The app runs in this process; its training jobs use real worker processes (see c
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -251,3 +254,21 @@ def test_a_csv_upload_trains_on_the_users_points(app_test):
     assert "ds_path" not in at.query_params  # a link never carries a server path
     at.button(key="step").click().run()
     wait_until(at, lambda: step_of(at) == 1)
+
+
+def test_the_app_imports_without_torch():
+    """The server only draws; torch (about a second of every start-up) is for the training and
+    analysis processes. Which module pulled it in, if one does, is in the failure."""
+    code = ("import builtins, sys, traceback\n"
+            "real = builtins.__import__\n"
+            "def spy(name, *a, **k):\n"
+            "    if name.partition('.')[0] == 'torch' and 'torch' not in sys.modules:\n"
+            "        print(''.join(traceback.format_stack(limit=6)))\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = spy\n"
+            "import dashboard.app\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("False"), out.stdout

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import charts_paths
 from resnet_core.lockstep import LockstepTrainer
-from resnet_core.paths import path_counts
+from resnet_core.path_tables import path_counts
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from resnet_core.cli import main
-from resnet_core.lesion import lesion_errors, lesion_points, lesion_rows, stage_starts
+from resnet_core.lesion import lesion_errors, lesion_points, lesion_rows
 from resnet_core.lockstep import LockstepTrainer
 from resnet_core.parallel import ParallelTrainer
 from resnet_core.models import build_model
@@ -48,7 +48,7 @@ def test_deleting_a_block_whose_branch_is_zero_changes_nothing(spirals):
 def test_plain_blocks_that_change_shape_cannot_be_deleted_residual_ones_can(spirals):
     s = Settings(models=("plain-14", "resnet-14"), stages=3).checked()
     x, y = spirals.x_train[:200], spirals.y_train[:200]
-    starts = stage_starts(s, "plain-14")
+    starts = s.stage_starts("plain-14")
     assert starts == [2, 4]
     plain = build_model("plain-14", s, spirals.input_shape, spirals.n_classes)
     assert [i for i, b in enumerate(plain.blocks) if b.changes_shape] == starts
@@ -65,7 +65,7 @@ def test_stage_starts_match_the_built_model(changes, model):
     s = Settings(models=(model,), **changes).checked()
     shape = (1, 8, 8) if s.arch == "cnn" else (2,)
     net = build_model(model, s, shape, 3)
-    assert stage_starts(s, model) == [i for i, b in enumerate(net.blocks) if b.changes_shape]
+    assert s.stage_starts(model) == [i for i, b in enumerate(net.blocks) if b.changes_shape]
 
 
 def test_very_deep_nets_use_fewer_points():

@@ -17,4 +17,5 @@ def test_five_sessions_share_one_training_slot(tmp_path):
     assert figures["peak_training_workers"] <= 1
     assert figures["sessions_shown_a_queue_place"] >= 1
     assert max(figures["steps_reached"]) > 0
+    assert not figures["server_loaded_torch"]  # the training processes import it; the server starts without
     assert figures["threads_back_to_baseline_s"] is not None, figures["threads_after_close"]

@@ -14,8 +14,8 @@ from resnet_core import block_adjoints
 from resnet_core.data import load_dataset
 from resnet_core.lockstep import LockstepTrainer
 from resnet_core.models import Block, Net, Unit, build_model
-from resnet_core.paths import (analyse_paths, path_counts, path_gradients, probe_points, rows_for_record,
-                               sampled_path_norms, shortest_range, summary_from_rows)
+from resnet_core.path_tables import path_counts, shortest_range, summary_from_rows
+from resnet_core.paths import analyse_paths, path_gradients, probe_points, rows_for_record, sampled_path_norms
 from resnet_core.presets import get_preset
 from resnet_core.records import PATH_COLUMNS, RunRecord
 from resnet_core.settings import ModelSpec, Settings
