@@ -26,6 +26,7 @@ from dashboard.panel_paths import render_paths_panel  # noqa: E402
 from dashboard.panel_shattered import render_shattered_panel  # noqa: E402
 from dashboard.panel_sweep import render_sweep_panel  # noqa: E402
 from resnet_core.lessons import LESSONS  # noqa: E402
+from resnet_core.settings import Settings  # noqa: E402
 
 LIVE_EVERY_S = 1.0       # cards and curves
 HEAVY_EVERY_S = 2.5      # heatmaps, profiles, maps: bigger payloads, slower to read anyway
@@ -39,10 +40,12 @@ def training_pool() -> worker_pool.WorkerPool:
 
 @st.cache_resource(scope="session", on_release=jobs.TrainingJob.stop, validate=lambda job: job.alive,
                    show_spinner=False)
-def training_job() -> jobs.TrainingJob:
+def training_job(_settings: Settings | None) -> jobs.TrainingJob:
     """This browser tab's trainer; released (and stopped) a few seconds after the tab closes.
-    A job found stopped (its thread ended) is replaced."""
-    return jobs.TrainingJob(training_pool())
+    A job found stopped (its thread ended) is replaced. It starts with the page's settings (the
+    leading underscore keeps them out of the cache key), so opening the page issues no reset
+    and the page has nothing to wait for."""
+    return jobs.TrainingJob(training_pool(), _settings)
 
 
 def main() -> None:
@@ -51,7 +54,7 @@ def main() -> None:
     notes = controls.start_session(st.query_params)
     teaching.page_style(bool(st.session_state.get("presenter")))
     sidebar = controls.render_sidebar()
-    job = training_job()
+    job = training_job(sidebar.settings)
     apply_settings(job, sidebar, notes)
     apply_buttons(job, sidebar)
 
