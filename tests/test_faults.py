@@ -15,7 +15,7 @@ from dashboard.worker_pool import WorkerPool
 from test_jobs import TINY, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from load_test import server  # noqa: E402
+from load_test import server, step_of  # noqa: E402
 from streamlit_client import StreamlitClient  # noqa: E402
 
 LONG = TINY.with_changes(steps=20_000, eval_every=50)
@@ -50,7 +50,7 @@ def test_a_server_restart_leaves_no_worker_and_no_stale_session(tmp_path):
         client = StreamlitClient(url)
         client.run(timeout=120)
         client.click("Train")
-        wait_for(lambda: any("Step" in t and "Step 0" not in t for t in client.page.texts), timeout=120)
+        wait_for(lambda: (step_of(client) or 0) > 0, timeout=120)  # training, so its worker exists
         workers = [p.pid for p in proc.children(recursive=True)]
         assert workers
         client.close()
