@@ -2,7 +2,8 @@
 
 At most ``size`` worker processes (env ``RESIDUAL_LAB_MAX_TRAINING``, else one per core but one:
 each worker keeps a core busy with one torch thread, and the pages need the last one), created lazily,
-one started ahead so the first Train of the day does not wait for a process to import torch.
+one started a few seconds ahead (once the first page is drawn) so the first Train of the day does
+not wait for a process to import torch.
 A session takes a ticket and gets a worker when it is first in line and one is free; its place in
 line is what the page shows. A worker whose process died is dropped, and a fresh one started on
 demand. Nothing here calls Streamlit.
@@ -32,6 +33,9 @@ def max_training_sessions() -> int:
         return max(1, (os.cpu_count() or 1) - 1)
 
 
+PRESTART_AFTER_S = 3.0  # the first page is drawn by then (about 3-4 s from the server's start here)
+
+
 class WorkerPool:
     """At most ``size`` worker processes, created lazily (one pre-started), handed out first come,
     first served. A worker that died is dropped and a fresh one made on demand."""
@@ -45,9 +49,19 @@ class WorkerPool:
         self._queue: deque[int] = deque()
         self._tickets = itertools.count(1)
         self._closed = False
-        if prestart:  # the first Train of the day should not wait for a process to import torch
+        if prestart:  # the first Train of the day should not wait for a process to import torch ...
+            timer = threading.Timer(PRESTART_AFTER_S, self._start_spare)
+            timer.name, timer.daemon = "residual-lab-prestart", True
+            timer.start()
+
+    def _start_spare(self) -> None:
+        """... but it should not import torch while the browser draws the first page on the same
+        cores either; a Train pressed before then starts its worker as usual."""
+        with self._cond:
+            if self._closed or self._count > 0:
+                return
             self._count = 1
-            threading.Thread(target=self._start_one, name="residual-lab-prestart", daemon=True).start()
+        self._start_one()
 
     def _start_one(self) -> None:
         try:
