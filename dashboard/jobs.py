@@ -22,13 +22,10 @@ from typing import Any
 
 from resnet_core.parallel import REMOTE_METHODS, ParallelTrainer, WorkerError, WorkerProcess
 from resnet_core.records import RunRecord
-from resnet_core.settings import RANGES, Settings
+from resnet_core.settings import Settings
 
 from .worker_pool import PoolClosed, WorkerPool
 
-# The worker is built for the longest run the settings allow; the job stops at the user's step
-# count itself, so "steps" can be raised or lowered mid-run (the worker has no command for it).
-STEP_HORIZON = int(RANGES["steps"][1])
 STEP_CALL_S = 0.15        # aim for one worker round trip per ~150 ms: commands stay snappy
 IDLE_RELEASE_S = 20.0     # a paused or finished job keeps its worker this long while others wait
 REQUEST_TIMEOUT_S = 120.0
@@ -290,6 +287,8 @@ class TrainingJob:
         try:
             if settings.lr != trainer.settings.lr:
                 trainer.set_lr(settings.lr)
+            if settings.steps != trainer.settings.steps:
+                trainer.set_steps(settings.steps)
         except WorkerError as exc:
             self._fail(str(exc))
             return
@@ -347,9 +346,8 @@ class TrainingJob:
         self._seconds_per_step = (time.perf_counter() - started) / max(n, 1)
         if not self._running:
             self._pending_steps = max(0, self._pending_steps - n)
-        if self._finished():
+        if self._finished():  # the worker evaluated (and mapped) the last step itself
             self._running, self._pending_steps = False, 0
-            self._refresh_regions()  # the final map (the worker runs past the user's step count)
             self._set(state="done")
         elif self._running:
             self._set(state="training")
@@ -376,11 +374,10 @@ class TrainingJob:
         self._set(ticket=None, worker=worker, state="starting", error=None)
         settings = self._settings
         try:
-            trainer = ParallelTrainer(settings.with_changes(steps=STEP_HORIZON), workers=[worker])
+            trainer = ParallelTrainer(settings, workers=[worker])
         except WorkerError as exc:
             self._fail(str(exc))
             return False
-        trainer.record.config.setdefault("settings", {})["steps"] = settings.steps
         if self._settings != settings:  # the learning rate or step count moved during start-up
             self._trainer = trainer
             self._apply_live(self._settings)

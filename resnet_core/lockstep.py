@@ -146,6 +146,11 @@ class LockstepTrainer:
             for group in opt.param_groups:
                 group["lr"] = lr
 
+    def set_steps(self, steps: int) -> None:
+        """A new end for the run (the dashboard's step count mid-run): it evaluates at that step,
+        whether or not it falls on ``eval_every``."""
+        self.settings = self.settings.with_changes(steps=steps)
+
     # ---- one step --------------------------------------------------------------------------
     def train_step(self) -> None:
         """One update of every model still training, on one shared batch."""

@@ -9,7 +9,7 @@ draw the same batches from the same seed, so the result is the same as one proce
 Messages are JSON (``send_bytes``): nothing crossing a process boundary is ever unpickled. Only
 the workers import torch: the dashboard's server drives them without loading it.
 ``ParallelTrainer`` has the driving interface of ``LockstepTrainer`` (``train_step``, ``run``,
-``set_lr``, ``step``, ``status``, ``record``, ``done``).
+``set_lr``, ``set_steps``, ``step``, ``status``, ``record``, ``done``).
 """
 from __future__ import annotations
 
@@ -115,6 +115,9 @@ def _worker_main(conn) -> None:
                 reply = {}
             elif cmd == "set_lr":
                 trainer.set_lr(msg["lr"])
+                reply = {}
+            elif cmd == "set_steps":
+                trainer.set_steps(msg["steps"])
                 reply = {}
             elif cmd == "call" and msg["method"] in REMOTE_METHODS:
                 getattr(trainer, msg["method"])(**msg.get("kwargs", {}))
@@ -265,6 +268,10 @@ class ParallelTrainer:
     def set_lr(self, lr: float) -> None:
         self.settings = self.settings.with_changes(lr=lr)
         self._absorb(self._all("set_lr", lr=lr))
+
+    def set_steps(self, steps: int) -> None:
+        self.settings = self.settings.with_changes(steps=steps)
+        self._absorb(self._all("set_steps", steps=steps))
 
     def call(self, method: str, **kwargs: Any) -> None:
         self._absorb(self._all("call", method=method, kwargs=kwargs))

@@ -95,6 +95,18 @@ def test_learning_rate_changes_mid_run_without_reset(jobs):
     assert job.status().step == 60  # more steps than the run began with
 
 
+def test_the_last_step_is_evaluated_even_off_the_evaluation_grid(jobs):
+    job = jobs(TINY.with_changes(steps=32))  # evaluations every 5 steps: 30, then 32, the end
+    job.train()
+    wait_for(lambda: job.status().state == "done")
+    steps = job.status().record.metrics_frame()["step"]
+    assert steps.max() == 32 and job.status().step == 32
+    job.update_settings(TINY.with_changes(steps=41))  # more steps once it is done: on to a new end
+    job.train()
+    wait_for(lambda: job.status().state == "done" and job.status().step == 41)
+    assert job.status().record.metrics_frame()["step"].max() == 41
+
+
 def test_changing_a_model_resets(jobs):
     job = jobs()
     job.step()
