@@ -193,7 +193,8 @@ def regions(source: Callable[[], View]) -> None:
         return
     maps = view.record.regions()
     if not maps:
-        st.info("Decision maps are drawn during training (every third evaluation); run folders do not store them.",
+        st.info("Decision maps are drawn during training (every third evaluation), and kept in a run folder's "
+                "regions.csv.",
                 icon=":material/info:")
         return
     points = training_points(view.settings.dataset, json.dumps(dict(view.settings.dataset_args), sort_keys=True))

@@ -15,7 +15,9 @@ from .url_state import UrlState
 TABLES = (("metrics.csv", "metrics_frame", "error and loss per model and evaluation step"),
           ("layers.csv", "layers_frame", "gradient norm, response std and ‖F(x)‖/‖x‖ per layer and probe"),
           ("paths.csv", "paths_frame", "gradient per path length (the unrolled view)"),
-          ("lesion.csv", "lesion_frame", "training error with one block removed"))
+          ("lesion.csv", "lesion_frame", "training error with one block removed"),
+          ("regions.csv", "regions_frame", "each model's latest decision map, one row per grid point (2D data)"))
+OPTIONAL_TABLES = {"paths.csv", "lesion.csv", "regions.csv"}  # only some runs record them
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the run folder…")
@@ -51,7 +53,7 @@ def render(view: View, state: UrlState) -> None:
             st.caption("Nothing recorded yet: press Train or Step first.")
         for file_name, reader, what in TABLES:
             frame_of = getattr(RunRecord, reader)
-            empty = record is None or (file_name in ("paths.csv", "lesion.csv") and not _has(record, reader))
+            empty = record is None or (file_name in OPTIONAL_TABLES and not _has(record, reader))
             st.download_button(
                 file_name, (lambda r=record, f=frame_of: f(r).to_csv(index=False)) if record is not None else "",
                 file_name=file_name, mime="text/csv", key=f"dl_{file_name}", on_click="ignore",

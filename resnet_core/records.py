@@ -21,6 +21,7 @@ LAYER_COLUMNS = ["step", "model", "layer", "name", "grad_norm", "act_std", "bran
 PATH_COLUMNS = ["step", "model", "length", "n_paths", "grad_norm", "share", "residual"]
 PATH_OPTIONAL = ["path_norm"]  # Veit et al.'s sampled per-path magnitude, where it was measured
 LESION_COLUMNS = ["model", "block", "train_error"]
+REGION_COLUMNS = ["step", "model", "x", "y", "predicted", "confidence"]  # the latest map per model, one row per grid point
 
 
 class RecordError(ValueError):
@@ -98,6 +99,16 @@ class RunRecord:
             rows = list(self._lesion)
         return pd.DataFrame(rows, columns=LESION_COLUMNS)
 
+    def regions_frame(self) -> pd.DataFrame:
+        """Each model's latest decision map as rows: the grid runs over x fastest, then y."""
+        frames = []
+        for model, (step, grid) in self.regions().items():
+            n = grid["n"]
+            xs, ys = np.linspace(*grid["x"], n), np.linspace(*grid["y"], n)
+            frames.append(pd.DataFrame({"step": step, "model": model, "x": np.tile(xs, n), "y": np.repeat(ys, n),
+                                        "predicted": grid["classes"], "confidence": grid["confidence"]}))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=REGION_COLUMNS)
+
     def snapshots(self, model: str) -> list[LayerSnapshot]:
         with self._lock:
             return list(self._layers.get(model, []))
@@ -145,9 +156,9 @@ class RunRecord:
         paths = self.paths_frame()
         if len(paths):
             paths.to_csv(out / "paths.csv", index=False)
-        lesion = self.lesion_frame()
-        if len(lesion):
-            lesion.to_csv(out / "lesion.csv", index=False)
+        for name, frame in (("lesion.csv", self.lesion_frame()), ("regions.csv", self.regions_frame())):
+            if len(frame):
+                frame.to_csv(out / name, index=False)
         return out
 
     @classmethod
@@ -176,7 +187,25 @@ class RunRecord:
                 frame = pd.read_csv(run / name)
                 _require(frame, PATH_COLUMNS if name == "paths.csv" else LESION_COLUMNS, run / name)
                 adder(frame.to_dict("records"))
+        if (run / "regions.csv").exists():
+            _read_regions(record, run / "regions.csv")
         return record
+
+
+def _read_regions(record: RunRecord, path: Path) -> None:
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, OSError) as exc:
+        raise RecordError(f"{path}: cannot read it ({type(exc).__name__})") from None
+    _require(frame, REGION_COLUMNS, path)
+    for model, g in frame.groupby("model", sort=False):
+        g = g.sort_values(["y", "x"])
+        n = g["x"].nunique()
+        if n < 2 or len(g) != n * n or g["step"].nunique() != 1:
+            raise RecordError(f"{path}: the map of {model} is not one square grid of one step")
+        record.set_regions(str(model), int(g["step"].iloc[0]), {
+            "x": [float(g["x"].min()), float(g["x"].max())], "y": [float(g["y"].min()), float(g["y"].max())],
+            "n": n, "classes": g["predicted"].astype(int).tolist(), "confidence": g["confidence"].astype(float).tolist()})
 
 
 def _require(frame: pd.DataFrame, columns: list[str], path: Path) -> None:

@@ -215,6 +215,9 @@ def test_replay_a_run_folder_in_the_same_panels(app_test, tmp_path, monkeypatch)
     assert [m.label for m in at.metric] == list(TINY.models)
     errors = trainer.record.metrics_frame().query("step == 10")["train_error"]
     assert [m.value for m in at.metric] == [f"{100 * e:.1f} %" for e in errors]
+    at.session_state["tab"] = "Decision regions"  # the maps came back from regions.csv
+    at.run()
+    assert len(at.get("plotly_chart")) == 1 and not at.info
 
 
 def test_replay_refuses_anything_outside_the_runs_folder(tmp_path):

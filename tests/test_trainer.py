@@ -121,6 +121,17 @@ def test_run_folder_round_trip(tmp_path):
     assert back.config["settings"]["models"] == list(SMALL.models)
     assert {m["name"]: m["parameters"] for m in back.config["models"]}["resnet-14"] > 0
     assert back.layer_matrix("resnet-14", "act_std")[1].shape == trainer.record.layer_matrix("resnet-14", "act_std")[1].shape
+    assert back.regions() and back.regions() == trainer.record.regions()  # the decision maps, for a replay
+
+
+def test_a_decision_map_that_is_not_a_square_grid_is_refused(tmp_path):
+    trainer = LockstepTrainer(SMALL.with_changes(steps=2, eval_every=1))
+    trainer.run()
+    run = trainer.record.write(tmp_path / "run")
+    regions = pd.read_csv(run / "regions.csv")
+    regions.iloc[:-1].to_csv(run / "regions.csv", index=False)  # one grid point short
+    with pytest.raises(RecordError, match="regions.csv.*not one square grid"):
+        RunRecord.read(run)
 
 
 def test_reading_a_folder_that_is_not_a_run_says_so(tmp_path):
