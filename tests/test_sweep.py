@@ -3,7 +3,9 @@ each run finishes; sweep.csv's columns; the CLI; and the degradation trend itsel
 import json
 import threading
 import time
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -227,14 +229,26 @@ def release_sessions():
 PANEL = """
 from resnet_core.settings import Settings
 from dashboard.panel_sweep import render_sweep_panel
-render_sweep_panel(Settings(steps=20, eval_every=10, dataset_args={"n": 400}))
+render_sweep_panel(Settings(steps=20, eval_every=10, dataset={dataset!r}, dataset_args={args!r}))
 """
 
 
-def test_the_panel_fills_the_chart_as_runs_finish(release_sessions):
+def points_csv(folder: Path) -> str:
+    """A user's points, where the sidebar leaves an uploaded CSV: a file the workers read."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 2))
+    label = (x[:, 0] * x[:, 1] > 0).astype(int)
+    path = folder / "points.csv"
+    path.write_text("x1,x2,label\n" + "\n".join(f"{a:.4f},{b:.4f},{c}" for (a, b), c in zip(x, label)))
+    return str(path)
+
+
+@pytest.mark.parametrize("dataset", ["spirals", "csv"])
+def test_the_panel_fills_the_chart_as_runs_finish(release_sessions, tmp_path, dataset):
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_string(PANEL, default_timeout=30).run()
+    args = {"n": 400} if dataset == "spirals" else {"path": points_csv(tmp_path)}
+    at = AppTest.from_string(PANEL.format(dataset=dataset, args=args), default_timeout=30).run()
     assert not at.exception and not at.get("plotly_chart")  # nothing heavy on page load
     assert at.multiselect(key="sweep_depths").value == [8, 14, 20, 32, 44, 56]
     at.multiselect(key="sweep_depths").set_value([4, 8])
@@ -255,7 +269,7 @@ def test_the_panel_fills_the_chart_as_runs_finish(release_sessions):
 def test_the_panel_says_what_to_change_for_a_bad_choice(release_sessions):
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_string(PANEL, default_timeout=30).run()
+    at = AppTest.from_string(PANEL.format(dataset="spirals", args={"n": 400}), default_timeout=30).run()
     at.multiselect(key="sweep_depths").set_value([])
     at.button(key="sweep_run").click().run()
     assert [e.value for e in at.error] == ["a sweep needs at least one depth and one seed"]
