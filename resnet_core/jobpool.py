@@ -7,8 +7,7 @@ nearly double throughput, two threads in one process do not), as each worker com
 yields their progress and results as they arrive.
 
 A worker is a fresh interpreter (``python -m resnet_core.jobpool``) talking JSON lines over its
-stdin and stdout: nothing crossing the boundary is ever unpickled, and, unlike a multiprocessing
-spawn, it never re-imports the parent's ``__main__`` (under Streamlit that is the app script).
+stdin and stdout (``resnet_core.json_process``), as the training workers do.
 ``BackgroundRun`` consumes such a stream in a thread that never touches the page, for a page
 that polls it.
 """
@@ -19,13 +18,12 @@ import itertools
 import json
 import os
 import queue
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
+
+from .json_process import JsonProcess, ProcessGone, serve
 
 # Jobs a worker may run: kind -> "module:function(args, report) -> dict". Nothing else is callable.
 JOB_KINDS = {
@@ -54,27 +52,14 @@ def one_line(exc: BaseException) -> str:
     return text if isinstance(exc, ValueError) and text else f"{type(exc).__name__}: {text}"
 
 
-def serve() -> None:
-    """A worker's loop: one JSON line in per job; JSON lines out (progress, then the result)."""
-    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
-    sys.stdout = sys.stderr  # a library's print must not corrupt the protocol
-    import torch
-
-    torch.set_num_threads(1)
-    for line in sys.stdin:
-        msg = json.loads(line)
-        if msg.get("cmd") == "close":
-            return
-        job_id = msg["id"]
-
-        def report(partial: dict[str, Any]) -> None:
-            protocol.write(json.dumps({"id": job_id, "partial": partial}) + "\n")
-
-        try:
-            result = job_function(msg["kind"])(msg["args"], report)
-            protocol.write(json.dumps({"id": job_id, "result": result}) + "\n")
-        except Exception as exc:  # noqa: BLE001 - sent to the parent, which shows it
-            protocol.write(json.dumps({"id": job_id, "error": one_line(exc)}) + "\n")
+def run_job(msg: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
+    """A worker's handling of one job: progress lines, then the result (or the error in one line)."""
+    job_id = msg["id"]
+    try:
+        result = job_function(msg["kind"])(msg["args"], lambda partial: send({"id": job_id, "partial": partial}))
+        send({"id": job_id, "result": result})
+    except Exception as exc:  # noqa: BLE001 - sent to the parent, which shows it
+        send({"id": job_id, "error": one_line(exc)})
 
 
 @dataclass
@@ -84,47 +69,24 @@ class JobEvent:
     result: dict[str, Any] | None = None  # the job's answer (then it is done)
 
 
-class _Worker:
-    """One worker interpreter; a reader thread turns its output lines into events on a queue."""
+class _Worker(JsonProcess):
+    """One worker interpreter; a reader thread turns its messages into events on a queue."""
 
     def __init__(self, events: queue.Queue):
-        root = str(Path(__file__).resolve().parents[1])
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-        self.process = subprocess.Popen([sys.executable, "-m", "resnet_core.jobpool"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True, bufsize=1,
-                                        env={**os.environ, "PYTHONPATH": path})
+        super().__init__("resnet_core.jobpool")
         self.events = events
         threading.Thread(target=self._read, daemon=True, name="residual-lab-job-reader").start()
 
     def _read(self) -> None:
-        try:
-            for line in self.process.stdout:
-                self.events.put((self, json.loads(line)))
-        except (OSError, ValueError):
-            pass
+        for msg in self.messages():
+            self.events.put((self, msg))
         self.events.put((self, None))  # the worker is gone
 
-    def send(self, msg: dict[str, Any]) -> None:
+    def submit(self, msg: dict[str, Any]) -> None:
         try:
-            self.process.stdin.write(json.dumps(msg) + "\n")
-            self.process.stdin.flush()
-        except (OSError, ValueError) as exc:
+            self.send(msg)
+        except ProcessGone as exc:
             raise JobError("a worker process has stopped") from exc
-
-    def close(self) -> None:
-        try:
-            self.send({"cmd": "close"})
-            self.process.wait(timeout=0.5)
-        except (JobError, subprocess.TimeoutExpired):
-            pass
-        if self.process.poll() is None:
-            self.process.kill()  # a job under way is abandoned
-            self.process.wait(timeout=5)
-        for stream in (self.process.stdin, self.process.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
 
 
 class JobPool:
@@ -152,7 +114,7 @@ class JobPool:
             while idle and pending:
                 worker = idle.pop()
                 index, args = pending.pop()
-                worker.send({"id": [batch, index], "kind": kind, "args": args})
+                worker.submit({"id": [batch, index], "kind": kind, "args": args})
                 busy.add(worker)
             if self.closed.is_set():
                 raise JobError("cancelled")
@@ -197,11 +159,11 @@ class JobPool:
         self.closed.set()
         workers, self.workers = self.workers, []
         for worker in workers:
-            worker.close()
+            worker.close(wait_s=0.5)
 
     @property
     def usable(self) -> bool:
-        return not self.closed.is_set() and all(w.process.poll() is None for w in self.workers)
+        return not self.closed.is_set() and all(w.alive for w in self.workers)
 
     def __enter__(self) -> "JobPool":
         return self
@@ -356,4 +318,4 @@ def start_queued(body: Callable[[BackgroundRun, JobPool], Iterable[Any]], worker
 
 
 if __name__ == "__main__":
-    serve()
+    serve(run_job)

@@ -6,25 +6,22 @@ apiece oversubscribe two cores (5x slower, measured). Each worker therefore runs
 ``LockstepTrainer`` over its share of the models with ``torch.set_num_threads(1)``; all workers
 draw the same batches from the same seed, so the result is the same as one process's.
 
-Messages are JSON (``send_bytes``): nothing crossing a process boundary is ever unpickled. Only
-the workers import torch: the dashboard's server drives them without loading it.
+A worker is a fresh interpreter (``python -m resnet_core.parallel``) speaking JSON lines
+(``resnet_core.json_process``): nothing crossing a process boundary is ever unpickled. Only the
+workers import torch: the dashboard's server drives them without loading it.
 ``ParallelTrainer`` has the driving interface of ``LockstepTrainer`` (``train_step``, ``run``,
 ``set_lr``, ``set_steps``, ``step``, ``status``, ``record``, ``done``).
 """
 from __future__ import annotations
 
 import contextlib
-import json
-import multiprocessing as mp
 import os
-import sys
-import threading
 import traceback
-import types
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from .json_process import JsonProcess, ProcessGone, serve
 from .records import LayerSnapshot, RunRecord
 from .settings import ModelSpec, Settings
 
@@ -84,118 +81,72 @@ def replay_events(record: RunRecord, events: list[list[Any]]) -> None:
             record.set_regions(event[1], event[2], event[3])
 
 
-def _worker_main(conn) -> None:
-    """A worker's loop: build a trainer on ``init``, then step it on request, until ``close``."""
-    import torch
-
-    from .lockstep import LockstepTrainer
-
-    torch.set_num_threads(1)
-    trainer: LockstepTrainer | None = None
-    record = ForwardingRecord()
-    while True:
-        try:
-            msg = json.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            return
-        cmd = msg["cmd"]
-        try:
-            if cmd == "close":
-                conn.send_bytes(b'{"ok": true}')
-                return
-            if cmd == "init":
-                record = ForwardingRecord()
-                trainer = LockstepTrainer(Settings.from_dict(msg["settings"]), record=record, only=tuple(msg["only"]))
-                reply = {"layer_names": record.layer_names, "config": record.config}
-            elif cmd == "step":
-                for _ in range(msg.get("n", 1)):
-                    if trainer.done:
-                        break
-                    trainer.train_step()
-                reply = {}
-            elif cmd == "set_lr":
-                trainer.set_lr(msg["lr"])
-                reply = {}
-            elif cmd == "set_steps":
-                trainer.set_steps(msg["steps"])
-                reply = {}
-            elif cmd == "call" and msg["method"] in REMOTE_METHODS:
-                getattr(trainer, msg["method"])(**msg.get("kwargs", {}))
-                reply = {}
-            else:
-                raise ValueError(f"unknown command {cmd!r}")
-            state = {"step": trainer.step, "status": trainer.status, "wall_s": trainer.wall_s} if trainer else {}
-            conn.send_bytes(json.dumps({"ok": True, "events": record.drain(), **state, **reply}).encode())
-        except Exception as exc:  # noqa: BLE001 - reported to the parent, which shows it
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            conn.send_bytes(json.dumps({"ok": False, "error": detail}).encode())
-
-
-_START_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _without_main() -> Iterator[None]:
-    """Spawn re-imports the parent's ``__main__`` in the child, to find functions defined there.
-    Ours live in ``resnet_core``, and the parent's main is Streamlit's bootstrap, a test runner or
-    an AppTest script, none of which may run again (an AppTest script re-run killed the worker):
-    hide it while the child starts."""
-    main = sys.modules.get("__main__")
-    bare = sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if sys.modules.get("__main__") is bare:  # unless a script run installed its own meanwhile
-            sys.modules["__main__"] = main
-
-
-class WorkerProcess:
-    """One long-lived training process; reusable for run after run (``init`` resets it)."""
+class _Worker:
+    """A training process's side: a trainer built on ``init``, stepped on request, and every reply
+    carrying what it recorded since the last one."""
 
     def __init__(self) -> None:
-        ctx = mp.get_context("spawn")  # never fork a process that may hold threads and torch state
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True, name="residual-lab-worker")
-        with _START_LOCK, _without_main():
-            self.process.start()
-        child.close()
-        self.broken = False  # its pipe failed: the process is gone, or about to be
+        self.trainer: LockstepTrainer | None = None
+        self.record = ForwardingRecord()
 
-    def request(self, **msg: Any) -> dict[str, Any]:
-        self.send(**msg)
-        return self.receive()
-
-    def send(self, **msg: Any) -> None:
+    def __call__(self, msg: dict[str, Any], send) -> None:
         try:
-            self.conn.send_bytes(json.dumps(msg).encode())
-        except (OSError, ValueError) as exc:
-            self.broken = True
+            send({"ok": True, **self._handle(msg)})
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which shows it
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            send({"ok": False, "error": detail})
+
+    def _handle(self, msg: dict[str, Any]) -> dict[str, Any]:
+        cmd, trainer, reply = msg["cmd"], self.trainer, {}
+        if cmd == "init":
+            from .lockstep import LockstepTrainer
+
+            self.record = ForwardingRecord()
+            trainer = self.trainer = LockstepTrainer(Settings.from_dict(msg["settings"]), record=self.record,
+                                                     only=tuple(msg["only"]))
+            reply = {"layer_names": self.record.layer_names, "config": self.record.config}
+        elif cmd == "step":
+            for _ in range(msg.get("n", 1)):
+                if trainer.done:
+                    break
+                trainer.train_step()
+        elif cmd == "set_lr":
+            trainer.set_lr(msg["lr"])
+        elif cmd == "set_steps":
+            trainer.set_steps(msg["steps"])
+        elif cmd == "call" and msg["method"] in REMOTE_METHODS:
+            getattr(trainer, msg["method"])(**msg.get("kwargs", {}))
+        else:
+            raise ValueError(f"unknown command {cmd!r}")
+        state = {"step": trainer.step, "status": trainer.status, "wall_s": trainer.wall_s} if trainer else {}
+        return {"events": self.record.drain(), **state, **reply}
+
+
+class WorkerProcess(JsonProcess):
+    """One long-lived training process (``python -m resnet_core.parallel``); reusable for run after
+    run (``init`` resets it)."""
+
+    def __init__(self) -> None:
+        super().__init__("resnet_core.parallel")
+
+    def post(self, **msg: Any) -> None:
+        try:
+            self.send(msg)
+        except ProcessGone as exc:
             raise WorkerError("the training process has stopped") from exc
 
-    def receive(self) -> dict[str, Any]:
+    def answer(self) -> dict[str, Any]:
         try:
-            reply = json.loads(self.conn.recv_bytes())
-        except (EOFError, OSError) as exc:
-            self.broken = True
+            reply = self.receive()
+        except ProcessGone as exc:
             raise WorkerError("the training process ended unexpectedly") from exc
         if not reply.get("ok"):
             raise WorkerError(reply.get("error", "unknown error"))
         return reply
 
-    @property
-    def alive(self) -> bool:
-        # A killed process closes its pipe a moment before the OS reports it dead: trust the pipe.
-        return not self.broken and self.process.is_alive()
-
-    def close(self) -> None:
-        with contextlib.suppress(WorkerError, OSError):
-            if self.alive:
-                self.request(cmd="close")
-        self.process.join(timeout=2)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(timeout=2)
-        self.conn.close()
+    def request(self, **msg: Any) -> dict[str, Any]:
+        self.post(**msg)
+        return self.answer()
 
 
 RESIDUAL_COST = 1.25  # a residual layer costs more than a plain one: the add, the branch probe, the paths
@@ -235,8 +186,8 @@ class ParallelTrainer:
 
     def _all(self, cmd: str, payloads: list[dict[str, Any]] | None = None, **msg: Any) -> list[dict[str, Any]]:
         for i, worker in enumerate(self.workers):
-            worker.send(cmd=cmd, **msg, **(payloads[i] if payloads else {}))
-        return [worker.receive() for worker in self.workers]
+            worker.post(cmd=cmd, **msg, **(payloads[i] if payloads else {}))
+        return [worker.answer() for worker in self.workers]
 
     def _absorb(self, replies: list[dict[str, Any]]) -> None:
         for reply in replies:
@@ -310,3 +261,7 @@ def make_trainer(settings: Settings, data: Dataset | None = None, workers: int =
         yield trainer
     finally:
         trainer.close()
+
+
+if __name__ == "__main__":
+    serve(_Worker())
