@@ -93,7 +93,10 @@ def serve(handle: Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], N
     or the end of stdin (the parent has gone). One torch thread: tiny layers are dispatch-bound,
     and the processes share the machine's cores."""
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
-    sys.stdout = sys.stderr  # a library's print must not corrupt the protocol
+    # Nothing else may write into the protocol: Python's prints and C libraries' writes to file
+    # descriptor 1 both go to stderr (the server's log) from here on.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
     import torch
 
     torch.set_num_threads(1)

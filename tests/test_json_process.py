@@ -1,0 +1,55 @@
+"""The one transport to worker processes (resnet_core.json_process): what a child prints cannot
+corrupt the conversation, and a child that dies is reported as gone, never as a hang."""
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from resnet_core.json_process import JsonProcess, ProcessGone
+
+NOISY_CHILD = '''
+import os
+from resnet_core.json_process import serve
+
+def handle(msg, send):
+    print("a library's print")
+    os.write(1, b"a C library writing to file descriptor 1\\n")
+    send({"echo": msg["x"]})
+
+serve(handle)
+'''
+
+
+@pytest.fixture
+def child(tmp_path, monkeypatch):
+    (tmp_path / "noisy_child.py").write_text(NOISY_CHILD)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    process = JsonProcess("noisy_child")
+    yield process
+    process.close()
+
+
+def test_what_a_child_prints_goes_to_stderr_not_into_the_protocol(child):
+    for x in (1, "two", [3.5]):
+        child.send({"x": x})
+        assert child.receive() == {"echo": x}
+    assert child.alive
+
+
+def test_a_child_that_dies_is_gone_not_a_hang(child):
+    child.send({"x": 1})
+    assert child.receive() == {"echo": 1}
+    os.kill(child.pid, signal.SIGKILL)
+    with pytest.raises(ProcessGone):
+        child.receive()
+    assert not child.alive
+    child.process.wait(timeout=5)  # its end of the stdin pipe is closed once it has exited
+    with pytest.raises(ProcessGone):
+        child.send({"x": 2})
+
+
+def test_close_ends_the_child(child):
+    child.close()
+    assert child.process.poll() is not None and not child.alive
