@@ -13,7 +13,6 @@ from dashboard.charts_beyond import landscape_line_figure, landscape_range, land
 from resnet_core.jobpool import BackgroundRun, JobPool, start_queued
 from resnet_core.landscape_grid import COARSE, FINE, LINE_POINTS, twin_depth
 from resnet_core.settings import Settings, SettingsError, check_depth
-from resnet_core.sweep import default_workers
 
 REFRESH_S = 1.0
 REFINE_SIZES = (FINE, 31, 41)
@@ -86,10 +85,9 @@ def _start(state: dict, settings: Settings, request: dict) -> str | None:
         check_depth(settings, request["depth"])
     except SettingsError as exc:
         return str(exc)
-    in_process = default_workers(settings, 1) == 0  # a GPU: this process
     pool = state["pool"]
     if pool is None or not pool.usable:
-        pool = state["pool"] = JobPool(0 if in_process else 1)
+        pool = state["pool"] = JobPool(1)  # a worker process, on a GPU too: the server never imports torch
     args = {"settings": {**request["settings"]}, "depth": request["depth"], "steps": request["steps"],
             "grid": request["grid"], "line": LINE_POINTS, "seed": request["seed"]}
     state.update(request=request, views={}, run=start_queued(lambda r, p: _landscape(r, p, args), 1, pool=pool,

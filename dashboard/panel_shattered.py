@@ -13,7 +13,6 @@ from dashboard.charts_beyond import correlation_figure, gradient_curves_figure
 from resnet_core.jobpool import BackgroundRun, start_queued
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.shattered_setup import DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, POINTS, check_depths, scalar_settings
-from resnet_core.sweep import default_workers
 
 REFRESH_S = 1.0
 WIDTHS = (64, 128, 200)
@@ -70,9 +69,8 @@ def render_shattered_panel(settings: Settings) -> None:
         else:
             args = {"depths": list(chosen), "seeds": list(range(int(seeds))), "width": int(width), "norm": "batch",
                     "block": block, "branch_layers": branch}
-            workers = 1 if default_workers(settings, 1) else 0
-            state.update(request=args, run=start_queued(lambda r, pool: _shattered(r, pool, args), workers,
-                                                        label="shattered"))
+            state.update(request=args, run=start_queued(lambda r, pool: _shattered(r, pool, args), 1,
+                                                        label="shattered"))  # a worker process, on a GPU too
             st.rerun()  # redraw with Run disabled and the refreshing results
     st.fragment(run_every=REFRESH_S if running else None)(_results)(state, running)
 

@@ -13,7 +13,7 @@ import streamlit as st
 from dashboard.charts_beyond import sweep_figure
 from resnet_core.jobpool import BackgroundRun, start_queued
 from resnet_core.settings import Settings, SettingsError
-from resnet_core.sweep import DEFAULT_DEPTHS, default_workers, plan_sweep, run_sweep, sweep_frame, sweep_summary
+from resnet_core.sweep import DEFAULT_DEPTHS, plan_sweep, run_sweep, sweep_frame, sweep_summary
 
 REFRESH_S = 1.0
 MAX_SWEEP_DEPTH = 110
@@ -75,7 +75,7 @@ def render_sweep_panel(settings: Settings) -> None:
         except SettingsError as exc:
             st.error(str(exc), icon=":material/error:")
         else:
-            n = int(workers) if default_workers(settings, len(jobs)) else 0  # 0 on a GPU: in this process
+            n = int(workers)  # worker processes, on a GPU too: the server never imports torch
             state.update(run=start_queued(lambda r, pool: _sweep(r, pool, jobs), n, label="sweep"),
                          total=len(jobs), label=f"{settings.dataset}, {int(steps)} steps per run")
             st.rerun()  # redraw with Run disabled and the refreshing results
