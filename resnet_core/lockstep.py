@@ -72,12 +72,13 @@ def check_fits(settings: Settings, data: Dataset) -> None:
 
 
 def make_optimizer(settings: Settings, params) -> torch.optim.Optimizer:
-    # foreach: one fused call over all tensors; torch only picks it by itself on GPUs, and a
-    # 1002-layer net's 3000 small tensors made the per-tensor loop a sixth of every step on a CPU.
+    # fused: one kernel over all of a net's tensors (CPU and CUDA). A 1002-layer net has 3000 small
+    # tensors: the per-tensor loop was a sixth of every step on a CPU, and fused is a further ~4x
+    # faster than torch's foreach path there (SGD 5 ms vs 18-25 ms a step; Adam 14 vs 50 ms).
     if settings.optimizer == "adam":
-        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay, foreach=True)
+        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=True)
     return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum,
-                           weight_decay=settings.weight_decay, foreach=True)
+                           weight_decay=settings.weight_decay, fused=True)
 
 
 def run_config(settings: Settings, data: Dataset, models: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
