@@ -88,6 +88,32 @@ def replay_folder(name: str) -> Callable[[], str]:
     return run
 
 
+def broken_run(files: dict[str, str]) -> Callable[[], str]:
+    """A run folder under the runs directory whose files are not what a run writes."""
+    def run() -> str:
+        from dashboard import replay
+        from resnet_core.records import RecordError
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "runs" / "demo"
+            folder.mkdir(parents=True)
+            for name, text in {"config.json": "{}", **files}.items():
+                (folder / name).write_text(text)
+            try:
+                replay.load("demo", Path(tmp) / "runs")
+            except RecordError as exc:
+                return str(exc).replace(tmp, "<tmp>")
+        raise AssertionError("accepted")
+    return run
+
+
+METRICS = "step,model,train_loss,train_error,test_error,wall_s,status\n0,plain-4,1.0,0.5,0.5,0.0,ok\n"
+LAYERS = "step,model,layer,name,grad_norm,act_std,branch_ratio\n0,plain-4,0,stem,1.0,1.0,\n"
+# Two models' maps: plain-4's lacks one of its 2 x 2 grid points.
+REGIONS = ("step,model,x,y,predicted,confidence\n"
+           + "".join(f"0,{m},{x},{y},0,0.9\n" for m in ("plain-4", "resnet-6") for x in (0, 1) for y in (0, 1)
+                     if (m, x, y) != ("plain-4", 1, 1)))
+
 GOOD_ROWS = "".join(f"{i % 7 / 7},{i % 5 / 5},{i % 2}\n" for i in range(20))
 
 CASES: list[Case] = [
@@ -133,6 +159,11 @@ CASES: list[Case] = [
     ("link", "`?dataset=csv&data.path=/etc/passwd` (a file path in a link)", link("dataset=csv&data.path=/etc/passwd")),
     ("replay", "a folder outside the runs directory (`../elsewhere`)", replay_folder("../elsewhere")),
     ("replay", "an absolute path (`/etc`)", replay_folder("/etc")),
+    ("replay", "a run folder without `metrics.csv`", broken_run({"layers.csv": LAYERS})),
+    ("replay", "a `metrics.csv` without its `test_error` column",
+     broken_run({"metrics.csv": METRICS.replace(",test_error", ""), "layers.csv": LAYERS})),
+    ("replay", "a `regions.csv` whose map misses a grid point",
+     broken_run({"metrics.csv": METRICS, "layers.csv": LAYERS, "regions.csv": REGIONS})),
     ("CIFAR-10", "a truncated `data_batch_1.bin`", cifar(3, extra_bytes=100)),
     ("CIFAR-10", "a label byte above 9", cifar(3, label=12)),
 ]
