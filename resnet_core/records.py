@@ -182,22 +182,26 @@ class RunRecord:
                 g = g.sort_values("layer")
                 record.add_layers(model, LayerSnapshot(int(step), g["grad_norm"].to_numpy(float),
                                                        g["act_std"].to_numpy(float), g["branch_ratio"].to_numpy(float)))
-        for name, adder in (("paths.csv", record.add_paths), ("lesion.csv", record.set_lesion)):
-            if (run / name).exists():
-                frame = pd.read_csv(run / name)
-                _require(frame, PATH_COLUMNS if name == "paths.csv" else LESION_COLUMNS, run / name)
-                adder(frame.to_dict("records"))
+        # Tables only some runs record:
+        if (run / "paths.csv").exists():
+            record.add_paths(_read_table(run / "paths.csv", PATH_COLUMNS).to_dict("records"))
+        if (run / "lesion.csv").exists():
+            record.set_lesion(_read_table(run / "lesion.csv", LESION_COLUMNS).to_dict("records"))
         if (run / "regions.csv").exists():
-            _read_regions(record, run / "regions.csv")
+            _add_regions(record, _read_table(run / "regions.csv", REGION_COLUMNS), run / "regions.csv")
         return record
 
 
-def _read_regions(record: RunRecord, path: Path) -> None:
+def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
     except (ValueError, OSError) as exc:
         raise RecordError(f"{path}: cannot read it ({type(exc).__name__})") from None
-    _require(frame, REGION_COLUMNS, path)
+    _require(frame, columns, path)
+    return frame
+
+
+def _add_regions(record: RunRecord, frame: pd.DataFrame, path: Path) -> None:
     for model, g in frame.groupby("model", sort=False):
         g = g.sort_values(["y", "x"])
         n = g["x"].nunique()

@@ -162,6 +162,8 @@ CASES: list[Case] = [
     ("replay", "a run folder without `metrics.csv`", broken_run({"layers.csv": LAYERS})),
     ("replay", "a `metrics.csv` without its `test_error` column",
      broken_run({"metrics.csv": METRICS.replace(",test_error", ""), "layers.csv": LAYERS})),
+    ("replay", "a `paths.csv` whose rows do not match its header",
+     broken_run({"metrics.csv": METRICS, "layers.csv": LAYERS, "paths.csv": "step,model\n0,plain-4\n1,plain-4,2,3\n"})),
     ("replay", "a `regions.csv` whose map misses a grid point",
      broken_run({"metrics.csv": METRICS, "layers.csv": LAYERS, "regions.csv": REGIONS})),
     ("CIFAR-10", "a truncated `data_batch_1.bin`", cifar(3, extra_bytes=100)),
