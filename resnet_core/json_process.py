@@ -56,11 +56,15 @@ class JsonProcess:
         if not line:
             self.broken = True
             raise ProcessGone("the process ended unexpectedly")
-        return json.loads(line)
+        try:
+            return json.loads(line)
+        except ValueError:  # the conversation is lost: nothing after this line can be trusted
+            self.broken = True
+            raise ProcessGone("the process sent something that is not a message") from None
 
     def messages(self) -> Iterator[dict[str, Any]]:
-        """Every message until the child ends (for a reader thread)."""
-        while True:
+        """Every message until the child ends or the conversation is lost (for a reader thread)."""
+        while not self.broken:
             try:
                 yield self.receive()
             except ProcessGone:

@@ -22,10 +22,24 @@ serve(handle)
 '''
 
 
-@pytest.fixture
-def child(tmp_path, monkeypatch):
+# A child that does not speak the protocol at all.
+GARBLED_CHILD = '''
+import sys
+sys.stdout.write("not a message\\n")
+sys.stdout.flush()
+sys.stdin.read()
+'''
+
+
+@pytest.fixture(autouse=True)
+def children(tmp_path, monkeypatch):
     (tmp_path / "noisy_child.py").write_text(NOISY_CHILD)
+    (tmp_path / "garbled_child.py").write_text(GARBLED_CHILD)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+
+
+@pytest.fixture
+def child():
     process = JsonProcess("noisy_child")
     yield process
     process.close()
@@ -53,3 +67,14 @@ def test_a_child_that_dies_is_gone_not_a_hang(child):
 def test_close_ends_the_child(child):
     child.close()
     assert child.process.poll() is not None and not child.alive
+
+
+def test_a_line_that_is_not_a_message_ends_the_conversation():
+    garbled = JsonProcess("garbled_child")
+    try:
+        with pytest.raises(ProcessGone, match="not a message"):
+            garbled.receive()
+        assert not garbled.alive
+        assert list(garbled.messages()) == []  # a reader thread ends instead of dying on it
+    finally:
+        garbled.close()
