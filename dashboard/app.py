@@ -159,6 +159,6 @@ def render_tabs(view: panels.View, source, live, header, polling: bool, request)
             records_tab.render(view, controls.view_state())
 
 
-# Only when Streamlit runs this script: a worker process that re-imports it must not run the page.
+# Only when Streamlit runs this script: importing it (tests/test_app.py does) must not run the page.
 if __name__ == "__main__":
     main()
