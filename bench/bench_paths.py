@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from resnet_core import block_adjoints  # noqa: E402
+import resnet_core.block_adjoints as block_adjoints  # noqa: E402
 from resnet_core.data import load_dataset  # noqa: E402
 from resnet_core.lockstep import LockstepTrainer  # noqa: E402
 from resnet_core.models import build_model  # noqa: E402

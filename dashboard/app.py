@@ -19,7 +19,13 @@ import dashboard.boot  # noqa: E402,F401  heavy imports, then gc.freeze(), once 
 
 import streamlit as st  # noqa: E402
 
-from dashboard import controls, jobs, live_panels as panels, records_tab, teaching, url_state, worker_pool  # noqa: E402
+import dashboard.controls as controls  # noqa: E402
+import dashboard.jobs as jobs  # noqa: E402
+import dashboard.live_panels as panels  # noqa: E402
+import dashboard.records_tab as records_tab  # noqa: E402
+import dashboard.teaching as teaching  # noqa: E402
+import dashboard.url_state as url_state  # noqa: E402
+import dashboard.worker_pool as worker_pool  # noqa: E402
 from dashboard.panel_landscape import render_landscape_panel  # noqa: E402
 from dashboard.panel_lesson import render_lesson_panel  # noqa: E402
 from dashboard.panel_paths import render_paths_panel  # noqa: E402

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import plotly.graph_objects as go
 
-from .charts import base_layout, f32, figure, i32, model_colors, panel_title, side_by_side
+from dashboard.charts import base_layout, f32, figure, i32, model_colors, panel_title, side_by_side
 
 HEATMAP_CELLS = 8000   # all models together, per refresh: ~43 KB as base64 float32
 TINY = 1e-30           # norms at or below this are drawn as "vanished", not as -inf

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from .charts import base_layout, f32, figure, panel_title, side_by_side
+from dashboard.charts import base_layout, f32, figure, panel_title, side_by_side
 
 CLASS_COLORS = ("#F59322", "#0877BD", "#2CA02C", "#9467BD", "#D62728",
                 "#8C564B", "#E377C2", "#17BECF", "#BCBD22", "#7F7F7F")

@@ -24,8 +24,8 @@ from resnet_core.lessons import LESSONS
 from resnet_core.presets import get_preset, presets
 from resnet_core.settings import CHOICES, RANGES, Settings, SettingsError
 
-from .controls_models import model_rows, render_models, seed_models
-from .url_state import UrlState, decode
+from dashboard.controls_models import model_rows, render_models, seed_models
+from dashboard.url_state import UrlState, decode
 
 W = "w."  # widget keys: "w.width", "w.ds.spirals.arms", "w.m3.depth", ...
 CUSTOM = ""

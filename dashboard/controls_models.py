@@ -10,7 +10,7 @@ import streamlit as st
 
 from resnet_core.settings import MAX_MODELS, ModelSpec, Settings
 
-from .url_state import nearest_depth
+from dashboard.url_state import nearest_depth
 
 W = "w."
 ROWS = "model_rows"

@@ -24,7 +24,7 @@ from resnet_core.parallel import REMOTE_METHODS, ParallelTrainer, WorkerError, W
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
 
-from .worker_pool import PoolClosed, WorkerPool
+from dashboard.worker_pool import PoolClosed, WorkerPool
 
 STEP_CALL_S = 0.15        # aim for one worker round trip per ~150 ms: commands stay snappy
 IDLE_RELEASE_S = 20.0     # a paused or finished job keeps its worker this long while others wait

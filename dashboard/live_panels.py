@@ -19,7 +19,9 @@ from resnet_core.data import DATASETS, DataError, load_arrays
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
 
-from . import charts, charts_layers, charts_regions
+import dashboard.charts as charts
+import dashboard.charts_layers as charts_layers
+import dashboard.charts_regions as charts_regions
 
 HEATMAP_STEPS = 120
 

@@ -13,7 +13,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts_paths
+import dashboard.charts_paths as charts_paths
 from dashboard.charts import model_colors
 from resnet_core.path_tables import path_counts, summary_from_rows
 from resnet_core.settings import Settings, SettingsError, parse_model_name

@@ -8,9 +8,9 @@ import streamlit as st
 
 from resnet_core.records import RecordError, RunRecord
 
-from . import replay
-from .live_panels import View
-from .url_state import UrlState
+import dashboard.replay as replay
+from dashboard.live_panels import View
+from dashboard.url_state import UrlState
 
 TABLES = (("metrics.csv", "metrics_frame", "error and loss per model and evaluation step"),
           ("layers.csv", "layers_frame", "gradient norm, response std and ‖F(x)‖/‖x‖ per layer and probe"),

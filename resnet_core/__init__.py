@@ -2,6 +2,6 @@
 
 Imports no Streamlit and no plotly: usable from a notebook, the CLI or the dashboard alike.
 """
-from .settings import Settings, SettingsError, parse_model_name
+from resnet_core.settings import Settings, SettingsError, parse_model_name
 
 __all__ = ["Settings", "SettingsError", "parse_model_name"]

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .models import Block, Net, PadShortcut, Unit
+from resnet_core.models import Block, Net, PadShortcut, Unit
 
 
 def _batch_norms(net: nn.Module) -> list[_BatchNorm]:

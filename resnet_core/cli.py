@@ -11,9 +11,9 @@ import os
 import sys
 from typing import Any, Sequence
 
-from .data import DataError
-from .records import RecordError
-from .settings import SettingsError
+from resnet_core.data import DataError
+from resnet_core.records import RecordError
+from resnet_core.settings import SettingsError
 
 USER_ERRORS = (SettingsError, DataError, RecordError)
 
@@ -29,8 +29,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """Every setting as a flag. Defaults are None so that only flags given override a preset."""
-    from .data import DATASETS
-    from .settings import CHOICES
+    from resnet_core.data import DATASETS
+    from resnet_core.settings import CHOICES
 
     add = parser.add_argument
     add("--preset", help="start from a preset (see `presets`); explicit flags override it")
@@ -56,11 +56,11 @@ def _typed(kind: type, name: str):
 
 def settings_from_args(args: argparse.Namespace):
     """The Settings the flags describe: a preset (or the defaults) with explicit flags on top."""
-    from .data import parse_dataset_args
-    from .presets import get_preset
+    from resnet_core.data import parse_dataset_args
+    from resnet_core.presets import get_preset
     from dataclasses import fields
 
-    from .settings import Settings
+    from resnet_core.settings import Settings
 
     changes: dict[str, Any] = {}
     for f in fields(Settings):
@@ -81,7 +81,9 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cli_train, cli_sweep, cli_lesson  # each command in its own module
+    import resnet_core.cli_train as cli_train  # each command in its own module
+    import resnet_core.cli_sweep as cli_sweep  # each command in its own module
+    import resnet_core.cli_lesson as cli_lesson  # each command in its own module
 
     parser = OneLineParser(prog="python -m resnet_core", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)

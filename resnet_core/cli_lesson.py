@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 
-from .settings import SettingsError
+from resnet_core.settings import SettingsError
 
 MARKS = {"shown": "✓ shown", "not yet": "… not yet", "not shown": "✗ not shown"}
 
@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
 
 
 def run_lesson(args: argparse.Namespace) -> int:
-    from .lessons import LESSONS, get_lesson
+    from resnet_core.lessons import LESSONS, get_lesson
 
     _utf8_or_replace()
     if args.list:
@@ -41,7 +41,7 @@ def run_lesson(args: argparse.Namespace) -> int:
         raise SettingsError("lesson: --out DIR is required (the run folder to write)")
     changes = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
     settings = lesson.settings(**changes)
-    from .cli_train import check_out_dir, train_headless
+    from resnet_core.cli_train import check_out_dir, train_headless
 
     out = check_out_dir(args.out, args.overwrite)
     print(f"{lesson.title}  (models {', '.join(settings.models)}; {settings.steps} steps; seed {settings.seed})")

@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import add_settings_flags, is_terminal, settings_from_args
-from .settings import SettingsError
+from resnet_core.cli import add_settings_flags, is_terminal, settings_from_args
+from resnet_core.settings import SettingsError
 
 
 def add_parser(sub) -> None:
@@ -27,11 +27,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .data import load_dataset
-    from .jobpool import JobError
-    from .lockstep import check_fits
-    from .settings import Settings
-    from .sweep import default_workers, parse_int_list, plan_sweep, run_sweep, write_sweep_csv
+    from resnet_core.data import load_dataset
+    from resnet_core.jobpool import JobError
+    from resnet_core.lockstep import check_fits
+    from resnet_core.settings import Settings
+    from resnet_core.sweep import default_workers, parse_int_list, plan_sweep, run_sweep, write_sweep_csv
 
     settings = settings_from_args(args)
     depths = parse_int_list(args.depths, "--depths")
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary(rows: list[dict], seconds: float, workers: int) -> str:
-    from .sweep import sweep_frame, sweep_summary
+    from resnet_core.sweep import sweep_frame, sweep_summary
 
     frame = sweep_frame(rows)
     table = sweep_summary(frame)

@@ -6,9 +6,9 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import add_settings_flags, is_terminal, settings_from_args
-from .records import RunRecord
-from .settings import SettingsError
+from resnet_core.cli import add_settings_flags, is_terminal, settings_from_args
+from resnet_core.records import RunRecord
+from resnet_core.settings import SettingsError
 
 
 def add_parser(sub) -> None:
@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
 
 
 def run_presets(args: argparse.Namespace) -> int:
-    from .presets import presets
+    from resnet_core.presets import presets
 
     for preset in presets().values():
         print(f"{preset.name:16} {preset.description}")
@@ -55,9 +55,9 @@ def run_train(args: argparse.Namespace) -> int:
 def train_headless(settings, workers: int, analyses: tuple[str, ...] = ()) -> RunRecord:
     """Check what the run needs, train it (a progress bar on a terminal), run the analyses that
     read the trained nets, and hand back the record. Nothing is written here."""
-    from .data import load_dataset
-    from .lockstep import check_fits
-    from .parallel import make_trainer
+    from resnet_core.data import load_dataset
+    from resnet_core.lockstep import check_fits
+    from resnet_core.parallel import make_trainer
 
     if workers < 0:
         raise SettingsError("--workers must be 0 (automatic) or more")

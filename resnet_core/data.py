@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets_files as files
-from . import datasets_points as points
-from .datasets_common import (Arrays, DataError, Dataset, channel_stats, scale_points, show, stratified_split,
+import resnet_core.datasets_files as files
+import resnet_core.datasets_points as points
+from resnet_core.datasets_common import (Arrays, DataError, Dataset, channel_stats, scale_points, show, stratified_split,
                               to_dataset)
 
 __all__ = ["DATASETS", "DATA_DIR", "ArgRange", "Arrays", "DataError", "Dataset", "DatasetSpec",

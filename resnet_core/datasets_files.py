@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets_common import DataError, show
+from resnet_core.datasets_common import DataError, show
 
 DIGITS_FILE = "digits.csv.gz"
 

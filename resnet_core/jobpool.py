@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from .json_process import JsonProcess, ProcessGone, serve
+from resnet_core.json_process import JsonProcess, ProcessGone, serve
 
 # Jobs a worker may run: kind -> "module:function(args, report) -> dict". Nothing else is callable.
 JOB_KINDS = {

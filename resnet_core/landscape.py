@@ -20,11 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Dataset, load_dataset
-from .landscape_grid import COARSE, LINE_POINTS, SPAN, twin_depth
-from .lockstep import LockstepTrainer
-from .models import Net
-from .settings import RANGES, Settings, SettingsError
+from resnet_core.data import Dataset, load_dataset
+from resnet_core.landscape_grid import COARSE, LINE_POINTS, SPAN, twin_depth
+from resnet_core.lockstep import LockstepTrainer
+from resnet_core.models import Net
+from resnet_core.settings import RANGES, Settings, SettingsError
 
 LOSS_POINTS = 1024  # training points the loss is measured on: enough for a smooth estimate
 IMAGE_LOSS_POINTS = 256  # images cost far more per point; a grid must still come back in class time

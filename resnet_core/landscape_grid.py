@@ -4,7 +4,7 @@ these and a worker process computes it.
 """
 from __future__ import annotations
 
-from .settings import Settings
+from resnet_core.settings import Settings
 
 COARSE, FINE = 11, 21  # grid sides: a first look, then "Refine"
 LINE_POINTS = 41

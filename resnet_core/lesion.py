@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from .block_adjoints import frozen_batch_norm
-from .models import Net, lesionable
+from resnet_core.block_adjoints import frozen_batch_norm
+from resnet_core.models import Net, lesionable
 
 CACHE_BYTES = 256 * 2**20   # the block inputs kept for re-use, at most
 TIME_POINTS = 2048 * 32     # points x blocks: 2048 points up to 32 blocks, fewer beyond (never under 256)

@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 
-from .lesson_evidence import (NOT_SHOWN, NOT_YET, SHOWN, RunView, Verdict, by_step, cannot, decide, pct, points,
+from resnet_core.lesson_evidence import (NOT_SHOWN, NOT_YET, SHOWN, RunView, Verdict, by_step, cannot, decide, pct, points,
                               ratio_text)
-from .path_tables import summary_from_rows  # the same summary the paths panel shows
-from .records import RunRecord
+from resnet_core.path_tables import summary_from_rows  # the same summary the paths panel shows
+from resnet_core.records import RunRecord
 
 MARGIN = 0.05          # a gap in training error the class can see: 5 percentage points
 TOLERANCE = 0.02       # "as well as": within 2 points

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .records import RunRecord
-from .settings import ModelSpec, SettingsError, parse_model_name
+from resnet_core.records import RunRecord
+from resnet_core.settings import ModelSpec, SettingsError, parse_model_name
 
 SHOWN, NOT_YET, NOT_SHOWN = "shown", "not yet", "not shown"
 LATE = 0.25  # "where the run got to": the mean over the evaluations in the last quarter of the steps so far

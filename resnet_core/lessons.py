@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from . import lesson_checks as checks
-from .lesson_evidence import NOT_SHOWN, NOT_YET, SHOWN, Verdict
-from .presets import get_preset
-from .records import RunRecord
-from .settings import Settings, SettingsError
+import resnet_core.lesson_checks as checks
+from resnet_core.lesson_evidence import NOT_SHOWN, NOT_YET, SHOWN, Verdict
+from resnet_core.presets import get_preset
+from resnet_core.records import RunRecord
+from resnet_core.settings import Settings, SettingsError
 
 
 @dataclass(frozen=True)

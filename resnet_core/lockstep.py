@@ -16,13 +16,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Dataset, load_dataset
-from .lesion import lesion_rows
-from .models import Net, Probe, build_model, parameter_count
-from .paths import analyse_paths, next_start_length, probe_points, rows_for_record
-from .probes import calibrate_batch_norm, evaluate, layer_snapshot
-from .records import RunRecord
-from .settings import Settings, SettingsError
+from resnet_core.data import Dataset, load_dataset
+from resnet_core.lesion import lesion_rows
+from resnet_core.models import Net, Probe, build_model, parameter_count
+from resnet_core.paths import analyse_paths, next_start_length, probe_points, rows_for_record
+from resnet_core.probes import calibrate_batch_norm, evaluate, layer_snapshot
+from resnet_core.records import RunRecord
+from resnet_core.settings import Settings, SettingsError
 
 REGION_RESOLUTION = 48
 REGION_EVERY = 3  # decision maps every third evaluation: each costs about one evaluation

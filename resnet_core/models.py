@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .settings import ModelSpec, Settings, parse_model_name
+from resnet_core.settings import ModelSpec, Settings, parse_model_name
 
 
 @dataclass

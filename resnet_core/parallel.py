@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from .json_process import JsonProcess, ProcessGone, serve
-from .records import LayerSnapshot, RunRecord
-from .settings import ModelSpec, Settings
+from resnet_core.json_process import JsonProcess, ProcessGone, serve
+from resnet_core.records import LayerSnapshot, RunRecord
+from resnet_core.settings import ModelSpec, Settings
 
 if TYPE_CHECKING:
-    from .data import Dataset
-    from .lockstep import LockstepTrainer
+    from resnet_core.data import Dataset
+    from resnet_core.lockstep import LockstepTrainer
 
 # Trainer methods a parent may ask a worker to run; what they record is forwarded to the parent.
 REMOTE_METHODS = ("decision_regions", "lesion_study", "path_analysis")
@@ -99,7 +99,7 @@ class _Worker:
     def _handle(self, msg: dict[str, Any]) -> dict[str, Any]:
         cmd, trainer, reply = msg["cmd"], self.trainer, {}
         if cmd == "init":
-            from .lockstep import LockstepTrainer
+            from resnet_core.lockstep import LockstepTrainer
 
             self.record = ForwardingRecord()
             trainer = self.trainer = LockstepTrainer(Settings.from_dict(msg["settings"]), record=self.record,
@@ -240,7 +240,7 @@ class ParallelTrainer:
 
 
 def default_workers(settings: Settings) -> int:
-    from .lockstep import resolve_device
+    from resnet_core.lockstep import resolve_device
 
     if resolve_device(settings.device).type == "cuda":
         return 1
@@ -252,7 +252,7 @@ def make_trainer(settings: Settings, data: Dataset | None = None, workers: int =
     """One process when that is all there is to use (a GPU, one core, one model), else several."""
     n = workers or default_workers(settings)
     if n <= 1:
-        from .lockstep import LockstepTrainer
+        from resnet_core.lockstep import LockstepTrainer
 
         yield LockstepTrainer(settings, data=data)
         return

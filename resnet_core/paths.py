@@ -31,9 +31,9 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .block_adjoints import Linearisation, frozen_batch_norm, linearise
-from .models import Net
-from .path_tables import RANGE_MASS, path_counts, shortest_range
+from resnet_core.block_adjoints import Linearisation, frozen_batch_norm, linearise
+from resnet_core.models import Net
+from resnet_core.path_tables import RANGE_MASS, path_counts, shortest_range
 
 DEFAULT_TOL = 1e-4    # lengths beyond the cutoff may change the sum by at most this, relative to |g|
 PROBE_POINTS = 256    # the live analysis's probe batch: the first training points ...

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .settings import Settings, SettingsError
+from resnet_core.settings import Settings, SettingsError
 
 PRESET_DIR = Path(__file__).with_name("presets")
 

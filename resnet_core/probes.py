@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models import Net, Probe
-from .records import LayerSnapshot
+from resnet_core.models import Net, Probe
+from resnet_core.records import LayerSnapshot
 
 EVAL_BATCH = 2048
 

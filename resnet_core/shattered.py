@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .models import Net, build_model
-from .settings import ModelSpec, Settings, SettingsError, check_depth
-from .shattered_setup import (DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, DEFAULT_SEEDS, DEFAULT_WIDTH, POINTS, X_RANGE,
+from resnet_core.models import Net, build_model
+from resnet_core.settings import ModelSpec, Settings, SettingsError, check_depth
+from resnet_core.shattered_setup import (DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, DEFAULT_SEEDS, DEFAULT_WIDTH, POINTS, X_RANGE,
                               check_depths, scalar_settings)
 
 

@@ -4,7 +4,7 @@ server checks a request with these and a worker process computes it.
 """
 from __future__ import annotations
 
-from .settings import Settings, SettingsError, check_depth
+from resnet_core.settings import Settings, SettingsError, check_depth
 
 POINTS = 256
 X_RANGE = (-2.0, 2.0)  # the paper's inputs

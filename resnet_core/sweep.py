@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from .jobpool import JobPool
-from .settings import RANGES, Settings, SettingsError, check_depth
+from resnet_core.jobpool import JobPool
+from resnet_core.settings import RANGES, Settings, SettingsError, check_depth
 
 SWEEP_COLUMNS = ["family", "depth", "seed", "train_error", "test_error", "mean_train_error", "wall_s"]
 DEFAULT_DEPTHS = (8, 14, 20, 32, 44, 56)
@@ -74,7 +74,7 @@ _DATA_CACHE: dict[str, Any] = {}  # per process: a worker loads each data set on
 
 
 def _data(settings: Settings):
-    from .data import load_dataset
+    from resnet_core.data import load_dataset
 
     key = json.dumps([settings.dataset, dict(settings.dataset_args)], sort_keys=True)
     if key not in _DATA_CACHE:
@@ -92,7 +92,7 @@ def _warm_up() -> None:
 
 def train_one(job: dict[str, Any], report: Callable[[dict[str, Any]], None] = lambda _: None) -> dict[str, Any]:
     """Train one model of a sweep; its row of sweep.csv. A diverged run has empty errors."""
-    from .lockstep import LockstepTrainer
+    from resnet_core.lockstep import LockstepTrainer
 
     class SweepTrainer(LockstepTrainer):
         def decision_regions(self, resolution: int = 0) -> None:
@@ -121,7 +121,7 @@ def train_one(job: dict[str, Any], report: Callable[[dict[str, Any]], None] = la
 
 def default_workers(settings: Settings, runs: int) -> int:
     """One process per core (at most one per run); on a GPU, this process (0)."""
-    from .lockstep import resolve_device
+    from resnet_core.lockstep import resolve_device
 
     if resolve_device(settings.device).type == "cuda":
         return 0

@@ -14,9 +14,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dashboard import replay, url_state
+import dashboard.replay as replay
+import dashboard.url_state as url_state
 from dashboard.url_state import UrlState
-from resnet_core import lessons
+import resnet_core.lessons as lessons
 from resnet_core.lockstep import LockstepTrainer
 from resnet_core.presets import get_preset, presets
 from resnet_core.records import RecordError

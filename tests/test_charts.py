@@ -9,7 +9,9 @@ import plotly.io as pio
 import pytest
 import torch
 
-from dashboard import charts, charts_layers, charts_regions
+import dashboard.charts as charts
+import dashboard.charts_layers as charts_layers
+import dashboard.charts_regions as charts_regions
 from dashboard.live_panels import first, latest
 from resnet_core.lockstep import LockstepTrainer
 from resnet_core.records import RunRecord

@@ -9,7 +9,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from dashboard import charts_paths
+import dashboard.charts_paths as charts_paths
 from resnet_core.lockstep import LockstepTrainer
 from resnet_core.path_tables import path_counts
 from resnet_core.records import RunRecord

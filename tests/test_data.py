@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resnet_core import data
+import resnet_core.data as data
 from resnet_core.data import DATA_DIR, DATASETS, DataError, load_dataset, load_points_csv, parse_dataset_args
 
 POINT_SETS = {"spirals": 3, "circles": 2, "moons": 2, "xor": 2, "blobs": 4}  # name -> classes at the defaults

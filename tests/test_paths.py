@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_core import block_adjoints
+import resnet_core.block_adjoints as block_adjoints
 from resnet_core.data import load_dataset
 from resnet_core.lockstep import LockstepTrainer
 from resnet_core.models import Block, Net, Unit, build_model
