@@ -87,8 +87,8 @@ def measure_tab(pages, meter: SocketMeter, server: psutil.Process, tab: str, win
 
 def thread_cpu(server: psutil.Process) -> tuple[float, float]:
     """(CPU seconds of the whole server, of its training threads): the jobs name their OS threads
-    (dashboard.jobs.JOB_THREAD_NAME), so training can be told apart from serving the page."""
-    from dashboard.jobs import JOB_THREAD_NAME
+    (dashboard.runtime.jobs.JOB_THREAD_NAME), so training can be told apart from serving the page."""
+    from dashboard.runtime.jobs import JOB_THREAD_NAME
 
     total = training = 0.0
     for t in server.threads():

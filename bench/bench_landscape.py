@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from resnet_core.data import load_dataset  # noqa: E402
-from resnet_core.landscape import (filter_normalized_direction, loss_batch, loss_surface, mean_loss,  # noqa: E402
+from resnet_core.analysis.landscape.compute import (filter_normalized_direction, loss_batch, loss_surface, mean_loss,  # noqa: E402
                                    roughness, train_twins)
 from resnet_core.presets import get_preset  # noqa: E402
 

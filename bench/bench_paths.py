@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-import resnet_core.block_adjoints as block_adjoints  # noqa: E402
+import resnet_core.analysis.paths.adjoints as block_adjoints  # noqa: E402
 from resnet_core.data import load_dataset  # noqa: E402
-from resnet_core.lockstep import LockstepTrainer  # noqa: E402
-from resnet_core.models import build_model  # noqa: E402
-from resnet_core.paths import analyse_paths, path_gradients  # noqa: E402
+from resnet_core.training.lockstep import LockstepTrainer  # noqa: E402
+from resnet_core.nets.models import build_model  # noqa: E402
+from resnet_core.analysis.paths.compute import analyse_paths, path_gradients  # noqa: E402
 from resnet_core.presets import get_preset  # noqa: E402
 from resnet_core.settings import Settings  # noqa: E402
 

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from resnet_core.settings import Settings  # noqa: E402
-from resnet_core.sweep import parse_int_list, plan_sweep, run_sweep, sweep_frame, sweep_summary  # noqa: E402
+from resnet_core.analysis.sweep import parse_int_list, plan_sweep, run_sweep, sweep_frame, sweep_summary  # noqa: E402
 
 
 SPIN = "x = 0\nfor i in range(20_000_000):\n    x += i"

@@ -26,9 +26,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from resnet_core.data import load_dataset  # noqa: E402
-from resnet_core.lockstep import BatchStream, LockstepTrainer, make_optimizer  # noqa: E402
-from resnet_core.models import build_model  # noqa: E402
-from resnet_core.parallel import ParallelTrainer  # noqa: E402
+from resnet_core.training.lockstep import BatchStream, LockstepTrainer, make_optimizer  # noqa: E402
+from resnet_core.nets.models import build_model  # noqa: E402
+from resnet_core.remote.trainer import ParallelTrainer  # noqa: E402
 from resnet_core.presets import get_preset  # noqa: E402
 
 

@@ -28,7 +28,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests"), str(ROOT)]
 from conftest import start_streamlit, stop_streamlit  # noqa: E402
-from dashboard.worker_pool import max_training_sessions  # noqa: E402
+from dashboard.runtime.worker_pool import max_training_sessions  # noqa: E402
 from streamlit_client import StreamlitClient  # noqa: E402
 
 STEP = re.compile(r"Step (\d+)")

@@ -19,18 +19,18 @@ import dashboard.boot  # noqa: E402,F401  heavy imports, then gc.freeze(), once 
 
 import streamlit as st  # noqa: E402
 
-import dashboard.controls as controls  # noqa: E402
-import dashboard.jobs as jobs  # noqa: E402
-import dashboard.live_panels as panels  # noqa: E402
-import dashboard.records_tab as records_tab  # noqa: E402
-import dashboard.teaching as teaching  # noqa: E402
-import dashboard.url_state as url_state  # noqa: E402
-import dashboard.worker_pool as worker_pool  # noqa: E402
-from dashboard.panel_landscape import render_landscape_panel  # noqa: E402
-from dashboard.panel_lesson import render_lesson_panel  # noqa: E402
-from dashboard.panel_paths import render_paths_panel  # noqa: E402
-from dashboard.panel_shattered import render_shattered_panel  # noqa: E402
-from dashboard.panel_sweep import render_sweep_panel  # noqa: E402
+import dashboard.sidebar.controls as controls  # noqa: E402
+import dashboard.runtime.jobs as jobs  # noqa: E402
+import dashboard.panels.live as panels  # noqa: E402
+import dashboard.panels.records as records_tab  # noqa: E402
+import dashboard.panels.teaching as teaching  # noqa: E402
+import dashboard.sidebar.url_state as url_state  # noqa: E402
+import dashboard.runtime.worker_pool as worker_pool  # noqa: E402
+from dashboard.panels.landscape import render_landscape_panel  # noqa: E402
+from dashboard.panels.lesson import render_lesson_panel  # noqa: E402
+from dashboard.panels.paths import render_paths_panel  # noqa: E402
+from dashboard.panels.shattered import render_shattered_panel  # noqa: E402
+from dashboard.panels.sweep import render_sweep_panel  # noqa: E402
 from resnet_core.lessons import LESSONS  # noqa: E402
 from resnet_core.settings import Settings  # noqa: E402
 

@@ -64,7 +64,7 @@ def link(query: str) -> Callable[[], str]:
     def run() -> str:
         from urllib.parse import parse_qsl
 
-        import dashboard.url_state as url_state
+        import dashboard.sidebar.url_state as url_state
         from resnet_core.lessons import LESSONS
 
         _, notes = url_state.decode(dict(parse_qsl(query)), LESSONS)
@@ -75,7 +75,7 @@ def link(query: str) -> Callable[[], str]:
 
 def replay_folder(name: str) -> Callable[[], str]:
     def run() -> str:
-        import dashboard.replay as replay
+        import dashboard.runtime.replay as replay
         from resnet_core.records import RecordError
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +91,7 @@ def replay_folder(name: str) -> Callable[[], str]:
 def broken_run(files: dict[str, str]) -> Callable[[], str]:
     """A run folder under the runs directory whose files are not what a run writes."""
     def run() -> str:
-        import dashboard.replay as replay
+        import dashboard.runtime.replay as replay
         from resnet_core.records import RecordError
 
         with tempfile.TemporaryDirectory() as tmp:

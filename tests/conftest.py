@@ -138,7 +138,7 @@ def app_test(_streamlit_caches):
     """``app_test(query=None)`` -> an AppTest of dashboard/app.py that has run once."""
     from streamlit.testing.v1 import AppTest
 
-    from dashboard.jobs import stop_all_jobs
+    from dashboard.runtime.jobs import stop_all_jobs
 
     def make(query: dict[str, str] | None = None):
         at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=APP_TIMEOUT_S)

@@ -14,11 +14,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import dashboard.replay as replay
-import dashboard.url_state as url_state
-from dashboard.url_state import UrlState
+import dashboard.runtime.replay as replay
+import dashboard.sidebar.url_state as url_state
+from dashboard.sidebar.url_state import UrlState
 import resnet_core.lessons as lessons
-from resnet_core.lockstep import LockstepTrainer
+from resnet_core.training.lockstep import LockstepTrainer
 from resnet_core.presets import get_preset, presets
 from resnet_core.records import RecordError
 from resnet_core.settings import Settings
@@ -43,7 +43,7 @@ def wait_until(at, condition, timeout: float = 60.0) -> None:
         if stopped:
             raise AssertionError(f"the run stopped: {stopped[0]}")
         if time.monotonic() > deadline:
-            from dashboard.jobs import _LIVE_JOBS
+            from dashboard.runtime.jobs import _LIVE_JOBS
             states = [(j.status().state, j.status().error, j.pool.stats()) for j in _LIVE_JOBS]
             raise AssertionError(f"condition not met; page says step {step_of(at)}; jobs: {states}")
         time.sleep(0.2)

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import dashboard.charts as charts
-import dashboard.charts_layers as charts_layers
-import dashboard.charts_regions as charts_regions
-from dashboard.live_panels import first, latest
-from resnet_core.lockstep import LockstepTrainer
+import dashboard.charts.layers as charts_layers
+import dashboard.charts.regions as charts_regions
+from dashboard.panels.live import first, latest
+from resnet_core.training.lockstep import LockstepTrainer
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
 

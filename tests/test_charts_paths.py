@@ -9,9 +9,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-import dashboard.charts_paths as charts_paths
-from resnet_core.lockstep import LockstepTrainer
-from resnet_core.path_tables import path_counts
+import dashboard.charts.paths as charts_paths
+from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.analysis.paths import path_counts
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
 
@@ -140,7 +140,7 @@ def small_run() -> RunRecord:
 
 
 def panel_app(record, settings, live: bool):
-    from dashboard.panel_paths import render_paths_panel
+    from dashboard.panels.paths import render_paths_panel
 
     calls = []
     request = (lambda method, **kw: calls.append(method)) if live else None

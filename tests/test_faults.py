@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dashboard.jobs import TrainingJob
-from dashboard.worker_pool import WorkerPool
+from dashboard.runtime.jobs import TrainingJob
+from dashboard.runtime.worker_pool import WorkerPool
 from test_jobs import TINY, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))

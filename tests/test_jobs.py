@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from dashboard.jobs import JobError, TrainingJob, needs_reset
-from dashboard.worker_pool import WorkerPool
+from dashboard.runtime.jobs import JobError, TrainingJob, needs_reset
+from dashboard.runtime.worker_pool import WorkerPool
 from resnet_core.settings import Settings
 
 TINY = Settings(models=("plain-4", "resnet-6"), width=8, steps=30, eval_every=5, probe_every=5,
@@ -142,7 +142,7 @@ def test_requests_need_a_model_and_a_known_method(jobs):
 
 
 def test_an_idle_session_lends_its_worker_to_one_waiting(jobs, monkeypatch):
-    monkeypatch.setattr("dashboard.jobs.IDLE_RELEASE_S", 0.3)
+    monkeypatch.setattr("dashboard.runtime.jobs.IDLE_RELEASE_S", 0.3)
     idle, waiting = jobs(), jobs()
     idle.step()
     wait_for(lambda: idle.status().state == "paused")

@@ -1,4 +1,4 @@
-"""The one transport to worker processes (resnet_core.json_process): what a child prints cannot
+"""The one transport to worker processes (resnet_core.remote.transport): what a child prints cannot
 corrupt the conversation, and a child that dies is reported as gone, never as a hang."""
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import signal
 
 import pytest
 
-from resnet_core.json_process import JsonProcess, ProcessGone
+from resnet_core.remote.transport import JsonProcess, ProcessGone
 
 NOISY_CHILD = '''
 import os
-from resnet_core.json_process import serve
+from resnet_core.remote.transport import serve
 
 def handle(msg, send):
     print("a library's print")

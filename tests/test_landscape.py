@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from resnet_core.data import load_dataset
-from resnet_core.landscape import (filter_normalized_direction, grid_coordinates, landscape_job, loss_batch,
+from resnet_core.analysis.landscape.compute import (filter_normalized_direction, grid_coordinates, landscape_job, loss_batch,
                                    loss_line, loss_surface, mean_loss, roughness, train_twins)
-from resnet_core.models import build_model
+from resnet_core.nets.models import build_model
 from resnet_core.settings import Settings, SettingsError
 
 
@@ -128,7 +128,7 @@ VIEW = {"centre_loss": 0.5, "line_alpha": [-1, 0, 1], "line_loss": [10.0, 0.5, N
 
 
 def test_surfaces_are_log_loss_on_one_colour_scale_with_the_trained_net_marked():
-    from dashboard.charts_beyond import landscape_line_figure, landscape_range, landscape_surface_figure, roughness_table
+    from dashboard.charts.studies import landscape_line_figure, landscape_range, landscape_surface_figure, roughness_table
 
     other = {**VIEW, "loss": [[1000, 1, 1], [1, 0.5, 1], [1, 1, 1]]}
     zrange = landscape_range({"plain-8": other, "resnet-8": VIEW})
@@ -154,7 +154,7 @@ def release_sessions():
 
 PANEL = """
 from resnet_core.settings import Settings
-from dashboard.panel_landscape import render_landscape_panel
+from dashboard.panels.landscape import render_landscape_panel
 render_landscape_panel(Settings(models=("plain-8", "plain-14", "resnet-14"), width=16, steps=20,
                                 dataset_args={"n": 400}))
 """

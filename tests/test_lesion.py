@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from resnet_core.cli import main
-from resnet_core.lesion import lesion_errors, lesion_points, lesion_rows
-from resnet_core.lockstep import LockstepTrainer
-from resnet_core.parallel import ParallelTrainer
-from resnet_core.models import build_model
+from resnet_core.analysis.paths.lesion import lesion_errors, lesion_points, lesion_rows
+from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.remote.trainer import ParallelTrainer
+from resnet_core.nets.models import build_model
 from resnet_core.presets import get_preset
-from resnet_core.probes import evaluate
+from resnet_core.training.probes import evaluate
 from resnet_core.records import LESION_COLUMNS, PATH_COLUMNS
 from resnet_core.settings import Settings
 
@@ -31,7 +31,7 @@ def test_rows_hold_the_intact_net_then_each_block_and_leave_the_net_intact(spira
     assert not any(b.removed for b in net.blocks) and net.training
     assert torch.equal(net(x[:50]).detach(), before)
     # the intact row is the eval-mode error with BN statistics of these very points
-    from resnet_core.block_adjoints import frozen_batch_norm
+    from resnet_core.analysis.paths.adjoints import frozen_batch_norm
     with frozen_batch_norm(net, x):
         assert rows[0]["train_error"] == pytest.approx(evaluate(net, x, y)[1])
 

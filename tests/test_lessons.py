@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from resnet_core.cli import main
-from resnet_core.lesson_evidence import NOT_SHOWN, NOT_YET, SHOWN
+from resnet_core.lessons.evidence import NOT_SHOWN, NOT_YET, SHOWN
 from resnet_core.lessons import LESSONS, get_lesson
-from resnet_core.lockstep import LockstepTrainer
-from resnet_core.models import build_model, parameter_count
+from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.nets.models import build_model, parameter_count
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings, SettingsError, parse_model_name
 
@@ -236,7 +236,7 @@ def test_panel_shows_text_question_and_verdict(tmp_path, deep_run):
     deep_run.write(tmp_path / "run")
 
     def page(run_dir):
-        from dashboard.panel_lesson import render_lesson_panel
+        from dashboard.panels.lesson import render_lesson_panel
         from resnet_core.records import RunRecord
 
         render_lesson_panel("degradation", None)

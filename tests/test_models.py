@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from resnet_core.models import PadShortcut, build_model, parameter_count
+from resnet_core.nets.models import PadShortcut, build_model, parameter_count
 from resnet_core.settings import Settings, SettingsError
 
 

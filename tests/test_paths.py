@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-import resnet_core.block_adjoints as block_adjoints
+import resnet_core.analysis.paths.adjoints as block_adjoints
 from resnet_core.data import load_dataset
-from resnet_core.lockstep import LockstepTrainer
-from resnet_core.models import Block, Net, Unit, build_model
-from resnet_core.path_tables import path_counts, shortest_range, summary_from_rows
-from resnet_core.paths import analyse_paths, path_gradients, probe_points, rows_for_record, sampled_path_norms
+from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.nets.models import Block, Net, Unit, build_model
+from resnet_core.analysis.paths import path_counts, shortest_range, summary_from_rows
+from resnet_core.analysis.paths.compute import analyse_paths, path_gradients, probe_points, rows_for_record, sampled_path_norms
 from resnet_core.presets import get_preset
 from resnet_core.records import PATH_COLUMNS, RunRecord
 from resnet_core.settings import ModelSpec, Settings

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from resnet_core.settings import SettingsError
-from resnet_core.shattered import (input_gradients, line_inputs, neighbour_correlation, scalar_net, scalar_settings,
+from resnet_core.analysis.shattered.compute import (input_gradients, line_inputs, neighbour_correlation, scalar_net, scalar_settings,
                                    shattered_gradients, shattered_job)
 
 
@@ -77,7 +77,7 @@ def test_the_job_reports_each_depth_as_it_goes_in_json():
 
 # ------------------------------------------------------------------------------ chart and panel
 def test_correlation_chart_is_log_scale_with_noise_on_the_floor():
-    from dashboard.charts_beyond import CORRELATION_FLOOR, correlation_figure, gradient_curves_figure
+    from dashboard.charts.studies import CORRELATION_FLOOR, correlation_figure, gradient_curves_figure
 
     result = {"depths": [4, 20], "correlation": {"plain": [[0.9, 0.95], [-0.1, 0.02]], "resnet": [[0.97, 0.95], [0.5, 0.4]]},
               "curves": {"resnet-20": [0.0] * 4, "plain-20": [1.0] * 4, "plain-4": [2.0] * 4}, "x": [0, 1, 2, 3]}
@@ -103,7 +103,7 @@ def release_sessions():
 
 PANEL = """
 from resnet_core.settings import Settings
-from dashboard.panel_shattered import render_shattered_panel
+from dashboard.panels.shattered import render_shattered_panel
 render_shattered_panel(Settings())
 """
 

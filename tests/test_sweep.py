@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from resnet_core.cli import main
-from resnet_core.jobpool import BackgroundRun, JobError, JobPool, SlotQueue, start_queued
+from resnet_core.remote.jobs import BackgroundRun, JobError, JobPool, SlotQueue, start_queued
 from resnet_core.settings import Settings, SettingsError
-from resnet_core.sweep import SWEEP_COLUMNS, plan_sweep, run_sweep, sweep_frame, sweep_summary, write_sweep_csv
+from resnet_core.analysis.sweep import SWEEP_COLUMNS, plan_sweep, run_sweep, sweep_frame, sweep_summary, write_sweep_csv
 
 
 TINY = Settings(steps=20, eval_every=10, dataset_args={"n": 400})
@@ -200,7 +200,7 @@ def test_deeper_plain_nets_train_worse_while_residual_nets_do_not(two_workers):
 
 # ------------------------------------------------------------------------------ chart and panel
 def test_the_sweep_chart_has_a_line_and_a_band_per_family_in_both_panels():
-    from dashboard.charts_beyond import sweep_figure
+    from dashboard.charts.studies import sweep_figure
 
     rows = [{"family": f, "depth": d, "seed": s, "train_error": e + s / 100, "test_error": e + 0.05,
              "mean_train_error": e + 0.1, "wall_s": 1.0}
@@ -228,7 +228,7 @@ def release_sessions():
 
 PANEL = """
 from resnet_core.settings import Settings
-from dashboard.panel_sweep import render_sweep_panel
+from dashboard.panels.sweep import render_sweep_panel
 render_sweep_panel(Settings(steps=20, eval_every=10, dataset={dataset!r}, dataset_args={args!r}))
 """
 

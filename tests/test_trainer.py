@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from resnet_core.lockstep import BatchStream, LockstepTrainer
-from resnet_core.parallel import ParallelTrainer
+from resnet_core.training.lockstep import BatchStream, LockstepTrainer
+from resnet_core.remote.trainer import ParallelTrainer
 from resnet_core.presets import get_preset, presets
 from resnet_core.records import LAYER_COLUMNS, METRIC_COLUMNS, RecordError, RunRecord
 from resnet_core.settings import Settings

@@ -1,0 +1,245 @@
+"""The panels of the main page, each a function of a ``View`` (a live job's state, or a replayed run).
+
+Each panel reads the record, calls the pure chart builders and draws them with a caption saying
+what to look for and which claim of the papers it tests. ``app.py`` wraps the live ones in
+``st.fragment(run_every=...)`` while something trains; a figure is rebuilt only when the record
+changed since the last refresh of that panel.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import streamlit as st
+from streamlit.errors import StreamlitInvalidLayoutContextError
+
+from resnet_core.data import DATASETS, DataError, load_arrays
+from resnet_core.records import RunRecord
+from resnet_core.settings import Settings
+
+import dashboard.charts as charts
+import dashboard.charts.layers as charts_layers
+import dashboard.charts.regions as charts_regions
+
+HEATMAP_STEPS = 120
+
+
+@dataclass(frozen=True)
+class View:
+    record: RunRecord | None
+    settings: Settings
+    step: int
+    state: str                       # a job state, or "replay"
+    source: str = "live"             # "live" or the replayed folder's name
+    queue_position: int | None = None
+    error: str | None = None
+    notice: str | None = None
+    pool: dict[str, int] = field(default_factory=dict)
+    pending: bool = False            # a command sent to the job and not yet carried out
+
+    @property
+    def models(self) -> list[str]:
+        if self.record is not None and self.record.models():
+            return self.record.models()
+        return list(self.settings.models)
+
+    @property
+    def active(self) -> bool:
+        """Something will change without the user doing anything: the page keeps refreshing."""
+        return self.pending or self.state in ("waiting", "starting", "training")
+
+    @property
+    def version(self) -> int:
+        return self.record.version if self.record is not None else -1
+
+
+PRESENTER_FONT = 17  # chart text readable from the back of a classroom
+
+
+def cached_figure(name: str, view: View, build: Callable[[], Any]) -> Any:
+    """The panel's figure for this record version, built at most once per version per session."""
+    store = st.session_state.setdefault("_figures", {})
+    presenter = bool(st.session_state.get("presenter"))
+    key = (view.source, id(view.record), view.version, presenter)
+    hit = store.get(name)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    figure = build()
+    if presenter:
+        figure.update_layout(font_size=PRESENTER_FONT)
+    store[name] = (key, figure)
+    return figure
+
+
+def waiting_for_data(view: View, what: str) -> bool:
+    if view.record is None:
+        st.info(f"{what} appear here once training starts: press **Train** (or **Step**).", icon=":material/info:")
+        return True
+    return False
+
+
+# ------------------------------------------------------------------------------------ header
+STATE_BADGES = {
+    "idle": ":gray-badge[ready]", "waiting": ":orange-badge[waiting for a trainer]",
+    "starting": ":blue-badge[building the models]", "training": ":green-badge[training]",
+    "paused": ":gray-badge[paused]", "done": ":violet-badge[finished]", "error": ":red-badge[stopped by an error]",
+    "released": ":gray-badge[paused; trainer lent to another session, Train restarts]",
+    "replay": ":violet-badge[replay]",
+}
+
+
+def header(source: Callable[[], View], polling: bool = False) -> None:
+    """Step counter, state, one card per model; asks for a full rerun once training stops, so
+    the page stops polling and the buttons show the new state."""
+    view = source()
+    if polling and not view.active:
+        st.rerun()
+    left, right = st.columns([1, 2], vertical_alignment="center")
+    with left:
+        st.markdown(f"## Step {view.step}")
+    with right:
+        total = view.settings.steps
+        where = f" · replay of `{view.source}`" if view.state == "replay" else ""
+        st.markdown(f"{STATE_BADGES.get(view.state, view.state)} &nbsp; {view.step} of {total} steps{where}")
+        st.progress(min(1.0, view.step / max(total, 1)))
+    if view.queue_position:
+        pool = view.pool
+        st.warning(f"Every trainer is busy ({pool.get('training', '?')} of {pool.get('size', '?')} running). "
+                   f"You are number {view.queue_position} in line; training starts on its own.",
+                   icon=":material/hourglass_top:")
+    if view.error:
+        st.error(f"{view.error} — press **Reset** to start again.", icon=":material/error:")
+    if view.notice:
+        st.toast(view.notice, icon=":material/info:")
+    models = view.models
+    metrics = view.record.metrics_frame() if view.record is not None else None
+    cards = charts.model_cards(metrics, models) if metrics is not None else [
+        charts.ModelCard(m, None, None, None) for m in models]
+    for col, card in zip(st.columns(max(len(cards), 1)), cards):
+        with col:
+            st.metric(card.model, card.value, card.delta, delta_color="inverse", border=True,
+                      help="training error (eval mode) at the latest evaluation; the change is since the one before")
+
+
+def header_in(slot, source: Callable[[], View], polling: bool = False) -> None:
+    """The header drawn into ``slot`` (an ``st.empty`` above the tabs), from inside a tab's fragment:
+    one fragment run then refreshes both, where two fragments would cost two runs a second.
+
+    A full run cut short by the next click may not have reached the fragment, and then Streamlit
+    has no place reserved in ``slot`` for it (seen under load): skip this refresh, the next full
+    run reserves it again."""
+    try:
+        with slot.container():
+            header(source, polling)
+    except StreamlitInvalidLayoutContextError:
+        return
+
+
+def header_and_curves(slot, source: Callable[[], View], polling: bool, show: str = "error") -> None:
+    header_in(slot, source, polling)
+    training_curves(source, show)
+
+
+# ------------------------------------------------------------------------------- the panels
+def training_curves(source: Callable[[], View], show: str = "error") -> None:
+    view = source()
+    if waiting_for_data(view, "Training curves"):
+        return
+    metrics = view.record.metrics_frame()
+    if show == "loss":
+        fig = cached_figure("loss", view, lambda: charts.loss_figure(metrics, view.models))
+    else:
+        fig = cached_figure("error", view, lambda: charts.error_figure(metrics, view.models))
+    st.plotly_chart(fig, key="curves", config={"displaylogo": False})
+
+
+def gradients(source: Callable[[], View]) -> None:
+    view = source()
+    if waiting_for_data(view, "Gradient norms"):
+        return
+    record = view.record
+
+    def heatmaps():
+        return charts_layers.gradient_heatmaps(
+            {m: record.layer_matrix(m, "grad_norm", max_steps=HEATMAP_STEPS) for m in view.models})
+
+    st.plotly_chart(cached_figure("grad_heat", view, heatmaps), key="grad_heat", config={"displaylogo": False})
+    profiles = latest(record, view.models, "grad_norm")
+    st.plotly_chart(cached_figure("grad_profile", view, lambda: charts_layers.profile_figure(
+        profiles, "‖∂L/∂W‖ (latest probe)")), key="grad_profile", config={"displaylogo": False})
+
+
+def signals(source: Callable[[], View], sort: bool = False) -> None:
+    view = source()
+    if waiting_for_data(view, "Layer responses"):
+        return
+    record = view.record
+    stds = latest(record, view.models, "act_std")
+    st.plotly_chart(cached_figure(f"std{sort}", view, lambda: charts_layers.profile_figure(
+        stds, "std of the layer's response", sort=sort)), key="std", config={"displaylogo": False})
+    residual = [m for m in view.models if m.startswith("resnet")]
+    if not residual:
+        st.caption("No residual model in this run: ‖F(x)‖/‖x‖ needs a residual block.")
+        return
+    latest_r = {m: (s, charts_layers.block_values(v)) for m, (s, v) in latest(record, residual, "branch_ratio").items()}
+    first_r = {m: (s, charts_layers.block_values(v)) for m, (s, v) in first(record, residual, "branch_ratio").items()}
+    st.plotly_chart(cached_figure("ratio", view, lambda: charts_layers.branch_ratio_figure(latest_r, first_r)),
+                    key="ratio", config={"displaylogo": False})
+
+
+def regions(source: Callable[[], View]) -> None:
+    view = source()
+    if waiting_for_data(view, "Decision regions"):
+        return
+    maps = view.record.regions()
+    if not maps:
+        st.info("Decision maps are drawn during training (every third evaluation), and kept in a run folder's "
+                "regions.csv.",
+                icon=":material/info:")
+        return
+    points = training_points(view.settings.dataset, json.dumps(dict(view.settings.dataset_args), sort_keys=True))
+    if points is None:
+        st.info("Decision regions need 2D data.")
+        return
+    x, y, n_classes = points
+    st.plotly_chart(cached_figure("regions", view, lambda: charts_regions.regions_figure(
+        maps, x, y, n_classes, view.models)), key="regions", config={"displaylogo": False})
+
+
+# ----------------------------------------------------------------------------------- helpers
+def latest(record: RunRecord, models: list[str], field_name: str) -> dict[str, tuple[int, np.ndarray]]:
+    out = {}
+    for m in models:
+        snaps = record.snapshots(m)
+        if snaps:
+            out[m] = (snaps[-1].step, getattr(snaps[-1], field_name))
+    return out
+
+
+def first(record: RunRecord, models: list[str], field_name: str) -> dict[str, tuple[int, np.ndarray]]:
+    out = {}
+    for m in models:
+        snaps = record.snapshots(m)
+        if snaps:
+            out[m] = (snaps[0].step, getattr(snaps[0], field_name))
+    return out
+
+
+def is_2d(dataset: str) -> bool:
+    return dataset in DATASETS and dataset not in ("digits", "cifar10")
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def training_points(dataset: str, args_json: str) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The training points of a 2D data set, for the decision maps (cheap: generated, not read)."""
+    if not is_2d(dataset):
+        return None
+    try:
+        data = load_arrays(dataset, json.loads(args_json))
+    except (DataError, OSError):
+        return None
+    if data.x_train.ndim != 2 or data.x_train.shape[1] != 2:
+        return None
+    return data.x_train, data.y_train, int(data.n_classes)

@@ -1,0 +1,328 @@
+"""The sidebar: every control that edits the one ``Settings`` object.
+
+The canonical settings live in ``st.session_state["settings"]``; the widgets are a view of it.
+Widgets are seeded from it (never given a ``value=`` as well, so Streamlit never sees two
+sources), and the settings are rebuilt from the widgets after every interaction. Widgets that a
+run does not draw (the presenter view hides most) lose their state in Streamlit; they are
+re-seeded from the canonical settings when they come back.
+
+Options come from ``resnet_core.settings.CHOICES/RANGES`` and each data set's
+``defaults/ranges/help``, so a new option or data-set argument needs little or no code here.
+"""
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from resnet_core.data import DATASETS, DataError, points_csv_arrays
+from resnet_core.lessons import LESSONS
+from resnet_core.presets import get_preset, presets
+from resnet_core.settings import CHOICES, RANGES, Settings, SettingsError
+
+from dashboard.sidebar.model_picker import model_rows, render_models, seed_models
+from dashboard.sidebar.url_state import UrlState, decode
+
+W = "w."  # widget keys: "w.width", "w.ds.spirals.arms", "w.m3.depth", ...
+CUSTOM = ""
+
+LABELS = {
+    "arch": {"mlp": "MLP", "cnn": "CNN"},
+    "block": {"post": "original", "pre": "pre-activation"},
+    "shortcut": {"identity": "identity (B: projection where shape changes)",
+                 "projection": "projection (C: 1×1 on every block)",
+                 "pad": "identity + zero padding (A: no parameters)"},
+    "init": {"he": "He (Kaiming)", "default": "PyTorch default", "zero": "zero: each branch starts as 0"},
+    "optimizer": {"sgd": "SGD + momentum", "adam": "Adam"},
+    "device": {"auto": "auto (GPU if any)", "cpu": "CPU", "cuda": "CUDA GPU"},
+}
+WIDTHS = (2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+LRS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+DECAYS = (0.0, 1e-5, 1e-4, 5e-4, 1e-3, 1e-2)
+BATCHES = (16, 32, 64, 128, 256, 512, 1024)
+# Plain widgets whose state is the setting's value as is.
+SIMPLE = ("arch", "width", "block", "shortcut", "init", "branch_layers", "stages", "optimizer", "lr",
+          "momentum", "weight_decay", "batch_size", "steps", "seed", "eval_every", "probe_every",
+          "paths_every", "device")
+
+
+@dataclass
+class SidebarResult:
+    settings: Settings | None                 # None while the controls hold something invalid
+    error: str | None = None
+    pressed: set[str] = field(default_factory=set)
+
+
+# ------------------------------------------------------------------------------ session start
+def start_session(query: Any) -> list[str]:
+    """On a session's first run the link fills every control; returns what had to be adjusted."""
+    if "settings" in st.session_state:
+        return []
+    state, notes = decode(dict(query), LESSONS)
+    adopt(state.settings, state.preset, state.lesson)
+    st.session_state["presenter"] = state.presenter
+    st.session_state[W + "presenter"] = state.presenter
+    return notes
+
+
+def adopt(settings: Settings, preset: str | None = None, lesson: str | None = None) -> None:
+    """Make ``settings`` the canonical ones and show them in every widget."""
+    ss = st.session_state
+    ss["settings"] = settings
+    ss["preset"], ss["lesson"] = preset, lesson
+    ss[W + "preset"] = preset or CUSTOM
+    ss[W + "lesson"] = lesson or CUSTOM
+    for key in SIMPLE:
+        ss[W + key] = getattr(settings, key)
+    ss[W + "norm"] = settings.norm == "batch"
+    ss[W + "dataset"] = settings.dataset
+    spec = DATASETS.get(settings.dataset)
+    if spec is not None:
+        for arg, default in spec.defaults.items():
+            ss[f"{W}ds.{settings.dataset}.{arg}"] = settings.dataset_args.get(arg, default)
+    seed_models(settings)
+
+
+def _seed_missing(settings: Settings) -> None:
+    """Widgets hidden in an earlier run lost their state: give them the canonical values again."""
+    ss = st.session_state
+    for key in SIMPLE:
+        ss.setdefault(W + key, getattr(settings, key))
+    ss.setdefault(W + "norm", settings.norm == "batch")
+    ss.setdefault(W + "dataset", settings.dataset)
+    name = ss[W + "dataset"]
+    for arg, default in DATASETS[name].defaults.items():
+        value = settings.dataset_args.get(arg, default) if name == settings.dataset else default
+        ss.setdefault(f"{W}ds.{name}.{arg}", value)
+    ss.setdefault(W + "preset", ss.get("preset") or CUSTOM)
+    ss.setdefault(W + "lesson", ss.get("lesson") or CUSTOM)
+    ss.setdefault(W + "presenter", bool(ss.get("presenter")))
+    if not model_rows():
+        seed_models(settings)
+
+
+# --------------------------------------------------------------------------------- callbacks
+def _apply_preset() -> None:
+    name = st.session_state[W + "preset"]
+    if name == CUSTOM:
+        st.session_state["preset"] = None
+        return
+    adopt(get_preset(name).settings(), preset=name, lesson=None)  # a lesson is its own settings
+
+
+def _apply_lesson() -> None:
+    name = st.session_state[W + "lesson"]
+    if name == CUSTOM or name not in LESSONS:
+        st.session_state["lesson"] = None
+        return
+    lesson = LESSONS[name]
+    try:
+        if hasattr(lesson, "settings"):
+            settings = lesson.settings()
+        else:  # a lesson given as plain data: its overrides, optionally on top of a preset
+            overrides = dict(getattr(lesson, "overrides", {}) or {})
+            base = overrides.pop("preset", None)
+            settings = Settings.from_dict({**(get_preset(base).settings().to_dict() if base else {}), **overrides})
+    except SettingsError as exc:
+        st.session_state["control_error"] = f"lesson {name!r}: {exc}"
+        return
+    # Show the preset the lesson is made of, when it is one.
+    preset = next((p for p, preset in presets().items() if preset.settings() == settings), None)
+    adopt(settings, preset=preset, lesson=name)
+
+
+def _presenter_changed() -> None:
+    st.session_state["presenter"] = bool(st.session_state[W + "presenter"])
+
+
+# ----------------------------------------------------------------------------------- widgets
+def render_sidebar() -> SidebarResult:
+    ss = st.session_state
+    canonical: Settings = ss["settings"]
+    _seed_missing(canonical)
+    presenter = bool(ss.get("presenter"))
+    pressed: set[str] = set()
+    with st.sidebar:
+        st.toggle("Presenter view", key=W + "presenter", on_change=_presenter_changed,
+                  help="Large type and only the controls a lesson needs; also kept in the link.")
+        if LESSONS:
+            st.selectbox("Lesson", [CUSTOM, *LESSONS], key=W + "lesson", on_change=_apply_lesson,
+                         format_func=lambda n: "— none —" if n == CUSTOM else getattr(LESSONS[n], "title", n))
+        st.selectbox("Preset", [CUSTOM, *presets()], key=W + "preset", on_change=_apply_preset,
+                     format_func=lambda n: "— custom —" if n == CUSTOM else presets()[n].title,
+                     help="A preset fills in every setting below.")
+        if ss.get("preset") and not presenter:
+            modified = canonical != get_preset(ss["preset"]).settings()
+            st.caption(presets()[ss["preset"]].description + (" *Changed below since.*" if modified else ""))
+        pressed = _buttons()
+        st.subheader("Models")
+        models = render_models(_shape_from_widgets())
+        if not presenter:
+            dataset, dataset_args, data_error = _data_section()
+            _network_section()
+            _optimisation_section()
+        else:
+            dataset, dataset_args, data_error = canonical.dataset, dict(canonical.dataset_args), None
+    settings, error = _settings_from_widgets(models, dataset, dataset_args)
+    error = error or data_error or ss.pop("control_error", None)
+    if settings is not None and not error:
+        ss["settings"] = settings
+    return SidebarResult(settings if not error else None, error, pressed)
+
+
+BUTTONS = (("Train", ":material/play_arrow:", "Train every model, in lockstep, on the same batches"),
+           ("Pause", ":material/pause:", "Stop after the current step; Train goes on from there"),
+           ("Step", ":material/skip_next:", "One training step of every model"),
+           ("Reset", ":material/restart_alt:", "Back to step 0 with freshly initialised models"))
+
+
+def _buttons() -> set[str]:
+    pressed = set()
+    for row in (BUTTONS[:2], BUTTONS[2:]):
+        for col, (label, icon, help_text) in zip(st.columns(2, gap="small"), row):
+            with col:
+                if st.button(label, key=label.lower(), icon=icon, width="stretch", help=help_text,
+                             type="primary" if label == "Train" else "secondary"):
+                    pressed.add(label.lower())
+    return pressed
+
+
+def _shape_from_widgets() -> Settings:
+    """Architecture settings as the widgets hold them now (they are drawn below the models, but
+    their state is already current), so depth sliders offer only valid depths."""
+    ss = st.session_state
+    return Settings(arch=ss[W + "arch"], branch_layers=int(ss[W + "branch_layers"]), stages=int(ss[W + "stages"]))
+
+
+def _data_section() -> tuple[str, dict[str, Any], str | None]:
+    ss = st.session_state
+    st.subheader("Data")
+    name = st.selectbox("Data set", list(DATASETS), key=W + "dataset",
+                        help="\n\n".join(f"**{n}**: {s.description}" for n, s in DATASETS.items()))
+    spec = DATASETS[name]
+    st.caption(spec.description)
+    args: dict[str, Any] = {}
+    error = None
+    if name == "csv":
+        args, error = _csv_upload()
+    with st.expander("Data options", expanded=False):
+        for arg, default in spec.defaults.items():
+            if isinstance(default, str):
+                continue  # paths: the CSV comes from the uploader, CIFAR-10 from data/
+            key = f"{W}ds.{name}.{arg}"
+            ss.setdefault(key, default)
+            value = _number_widget(arg, key, default, spec.ranges.get(arg), spec.help.get(arg))
+            if value != default:
+                args[arg] = value
+    return name, args, error
+
+
+def _number_widget(label: str, key: str, default: Any, rule, help_text: str | None) -> Any:
+    whole = isinstance(default, int)
+    if rule is None:
+        return st.number_input(label, key=key, help=help_text, step=1 if whole else 0.01)
+    lo, hi = rule.lo, rule.hi
+    if whole:
+        lo, hi = int(lo) + (1 if rule.lo_open else 0), int(hi)
+        if hi - lo <= 20:
+            return st.slider(label, lo, hi, key=key, help=help_text)
+        return st.number_input(label, lo, hi, key=key, help=help_text, step=1)
+    step = 0.01 if hi - lo <= 10 else 0.1
+    lo = lo + step if rule.lo_open else lo
+    return st.slider(label, float(lo), float(hi), key=key, help=help_text, step=step)
+
+
+def _csv_upload() -> tuple[dict[str, Any], str | None]:
+    """The uploaded CSV, checked here and written to a file the worker process can read."""
+    upload = st.file_uploader("Your points (CSV: x1, x2, label)", type=["csv"], key=W + "csv_upload")
+    current = st.session_state["settings"].dataset_args.get("path")
+    if upload is None:
+        if current and Path(current).exists():
+            return {"path": current}, None
+        return {}, "upload a CSV file with columns x1, x2, label to train on your own points"
+    data = upload.getvalue()
+    try:
+        points_csv_arrays(data)
+    except DataError as exc:
+        return {}, f"{upload.name}: {exc}"
+    folder = Path(tempfile.gettempdir()) / "residual-lab-uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:20]}.csv"  # content-addressed: no user text in paths
+    if not path.exists():
+        path.write_bytes(data)
+    return {"path": str(path)}, None
+
+
+def _network_section() -> None:
+    ss = st.session_state
+    st.subheader("Network")
+    st.segmented_control("Architecture", CHOICES["arch"], key=W + "arch", required=True, format_func=LABELS["arch"].get,
+                         help="MLP on 2D points; CNN = the paper's CIFAR net (3×3 convs, 6n+2 layers)")
+    _choice_slider("Width", W + "width", WIDTHS, help="units per layer (MLP) or filters of the first stage (CNN)")
+    st.segmented_control("Block", CHOICES["block"], key=W + "block", required=True, format_func=LABELS["block"].get,
+                         help="original: weight-BN-ReLU-weight-BN, add, ReLU (He et al. 2015); "
+                              "pre-activation: BN-ReLU-weight twice, add, nothing after (He et al. 2016)")
+    st.selectbox("Shortcut", CHOICES["shortcut"], key=W + "shortcut", format_func=LABELS["shortcut"].get)
+    st.toggle("BatchNorm", key=W + "norm", help="batch normalisation after every weight layer")
+    st.selectbox("Initialisation", CHOICES["init"], key=W + "init", format_func=LABELS["init"].get)
+    lo, hi = RANGES["branch_layers"]
+    st.slider("Weight layers per block", int(lo), int(hi), key=W + "branch_layers",
+              help="the paper uses 2; a one-layer branch is nearly linear and brings no advantage")
+    if ss[W + "arch"] == "mlp":
+        lo, hi = RANGES["stages"]
+        st.slider("Stages (MLP)", int(lo), int(hi), key=W + "stages", help="stages of doubling width")
+
+
+def _optimisation_section() -> None:
+    ss = st.session_state
+    st.subheader("Optimisation")
+    st.segmented_control("Optimizer", CHOICES["optimizer"], key=W + "optimizer", required=True, format_func=LABELS["optimizer"].get)
+    _choice_slider("Learning rate", W + "lr", LRS, fmt=lambda v: f"{v:g}",
+                   help="changes apply at the next step, mid-run too")
+    if ss[W + "optimizer"] == "sgd":
+        lo, hi = RANGES["momentum"]
+        st.slider("Momentum", float(lo), float(hi), key=W + "momentum", step=0.01)
+    _choice_slider("Weight decay", W + "weight_decay", DECAYS, fmt=lambda v: f"{v:g}")
+    _choice_slider("Batch size", W + "batch_size", BATCHES)
+    lo, hi = RANGES["steps"]
+    st.number_input("Steps", int(lo), int(hi), key=W + "steps", step=50,
+                    help="raise it mid-run to train on; lower it to stop earlier")
+    lo, hi = RANGES["seed"]
+    st.number_input("Seed", int(lo), int(hi), key=W + "seed", step=1,
+                    help="the same seed gives the same initial weights and batches")
+    with st.expander("Measurement", expanded=False):
+        for key, label, helptext in (("eval_every", "Evaluate every (steps)", "training and test error"),
+                                     ("probe_every", "Probe layers every (steps)", "gradient norms and responses"),
+                                     ("paths_every", "Path analysis every (steps)", "0 = only on request")):
+            lo, hi = RANGES[key]
+            st.number_input(label, int(lo), int(hi), key=W + key, step=1, help=helptext)
+        st.selectbox("Device", CHOICES["device"], key=W + "device", format_func=LABELS["device"].get)
+
+
+def _choice_slider(label: str, key: str, options: tuple, fmt=None, help: str | None = None) -> Any:
+    """A select_slider over nice values that still shows an odd value a link brought in."""
+    current = st.session_state[key]
+    values = sorted(set(options) | {current})
+    return st.select_slider(label, values, key=key, format_func=fmt or str, help=help)
+
+
+def _settings_from_widgets(models: list[str], dataset: str, dataset_args: dict[str, Any]) -> tuple[Settings | None, str | None]:
+    ss = st.session_state
+    values = {key: ss[W + key] for key in SIMPLE}
+    values["norm"] = "batch" if ss[W + "norm"] else "none"
+    try:
+        settings = Settings.from_dict({**values, "models": models, "dataset": dataset, "dataset_args": dataset_args})
+    except SettingsError as exc:
+        return None, str(exc)
+    return settings, None
+
+
+def view_state() -> UrlState:
+    ss = st.session_state
+    return UrlState(ss["settings"], ss.get("preset"), ss.get("lesson"), bool(ss.get("presenter")))
+
+

@@ -1,0 +1,87 @@
+"""The lesion study (Veit et al. 2016, Sec. 4): delete one block at test time and measure the
+training error. A residual block's output becomes its (shortcut-mapped) input; a plain block is
+replaced by the identity, which is only possible where its input and output have the same shape.
+
+Veit et al. found that deleting a single block barely hurts a residual net (except where a block
+changes the shape), while deleting a layer of a plain net is catastrophic: the residual net
+behaves like an ensemble of paths, most of which survive any one deletion.
+
+BN is in eval mode with statistics taken from the intact network on the evaluation points and
+then frozen, as at test time: the deleted block is missed, not compensated for.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from resnet_core.analysis.paths.adjoints import frozen_batch_norm
+from resnet_core.nets.models import Net, lesionable
+
+CACHE_BYTES = 256 * 2**20   # the block inputs kept for re-use, at most
+TIME_POINTS = 2048 * 32     # points x blocks: 2048 points up to 32 blocks, fewer beyond (never under 256)
+
+
+def lesion_points(net: Net, x: torch.Tensor) -> int:
+    """How many evaluation points the study uses: all of them for ordinary nets; fewer for very
+    deep or wide ones, so that it stays a matter of seconds and its cache within CACHE_BYTES.
+    Every deletion re-runs the blocks after it, so the work grows with the square of the depth."""
+    n = max(len(net.blocks), 1)
+    with torch.no_grad():
+        per_point = sum(_numel_per_point(net, x[:1]))
+    by_time = max(256, TIME_POINTS // n)
+    by_memory = max(64, CACHE_BYTES // max(per_point * x.element_size(), 1))
+    return int(min(len(x), by_time, by_memory))
+
+
+def _numel_per_point(net: Net, x1: torch.Tensor) -> list[int]:
+    was = net.training
+    net.eval()
+    h = net.features(x1)
+    sizes = []
+    for block in net.blocks:
+        sizes.append(h.numel())
+        h = block(h)
+    net.train(was)
+    return sizes
+
+
+def lesion_errors(net: Net, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """Training error with nothing removed, then with each block removed in turn (NaN where a
+    plain block changes the shape and cannot be removed). The inputs of every block are computed
+    once, so deleting block i costs only the blocks after it."""
+    with frozen_batch_norm(net, x), torch.no_grad():
+        h = net.features(x)
+        inputs = []
+        for block in net.blocks:
+            inputs.append(h)
+            h = block(h)
+        errors = [_error(net.head(h), y)]
+        for i, block in enumerate(net.blocks):
+            if not lesionable(block):
+                errors.append(math.nan)
+                continue
+            block.removed = True
+            try:
+                h = block(inputs[i])
+            finally:
+                block.removed = False
+            for later in net.blocks[i + 1:]:
+                h = later(h)
+            errors.append(_error(net.head(h), y))
+    return errors
+
+
+def _error(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return float((logits.argmax(1) != y).float().mean())
+
+
+def lesion_rows(net: Net, x: torch.Tensor, y: torch.Tensor, model: str) -> list[dict[str, Any]]:
+    """Rows for ``RunRecord.set_lesion`` (records.LESION_COLUMNS): block -1 is the intact net,
+    blocks count from 0 (the first block after the stem)."""
+    points = lesion_points(net, x)
+    errors = lesion_errors(net, x[:points], y[:points])
+    return [{"model": model, "block": i - 1, "train_error": e} for i, e in enumerate(errors)]
+
+

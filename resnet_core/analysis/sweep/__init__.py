@@ -1,0 +1,177 @@
+"""The depth sweep: plain and residual nets over a list of depths and seeds (He et al. 2015,
+Table 6 and Fig. 6), one independent run per (family, depth, seed).
+
+Runs share nothing, so each is a job of ``jobpool.JobPool``: worker processes with one torch
+thread each, results back as JSON rows as each run finishes (a live chart fills in as they come).
+
+    rows = list(run_sweep(plan_sweep(settings, depths=(8, 20, 56), seeds=(0, 1, 2)), workers=2))
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from resnet_core.remote.jobs import JobPool
+from resnet_core.settings import RANGES, Settings, SettingsError, check_depth
+
+SWEEP_COLUMNS = ["family", "depth", "seed", "train_error", "test_error", "mean_train_error", "wall_s"]
+DEFAULT_DEPTHS = (8, 14, 20, 32, 44, 56)
+DEFAULT_SEEDS = (0, 1, 2)
+FAMILIES = ("plain", "resnet")
+MAX_RUNS = 240  # a sweep is for a lesson, not a cluster: 20 depths x 6 seeds x 2 families
+PROGRESS_EVERY = 25  # steps between a run's progress messages
+
+# ---------------------------------------------------------------------------- planning a sweep
+
+def parse_int_list(text: str, what: str) -> tuple[int, ...]:
+    """Parse "8,14,20" into (8, 14, 20); a one-line SettingsError for anything else."""
+    try:
+        values = tuple(int(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise SettingsError(f"{what} must be whole numbers separated by commas, e.g. 8,14,20 (got {text!r})") from None
+    if not values:
+        raise SettingsError(f"{what}: give at least one, e.g. 8,14,20")
+    return values
+
+
+def plan_sweep(settings: Settings, depths: Iterable[int] = DEFAULT_DEPTHS, seeds: Iterable[int] = DEFAULT_SEEDS,
+               steps: int | None = None, families: Iterable[str] = FAMILIES) -> list[dict[str, Any]]:
+    """One job per (family, depth, seed), deepest first (the longest runs start first, so the
+    workers finish together). Every depth is checked with the Settings rules before anything runs."""
+    base = settings.checked()
+    depths = sorted(set(int(d) for d in depths))
+    seeds = sorted(set(int(s) for s in seeds))
+    families = tuple(families)
+    if not depths or not seeds:
+        raise SettingsError("a sweep needs at least one depth and one seed")
+    if any(f not in FAMILIES for f in families) or not families:
+        raise SettingsError(f"families must be among {', '.join(FAMILIES)}")
+    for depth in depths:
+        check_depth(base, depth)
+    lo, hi = RANGES["seed"]
+    if any(not lo <= s <= hi for s in seeds):
+        raise SettingsError(f"seeds must be from {lo:g} to {hi:g}")
+    runs = len(depths) * len(seeds) * len(families)
+    if runs > MAX_RUNS:
+        raise SettingsError(f"a sweep of {runs} runs is too big: at most {MAX_RUNS} (fewer depths or seeds)")
+    # No per-layer probes, no path analysis: a sweep wants errors only, as fast as they come.
+    base = base.with_changes(steps=steps or base.steps, probe_every=RANGES["probe_every"][1], paths_every=0)
+    jobs = []
+    for depth in sorted(depths, reverse=True):
+        for seed in seeds:
+            for family in families:
+                run = base.with_changes(models=(f"{family}-{depth}",), seed=seed)
+                jobs.append({"family": family, "depth": depth, "seed": seed, "settings": run.to_dict()})
+    return jobs
+
+
+# --------------------------------------------------------------------------------- one run
+
+_DATA_CACHE: dict[str, Any] = {}  # per process: a worker loads each data set once
+
+
+def _data(settings: Settings):
+    from resnet_core.data import load_dataset
+
+    key = json.dumps([settings.dataset, dict(settings.dataset_args)], sort_keys=True)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = load_dataset(settings.dataset, settings.dataset_args)
+    return _DATA_CACHE[key]
+
+
+def _warm_up() -> None:
+    """The first optimizer a process builds imports half of torch (about 3 s): pay that before
+    a run's clock starts, so that wall_s compares runs and not their places in the queue."""
+    import torch
+
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
+def train_one(job: dict[str, Any], report: Callable[[dict[str, Any]], None] = lambda _: None) -> dict[str, Any]:
+    """Train one model of a sweep; its row of sweep.csv. A diverged run has empty errors."""
+    from resnet_core.training.lockstep import LockstepTrainer
+
+    class SweepTrainer(LockstepTrainer):
+        def decision_regions(self, resolution: int = 0) -> None:
+            """A sweep draws no decision maps: each would cost about one evaluation."""
+
+    _warm_up()
+    started = time.perf_counter()
+    settings = Settings.from_dict(job["settings"])
+    trainer = SweepTrainer(settings, data=_data(settings))
+
+    def progress(t: LockstepTrainer) -> None:
+        if t.step % PROGRESS_EVERY == 0:
+            report({"step": t.step, "steps": settings.steps})
+
+    trainer.run(on_step=progress)
+    metrics = trainer.record.metrics_frame()
+    ok = metrics[metrics.status == "ok"]
+    diverged = (metrics.status != "ok").any()
+    last = ok.iloc[-1] if len(ok) and not diverged else None
+    return {"family": job["family"], "depth": job["depth"], "seed": job["seed"],
+            "train_error": None if last is None else float(last.train_error),
+            "test_error": None if last is None else float(last.test_error),
+            "mean_train_error": None if diverged else float(ok.train_error.mean()),
+            "wall_s": round(time.perf_counter() - started, 3)}
+
+
+def default_workers(settings: Settings, runs: int) -> int:
+    """One process per core (at most one per run); on a GPU, this process (0)."""
+    from resnet_core.training.lockstep import resolve_device
+
+    if resolve_device(settings.device).type == "cuda":
+        return 0
+    return max(1, min(os.cpu_count() or 1, runs))
+
+
+# ---------------------------------------------------------------------------- the sweep
+
+def run_sweep(jobs: list[dict[str, Any]], workers: int = 1, pool: JobPool | None = None,
+              on_progress: Callable[[float], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Rows of sweep.csv as each run finishes (partial results for a live chart)."""
+    own = pool is None
+    pool = pool or JobPool(workers)
+    fraction = [0.0] * len(jobs)
+    try:
+        for event in pool.run("train", jobs):
+            if event.partial is not None:
+                fraction[event.index] = event.partial["step"] / max(event.partial["steps"], 1)
+            else:
+                fraction[event.index] = 1.0
+            if on_progress is not None:
+                on_progress(sum(fraction) / max(len(jobs), 1))
+            if event.result is not None:
+                yield event.result
+    finally:
+        if own:
+            pool.close()
+
+
+def sweep_frame(rows: Iterable[dict[str, Any]]):
+    """The rows as a table with the columns of sweep.csv (None -> NaN), sorted for reading."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=SWEEP_COLUMNS)
+    for column in SWEEP_COLUMNS[3:]:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame.sort_values(["family", "depth", "seed"], ignore_index=True)
+
+
+def write_sweep_csv(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
+    path = Path(out_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    sweep_frame(rows).to_csv(path / "sweep.csv", index=False)
+    return path / "sweep.csv"
+
+
+def sweep_summary(frame):
+    """Mean and spread over seeds per (family, depth): what the degradation curve plots."""
+    grouped = frame.groupby(["family", "depth"], sort=True)
+    out = grouped[["train_error", "test_error", "mean_train_error"]].agg(["mean", "min", "max"])
+    out.columns = [f"{a}_{b}" for a, b in out.columns]
+    out["seeds"] = grouped.size()
+    return out.reset_index()

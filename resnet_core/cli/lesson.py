@@ -1,0 +1,66 @@
+"""``lesson``: run one guided lesson headless, print its verdict with the figures, write the run.
+
+Exit status 0 when the claim showed on this run, 1 when it did not, 2 for bad arguments; so a
+lesson can be checked in a script or CI exactly as the dashboard checks it live.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from resnet_core.settings import SettingsError
+
+MARKS = {"shown": "✓ shown", "not yet": "… not yet", "not shown": "✗ not shown"}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("lesson", help="run a guided lesson and check its claim on the run (exit 0 when it showed)")
+    p.add_argument("name", nargs="?", help="the lesson (see --list)")
+    p.add_argument("--list", action="store_true", help="list the lessons with their titles")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the lesson's)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the lesson's)")
+    p.add_argument("--out", help="run folder to write (config.json, metrics.csv, ...)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--workers", type=int, default=0, help="training processes (default: one per core, at most one per model)")
+    p.set_defaults(run=run_lesson)
+
+
+def run_lesson(args: argparse.Namespace) -> int:
+    from resnet_core.lessons import LESSONS, get_lesson
+
+    _utf8_or_replace()
+    if args.list:
+        for lesson in LESSONS.values():
+            print(f"{lesson.name:20} {lesson.title}")
+        return 0
+    if not args.name:
+        raise SettingsError(f"lesson: name a lesson ({', '.join(LESSONS)}) or pass --list")
+    lesson = get_lesson(args.name)
+    if not args.out:
+        raise SettingsError("lesson: --out DIR is required (the run folder to write)")
+    changes = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
+    settings = lesson.settings(**changes)
+    from resnet_core.cli.train import check_out_dir, train_headless
+
+    out = check_out_dir(args.out, args.overwrite)
+    print(f"{lesson.title}  (models {', '.join(settings.models)}; {settings.steps} steps; seed {settings.seed})")
+    started = time.perf_counter()
+    record = train_headless(settings, args.workers, analyses=tuple(lesson.after_training))
+    seconds = time.perf_counter() - started
+    record.write(out)
+    verdict = lesson.check(record)
+    print(f"{MARKS.get(verdict.state, verdict.state)}: {verdict.summary}")
+    for line in verdict.details:
+        print(f"  - {line}")
+    print(f"{record.latest_step()} steps in {seconds:.1f} s; wrote {out}/")
+    return 0 if verdict.shown else 1
+
+
+def _utf8_or_replace() -> None:
+    """The verdicts use a few symbols (✓, ‖F(x)‖); a terminal that cannot show them gets '?'."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="replace")
+        except (AttributeError, ValueError):
+            pass

@@ -1,0 +1,111 @@
+"""``train`` and ``presets``: the headless run that writes a run folder, and the preset list."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from resnet_core.cli import add_settings_flags, is_terminal, settings_from_args
+from resnet_core.records import RunRecord
+from resnet_core.settings import SettingsError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("presets", help="list presets with one line each")
+    p.set_defaults(run=run_presets)
+    p = sub.add_parser("train", help="train models in lockstep and write a run folder")
+    add_settings_flags(p)
+    p.add_argument("--out", required=True, help="run folder to write (config.json, metrics.csv, layers.csv, ...)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes training the models in parallel (default: one per core, at most one per model)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.set_defaults(run=run_train)
+
+
+def run_presets(args: argparse.Namespace) -> int:
+    from resnet_core.presets import presets
+
+    for preset in presets().values():
+        print(f"{preset.name:16} {preset.description}")
+    return 0
+
+
+def check_out_dir(out: str, overwrite: bool) -> Path:
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise SettingsError(f"--out {out} is a file; give a folder for the run")
+    if (path / "metrics.csv").exists() and not overwrite:
+        raise SettingsError(f"--out {out} already holds a run; choose another folder or pass --overwrite")
+    return path
+
+
+def run_train(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    out = check_out_dir(args.out, args.overwrite)
+    started = time.perf_counter()
+    # lesion.csv: each block deleted in turn from the trained nets
+    record = train_headless(settings, args.workers, analyses=("lesion_study",))
+    record.write(out)
+    print(summary(record, time.perf_counter() - started))
+    print(f"wrote {out}/")
+    return 0
+
+
+def train_headless(settings, workers: int, analyses: tuple[str, ...] = ()) -> RunRecord:
+    """Check what the run needs, train it (a progress bar on a terminal), run the analyses that
+    read the trained nets, and hand back the record. Nothing is written here."""
+    from resnet_core.data import load_dataset
+    from resnet_core.training.lockstep import check_fits
+    from resnet_core.remote.trainer import make_trainer
+
+    if workers < 0:
+        raise SettingsError("--workers must be 0 (automatic) or more")
+    data = load_dataset(settings.dataset, settings.dataset_args)  # a bad file fails here, before any write
+    check_fits(settings, data)
+    import torch
+
+    torch.set_num_threads(1)  # dispatch-bound layers: one thread per process beats two (bench/)
+    with make_trainer(settings, data=data, workers=workers) as trainer:
+        progress = Progress(settings.steps) if is_terminal() else None
+        trainer.run(on_step=progress.update if progress else None)
+        if progress:
+            progress.close()
+        for analysis in analyses:
+            trainer.call(analysis)
+        return trainer.record
+
+
+def summary(record: RunRecord, seconds: float) -> str:
+    metrics = record.metrics_frame()
+    lines = [f"{'model':18} {'final train err':>15} {'test err':>9} {'mean train err':>15}  status"]
+    for model, g in metrics.groupby("model", sort=False):
+        ok = g[g.status == "ok"]
+        last = ok.iloc[-1] if len(ok) else None
+        status = "diverged at step %d" % g[g.status == "diverged"].step.iloc[0] if (g.status == "diverged").any() else "ok"
+        if last is None:
+            lines.append(f"{model:18} {'-':>15} {'-':>9} {'-':>15}  {status}")
+            continue
+        lines.append(f"{model:18} {last.train_error:>15.1%} {last.test_error:>9.1%} {ok.train_error.mean():>15.1%}  {status}")
+    lines.append(f"{record.latest_step()} steps in {seconds:.1f} s")
+    return "\n".join(lines)
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, total: int):
+        self.total, self.last = total, 0.0
+
+    def update(self, trainer) -> None:
+        now = time.perf_counter()
+        if now - self.last < 0.1 and trainer.step < self.total:
+            return
+        self.last = now
+        done = trainer.step / max(self.total, 1)
+        bar = "#" * int(done * 30)
+        sys.stderr.write(f"\r[{bar:30}] {trainer.step}/{self.total} steps")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")

@@ -1,0 +1,115 @@
+"""Helper processes that speak JSON lines: the one way this project runs work in other processes.
+
+The parent starts a fresh interpreter (``python -m MODULE``) and talks to it over its stdin and
+stdout, one JSON object per line. Nothing crossing the boundary is ever unpickled, and, unlike a
+multiprocessing spawn, the child never re-imports the parent's ``__main__`` (under Streamlit that
+is the app script; under pytest, the test runner). A child whose parent dies reads the end of its
+stdin and exits, so no process outlives the server that started it.
+
+The training workers (``resnet_core.remote.trainer``) and the analysis workers (``resnet_core.remote.jobs``)
+are both such children: each module's ``__main__`` block calls ``serve`` with its handler.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+class ProcessGone(RuntimeError):
+    """The child's pipe failed: it has ended (killed, crashed) or is about to."""
+
+
+class JsonProcess:
+    """One child interpreter running ``python -m module``; the parent's end of the conversation."""
+
+    def __init__(self, module: str):
+        path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
+        self.process = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, bufsize=1,
+                                        env={**os.environ, "PYTHONPATH": path})
+        self.broken = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def send(self, msg: dict[str, Any]) -> None:
+        try:
+            self.process.stdin.write(json.dumps(msg) + "\n")
+            self.process.stdin.flush()
+        except (OSError, ValueError) as exc:
+            self.broken = True
+            raise ProcessGone("the process has stopped") from exc
+
+    def receive(self) -> dict[str, Any]:
+        """The next message; blocks until one comes."""
+        try:
+            line = self.process.stdout.readline()
+        except (OSError, ValueError):
+            line = ""
+        if not line:
+            self.broken = True
+            raise ProcessGone("the process ended unexpectedly")
+        try:
+            return json.loads(line)
+        except ValueError:  # the conversation is lost: nothing after this line can be trusted
+            self.broken = True
+            raise ProcessGone("the process sent something that is not a message") from None
+
+    def messages(self) -> Iterator[dict[str, Any]]:
+        """Every message until the child ends or the conversation is lost (for a reader thread)."""
+        while not self.broken:
+            try:
+                yield self.receive()
+            except ProcessGone:
+                return
+
+    @property
+    def alive(self) -> bool:
+        # A killed child closes its pipe a moment before the OS reports it dead: trust the pipe.
+        return not self.broken and self.process.poll() is None
+
+    def close(self, wait_s: float = 2.0) -> None:
+        """Ask the child to end; kill it if it has not within ``wait_s`` (work under way is abandoned)."""
+        try:
+            self.send({"cmd": "close"})
+            self.process.wait(timeout=wait_s)
+        except (ProcessGone, subprocess.TimeoutExpired):
+            pass
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def serve(handle: Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], None]) -> None:
+    """The child's side: ``handle(message, send)`` for each line on stdin, until ``{"cmd": "close"}``
+    or the end of stdin (the parent has gone). One torch thread: tiny layers are dispatch-bound,
+    and the processes share the machine's cores."""
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    # Nothing else may write into the protocol: Python's prints and C libraries' writes to file
+    # descriptor 1 both go to stderr (the server's log) from here on.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    import torch
+
+    torch.set_num_threads(1)
+
+    def send(msg: dict[str, Any]) -> None:
+        protocol.write(json.dumps(msg) + "\n")
+
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if msg.get("cmd") == "close":
+            return
+        handle(msg, send)

@@ -1,0 +1,268 @@
+"""Several models trained in lockstep: the same batches, in the same order, step by step.
+
+``LockstepTrainer`` is synchronous and owns no thread: whoever drives it (the CLI's loop, a
+dashboard worker, a subprocess of ``parallel.py``) decides when to step, pause or reset.
+A model whose loss turns NaN or infinite is marked diverged at that step and left alone;
+the others go on.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from resnet_core.data import Dataset, load_dataset
+from resnet_core.analysis.paths.lesion import lesion_rows
+from resnet_core.nets.models import Net, Probe, build_model, parameter_count
+from resnet_core.analysis.paths.compute import analyse_paths, next_start_length, probe_points, rows_for_record
+from resnet_core.training.probes import calibrate_batch_norm, evaluate, layer_snapshot
+from resnet_core.records import RunRecord
+from resnet_core.settings import Settings, SettingsError
+
+REGION_RESOLUTION = 48
+REGION_EVERY = 3  # decision maps every third evaluation: each costs about one evaluation
+EVAL_LIMIT = 2048  # points of each split used for the error curves (all of them for the 2D sets)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for, but torch sees no CUDA GPU here; use --device cpu or auto")
+    return torch.device(name)
+
+
+class BatchStream:
+    """Shuffled mini-batches from one seed; every trainer built with the same seed and data size
+    draws exactly the same index sequence, in this process or another."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size = n, min(batch_size, n)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.order = torch.empty(0, dtype=torch.long)
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.batch_size > len(self.order):
+            self.order, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        idx = self.order[self.pos:self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
+
+MAX_WEIGHTS = 20_000_000  # per run: what a classroom server can hold for each of its sessions
+
+
+def check_fits(settings: Settings, data: Dataset) -> None:
+    """Refuse, before anything is built, a run the data or the machine cannot hold."""
+    n = len(data.x_train)
+    if settings.batch_size > n:
+        raise SettingsError(f"batch_size {settings.batch_size} is larger than the training set "
+                            f"({n} points); use at most {n}")
+    per_layer = settings.width**2 * (9 * 16 if settings.arch == "cnn" else 1)  # the CNN's last stage is 4x wide
+    weights = sum(spec.depth * per_layer for spec in settings.model_specs)
+    if weights > MAX_WEIGHTS:
+        raise SettingsError(f"these models need about {weights / 1e6:.0f}M weights; at most "
+                            f"{MAX_WEIGHTS / 1e6:.0f}M fit: lower the width or the depth")
+
+
+def make_optimizer(settings: Settings, params) -> torch.optim.Optimizer:
+    # fused: one kernel over all of a net's tensors (CPU and CUDA). A 1002-layer net has 3000 small
+    # tensors: the per-tensor loop was a sixth of every step on a CPU, and fused is a further ~4x
+    # faster than torch's foreach path there (SGD 5 ms vs 18-25 ms a step; Adam 14 vs 50 ms).
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=True)
+    return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum,
+                           weight_decay=settings.weight_decay, fused=True)
+
+
+def run_config(settings: Settings, data: Dataset, models: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
+    return {
+        "settings": settings.to_dict(),
+        "models": models,
+        "seed": settings.seed,
+        "dataset": {"name": data.name, "train": len(data.x_train), "test": len(data.x_test),
+                    "classes": data.n_classes, "input_shape": list(data.input_shape)},
+        "device": str(device),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+    }
+
+
+class LockstepTrainer:
+    def __init__(self, settings: Settings, data: Dataset | None = None, record: RunRecord | None = None,
+                 only: tuple[str, ...] | None = None):
+        """``only`` restricts this trainer to some of the settings' models (one worker's share);
+        batches and initial weights are the same as if it trained all of them."""
+        self.settings = settings.checked()
+        self.device = resolve_device(self.settings.device)
+        self.data = data or load_dataset(self.settings.dataset, self.settings.dataset_args)
+        check_fits(self.settings, self.data)
+        names = only or self.settings.models
+        specs = [s for s in self.settings.model_specs if s.name in names]
+        self.models: dict[str, Net] = {
+            s.name: build_model(s, self.settings, self.data.input_shape, self.data.n_classes).to(self.device) for s in specs
+        }
+        self.optimizers = {n: make_optimizer(self.settings, m.parameters()) for n, m in self.models.items()}
+        self.status = {n: "ok" for n in self.models}
+        self.diverged_at: dict[str, int] = {}
+        self.error: str | None = None
+        d = self.data
+        self.x_train, self.y_train = d.x_train.to(self.device), d.y_train.to(self.device)
+        self.eval_sets = {
+            "train": (self.x_train[:EVAL_LIMIT], self.y_train[:EVAL_LIMIT]),
+            "test": (d.x_test[:EVAL_LIMIT].to(self.device), d.y_test[:EVAL_LIMIT].to(self.device)),
+        }
+        self.batches = BatchStream(len(d.x_train), self.settings.batch_size, self.settings.seed)
+        self.record = record if record is not None else RunRecord()
+        if not self.record.config:
+            models = [{"name": n, "family": m.spec.family, "arch": self.settings.arch, "depth": m.spec.depth,
+                       "blocks": len(m.blocks), "parameters": parameter_count(m)} for n, m in self.models.items()]
+            self.record.config = run_config(self.settings, d, models, self.device)
+        self.record.layer_names.update({n: m.layer_names() for n, m in self.models.items()})
+        self.step = 0
+        self.wall_s = 0.0
+        for net in self.models.values():
+            calibrate_batch_norm(net, self.eval_sets["train"][0][:1024])
+        self.record.add_metrics(self.evaluate_all())
+        if not self.data.is_image:
+            self.decision_regions()
+        self._path_cutoffs: dict[str, int] = {}  # each model's last cutoff: where the next analysis starts
+        if self.settings.paths_every > 0:
+            self.path_analysis()
+
+    # ---- control ---------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.step >= self.settings.steps or not any(s == "ok" for s in self.status.values())
+
+    def set_lr(self, lr: float) -> None:
+        """Takes effect at the next step (the dashboard's learning-rate slider mid-run)."""
+        self.settings = self.settings.with_changes(lr=lr)
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    def set_steps(self, steps: int) -> None:
+        """A new end for the run (the dashboard's step count mid-run): it evaluates at that step,
+        whether or not it falls on ``eval_every``."""
+        self.settings = self.settings.with_changes(steps=steps)
+
+    # ---- one step --------------------------------------------------------------------------
+    def train_step(self) -> None:
+        """One update of every model still training, on one shared batch."""
+        s = self.settings
+        idx = self.batches.next().to(self.device)
+        xb, yb = self.x_train[idx], self.y_train[idx]
+        probing = self.step % s.probe_every == 0
+        started = time.perf_counter()
+        for name, net in self.models.items():
+            if self.status[name] != "ok":
+                continue
+            opt = self.optimizers[name]
+            probe = Probe() if probing else None
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(net(xb, probe), yb)
+            loss.backward()
+            if not math.isfinite(loss.item()):
+                self._diverge(name)
+                continue
+            if probing:
+                self.record.add_layers(name, layer_snapshot(net, probe, self.step))
+            opt.step()
+        self.wall_s += time.perf_counter() - started
+        self.step += 1
+        if self.step % s.eval_every == 0 or self.step == s.steps:
+            self.record.add_metrics(self.evaluate_all())
+            if not self.data.is_image and (self.step % (REGION_EVERY * s.eval_every) == 0 or self.step == s.steps):
+                self.decision_regions()
+        if s.paths_every > 0 and (self.step % s.paths_every == 0 or self.step == s.steps):
+            self.path_analysis()
+
+    def _diverge(self, name: str) -> None:
+        self.status[name] = "diverged"
+        self.diverged_at[name] = self.step
+        self.record.add_metrics([{"step": self.step, "model": name, "train_loss": math.nan, "train_error": math.nan,
+                                  "test_error": math.nan, "wall_s": round(self.wall_s, 4), "status": "diverged"}])
+
+    def evaluate_all(self) -> list[dict[str, Any]]:
+        rows = []
+        for name, net in self.models.items():
+            if self.status[name] != "ok":
+                continue
+            # Divergence is judged on the training step's loss alone; an evaluation that overflows
+            # (a deep net's running BN statistics lagging its weights) only leaves a gap in the curve.
+            train_loss, train_error = evaluate(net, *self.eval_sets["train"], batch_stats=True)
+            _, test_error = evaluate(net, *self.eval_sets["test"])
+            train_loss, train_error, test_error = (v if math.isfinite(train_loss) else math.nan
+                                                   for v in (train_loss, train_error, test_error))
+            rows.append({"step": self.step, "model": name, "train_loss": train_loss, "train_error": train_error,
+                         "test_error": test_error, "wall_s": round(self.wall_s, 4), "status": "ok"})
+        return rows
+
+    @torch.no_grad()
+    def decision_regions(self, resolution: int = REGION_RESOLUTION) -> None:
+        """For 2D data: each model's predicted class and confidence on a grid over the data."""
+        x = self.data.x_train
+        lo, hi = (x.min(0).values - 0.1).tolist(), (x.max(0).values + 0.1).tolist()
+        gx, gy = torch.linspace(lo[0], hi[0], resolution), torch.linspace(lo[1], hi[1], resolution)
+        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).reshape(-1, 2).to(self.device)
+        for name, net in self.models.items():
+            if self.status[name] != "ok":
+                continue
+            was = net.training
+            net.eval()
+            prob = torch.softmax(net(grid), 1)
+            net.train(was)
+            conf, cls = prob.max(1)
+            self.record.set_regions(name, self.step, {
+                "x": [lo[0], hi[0]], "y": [lo[1], hi[1]], "n": resolution,
+                "classes": cls.cpu().tolist(), "confidence": [round(c, 3) for c in conf.cpu().tolist()]})
+
+    def path_analysis(self) -> None:
+        """The unrolled view of every residual model still training (resnet_core.analysis.paths.compute): the exact
+        gradient through paths of each length on a fixed probe batch (the first training points),
+        and Veit et al.'s sampled per-path norms beside it."""
+        for name, net in self.models.items():
+            if self.status[name] != "ok" or not net.residual:
+                continue
+            n = probe_points(net, self.x_train)
+            exact, sampled = analyse_paths(net, self.x_train[:n], self.y_train[:n],
+                                           start_length=self._path_cutoffs.get(name))
+            self._path_cutoffs[name] = next_start_length(exact)
+            self.record.add_paths(rows_for_record(exact, sampled, self.step, name))
+
+    def lesion_study(self) -> None:
+        """Every model's training error with each block deleted in turn (resnet_core.analysis.paths.lesion)."""
+        x, y = self.eval_sets["train"]
+        rows = []
+        for name, net in self.models.items():
+            if self.status[name] == "ok":
+                rows += lesion_rows(net, x, y, name)
+        self.record.set_lesion(rows)
+
+    def call(self, method: str, **kwargs) -> None:
+        """Run one of the analyses that record into the run (the same call a worker process takes)."""
+        getattr(self, method)(**kwargs)
+
+    def close(self) -> None:
+        """Nothing to release in-process; here so every trainer can be closed alike."""
+
+    def __enter__(self) -> "LockstepTrainer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, steps: int | None = None, on_step=None) -> RunRecord:
+        """Train to the settings' step count (or ``steps`` more), calling ``on_step(self)`` after each."""
+        target = self.settings.steps if steps is None else min(self.settings.steps, self.step + steps)
+        while self.step < target and not self.done:
+            self.train_step()
+            if on_step is not None:
+                on_step(self)
+        return self.record
