@@ -17,7 +17,6 @@ import random
 import re
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -25,11 +24,11 @@ from pathlib import Path
 
 import psutil
 
+from streamlit_server import start_streamlit, stop_streamlit
+from dashboard.runtime.worker_pool import max_training_sessions
+from streamlit_client import StreamlitClient
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests"), str(ROOT)]
-from conftest import start_streamlit, stop_streamlit  # noqa: E402
-from dashboard.runtime.worker_pool import max_training_sessions  # noqa: E402
-from streamlit_client import StreamlitClient  # noqa: E402
 
 STEP = re.compile(r"Step (\d+)")
 QUEUE = re.compile(r"number \d+ in line")  # what a session waiting for a trainer is told

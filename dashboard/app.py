@@ -8,31 +8,24 @@ carries them, a per-session ``TrainingJob`` (``jobs``) trains in a worker proces
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import dashboard.boot  # noqa: F401  heavy imports, then gc.freeze(), once per process
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
 
-import dashboard.boot  # noqa: E402,F401  heavy imports, then gc.freeze(), once per process
-
-import streamlit as st  # noqa: E402
-
-import dashboard.sidebar.controls as controls  # noqa: E402
-import dashboard.runtime.jobs as jobs  # noqa: E402
-import dashboard.panels.live as panels  # noqa: E402
-import dashboard.panels.records as records_tab  # noqa: E402
-import dashboard.panels.teaching as teaching  # noqa: E402
-import dashboard.sidebar.url_state as url_state  # noqa: E402
-import dashboard.runtime.worker_pool as worker_pool  # noqa: E402
-from dashboard.panels.landscape import render_landscape_panel  # noqa: E402
-from dashboard.panels.lesson import render_lesson_panel  # noqa: E402
-from dashboard.panels.paths import render_paths_panel  # noqa: E402
-from dashboard.panels.shattered import render_shattered_panel  # noqa: E402
-from dashboard.panels.sweep import render_sweep_panel  # noqa: E402
-from resnet_core.lessons import LESSONS  # noqa: E402
-from resnet_core.settings import Settings  # noqa: E402
+import dashboard.sidebar.controls as controls
+import dashboard.runtime.jobs as jobs
+import dashboard.panels.live as panels
+import dashboard.panels.records as records_tab
+import dashboard.panels.teaching as teaching
+import dashboard.sidebar.url_state as url_state
+import dashboard.runtime.worker_pool as worker_pool
+from dashboard.panels.landscape import render_landscape_panel
+from dashboard.panels.lesson import render_lesson_panel
+from dashboard.panels.paths import render_paths_panel
+from dashboard.panels.shattered import render_shattered_panel
+from dashboard.panels.sweep import render_sweep_panel
+from resnet_core.lessons import LESSONS
+from resnet_core.settings import Settings
 
 LIVE_EVERY_S = 1.0       # cards and curves
 HEAVY_EVERY_S = 2.5      # heatmaps, profiles, maps: bigger payloads, slower to read anyway

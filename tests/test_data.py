@@ -200,7 +200,7 @@ def test_cifar_bad_files_say_which_path(cifar_root, tmp_path):
 
 def test_cifar_default_root_is_in_the_data_folder():
     assert DATASETS["cifar10"].defaults["root"] == str(DATA_DIR / "cifar-10-batches-bin")
-    assert DATA_DIR == Path(data.__file__).resolve().parents[1] / "data"
+    assert DATA_DIR == Path(__file__).resolve().parents[1] / "data"  # the repository's data/ folder
 
 
 # ------------------------------------------------------------------------------------ points CSV

@@ -10,7 +10,8 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.charts.studies import landscape_line_figure, landscape_range, landscape_surface_figure
-from resnet_core.remote.jobs import BackgroundRun, JobPool, start_queued
+from dashboard.runtime.background import BackgroundRun, start_queued
+from resnet_core.remote.jobs import JobPool
 from resnet_core.analysis.landscape import COARSE, FINE, LINE_POINTS, twin_depth
 from resnet_core.settings import Settings, SettingsError, check_depth
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.charts.studies import correlation_figure, gradient_curves_figure
-from resnet_core.remote.jobs import BackgroundRun, start_queued
+from dashboard.runtime.background import BackgroundRun, start_queued
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.analysis.shattered import DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, POINTS, check_depths, scalar_settings
 

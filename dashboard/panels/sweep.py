@@ -11,7 +11,7 @@ import os
 import streamlit as st
 
 from dashboard.charts.studies import sweep_figure
-from resnet_core.remote.jobs import BackgroundRun, start_queued
+from dashboard.runtime.background import BackgroundRun, start_queued
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.analysis.sweep import DEFAULT_DEPTHS, plan_sweep, run_sweep, sweep_frame, sweep_summary
 

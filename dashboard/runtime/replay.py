@@ -12,7 +12,7 @@ from pathlib import Path
 from resnet_core.records import RecordError, RunRecord
 from resnet_core.settings import Settings, SettingsError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def runs_dir() -> Path:

@@ -6,8 +6,9 @@ multiprocessing spawn, the child never re-imports the parent's ``__main__`` (und
 is the app script; under pytest, the test runner). A child whose parent dies reads the end of its
 stdin and exits, so no process outlives the server that started it.
 
-The training workers (``resnet_core.remote.trainer``) and the analysis workers (``resnet_core.remote.jobs``)
-are both such children: each module's ``__main__`` block calls ``serve`` with its handler.
+The training workers (``resnet_core.training.worker``) and the analysis workers
+(``resnet_core.analysis.worker``) are both such children: each module's ``__main__`` block sets one
+torch thread and calls ``serve`` with its handler.
 """
 from __future__ import annotations
 
@@ -15,10 +16,8 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
-ROOT = str(Path(__file__).resolve().parents[1])
 
 
 class ProcessGone(RuntimeError):
@@ -29,10 +28,9 @@ class JsonProcess:
     """One child interpreter running ``python -m module``; the parent's end of the conversation."""
 
     def __init__(self, module: str):
-        path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
+        # The packages are installed (pip install -e .), so the child finds them from any folder.
         self.process = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True, bufsize=1,
-                                        env={**os.environ, "PYTHONPATH": path})
+                                        stdout=subprocess.PIPE, text=True, bufsize=1)
         self.broken = False
 
     @property
@@ -94,16 +92,12 @@ class JsonProcess:
 
 def serve(handle: Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], None]) -> None:
     """The child's side: ``handle(message, send)`` for each line on stdin, until ``{"cmd": "close"}``
-    or the end of stdin (the parent has gone). One torch thread: tiny layers are dispatch-bound,
-    and the processes share the machine's cores."""
+    or the end of stdin (the parent has gone)."""
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     # Nothing else may write into the protocol: Python's prints and C libraries' writes to file
     # descriptor 1 both go to stderr (the server's log) from here on.
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
-    import torch
-
-    torch.set_num_threads(1)
 
     def send(msg: dict[str, Any]) -> None:
         protocol.write(json.dumps(msg) + "\n")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from resnet_core.data import Dataset, load_dataset
+from resnet_core.training.tensors import Dataset, load_dataset
 from resnet_core.analysis.paths.lesion import lesion_rows
 from resnet_core.nets.models import Net, Probe, build_model, parameter_count
 from resnet_core.analysis.paths.compute import analyse_paths, next_start_length, probe_points, rows_for_record
