@@ -1,5 +1,6 @@
 """The one transport to worker processes (resnet_core.remote.transport): what a child prints cannot
-corrupt the conversation, and a child that dies is reported as gone, never as a hang."""
+corrupt the conversation, a child that dies is reported as gone, never as a hang, and one that
+stops answering is noticed at the reply's deadline."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ import signal
 
 import pytest
 
-from resnet_core.remote.transport import JsonProcess, ProcessGone
+from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone
 
 NOISY_CHILD = '''
 import os
@@ -62,6 +63,16 @@ def test_a_child_that_dies_is_gone_not_a_hang(child):
     child.process.wait(timeout=5)  # its end of the stdin pipe is closed once it has exited
     with pytest.raises(ProcessGone):
         child.send({"x": 2})
+
+
+def test_a_child_that_stops_answering_is_noticed_at_the_deadline_and_closed(child):
+    os.kill(child.pid, signal.SIGSTOP)  # as good as a hang: alive, and silent
+    child.send({"x": 1})
+    with pytest.raises(NoReply, match="no reply within 1 s"):
+        child.receive(timeout=1.0)
+    assert not child.alive  # the conversation is over: a late reply would answer the wrong question
+    child.close()
+    assert child.process.poll() is not None  # killed, although it could not read the request to end
 
 
 def test_close_ends_the_child(child):

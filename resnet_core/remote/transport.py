@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
+import time
 from typing import Any, Callable, Iterator
-
 
 
 class ProcessGone(RuntimeError):
     """The child's pipe failed: it has ended (killed, crashed) or is about to."""
+
+
+class NoReply(ProcessGone):
+    """No message within the deadline: the child is stopped, stuck in a loop, or far slower than it
+    may be. The conversation is over (a late reply would answer the wrong question): end the child."""
 
 
 class JsonProcess:
@@ -29,31 +35,52 @@ class JsonProcess:
 
     def __init__(self, module: str):
         # The packages are installed (pip install -e .), so the child finds them from any folder.
+        # Unbuffered bytes on both pipes: the parent reads with a deadline (select on the descriptor),
+        # which a buffered reader would defeat by holding lines the descriptor no longer shows.
         self.process = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True, bufsize=1)
+                                        stdout=subprocess.PIPE, bufsize=0)
         self.broken = False
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of the buffer known to hold no newline
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def send(self, msg: dict[str, Any]) -> None:
+        data = memoryview((json.dumps(msg) + "\n").encode())
         try:
-            self.process.stdin.write(json.dumps(msg) + "\n")
-            self.process.stdin.flush()
-        except (OSError, ValueError) as exc:
+            while data:
+                data = data[self.process.stdin.write(data):]
+        except (OSError, ValueError, TypeError) as exc:
             self.broken = True
             raise ProcessGone("the process has stopped") from exc
 
-    def receive(self) -> dict[str, Any]:
-        """The next message; blocks until one comes."""
-        try:
-            line = self.process.stdout.readline()
-        except (OSError, ValueError):
-            line = ""
-        if not line:
-            self.broken = True
-            raise ProcessGone("the process ended unexpectedly")
+    def receive(self, timeout: float | None = None) -> dict[str, Any]:
+        """The next message; waits at most ``timeout`` seconds for it (None: as long as it takes),
+        then raises NoReply and the conversation is over."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (end := self._buffer.find(b"\n", self._scanned)) < 0:
+            self._scanned = len(self._buffer)
+            if self.broken:
+                raise ProcessGone("the process ended unexpectedly")
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                self.broken = True
+                raise NoReply(f"the process sent no reply within {timeout:.0f} s")
+            try:
+                ready, _, _ = select.select([self.process.stdout], [], [], wait)
+                chunk = os.read(self.process.stdout.fileno(), 1 << 16) if ready else None
+            except (OSError, ValueError):
+                chunk = b""
+            if chunk == b"":
+                self.broken = True
+                raise ProcessGone("the process ended unexpectedly")
+            if chunk:
+                self._buffer += chunk
+        line = bytes(self._buffer[:end])
+        del self._buffer[:end + 1]
+        self._scanned = 0
         try:
             return json.loads(line)
         except ValueError:  # the conversation is lost: nothing after this line can be trusted
@@ -74,10 +101,12 @@ class JsonProcess:
         return not self.broken and self.process.poll() is None
 
     def close(self, wait_s: float = 2.0) -> None:
-        """Ask the child to end; kill it if it has not within ``wait_s`` (work under way is abandoned)."""
+        """Ask the child to end; kill it if it has not within ``wait_s`` (work under way is abandoned).
+        A child that is stopped (SIGSTOP) or stuck does not read the request: it is killed."""
         try:
-            self.send({"cmd": "close"})
-            self.process.wait(timeout=wait_s)
+            if not self.broken:
+                self.send({"cmd": "close"})
+                self.process.wait(timeout=wait_s)
         except (ProcessGone, subprocess.TimeoutExpired):
             pass
         if self.process.poll() is None:
@@ -100,7 +129,7 @@ def serve(handle: Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], N
     sys.stdout = sys.stderr
 
     def send(msg: dict[str, Any]) -> None:
-        protocol.write(json.dumps(msg) + "\n")
+        protocol.write(json.dumps(msg) + "\n")  # line-buffered: each message leaves at once
 
     for line in sys.stdin:
         msg = json.loads(line)
