@@ -22,6 +22,7 @@ from resnet_core.nets.models import Net, Probe, build_model, parameter_count
 from resnet_core.analysis.paths.compute import analyse_paths, next_start_length, probe_points, rows_for_record
 from resnet_core.training.probes import calibrate_batch_norm, evaluate, layer_snapshot
 from resnet_core.records import RunRecord
+from resnet_core.remote.slicing import checkpoint
 from resnet_core.settings import Settings, SettingsError
 
 REGION_RESOLUTION = 48
@@ -259,10 +260,12 @@ class LockstepTrainer:
         self.close()
 
     def run(self, steps: int | None = None, on_step=None) -> RunRecord:
-        """Train to the settings' step count (or ``steps`` more), calling ``on_step(self)`` after each."""
+        """Train to the settings' step count (or ``steps`` more), calling ``on_step(self)`` after each.
+        Between steps, a job sharing its worker process may be paused (``slicing.checkpoint``)."""
         target = self.settings.steps if steps is None else min(self.settings.steps, self.step + steps)
         while self.step < target and not self.done:
             self.train_step()
             if on_step is not None:
                 on_step(self)
+            checkpoint()
         return self.record

@@ -1,17 +1,31 @@
-"""A training worker process: ``python -m resnet_core.training.worker``, driven over JSON lines by
-``resnet_core.remote.trainer.ParallelTrainer``.
+"""A worker process: ``python -m resnet_core.training.worker``, driven over JSON lines.
 
-It builds a ``LockstepTrainer`` over its share of the models on ``init``, steps it on request, and
-sends back, with every reply, what the trainer recorded since the last one.
+One process hosts the work of many sessions at once, each piece under the id its message names:
+trainers (a ``LockstepTrainer`` over some or all of a run's models), stepped a few steps at a time,
+and analysis jobs (``resnet_core.remote.jobs.JOB_KINDS``: a sweep's run, a loss landscape,
+shattered gradients), run a time slice at a time (``resnet_core.remote.slicing``). Only one thing
+runs at any moment, on one torch thread; the parent (the dashboard's scheduler, or a
+``ParallelTrainer``) decides what runs next. Every reply carries what that trainer recorded since
+its last reply.
+
+Commands (``id`` defaults to "", which is how ``ParallelTrainer`` drives a process of its own):
+  init {settings, only?}      build a trainer            step {n}              n steps
+  run {n, budget_s}           steps until n or the budget is spent (at least one)
+  set_lr {lr}, set_steps {steps}, call {method, kwargs}, drop
+  job {kind, args}            a sliced analysis job      slice {budget_s}      let it run a while
+  cancel                      stop a job                 warm, ping
 """
 from __future__ import annotations
 
+import time
 import traceback
 from typing import Any
 
 import torch
 
 from resnet_core.records import LayerSnapshot, RunRecord
+from resnet_core.remote.jobs import job_function, one_line
+from resnet_core.remote.slicing import SlicedJob
 from resnet_core.remote.trainer import REMOTE_METHODS
 from resnet_core.remote.transport import serve
 from resnet_core.settings import Settings
@@ -45,13 +59,25 @@ class ForwardingRecord(RunRecord):
         return events
 
 
-class _Worker:
-    """A training process's side: a trainer built on ``init``, stepped on request, and every reply
-    carrying what it recorded since the last one."""
+def warm_up() -> dict[str, Any]:
+    """Pay once, as the process starts, what the first run would otherwise pay on its first Train:
+    torch's lazy imports (the optimizers, autograd's functional API for the path analysis) and the
+    first calls of every kernel a step uses. The degradation preset is what a class opens with."""
+    from resnet_core.presets import get_preset
+
+    started = time.perf_counter()
+    settings = get_preset("degradation").settings().with_changes(steps=2, eval_every=1, paths_every=1)
+    trainer = LockstepTrainer(settings, record=ForwardingRecord())
+    trainer.run()
+    return {"warm_s": round(time.perf_counter() - started, 3)}
+
+
+class _Host:
+    """The process's side: trainers and jobs by id."""
 
     def __init__(self) -> None:
-        self.trainer: LockstepTrainer | None = None
-        self.record = ForwardingRecord()
+        self.trainers: dict[str, tuple[LockstepTrainer, ForwardingRecord]] = {}
+        self.jobs: dict[str, SlicedJob] = {}
 
     def __call__(self, msg: dict[str, Any], send) -> None:
         try:
@@ -61,29 +87,83 @@ class _Worker:
             send({"ok": False, "error": detail})
 
     def _handle(self, msg: dict[str, Any]) -> dict[str, Any]:
-        cmd, trainer, reply = msg["cmd"], self.trainer, {}
+        cmd, key = msg["cmd"], str(msg.get("id", ""))
+        if cmd == "ping":
+            return {}
+        if cmd == "warm":
+            return warm_up()
+        if cmd in ("job", "slice", "cancel"):
+            return self._job(cmd, key, msg)
+        if cmd == "drop":
+            self.trainers.pop(key, None)
+            return {}
+        started = time.perf_counter()
+        reply: dict[str, Any] = {}
         if cmd == "init":
-            self.record = ForwardingRecord()
-            trainer = self.trainer = LockstepTrainer(Settings.from_dict(msg["settings"]), record=self.record,
-                                                     only=tuple(msg["only"]))
-            reply = {"layer_names": self.record.layer_names, "config": self.record.config}
-        elif cmd == "step":
+            self.trainers.pop(key, None)
+            record = ForwardingRecord()
+            trainer = LockstepTrainer(Settings.from_dict(msg["settings"]), record=record,
+                                      only=tuple(msg["only"]) if msg.get("only") else None)
+            self.trainers[key] = (trainer, record)
+            reply = {"layer_names": record.layer_names, "config": record.config}
+        elif key not in self.trainers:
+            raise ValueError(f"no trainer {key!r} in this process: init it first")
+        trainer, record = self.trainers[key]
+        if cmd == "step":
             for _ in range(msg.get("n", 1)):
                 if trainer.done:
                     break
                 trainer.train_step()
+        elif cmd == "run":
+            self._run(trainer, int(msg.get("n", 1)), float(msg.get("budget_s", 0.1)))
         elif cmd == "set_lr":
             trainer.set_lr(msg["lr"])
         elif cmd == "set_steps":
             trainer.set_steps(msg["steps"])
         elif cmd == "call" and msg["method"] in REMOTE_METHODS:
             getattr(trainer, msg["method"])(**msg.get("kwargs", {}))
-        else:
+        elif cmd != "init":
             raise ValueError(f"unknown command {cmd!r}")
-        state = {"step": trainer.step, "status": trainer.status, "wall_s": trainer.wall_s} if trainer else {}
-        return {"events": self.record.drain(), **state, **reply}
+        return {"events": record.drain(), "step": trainer.step, "status": trainer.status, "wall_s": trainer.wall_s,
+                "elapsed_s": round(time.perf_counter() - started, 5), **reply}
+
+    @staticmethod
+    def _run(trainer: LockstepTrainer, n: int, budget_s: float) -> None:
+        """Up to ``n`` steps, stopping once ``budget_s`` is spent (a step, its evaluation included,
+        is never cut): the parent's quantum for this trainer."""
+        deadline = time.perf_counter() + budget_s
+        for _ in range(max(1, n)):
+            if trainer.done:
+                break
+            trainer.train_step()
+            if time.perf_counter() >= deadline:
+                break
+
+    def _job(self, cmd: str, key: str, msg: dict[str, Any]) -> dict[str, Any]:
+        if cmd == "job":
+            function, args = job_function(msg["kind"]), msg["args"]
+            self.jobs[key] = SlicedJob(lambda report: function(args, report), name=f"job-{msg['kind']}")
+            return {}
+        job = self.jobs.get(key)
+        if job is None:
+            return {"done": True} if cmd == "cancel" else {"done": True, "error": f"no job {key!r} in this process"}
+        if cmd == "cancel":
+            job.cancel()
+            self.jobs.pop(key, None)
+            return {"done": True}
+        started = time.perf_counter()
+        partials = job.run_slice(float(msg.get("budget_s", 0.1)))
+        reply: dict[str, Any] = {"partials": partials, "done": job.done,
+                                 "elapsed_s": round(time.perf_counter() - started, 5)}
+        if job.done:
+            self.jobs.pop(key, None)
+            if job.error is not None:
+                reply["error"] = one_line(job.error)
+            else:
+                reply["result"] = job.result
+        return reply
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)  # tiny layers are dispatch-bound, and the workers share the cores
-    serve(_Worker())
+    serve(_Host())

@@ -1,0 +1,100 @@
+"""Time slices for long jobs inside a worker process: one job runs at a time, for a bounded while.
+
+A worker process hosts several sessions' work at once (``resnet_core.training.worker``): trainers,
+stepped a few at a time by its main thread, and analysis jobs (a sweep's run, a loss landscape),
+which are long function calls. Each such call runs in a thread of its own that may only run while
+the main thread waits for it: ``SlicedJob.run_slice(budget_s)`` lets it go and returns once the job
+reaches a ``checkpoint()`` after the budget is spent (or ends). So the process never runs two
+things at once (one torch thread per process, as everywhere here), and the parent decides who runs
+next, round robin, as it does for the trainers.
+
+``checkpoint()`` is called by the loops of long computations (``LockstepTrainer.run``, every
+progress report of a job). Outside a sliced job it does nothing. This module imports no torch.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+_current = threading.local()
+
+
+class Cancelled(BaseException):
+    """Raised inside a sliced job at its next checkpoint after ``cancel``. A BaseException, so that
+    the job's own ``except Exception`` blocks do not swallow it."""
+
+
+def checkpoint() -> None:
+    """A place where the job running in this thread may be paused (its slice is spent) or stopped
+    (it was cancelled); nothing at all in any other thread."""
+    job = getattr(_current, "job", None)
+    if job is not None:
+        job._pause_if_due()
+
+
+class SlicedJob:
+    """``function(report)`` in a thread that runs only during ``run_slice`` calls; ``report``
+    collects partial results (and is itself a checkpoint)."""
+
+    def __init__(self, function: Callable[[Callable[[Any], None]], Any], name: str = "sliced-job"):
+        self._function = function
+        self._go = threading.Event()       # the job may run
+        self._back = threading.Event()     # the main thread may go on
+        self._deadline = 0.0
+        self._cancelled = False
+        self.partials: list[Any] = []
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+
+    # ---- the main thread's side ------------------------------------------------------------
+    def run_slice(self, budget_s: float) -> list[Any]:
+        """Let the job run for about ``budget_s`` (to its first checkpoint past it, or its end);
+        the partial results reported meanwhile."""
+        if not self.done:
+            self._deadline = time.perf_counter() + budget_s
+            self._back.clear()
+            self._go.set()
+            self._back.wait()
+        partials, self.partials = self.partials, []
+        return partials
+
+    def cancel(self) -> None:
+        """Stop the job at its next checkpoint, and wait for that."""
+        self._cancelled = True
+        while not self.done:
+            self.run_slice(0.0)
+
+    # ---- the job's thread --------------------------------------------------------------------
+    def _main(self) -> None:
+        _current.job = self
+        self._go.wait()
+        try:
+            if self._cancelled:
+                raise Cancelled
+            self.result = self._function(self._report)
+        except Cancelled:
+            self.error = None
+        except Exception as exc:  # noqa: BLE001 - handed to the main thread, which reports it
+            self.error = exc
+        finally:
+            self.done = True
+            self._back.set()
+
+    def _report(self, partial: Any) -> None:
+        self.partials.append(partial)
+        self._pause_if_due()
+
+    def _pause_if_due(self) -> None:
+        if self._cancelled:
+            raise Cancelled
+        if time.perf_counter() < self._deadline:
+            return
+        self._go.clear()
+        self._back.set()
+        self._go.wait()
+        if self._cancelled:
+            raise Cancelled
