@@ -114,7 +114,7 @@ def main() -> None:
         pages = [browser.new_page(viewport={"width": 1400, "height": 900}) for _ in range(args.sessions)]
         meters = [SocketMeter(page) for page in pages]
         started = time.monotonic()
-        srv = start_streamlit(log, env={"RESIDUAL_LAB_MAX_TRAINING": str(max(2, args.sessions))})
+        srv = start_streamlit(log, env={"RESIDUAL_LAB_PROCESSES": str(max(2, args.sessions))})
         ready = time.monotonic()
         server = psutil.Process(srv.process.pid)
         try:

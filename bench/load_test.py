@@ -4,8 +4,8 @@
 
 Starts a real ``streamlit run`` on 127.0.0.1, drives it with Streamlit WebSocket clients (the
 browser's protocol, without a browser's CPU cost: see ``streamlit_client.py``), and prints:
-interaction latency (full script reruns) p50/p95, the most training workers seen at once against
-the cap, queue positions shown, errors on pages and in the server log, and, after every session
+interaction latency (full script reruns) p50/p95, the most busy worker processes seen at once
+against the budget, the pace each training session's page shows, errors on pages and in the server log, and, after every session
 closed, how long the server took to get back to its thread count, and its memory against the
 baseline. ``tests/test_load.py`` runs a 5-session version in the suite.
 """
@@ -25,13 +25,13 @@ from pathlib import Path
 import psutil
 
 from streamlit_server import start_streamlit, stop_streamlit
-from dashboard.runtime.worker_pool import max_training_sessions
+from dashboard.runtime.scheduler import process_budget
 from streamlit_client import StreamlitClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
 STEP = re.compile(r"Step (\d+)")
-QUEUE = re.compile(r"number \d+ in line")  # what a session waiting for a trainer is told
+PACE = re.compile(r"([\d.]+) steps/s")  # the header's own pace, beside the step counter
 
 
 @contextmanager
@@ -54,6 +54,14 @@ def step_of(client: StreamlitClient) -> int | None:
         m = STEP.search(text)
         if m:
             return int(m.group(1))
+    return None
+
+
+def pace_of(client: StreamlitClient) -> float | None:
+    for text in client.page.texts:
+        m = PACE.search(text)
+        if m:
+            return float(m.group(1))
     return None
 
 
@@ -80,7 +88,7 @@ def run_load(sessions: int, training: int, seconds: float, cap: int = 2, log_pat
              think: float = 5.0) -> dict:
     log_path = log_path or Path("/tmp/residual-lab-load.log")
     figures: dict = {"sessions": sessions, "training": training, "cap": cap, "think_s": think}
-    with server(log_path, {"RESIDUAL_LAB_MAX_TRAINING": str(cap)}) as (url, proc):
+    with server(log_path, {"RESIDUAL_LAB_PROCESSES": str(cap)}) as (url, proc):
         warm = StreamlitClient(url)  # the first page load imports torch & co: not part of the load
         warm.run(timeout=120)
         warm.close()
@@ -93,7 +101,7 @@ def run_load(sessions: int, training: int, seconds: float, cap: int = 2, log_pat
         for c in clients[:training]:
             c.click("Train")
         stop = time.monotonic() + seconds
-        peak_busy, queue_seen, errors = 0, set(), []
+        peak_busy, paces, errors = 0, {}, []
         busy = BusyWorkers(proc)
 
         def interact(c: StreamlitClient, rng: random.Random) -> None:
@@ -118,8 +126,8 @@ def run_load(sessions: int, training: int, seconds: float, cap: int = 2, log_pat
         while time.monotonic() < stop:
             peak_busy = max(peak_busy, busy.count())
             for i, c in enumerate(clients[:training]):
-                if any(QUEUE.search(t) for t in c.page.texts):
-                    queue_seen.add(i)
+                if (p := pace_of(c)) is not None:
+                    paces.setdefault(i, []).append(p)
             time.sleep(0.5)
         for t in threads:
             t.join(timeout=70)
@@ -134,7 +142,9 @@ def run_load(sessions: int, training: int, seconds: float, cap: int = 2, log_pat
             "latency_p50_s": latencies[len(latencies) // 2] if latencies else None,
             "latency_p95_s": latencies[int(len(latencies) * 0.95) - 1] if latencies else None,
             "peak_training_workers": peak_busy,
-            "sessions_shown_a_queue_place": len(queue_seen),
+            "sessions_shown_a_pace": len(paces),
+            "pace_steps_per_s_median_each": [round(statistics.median(paces[i]), 1) if i in paces else None
+                                             for i in range(training)],
             "steps_reached": steps,
             "page_errors": errors,
             "bytes_per_session_per_s": statistics.mean(c.bytes_received for c in clients) / max(seconds, 1),
@@ -165,7 +175,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=30)
     parser.add_argument("--training", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=40)
-    parser.add_argument("--cap", type=int, default=max_training_sessions(), help="the app's default")
+    parser.add_argument("--cap", type=int, default=process_budget(), help="worker processes (the app's default)")
     parser.add_argument("--think", type=float, default=5.0, help="seconds between one student's interactions")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; {args.sessions} sessions, {args.training} pressing Train, "

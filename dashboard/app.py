@@ -3,11 +3,13 @@
     streamlit run dashboard/app.py
 
 Layout and wiring only: the sidebar (``controls``) edits the settings, the link (``url_state``)
-carries them, a per-session ``TrainingJob`` (``jobs``) trains in a worker process, and the panels
-(``live_panels`` and the panel_* modules) draw what the run recorded.
+carries them, a per-session ``TrainingJob`` (``jobs``) trains in a worker process of the server's
+``Scheduler`` (one budget of processes, shared fairly by every session's training and analyses),
+and the panels (``live_panels`` and the panel_* modules) draw what the run recorded.
 """
 from __future__ import annotations
 
+import dashboard.prestart  # noqa: F401  first: the first worker process warms up while the rest loads
 import dashboard.boot  # noqa: F401  heavy imports, then gc.freeze(), once per process
 
 import streamlit as st
@@ -18,7 +20,7 @@ import dashboard.panels.live as panels
 import dashboard.panels.records as records_tab
 import dashboard.panels.teaching as teaching
 import dashboard.sidebar.url_state as url_state
-import dashboard.runtime.worker_pool as worker_pool
+from dashboard.panels.shared import scheduler
 from dashboard.panels.landscape import render_landscape_panel
 from dashboard.panels.lesson import render_lesson_panel
 from dashboard.panels.paths import render_paths_panel
@@ -28,13 +30,9 @@ from resnet_core.lessons import LESSONS
 from resnet_core.settings import Settings
 
 LIVE_EVERY_S = 1.0       # cards and curves
+STARTING_EVERY_S = 0.25  # while the models are built: the first step shows as soon as it is taken
 HEAVY_EVERY_S = 2.5      # heatmaps, profiles, maps: bigger payloads, slower to read anyway
-
-
-@st.cache_resource(on_release=worker_pool.WorkerPool.close, show_spinner=False)
-def training_pool() -> worker_pool.WorkerPool:
-    """Server-wide: the cap on sessions training at once (env RESIDUAL_LAB_MAX_TRAINING)."""
-    return worker_pool.WorkerPool()
+CLICK_SETTLE_S = 0.8     # a Train or Step click's own run waits this long at most for the first step
 
 
 @st.cache_resource(scope="session", on_release=jobs.TrainingJob.stop, validate=lambda job: job.alive,
@@ -44,12 +42,13 @@ def training_job(_settings: Settings | None) -> jobs.TrainingJob:
     A job found stopped (its thread ended) is replaced. It starts with the page's settings (the
     leading underscore keeps them out of the cache key), so opening the page issues no reset
     and the page has nothing to wait for."""
-    return jobs.TrainingJob(training_pool(), _settings)
+    return jobs.TrainingJob(scheduler(), _settings)
 
 
 def main() -> None:
     st.set_page_config(page_title="Residual Lab", page_icon=":material/stacked_line_chart:", layout="wide",
                        initial_sidebar_state="expanded")
+    scheduler()  # first thing on the server's first page view: its first worker warms up meanwhile
     notes = controls.start_session(st.query_params)
     teaching.page_style(bool(st.session_state.get("presenter")))
     sidebar = controls.render_sidebar()
@@ -61,10 +60,12 @@ def main() -> None:
     source = (lambda: replay) if replay is not None else (lambda: live_view(job))
     view = source()
     polling = replay is None and view.active
+    starting = polling and view.state == "starting"
+    st.session_state[panels.FULL_RUN_STATE] = view.state  # the header reruns the page once it changes
 
     def live(function, every: float):
         """``function`` as a fragment that refreshes itself only while something trains."""
-        return st.fragment(run_every=every if polling else None)(function)
+        return st.fragment(run_every=(STARTING_EVERY_S if starting else every) if polling else None)(function)
 
     teaching.title()
     header = st.empty()  # filled by the open tab's fragment (see live_panels.header_in)
@@ -107,12 +108,14 @@ def apply_buttons(job: jobs.TrainingJob, sidebar: controls.SidebarResult) -> Non
             job.train()
         if "step" in pressed:
             job.step()
+        if pressed & {"train", "step"}:
+            job.settle(CLICK_SETTLE_S)  # this run's page then shows the click's first step
 
 
 def live_view(job: jobs.TrainingJob) -> panels.View:
     s = job.status()
-    return panels.View(s.record, s.settings, s.step, s.state, "live", s.queue_position, s.error, s.notice,
-                       job.pool.stats(), s.pending)
+    return panels.View(s.record, s.settings, s.step, s.state, "live", error=s.error, notice=s.notice,
+                       pending=s.pending, steps_per_s=s.steps_per_s, rebuilding=s.rebuilding)
 
 
 def render_tabs(view: panels.View, source, live, header, polling: bool, request) -> None:

@@ -1,5 +1,5 @@
-"""Faults a classroom server meets (issue 5): a training process that dies mid-run, and a server
-that restarts. What the user sees, and that nothing else stops."""
+"""Faults a classroom server meets (issues 5 and 13): a training process that dies mid-run, one that
+stops answering, and a server that restarts. What the user sees, and that nothing else stops."""
 from __future__ import annotations
 
 import os
@@ -8,8 +8,9 @@ import signal
 import psutil
 import pytest
 
+import dashboard.runtime.scheduler as scheduler
 from dashboard.runtime.jobs import TrainingJob
-from dashboard.runtime.worker_pool import WorkerPool
+from dashboard.runtime.scheduler import Scheduler
 from test_jobs import TINY, wait_for
 
 from load_test import server, step_of
@@ -19,13 +20,14 @@ LONG = TINY.with_changes(steps=20_000, eval_every=50)
 
 
 def test_a_training_process_killed_mid_run_is_shown_in_its_session_only(tmp_path):
-    pool = WorkerPool(size=2)
+    pool = Scheduler(size=2)
     a, b = TrainingJob(pool, LONG), TrainingJob(pool, LONG)
     try:
         a.train()
         b.train()
         wait_for(lambda: a.status().step > 5 and b.status().step > 5)
-        os.kill(a._worker.process.pid, signal.SIGKILL)  # the OOM killer, or a crash in torch
+        assert a.pid != b.pid  # the two runs went to the two processes
+        os.kill(a.pid, signal.SIGKILL)  # the OOM killer, or a crash in torch
         status = wait_for(lambda: (s := a.status()).state == "error" and s)
         assert "training process ended unexpectedly" in status.error
         assert status.record is not None and len(status.record.snapshots("plain-4")) > 1  # the charts stay
@@ -41,9 +43,39 @@ def test_a_training_process_killed_mid_run_is_shown_in_its_session_only(tmp_path
         pool.close()
 
 
+def test_a_training_process_that_stops_answering_is_replaced_and_the_others_go_on(monkeypatch):
+    """A process stopped mid-run (SIGSTOP: as good as a hang) is noticed at its reply's deadline,
+    killed and replaced; its sessions are told and can Reset; the other process's sessions move."""
+    monkeypatch.setattr(scheduler, "REPLY_DEADLINE_S", 3.0)
+    pool = Scheduler(size=2)
+    stuck, other = TrainingJob(pool, LONG), TrainingJob(pool, LONG.with_changes(seed=1))
+    try:
+        stuck.train()
+        other.train()
+        wait_for(lambda: stuck.status().step > 5 and other.status().step > 5)
+        pid = stuck.pid
+        assert pid != other.pid
+        os.kill(pid, signal.SIGSTOP)
+        status = wait_for(lambda: (s := stuck.status()).state == "error" and s, timeout=30)
+        assert "stopped answering" in status.error and "replaced" in status.error
+        assert status.record is not None  # the charts stay
+        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+        before = other.status().step
+        wait_for(lambda: other.status().step > before + 20)
+        assert other.status().error is None
+        stuck.reset(TINY)  # Reset recovers, on the fresh process
+        stuck.step()
+        wait_for(lambda: stuck.status().step == 1, timeout=90)
+        assert stuck.pid not in (None, pid)
+    finally:
+        for job in (stuck, other):
+            job.stop(wait=True)
+        pool.close()
+
+
 @pytest.mark.slow
 def test_a_server_restart_leaves_no_worker_and_no_stale_session(tmp_path):
-    with server(tmp_path / "first.log", {"RESIDUAL_LAB_MAX_TRAINING": "1"}) as (url, proc):
+    with server(tmp_path / "first.log", {"RESIDUAL_LAB_PROCESSES": "1"}) as (url, proc):
         client = StreamlitClient(url)
         client.run(timeout=120)
         client.click("Train")

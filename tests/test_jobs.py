@@ -1,4 +1,5 @@
-"""Training jobs and the worker pool, with real worker processes: the cap, the queue, the commands."""
+"""Training jobs on the server's scheduler, with real worker processes: fair sharing of one process
+by several sessions, the commands, and a run rebuilt after its trainer left its process."""
 from __future__ import annotations
 
 import time
@@ -6,7 +7,7 @@ import time
 import pytest
 
 from dashboard.runtime.jobs import JobError, TrainingJob, needs_reset
-from dashboard.runtime.worker_pool import WorkerPool
+from dashboard.runtime.scheduler import Scheduler
 from resnet_core.settings import Settings
 
 TINY = Settings(models=("plain-4", "resnet-6"), width=8, steps=30, eval_every=5, probe_every=5,
@@ -25,7 +26,7 @@ def wait_for(predicate, timeout: float = 60.0):
 
 @pytest.fixture(scope="module")
 def pool():
-    pool = WorkerPool(size=1)  # one worker for the module: each test's jobs hand it back
+    pool = Scheduler(size=1)  # one worker process for the module, shared by every job of every test
     yield pool
     pool.close()
 
@@ -34,8 +35,8 @@ def pool():
 def jobs(pool):
     made: list[TrainingJob] = []
 
-    def make(settings: Settings = TINY) -> TrainingJob:
-        made.append(TrainingJob(pool, settings))
+    def make(settings: Settings = TINY, scheduler: Scheduler = pool) -> TrainingJob:
+        made.append(TrainingJob(scheduler, settings))
         return made[-1]
 
     yield make
@@ -68,18 +69,51 @@ def test_pause_holds_the_step(jobs):
     assert job.status().step == held
 
 
-def test_cap_queues_the_second_session_and_shows_its_place(jobs, pool):
-    first, second = jobs(TINY.with_changes(steps=100_000)), jobs()
-    first.train()
-    wait_for(lambda: first.status().state == "training")
-    second.train()
-    status = wait_for(lambda: (s := second.status()).state == "waiting" and s.queue_position and s)
-    assert status.queue_position == 1 and pool.stats()["training"] == 1
-    first.pause()
-    assert second.status().state == "waiting"  # a paused session keeps its worker for a while...
-    first.reset()                              # ...and gives it back on reset
-    wait_for(lambda: second.status().step > 0)
-    assert second.status().queue_position is None
+def test_sessions_with_different_settings_all_train_at_once_on_one_process(jobs, pool):
+    long = TINY.with_changes(steps=100_000)
+    sessions = [jobs(long.with_changes(seed=seed, lr=lr)) for seed, lr in ((0, 0.05), (1, 0.02), (2, 0.1))]
+    for job in sessions:
+        job.train()
+    wait_for(lambda: all(j.status().step > 50 for j in sessions))  # nobody waits behind the first
+    marks = [j.status().step for j in sessions]
+    wait_for(lambda: all(j.status().step > m + 50 for j, m in zip(sessions, marks)))  # and all keep moving
+    assert len({j.pid for j in sessions}) == 1 and pool.stats()["processes"] == 1
+    rates = wait_for(lambda: all(r := [j.status().steps_per_s for j in sessions]) and r)
+    assert all(rate > 0 for rate in rates)  # each page can show its own pace
+    assert max(rates) < 3 * min(rates)  # a fair share each, round robin
+    sessions[0].pause()
+    wait_for(lambda: sessions[0].status().state == "paused")
+    assert sessions[0].status().steps_per_s is None  # a paused session shows no pace ...
+    held = sessions[0].status().step
+    others = [j.status().step for j in sessions[1:]]
+    wait_for(lambda: all(j.status().step > m + 50 for j, m in zip(sessions[1:], others)))
+    assert sessions[0].status().step == held  # ... and takes no turns
+
+
+def test_a_run_dropped_from_its_process_is_rebuilt_and_goes_on_as_if_it_never_left(jobs):
+    """An idle session's trainer leaves its process after a while (it costs memory, not CPU); the
+    next Step replays the run (the same steps and the same mid-run change) and carries on."""
+    evicting = Scheduler(size=1, evict_idle_s=0.5)
+    try:
+        left, stayed = jobs(scheduler=evicting), jobs()
+        for job in (left, stayed):
+            job.step(12)
+            wait_for(lambda j=job: j.status().step == 12 and not j.status().pending)
+            job.update_settings(TINY.with_changes(lr=0.01))
+            job.step(6)
+            wait_for(lambda j=job: j.status().step == 18 and not j.status().pending)
+        pid = left.pid
+        wait_for(lambda: not left._run.built)  # idle: dropped from its process
+        assert left.pid == pid and left.status().step == 18  # nothing on the page changed
+        for job in (left, stayed):
+            job.train()
+            wait_for(lambda j=job: j.status().state == "done")
+        a, b = (j.status().record.metrics_frame().drop(columns="wall_s") for j in (left, stayed))
+        assert len(a) == len(b) and a.equals(b)
+        a, b = (j.status().record.layers_frame() for j in (left, stayed))
+        assert a.equals(b)
+    finally:
+        evicting.close()
 
 
 def test_learning_rate_changes_mid_run_without_reset(jobs):
@@ -122,7 +156,7 @@ def test_a_failing_run_reports_its_error_and_recovers_on_reset(jobs, pool):
     job.train()
     status = wait_for(lambda: (s := job.status()).state == "error" and s)
     assert status.error.startswith("the csv dataset needs a file")  # the user's message, no class path
-    assert pool.stats()["training"] == 0  # the worker went back to the pool
+    assert pool.stats()["active"] == 0  # it takes no more turns
     job.reset(TINY)
     job.step()
     wait_for(lambda: job.status().step == 1)
@@ -139,20 +173,3 @@ def test_requests_need_a_model_and_a_known_method(jobs):
     before = job.status().record.version
     job.request("decision_regions")
     assert job.status().record.version > before
-
-
-def test_an_idle_session_lends_its_worker_to_one_waiting(jobs, monkeypatch):
-    monkeypatch.setattr("dashboard.runtime.jobs.IDLE_RELEASE_S", 0.3)
-    idle, waiting = jobs(), jobs()
-    idle.step()
-    wait_for(lambda: idle.status().state == "paused")
-    waiting.train()
-    wait_for(lambda: waiting.status().step > 0)  # the paused session handed its worker on
-    status = idle.status()
-    assert status.state == "released" and status.record is not None  # its charts stay
-    waiting.reset()
-    idle.train()  # its models are gone: the run starts again, with a notice saying so
-    notices = []
-    wait_for(lambda: (s := idle.status()) and (notices.append(s.notice) or s.step > 0))
-    assert idle.status().record is not status.record
-    assert any(n and "restarts from step 0" in n for n in notices)

@@ -1,16 +1,18 @@
 """The depth sweep: independent runs over depths and seeds, in worker processes, rows streamed as
 each run finishes; sweep.csv's columns; the CLI; and the degradation trend itself."""
 import json
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from resnet_core.cli import main
-from dashboard.runtime.background import BackgroundRun, SlotQueue, start_queued
+from dashboard.runtime.background import start_analysis
+from dashboard.runtime.jobs import TrainingJob
+from dashboard.runtime.scheduler import Scheduler
 from resnet_core.remote.jobs import JobError, JobPool
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.analysis.sweep import SWEEP_COLUMNS, plan_sweep, run_sweep, sweep_frame, sweep_summary, write_sweep_csv
@@ -99,54 +101,64 @@ def test_a_failed_run_is_a_one_line_error_and_leaves_the_worker_ready(two_worker
     assert sorted((r["family"], r["depth"]) for r in rows) == [("plain", 4), ("resnet", 4)]
 
 
-def test_a_stop_ends_the_worker_process():
-    pool = JobPool(1)
+def collect_rows(run, event) -> None:
+    """The sweep panel's handling, reduced to the rows."""
+    if event.result is not None:
+        run.add(event.result)
+
+
+@pytest.fixture
+def one_process():
+    scheduler = Scheduler(size=1)
+    yield scheduler
+    scheduler.close()
+
+
+def training_workers() -> list[int]:
+    """The training worker processes this test process has started (the scheduler's kind)."""
+    return [p.pid for p in psutil.Process().children()
+            if "resnet_core.training.worker" in " ".join(p.cmdline())]
+
+
+def test_a_stopped_sweep_stops_taking_turns(one_process):
     long = plan_sweep(Settings(steps=5000), depths=(56,), seeds=(0,), families=("plain",))
-    run = start_queued(lambda r, p: run_sweep(long, pool=p, on_progress=r.set_progress), 1, pool=pool,
-                       slots=SlotQueue(1))
+    progress = []
+    run = start_analysis(one_process, "train", long, lambda r, e: progress.append(e.partial), parallel=1)
     deadline = time.monotonic() + 60
-    while run.progress == 0 and time.monotonic() < deadline:  # wait until it trains
+    while not progress and time.monotonic() < deadline:  # wait until it trains
         time.sleep(0.1)
-    assert 0 < run.progress < 1
+    assert progress and progress[-1]["step"] < 5000
     run.cancel()
     assert run.wait(10) and run.error is None and run.snapshot() == []
-    assert pool.workers == [] and not pool.usable  # the worker process was ended
+    assert one_process.stats() == {"size": 1, "active": 0, "tasks": 0, "processes": 1}  # nothing left to run
 
 
-def test_the_slot_queue_serves_first_come_first_served_within_its_capacity():
-    slots = SlotQueue(2)
-    order = []
-    assert slots.acquire(2, lambda: False)
-
-    def later(name, n):
-        if slots.acquire(n, lambda: False):
-            order.append(name)
-
-    threads = [threading.Thread(target=later, args=("a", 2)), threading.Thread(target=later, args=("b", 1))]
-    threads[0].start()
-    time.sleep(0.1)
-    threads[1].start()
-    time.sleep(0.3)
-    assert order == []  # both wait while the slots are taken
-    slots.release(2)
-    threads[0].join(2)
-    assert order == ["a"]  # "b" must wait behind "a" even though one slot would do
-    slots.release(2)
-    threads[1].join(2)
-    assert order == ["a", "b"]
-    assert not slots.acquire(2, lambda: True)  # cancelled while waiting
+def test_one_budget_of_processes_holds_training_and_a_sweep_together(one_process):
+    """A sweep asking for two runs at once, beside a session training, on a budget of one process:
+    all of it moves, and no second process is started (the old separate queues made three)."""
+    job = TrainingJob(one_process, TINY.with_changes(models=("plain-4", "resnet-6"), width=8, steps=100_000))
+    try:
+        job.train()
+        jobs = plan_sweep(TINY.with_changes(steps=300), depths=(4, 8), seeds=(0,))
+        run = start_analysis(one_process, "train", jobs, collect_rows, parallel=2)
+        seen = set()
+        while not run.done:
+            seen.update(training_workers())
+            time.sleep(0.2)
+        assert run.error is None and len(run.snapshot()) == len(jobs)
+        assert job.status().step > 100  # training went on meanwhile
+        assert len(seen) == 1 and seen == set(one_process.pids())
+    finally:
+        job.stop()
 
 
-def test_a_background_run_keeps_partial_results_and_its_error():
-    def start(run):
-        yield 1
-        run.set_progress(0.5, "half way")
-        yield 2
-        raise SettingsError("depth 7 is not valid")
-
-    run = BackgroundRun(start)
-    assert run.wait(5)
-    assert run.snapshot() == [1, 2] and run.progress == 0.5 and run.error == "depth 7 is not valid"
+def test_a_failed_sweep_keeps_the_rows_it_had_and_says_why_in_one_line(one_process):
+    good = plan_sweep(TINY, depths=(4,), seeds=(0,), families=("plain",))
+    bad = {"settings": {"width": 0}, "family": "plain", "depth": 8, "seed": 0}
+    run = start_analysis(one_process, "train", [*good, bad], collect_rows, parallel=1)
+    assert run.wait(60)
+    assert len(run.snapshot()) == 1 and run.error.startswith("width must be from 2 to 512")
+    assert one_process.stats()["tasks"] == 0
 
 
 def test_cli_sweep_writes_sweep_csv(tmp_path, capsys):

@@ -1,17 +1,20 @@
 """The loss-landscape panel: the deepest plain net of the settings and its residual twin, briefly
 trained, then the loss around each along filter-normalised random directions (Li et al. 2018).
 
-Training and the grids run in one worker process per tab, kept while the tab is open: it keeps the
-trained twins, so "Refine" computes a finer grid without training again. A background thread
-collects each net's landscape as soon as it is ready; the page refreshes only while it computes.
+Training and the grids are a job on the server's scheduler (time slices on a worker process,
+beside everyone's training). A tab's jobs go to the same process when they can: it keeps the last
+twins it trained, so "Refine" computes a finer grid without training again. Each net's landscape
+is shown as soon as it is ready; the page refreshes only while it computes.
 """
 from __future__ import annotations
+
+import itertools
 
 import streamlit as st
 
 from dashboard.charts.studies import landscape_line_figure, landscape_range, landscape_surface_figure
-from dashboard.runtime.background import BackgroundRun, start_queued
-from resnet_core.remote.jobs import JobPool
+from dashboard.runtime.background import AnalysisRun, start_analysis
+from dashboard.panels.shared import scheduler
 from resnet_core.analysis.landscape import COARSE, FINE, LINE_POINTS, twin_depth
 from resnet_core.settings import Settings, SettingsError, check_depth
 
@@ -23,14 +26,15 @@ MAX_DEPTH = 110
 def _stop(state: dict) -> None:
     if state.get("run") is not None:
         state["run"].cancel()
-    if state.get("pool") is not None:
-        state["pool"].close()
+
+
+_tabs = itertools.count(1)
 
 
 @st.cache_resource(scope="session", on_release=_stop, show_spinner=False)
 def _session_state() -> dict:
-    """This tab's worker (holding the trained twins), its latest run and what it was asked."""
-    return {"run": None, "pool": None, "request": None, "views": {}}
+    """This tab's latest run, what it was asked, and the name that keeps its jobs on one process."""
+    return {"run": None, "request": None, "views": {}, "affinity": f"landscape-{next(_tabs)}"}
 
 
 def caption() -> None:
@@ -47,7 +51,7 @@ def caption() -> None:
 def render_landscape_panel(settings: Settings) -> None:
     caption()
     state = _session_state()
-    run: BackgroundRun | None = state["run"]
+    run: AnalysisRun | None = state["run"]
     running = run is not None and not run.done
     valid = settings.valid_depths(limit=MAX_DEPTH)
     wanted = twin_depth(settings)
@@ -86,30 +90,27 @@ def _start(state: dict, settings: Settings, request: dict) -> str | None:
         check_depth(settings, request["depth"])
     except SettingsError as exc:
         return str(exc)
-    pool = state["pool"]
-    if pool is None or not pool.usable:
-        pool = state["pool"] = JobPool(1)  # a worker process, on a GPU too: the server never imports torch
     args = {"settings": {**request["settings"]}, "depth": request["depth"], "steps": request["steps"],
             "grid": request["grid"], "line": LINE_POINTS, "seed": request["seed"]}
-    state.update(request=request, views={}, run=start_queued(lambda r, p: _landscape(r, p, args), 1, pool=pool,
-                                                            label="landscape"))
+    # a worker process, on a GPU too: the server never imports torch
+    state.update(request=request, views={}, run=start_analysis(scheduler(), "landscape", [args], _on_event,
+                                                              affinity=state["affinity"], label="landscape"))
     return None
 
 
-def _landscape(run: BackgroundRun, pool: JobPool, args: dict):
-    run.set_progress(0.0, "starting")
-    for event in pool.run("landscape", [args]):
-        partial = event.partial or {}
-        if "progress" in partial:
-            words = "training the twins" if partial.get("stage") == "training" else "computing the grid"
-            run.set_progress(partial["progress"], words)
-        if "landscape" in partial:
-            yield (partial["model"], partial["landscape"])
-    run.set_progress(1.0, "done")
+def _on_event(run: AnalysisRun, event) -> None:
+    partial = event.partial or {}
+    if "progress" in partial:
+        words = "training the twins" if partial.get("stage") == "training" else "computing the grid"
+        run.set_progress(partial["progress"], words)
+    if "landscape" in partial:
+        run.add((partial["model"], partial["landscape"]))
+    if event.result is not None:
+        run.set_progress(1.0, "done")
 
 
 def _results(state: dict, was_running: bool, kind: str) -> None:
-    run: BackgroundRun | None = state["run"]
+    run: AnalysisRun | None = state["run"]
     if run is None:
         st.info("Press **Run** to train the twins briefly and compute their landscapes on a coarse grid; "
                 "**Refine** then computes a finer one.", icon=":material/info:")

@@ -8,7 +8,7 @@ changed since the last refresh of that panel.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -33,11 +33,11 @@ class View:
     step: int
     state: str                       # a job state, or "replay"
     source: str = "live"             # "live" or the replayed folder's name
-    queue_position: int | None = None
     error: str | None = None
     notice: str | None = None
-    pool: dict[str, int] = field(default_factory=dict)
     pending: bool = False            # a command sent to the job and not yet carried out
+    steps_per_s: float | None = None  # this session's training pace, while it trains
+    rebuilding: bool = False         # the models are rebuilt (replayed) up to the step shown
 
     @property
     def models(self) -> list[str]:
@@ -48,7 +48,7 @@ class View:
     @property
     def active(self) -> bool:
         """Something will change without the user doing anything: the page keeps refreshing."""
-        return self.pending or self.state in ("waiting", "starting", "training")
+        return self.pending or self.state in ("starting", "training")
 
     @property
     def version(self) -> int:
@@ -82,19 +82,30 @@ def waiting_for_data(view: View, what: str) -> bool:
 
 # ------------------------------------------------------------------------------------ header
 STATE_BADGES = {
-    "idle": ":gray-badge[ready]", "waiting": ":orange-badge[waiting for a trainer]",
-    "starting": ":blue-badge[building the models]", "training": ":green-badge[training]",
-    "paused": ":gray-badge[paused]", "done": ":violet-badge[finished]", "error": ":red-badge[stopped by an error]",
-    "released": ":gray-badge[paused; trainer lent to another session, Train restarts]",
-    "replay": ":violet-badge[replay]",
+    "idle": ":gray-badge[ready]", "starting": ":blue-badge[building the models]",
+    "training": ":green-badge[training]", "paused": ":gray-badge[paused]", "done": ":violet-badge[finished]",
+    "error": ":red-badge[stopped by an error]", "replay": ":violet-badge[replay]",
 }
+REBUILDING_BADGE = ":blue-badge[rebuilding the models up to this step]"
+
+
+def pace(steps_per_s: float | None) -> str:
+    """This session's own training pace, for the header: ' · 42 steps/s'."""
+    if steps_per_s is None:
+        return ""
+    return f" · {steps_per_s:.0f} steps/s" if steps_per_s >= 10 else f" · {steps_per_s:.1f} steps/s"
+
+
+FULL_RUN_STATE = "_full_run_state"  # session state: the job's state when the page last ran in full
 
 
 def header(source: Callable[[], View], polling: bool = False) -> None:
     """Step counter, state, one card per model; asks for a full rerun once training stops, so
-    the page stops polling and the buttons show the new state."""
+    the page stops polling and the buttons show the new state, and once the models are built, so
+    the page goes from its quick first refreshes to its usual pace."""
     view = source()
-    if polling and not view.active:
+    started = st.session_state.get(FULL_RUN_STATE) == "starting" and view.state != "starting"
+    if polling and (not view.active or started):
         st.rerun()
     left, right = st.columns([1, 2], vertical_alignment="center")
     with left:
@@ -102,13 +113,9 @@ def header(source: Callable[[], View], polling: bool = False) -> None:
     with right:
         total = view.settings.steps
         where = f" · replay of `{view.source}`" if view.state == "replay" else ""
-        st.markdown(f"{STATE_BADGES.get(view.state, view.state)} &nbsp; {view.step} of {total} steps{where}")
+        badge = REBUILDING_BADGE if view.rebuilding else STATE_BADGES.get(view.state, view.state)
+        st.markdown(f"{badge} &nbsp; {view.step} of {total} steps{pace(view.steps_per_s)}{where}")
         st.progress(min(1.0, view.step / max(total, 1)))
-    if view.queue_position:
-        pool = view.pool
-        st.warning(f"Every trainer is busy ({pool.get('training', '?')} of {pool.get('size', '?')} running). "
-                   f"You are number {view.queue_position} in line; training starts on its own.",
-                   icon=":material/hourglass_top:")
     if view.error:
         st.error(f"{view.error} — press **Reset** to start again.", icon=":material/error:")
     if view.notice:

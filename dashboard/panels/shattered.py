@@ -2,15 +2,16 @@
 correlation of neighbouring gradients against depth, plain against residual (Balduzzi et al. 2017).
 
 The nets are untrained (the paper's point is about initialisation) and small, but dozens of them are
-built: the work runs in a worker process from a background thread, and the chart fills in depth by
-depth while a fragment refreshes.
+built: the work is a job on the server's scheduler (time slices on a worker process, beside
+everyone's training), and the chart fills in depth by depth while a fragment refreshes.
 """
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard.charts.studies import correlation_figure, gradient_curves_figure
-from dashboard.runtime.background import BackgroundRun, start_queued
+from dashboard.runtime.background import AnalysisRun, start_analysis
+from dashboard.panels.shared import scheduler
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.analysis.shattered import DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, POINTS, check_depths, scalar_settings
 
@@ -45,7 +46,7 @@ def caption() -> None:
 def render_shattered_panel(settings: Settings) -> None:
     caption()
     state = _session_state()
-    run: BackgroundRun | None = state["run"]
+    run: AnalysisRun | None = state["run"]
     running = run is not None and not run.done
     cols = st.columns([4, 1, 1, 1, 1])
     branch = cols[4].segmented_control(
@@ -69,24 +70,22 @@ def render_shattered_panel(settings: Settings) -> None:
         else:
             args = {"depths": list(chosen), "seeds": list(range(int(seeds))), "width": int(width), "norm": "batch",
                     "block": block, "branch_layers": branch}
-            state.update(request=args, run=start_queued(lambda r, pool: _shattered(r, pool, args), 1,
-                                                        label="shattered"))  # a worker process, on a GPU too
+            state.update(request=args, run=start_analysis(scheduler(), "shattered", [args], _on_event,
+                                                          label="shattered"))  # a worker process, on a GPU too
             st.rerun()  # redraw with Run disabled and the refreshing results
     st.fragment(run_every=REFRESH_S if running else None)(_results)(state, running)
 
 
-def _shattered(run: BackgroundRun, pool, args: dict):
-    run.set_progress(0.0, "building nets")
-    for event in pool.run("shattered", [args]):
-        if event.partial is not None:
-            run.set_progress(event.partial["progress"], "building nets")
-            yield event.partial["result"]
-        else:
-            yield event.result
+def _on_event(run: AnalysisRun, event) -> None:
+    if event.partial is not None:
+        run.set_progress(event.partial["progress"], "building nets")
+        run.add(event.partial["result"])
+    else:
+        run.add(event.result)
 
 
 def _results(state: dict, was_running: bool) -> None:
-    run: BackgroundRun | None = state["run"]
+    run: AnalysisRun | None = state["run"]
     if run is None:
         st.info("Press **Run**: about a hundred small nets, a few seconds.", icon=":material/info:")
         return

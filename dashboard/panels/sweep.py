@@ -1,19 +1,19 @@
 """The depth sweep panel: the degradation curve, plain against residual, over depths and seeds.
 
-Each (family, depth, seed) is an independent run in a worker process (``resnet_core.analysis.sweep``);
-a background thread collects the rows as they finish and the chart fills in, refreshed by a
-fragment only while the sweep runs. Nothing heavy starts before "Run sweep" is pressed.
+Each (family, depth, seed) is an independent run (``resnet_core.analysis.sweep``), a job on the
+server's scheduler: it takes time slices on the worker processes beside everyone's training. The
+rows are collected as runs finish and the chart fills in, refreshed by a fragment only while the
+sweep runs. Nothing heavy starts before "Run sweep" is pressed.
 """
 from __future__ import annotations
-
-import os
 
 import streamlit as st
 
 from dashboard.charts.studies import sweep_figure
-from dashboard.runtime.background import BackgroundRun, start_queued
+from dashboard.runtime.background import AnalysisRun, start_analysis
+from dashboard.panels.shared import scheduler
 from resnet_core.settings import Settings, SettingsError
-from resnet_core.analysis.sweep import DEFAULT_DEPTHS, plan_sweep, run_sweep, sweep_frame, sweep_summary
+from resnet_core.analysis.sweep import DEFAULT_DEPTHS, plan_sweep, sweep_frame, sweep_summary
 
 REFRESH_S = 1.0
 MAX_SWEEP_DEPTH = 110
@@ -54,7 +54,7 @@ def default_depths(settings: Settings) -> list[int]:
 def render_sweep_panel(settings: Settings) -> None:
     caption()
     state = _session_state()
-    run: BackgroundRun | None = state["run"]
+    run: AnalysisRun | None = state["run"]
     running = run is not None and not run.done
     valid = settings.valid_depths(limit=MAX_SWEEP_DEPTH)
     cols = st.columns([4, 1, 1, 1])
@@ -64,9 +64,10 @@ def render_sweep_panel(settings: Settings) -> None:
                                  help=f"runs per depth and family, seeds {settings.seed}, {settings.seed + 1}, …")
     steps = cols[2].number_input("Steps per run", 10, 5000, min(settings.steps, DEFAULT_STEPS), step=50,
                                  key="sweep_steps", help="200 already separates the families on spirals")
-    cores = os.cpu_count() or 1
-    workers = cols[3].number_input("Processes", 1, max(1, cores), max(1, min(cores, 2)), key="sweep_workers",
-                                   help="runs are independent: one process per core trains that many at once")
+    most = max(1, scheduler().size)
+    workers = cols[3].number_input("Runs at once", 1, most, most, key="sweep_workers",
+                                   help="runs are independent: each takes turns on one of the server's "
+                                        f"{most} worker process(es), beside everyone's training")
     start, stop = st.columns([1, 5])
     if start.button("Run sweep", type="primary", disabled=running, key="sweep_run", icon=":material/play_arrow:") \
             and not running:
@@ -75,8 +76,9 @@ def render_sweep_panel(settings: Settings) -> None:
         except SettingsError as exc:
             st.error(str(exc), icon=":material/error:")
         else:
-            n = int(workers)  # worker processes, on a GPU too: the server never imports torch
-            state.update(run=start_queued(lambda r, pool: _sweep(r, pool, jobs), n, label="sweep"),
+            # worker processes, on a GPU too: the server never imports torch
+            state.update(run=start_analysis(scheduler(), "train", jobs, _on_event(len(jobs)), parallel=int(workers),
+                                            label="sweep"),
                          total=len(jobs), label=f"{settings.dataset}, {int(steps)} steps per run")
             st.rerun()  # redraw with Run disabled and the refreshing results
     if stop.button("Stop", disabled=not running, key="sweep_stop", icon=":material/stop:"):
@@ -84,13 +86,23 @@ def render_sweep_panel(settings: Settings) -> None:
     st.fragment(run_every=REFRESH_S if running else None)(_results)(state, running)
 
 
-def _sweep(run: BackgroundRun, pool, jobs):
-    run.set_progress(0.0, "training")
-    yield from run_sweep(jobs, pool=pool, on_progress=lambda f: run.set_progress(f, "training"))
+def _on_event(total: int):
+    """Each run's progress into the bar, each finished run's row into the results."""
+    fraction = [0.0] * total
+
+    def on_event(run: AnalysisRun, event) -> None:
+        if event.partial is not None:
+            fraction[event.index] = event.partial["step"] / max(event.partial["steps"], 1)
+        else:
+            fraction[event.index] = 1.0
+            run.add(event.result)
+        run.set_progress(sum(fraction) / max(total, 1), "training")
+
+    return on_event
 
 
 def _results(state: dict, was_running: bool) -> None:
-    run: BackgroundRun | None = state["run"]
+    run: AnalysisRun | None = state["run"]
     if run is None:
         st.info("Choose depths and seeds, then press **Run sweep**. On spirals, six depths × three seeds × two "
                 "families at 200 steps take about a minute on two free cores.", icon=":material/info:")

@@ -1,83 +1,40 @@
-"""Analyses (sweeps, landscapes, shattered gradients) run for a page in a background thread, and
-the server's first-come queue for the worker processes they use.
+"""Analyses (sweeps, landscapes, shattered gradients) for a page: jobs on the server's scheduler.
 
-``BackgroundRun`` consumes a stream of results in a thread that never touches the page, for a
-page that polls it; ``start_queued`` makes it wait its turn in the ``SlotQueue`` first.
+``start_analysis(kind, jobs, on_event)`` gives each job of the list (``resnet_core.remote.jobs
+.JOB_KINDS``) to the same ``Scheduler`` the training runs use, at most ``parallel`` at a time: each
+job is a task that takes time slices on a worker process, round robin with the training runs
+there, so an analysis neither waits behind a long run nor adds a process beyond the server's
+budget. ``on_event(run, event)`` turns each partial result and result into what the page shows
+(``run.add``, ``run.set_progress``); it is called on the scheduler's thread and must be quick.
+
+The page reads ``snapshot()``, ``progress``, ``status``, ``error`` and ``done`` whenever it
+refreshes; ``cancel()`` stops the jobs at their next checkpoint. Nothing here calls Streamlit.
 """
 from __future__ import annotations
 
-import os
+import itertools
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections import deque
+from typing import Any, Callable
 
-from resnet_core.remote.jobs import POLL_S, JobError, JobPool
+from resnet_core.remote.jobs import JobEvent, job_function
+from resnet_core.remote.trainer import WorkerError
 
+from dashboard.runtime.scheduler import Host, Scheduler, SchedulerClosed, Task, reply_deadline
 
-class SlotQueue:
-    """First come, first served: at most ``capacity`` worker processes doing analyses at once in
-    this server process, however many pages ask (30 students pressing Run on a 2-core laptop)."""
-
-    def __init__(self, capacity: int):
-        self.capacity = max(1, int(capacity))
-        self.used = 0
-        self.line: list[object] = []
-        self.cond = threading.Condition()
-
-    def acquire(self, n: int, cancelled: Callable[[], bool], on_wait: Callable[[int], None] = lambda _: None) -> bool:
-        """Wait for ``n`` slots (at most the capacity); False if cancelled meanwhile. ``on_wait``
-        gets the place in line (1 = next) while waiting."""
-        n = min(max(1, n), self.capacity)
-        ticket = object()
-        with self.cond:
-            self.line.append(ticket)
-            try:
-                while not (self.line[0] is ticket and self.used + n <= self.capacity):
-                    if cancelled():
-                        return False
-                    on_wait(self.line.index(ticket) + 1)
-                    self.cond.wait(POLL_S)
-                self.used += n
-                return True
-            finally:
-                self.line.remove(ticket)
-                self.cond.notify_all()
-
-    def release(self, n: int) -> None:
-        with self.cond:
-            self.used -= min(max(1, n), self.capacity)
-            self.cond.notify_all()
+_ids = itertools.count(1)
 
 
-_SLOTS: SlotQueue | None = None
-_SLOTS_LOCK = threading.Lock()
+class AnalysisRun:
+    """A list of jobs of one kind, their results as they come, and how far along they are."""
 
-
-def shared_slots() -> SlotQueue:
-    """This process's one queue (env RESIDUAL_LAB_MAX_ANALYSIS_PROCESSES, else one per core)."""
-    global _SLOTS
-    with _SLOTS_LOCK:
-        if _SLOTS is None:
-            try:
-                capacity = int(os.environ.get("RESIDUAL_LAB_MAX_ANALYSIS_PROCESSES", ""))
-            except ValueError:
-                capacity = os.cpu_count() or 1
-            _SLOTS = SlotQueue(capacity)
-        return _SLOTS
-
-
-class BackgroundRun:
-    """Consumes a stream of results in a daemon thread that never touches the page; the page
-    reads ``snapshot()``, ``progress``, ``status``, ``error`` and ``done`` whenever it refreshes.
-
-    ``start(run)`` is called in the thread and yields results; it may call ``run.set_progress``.
-    ``cancel()`` (from any thread) makes ``pool`` stop within a fraction of a second; the pool
-    is closed on the way out when ``close_pool`` is set (a pool kept for later runs is not).
-    """
-
-    def __init__(self, start: Callable[["BackgroundRun"], Iterable[Any]], pool: JobPool | None = None,
-                 close_pool: bool = True, label: str = "job"):
-        self.pool, self.close_pool = pool, close_pool
+    def __init__(self, scheduler: Scheduler, kind: str, jobs: list[dict[str, Any]],
+                 on_event: Callable[["AnalysisRun", JobEvent], None], parallel: int = 1,
+                 affinity: str | None = None, label: str = "job"):
+        job_function(kind)  # an unknown kind fails here, in the caller
+        self.scheduler, self.kind, self.label, self.affinity = scheduler, kind, label, affinity
+        self.on_event = on_event
         self.results: list[Any] = []
         self.progress = 0.0
         self.status = ""  # a few words on what is being done
@@ -86,23 +43,20 @@ class BackgroundRun:
         self.done = False
         self.started_at, self.finished_at = time.perf_counter(), None
         self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._main, args=(start,), daemon=True, name=f"residual-lab-{label}")
-        self.thread.start()
+        self._finished = threading.Event()
+        self._pending = deque(enumerate(jobs))
+        self._active: set[_JobTask] = set()
+        self._parallel = max(1, int(parallel))
+        if not jobs:
+            self._finish()
+            return
+        for _ in range(self._parallel):
+            self._start_next()
 
-    def _main(self, start) -> None:
-        try:
-            for item in start(self):
-                with self.lock:
-                    self.results.append(item)
-        except JobError as exc:
-            self.error = None if self.cancelled else str(exc)
-        except Exception as exc:  # noqa: BLE001 - shown on the page as one line
-            self.error = " ".join(str(exc).split()) or type(exc).__name__
-        finally:
-            if self.pool is not None and (self.close_pool or self.pool.closed.is_set()):
-                self.pool.close()  # a cancelled pool is of no further use either
-            self.finished_at = time.perf_counter()
-            self.done = True
+    # ---- the page's side -----------------------------------------------------------------
+    def add(self, item: Any) -> None:
+        with self.lock:
+            self.results.append(item)
 
     def set_progress(self, fraction: float, status: str | None = None) -> None:
         self.progress = min(max(float(fraction), 0.0), 1.0)
@@ -117,43 +71,134 @@ class BackgroundRun:
     def elapsed(self) -> float:
         return (self.finished_at or time.perf_counter()) - self.started_at
 
-    def attach(self, pool: JobPool) -> JobPool:
-        """The pool this run drives (from its thread), so that ``cancel`` can reach it."""
-        self.pool = pool
-        if self.cancelled:
-            pool.cancel()
-        return pool
-
     def cancel(self) -> None:
-        """Ask the thread to stop; a job under way in a worker process is abandoned."""
-        self.cancelled = True
-        if self.pool is not None:
-            self.pool.cancel()
+        """Stop: jobs not started never start, jobs under way stop at their next checkpoint."""
+        with self.lock:
+            self.cancelled = True
+            self._pending.clear()
+            active = list(self._active)
+        for task in active:
+            task.wake()
+        if not active:
+            self._finish()
 
     def wait(self, timeout: float | None = None) -> bool:
-        self.thread.join(timeout)
+        self._finished.wait(timeout)
         return self.done
 
+    # ---- the tasks' side (the scheduler's threads) -----------------------------------------
+    def _start_next(self) -> None:
+        with self.lock:
+            if self.cancelled or self.error is not None or not self._pending:
+                return
+            index, args = self._pending.popleft()
+            task = _JobTask(self, index, args)
+            self._active.add(task)
+        try:
+            self.scheduler.add(task)
+        except SchedulerClosed as exc:
+            self._ended(task, str(exc))
 
-def start_queued(body: Callable[[BackgroundRun, JobPool], Iterable[Any]], workers: int,
-                 pool: JobPool | None = None, label: str = "job", slots: SlotQueue | None = None) -> BackgroundRun:
-    """A BackgroundRun that first waits its turn in the server's queue, then runs ``body(run, pool)``
-    on ``pool`` (kept open afterwards, for a later run) or on a new pool of ``workers`` processes
-    (closed afterwards); 0 workers: in this process."""
-    slots = slots or shared_slots()
-    n = max(1, workers)
+    def _event(self, event: JobEvent) -> None:
+        try:
+            self.on_event(self, event)
+        except Exception as exc:  # noqa: BLE001 - a result the page cannot use: shown as one line
+            self._fail(" ".join(str(exc).split()) or type(exc).__name__)
 
-    def start(run: BackgroundRun) -> Iterator[Any]:
-        def waiting(place: int) -> None:
-            run.set_progress(0.0, f"waiting for a free processor: {place} in line")
+    def _ended(self, task: "_JobTask", error: str | None) -> None:
+        """A job finished (error None), failed or was cancelled (``task.cancelling``)."""
+        if error is not None and not task.cancelling:
+            self._fail(error)
+        with self.lock:
+            self._active.discard(task)
+            last = not self._active and (not self._pending or self.cancelled or self.error is not None)
+        if last:
+            self._finish()
+        else:
+            self._start_next()
 
-        if not slots.acquire(n, lambda: run.cancelled, waiting):
+    def _fail(self, message: str) -> None:
+        with self.lock:
+            if self.error is None and not self.cancelled:
+                self.error = message
+            self._pending.clear()
+            active = list(self._active)
+        for task in active:
+            task.wake()  # the others stop too: the run has failed
+
+    def _finish(self) -> None:
+        if not self.done:
+            self.finished_at = time.perf_counter()
+            self.done = True
+            self._finished.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self.cancelled or self.error is not None
+
+
+class _JobTask(Task):
+    """One job of an AnalysisRun: started in a worker process, then run a slice per turn."""
+
+    def __init__(self, run: AnalysisRun, index: int, args: dict[str, Any]):
+        self.run, self.index, self.args = run, index, args
+        self.id = f"job-{next(_ids)}"
+        self.affinity = run.affinity
+        self.started = False
+        self.finished = False
+        self.longest_turn_s = 0.0
+
+    @property
+    def cancelling(self) -> bool:
+        return self.run.stopping
+
+    def runnable(self) -> bool:
+        return not self.finished
+
+    def turn(self, host: Host, quantum_s: float) -> None:
+        if self.cancelling:
+            if self.started:
+                try:
+                    host.call("cancel", self._deadline(), id=self.id)
+                except WorkerError:
+                    pass
+            self._end(host, None)
             return
         try:
-            if pool is None:
-                run.set_progress(0.0, "starting worker processes")
-            yield from body(run, run.attach(pool if pool is not None else JobPool(workers)))
-        finally:
-            slots.release(n)
+            if not self.started:
+                host.call("job", id=self.id, kind=self.run.kind, args=self.args)
+                self.started = True
+            reply = host.call("slice", self._deadline(), id=self.id, budget_s=quantum_s)
+        except WorkerError as exc:
+            self._end(host, str(exc))
+            return
+        self.longest_turn_s = max(self.longest_turn_s, float(reply.get("elapsed_s", 0.0)))
+        for partial in reply.get("partials", []):
+            self.run._event(JobEvent(self.index, partial=partial))
+        if reply.get("done"):
+            if "error" in reply:
+                self._end(host, reply["error"])
+                return
+            self.run._event(JobEvent(self.index, result=reply.get("result")))
+            self._end(host, None)
 
-    return BackgroundRun(start, close_pool=pool is None, label=label)
+    def _deadline(self) -> float:
+        return reply_deadline(self.longest_turn_s)
+
+    def _end(self, host: Host | None, error: str | None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if host is not None:
+            host.remove(self)
+        self.run._ended(self, error)
+
+    def lost(self, message: str) -> None:
+        self._end(self.host, message)
+
+
+def start_analysis(scheduler: Scheduler, kind: str, jobs: list[dict[str, Any]],
+                   on_event: Callable[[AnalysisRun, JobEvent], None], parallel: int = 1,
+                   affinity: str | None = None, label: str = "job") -> AnalysisRun:
+    """Run ``jobs`` on the server's scheduler, ``parallel`` at a time; see the module's docstring."""
+    return AnalysisRun(scheduler, kind, jobs, on_event, parallel, affinity, label)

@@ -1,34 +1,45 @@
-"""Training jobs for the dashboard: one per browser session, a server-wide pool of worker processes.
+"""Training for the dashboard: one ``TrainingJob`` per browser session, each viewing a ``Run``.
 
-The page never trains. It sends commands (train, pause, step, reset, new settings, a learning rate)
-to its session's ``TrainingJob``; the job's thread waits for a worker process from the
-``WorkerPool`` (the global cap on sessions training at once, with a first-come queue), drives a
-``ParallelTrainer`` over that one worker a few steps at a time, and hands the worker back on reset,
-on stop, or when it sits idle while others wait. The page only reads ``job.status()`` and the
-thread-safe ``RunRecord``.
+A ``Run`` is one computation: a trainer for some settings, living in one of the server's worker
+processes, and the ``RunRecord`` it fills. It is a task of the server's ``Scheduler``: it gets
+turns, round robin with every other run and analysis job on its process, and each turn steps it
+for about one quantum. It steps only while a session viewing it wants it further (Train pressed,
+or steps asked for with Step): a paused or finished run costs no CPU.
 
-Nothing here calls Streamlit: the thread outlives script runs, and ``st.*`` from a foreign thread
-is undefined behaviour. ``app.py`` wires these objects into ``st.cache_resource``.
+A ``TrainingJob`` is a session's side: its settings, the buttons it pressed, the step it shows,
+and its errors. Its methods are called from script threads; they change the job's wishes at
+once and leave the work to the run's turns, so a slow process never blocks the page. The page
+reads ``job.status()`` and the thread-safe ``RunRecord``.
+
+A run whose trainer was dropped from its process (idle for a long while, ``EVICT_IDLE_S``) is
+rebuilt on demand: a run is a pure function of its settings, its seed and the changes made to it
+(at the steps they were made), so the process replays those steps, recording nothing, up to where
+it was (CPU training here is deterministic; see tests/test_jobs.py).
+
+Nothing here calls Streamlit: ``app.py`` wires these objects into ``st.cache_resource``.
 """
 from __future__ import annotations
 
-import queue
+import itertools
 import re
 import threading
 import time
 import weakref
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from resnet_core.remote.trainer import REMOTE_METHODS, ParallelTrainer, WorkerError, WorkerProcess
+from resnet_core.remote.trainer import REMOTE_METHODS, WorkerError, replay_events
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
 
-from dashboard.runtime.worker_pool import PoolClosed, WorkerPool
+from dashboard.runtime.scheduler import (START_DEADLINE_S, Host, HostLost, Scheduler, SchedulerClosed, Task,
+                                         reply_deadline)
 
-STEP_CALL_S = 0.15        # aim for one worker round trip per ~150 ms: commands stay snappy
-IDLE_RELEASE_S = 20.0     # a paused or finished job keeps its worker this long while others wait
 REQUEST_TIMEOUT_S = 120.0
+CALL_DEADLINE_S = 120.0    # an analysis call on the trained models (a lesion study of a deep net)
+RATE_WINDOW_S = 5.0        # steps per second are measured over this much of the recent past
+END = 1 << 60              # a target that means "to the end of the run, wherever that is by then"
 
 # Errors that a user causes and whose message says what to change: shown without the class name.
 USER_ERRORS = ("DataError", "SettingsError", "RecordError", "ValueError")
@@ -38,45 +49,23 @@ _QUALIFIED = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*): ")
 LIVE_FIELDS = ("lr", "steps")
 
 
-JOB_THREAD_NAME = "rl-training"  # the OS-level name too (top -H, the bench's CPU accounting)
-
-
-def _name_os_thread(name: str) -> None:
-    """Best effort, Linux only: name the calling thread for the OS as well as for Python."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # 15 = PR_SET_NAME
-    except (OSError, AttributeError):
-        pass
-
-
 def needs_reset(old: Settings, new: Settings) -> bool:
     """True when ``new`` changes a model, the data or the training recipe, not just lr or steps."""
     a, b = old.to_dict(), new.to_dict()
     return any(a[k] != b[k] for k in a if k not in LIVE_FIELDS)
 
 
+def user_message(message: str) -> str:
+    """"resnet_core.data.common.DataError: ..." -> "..."; other errors keep a short class name."""
+    match = _QUALIFIED.match(message)
+    if not match:
+        return message
+    rest = message[match.end():]
+    return rest if match.group(1) in USER_ERRORS else f"{match.group(1)}: {rest}"
+
+
 class JobError(RuntimeError):
     """A request the job cannot serve (no trained model, an unknown method, a failure in the worker)."""
-
-
-# ------------------------------------------------------------------------------------------- job
-@dataclass(frozen=True)
-class JobStatus:
-    """What the page shows; a copy, so it can be read without any lock."""
-
-    state: str                    # idle | waiting | starting | training | paused | done | error | released
-    step: int
-    steps: int
-    record: RunRecord | None
-    settings: Settings
-    queue_position: int | None = None
-    error: str | None = None
-    notice: str | None = None     # one-off information, e.g. the worker was handed on while idle
-    model_status: dict[str, str] = field(default_factory=dict)
-    diverged_at: dict[str, int] = field(default_factory=dict)
-    pending: bool = False         # a command not yet carried out: the page keeps polling
 
 
 @dataclass
@@ -87,7 +76,304 @@ class _Request:
     error: str | None = None
 
 
+# ------------------------------------------------------------------------------------------- run
+class Run(Task):
+    """One computation in one worker process; see the module's docstring."""
+
+    resident = True
+    _ids = itertools.count(1)
+
+    def __init__(self, scheduler: Scheduler, settings: Settings):
+        self.scheduler = scheduler
+        self.id = f"run-{next(Run._ids)}"
+        self.lock = threading.Lock()
+        self.moved = threading.Condition(self.lock)  # notified after every turn that changed something
+        self.settings = settings            # as they are now (lr and steps may have moved)
+        self.initial = settings             # as the run began: with ``changes``, what it is a function of
+        self.changes: list[tuple[int, str, Any]] = []  # (step, "lr" | "steps", value), in order
+        self.applied = 0                    # how many of them the trainer in the process has had
+        self.record: RunRecord | None = None
+        self.step = 0                       # the run's head: its latest step
+        self.trainer_step = 0               # the trainer's in its process (below ``step`` while rebuilt)
+        self.status: dict[str, str] = {}
+        self.diverged_at: dict[str, int] = {}
+        self.error: str | None = None
+        self.built = False
+        self.busy = False                   # a turn is under way: the step may still move
+        self.closing = False
+        self.targets: dict[int, int] = {}   # viewer id -> the step it wants to see
+        self.control: deque[Any] = deque()  # ("lr" | "steps", value), ("regions",), _Request
+        self.progress: deque[tuple[float, int]] = deque(maxlen=400)  # (monotonic, step) after each turn
+        self.longest_turn_s = 0.0
+        self.idle_since = time.monotonic()
+
+    # ---- what viewers ask (any thread) -----------------------------------------------------
+    def want(self, viewer: int, step: int | None) -> None:
+        """Viewer ``viewer`` wants the run to reach ``step`` (None: it no longer watches)."""
+        with self.lock:
+            if step is None:
+                self.targets.pop(viewer, None)
+                close = not self.targets
+            else:
+                self.targets[viewer] = step
+                close = False
+        if close:
+            self.close()
+        else:
+            self.wake()
+
+    def push(self, item: Any) -> None:
+        with self.lock:
+            self.control.append(item)
+        self.wake()
+
+    def close(self) -> None:
+        """Nobody watches any more: the trainer leaves its process at the next turn."""
+        with self.lock:
+            self.closing = True
+        self.wake()
+
+    # ---- reading (any thread) ----------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.step >= self.settings.steps or (bool(self.status) and not any(s == "ok" for s in self.status.values()))
+
+    def steps_per_s(self) -> float | None:
+        """The run's pace over the last few seconds: None until two turns have been measured."""
+        with self.lock:
+            now = time.monotonic()
+            recent = [(t, s) for t, s in self.progress if now - t <= RATE_WINDOW_S]
+        if len(recent) < 2 or recent[-1][0] <= recent[0][0]:
+            return None
+        return (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
+
+    # ---- the scheduler's side ----------------------------------------------------------------
+    def _wanted(self) -> int:
+        return min(max(self.targets.values(), default=0), self.settings.steps)
+
+    def runnable(self) -> bool:
+        with self.lock:
+            if self.closing:
+                return self.host is not None
+            if self.error is not None:
+                return False
+            if self.control:
+                return True
+            return self._wanted() > self.step and not self.done
+
+    def _needs_trainer(self) -> bool:
+        """Unbuilt, is there anything a trainer is needed for? (A Pause alone is not.)"""
+        if self._wanted() > self.step and not self.done:
+            return True
+        self.control = deque(item for item in self.control if item != ("regions",))
+        return bool(self.control)
+
+    def turn(self, host: Host, quantum_s: float) -> None:
+        with self.lock:
+            self.busy = True
+        try:
+            self._turn(host, quantum_s)
+        finally:
+            with self.lock:
+                self.busy = False
+                self.idle_since = time.monotonic()  # idle from the last turn on, once it wants nothing more
+                self.moved.notify_all()
+
+    def _turn(self, host: Host, quantum_s: float) -> None:
+        with self.lock:
+            closing, built = self.closing, self.built
+        if closing:
+            self._leave(host, built)
+            return
+        try:
+            if not built:
+                with self.lock:
+                    needed = self._needs_trainer()
+                if not needed:
+                    return
+                self._build(host)
+                quantum_s = 0.0  # and its first step in the same turn: one step, whatever it costs
+            while True:
+                with self.lock:
+                    item = self.control.popleft() if self.control else None
+                if item is None:
+                    break
+                self._control(host, item)
+            with self.lock:
+                target = self.step if self.trainer_step < self.step else self._wanted()
+                if self.error is not None or self.trainer_step >= target or self.done:
+                    return
+                n = target - self.trainer_step
+                if self.applied < len(self.changes):  # rebuilding: stop where the next change falls due
+                    n = min(n, self.changes[self.applied][0] - self.trainer_step)
+            self._advance(host, max(n, 1), quantum_s)
+        except WorkerError as exc:
+            self._fail(host, str(exc))
+
+    def _leave(self, host: Host, built: bool) -> None:
+        if built:
+            try:
+                host.call("drop", id=self.id)
+            except (WorkerError, HostLost):
+                pass
+        with self.lock:
+            self.built = False
+        host.remove(self)
+        self._fail_requests("the run was reset")
+
+    def _build(self, host: Host) -> None:
+        with self.lock:
+            settings = self.initial
+            rebuilding = self.record is not None and self.step > 0
+        reply = host.call("init", START_DEADLINE_S, id=self.id, settings=settings.to_dict())
+        with self.lock:
+            self.built, self.trainer_step, self.applied = True, 0, 0
+            if self.record is None:
+                self.record = RunRecord(reply["config"], reply["layer_names"])
+            self._note_turn(reply)
+            self.progress.append((time.monotonic(), self.step))
+        if not rebuilding:
+            self._absorb(reply)
+        self._apply_changes_due(host)
+
+    def _apply_changes_due(self, host: Host) -> None:
+        """While rebuilt: the changes made at the trainer's step, in the order they were made."""
+        while True:
+            with self.lock:
+                if self.applied >= len(self.changes) or self.changes[self.applied][0] != self.trainer_step:
+                    return
+                _, name, value = self.changes[self.applied]
+                self.applied += 1
+            host.call(f"set_{name}", id=self.id, **{name: value})
+
+    def _control(self, host: Host, item: Any) -> None:
+        if isinstance(item, _Request):
+            try:
+                self._absorb(host.call("call", CALL_DEADLINE_S, id=self.id, method=item.method, kwargs=item.kwargs))
+            except WorkerError as exc:
+                item.error = user_message(str(exc))
+            finally:
+                item.done.set()
+            return
+        if item[0] == "regions":
+            with self.lock:
+                maps = len(self.record.config.get("dataset", {}).get("input_shape", [])) == 1 if self.record else False
+                current = self.trainer_step == self.step
+            if maps and current:
+                self._absorb(host.call("call", CALL_DEADLINE_S, id=self.id, method="decision_regions", kwargs={}))
+            return
+        name, value = item
+        with self.lock:
+            if getattr(self.settings, name) == value:
+                return
+            self.settings = self.settings.with_changes(**{name: value})
+            if self.record is not None:
+                self.record.config.setdefault("settings", {}).update({name: value})
+            if self.step == 0:  # before the first step: the run's own settings, not a change
+                self.initial = self.initial.with_changes(**{name: value})
+            else:
+                self.changes.append((self.step, name, value))
+            live = self.trainer_step == self.step
+            if live and self.step > 0:
+                self.applied += 1
+        if live:
+            self._absorb(host.call(f"set_{name}", id=self.id, **{name: value}))
+
+    def _advance(self, host: Host, n: int, quantum_s: float) -> None:
+        deadline = reply_deadline(self.longest_turn_s)
+        reply = host.call("run", deadline, id=self.id, n=n, budget_s=quantum_s)
+        with self.lock:
+            rebuilding = self.trainer_step < self.step
+            self.trainer_step = reply["step"]
+            self._note_turn(reply)
+        if not rebuilding:
+            self._absorb(reply)
+        else:  # the events of steps already recorded are dropped
+            self._absorb({**reply, "events": []})
+            self._apply_changes_due(host)
+        with self.lock:
+            self.progress.append((time.monotonic(), self.step))
+
+    def _note_turn(self, reply: dict[str, Any]) -> None:
+        self.longest_turn_s = max(self.longest_turn_s, float(reply.get("elapsed_s", 0.0)))
+
+    def _absorb(self, reply: dict[str, Any]) -> None:
+        record = self.record
+        if record is not None:
+            replay_events(record, reply.get("events", []))
+        with self.lock:
+            self.status.update(reply.get("status", {}))
+            self.step = max(self.step, reply.get("step", 0))
+            for name, status in self.status.items():
+                if status != "ok" and name not in self.diverged_at:
+                    self.diverged_at[name] = self.step
+            self.moved.notify_all()
+
+    def _fail(self, host: Host | None, message: str) -> None:
+        with self.lock:
+            self.error = user_message(message)
+            built, self.built = self.built, False
+            self.moved.notify_all()
+        if built and host is not None:
+            try:
+                host.call("drop", id=self.id)
+            except (WorkerError, HostLost):
+                pass
+        self._fail_requests(self.error)
+
+    def _fail_requests(self, message: str) -> None:
+        with self.lock:
+            requests = [r for r in self.control if isinstance(r, _Request)]
+            self.control.clear()
+        for req in requests:
+            req.error = message
+            req.done.set()
+
+    def lost(self, message: str) -> None:
+        with self.lock:
+            self.built = False
+            closing = self.closing
+            if not closing:
+                self.error = (f"{message[0].upper()}{message[1:]}; it was replaced, and this run's models went "
+                              "with it") if "stopped answering" in message else message
+            self.moved.notify_all()
+        if closing and self.host is not None:
+            self.host.remove(self)
+        self._fail_requests(message)
+
+    def evict(self, host: Host) -> None:
+        """Idle a long while: the trainer leaves its process; the next step rebuilds it."""
+        with self.lock:
+            if not self.built:
+                return
+            self.built, self.trainer_step = False, 0
+        try:
+            host.call("drop", id=self.id)
+        except WorkerError:
+            pass
+
+
+# ------------------------------------------------------------------------------------------- job
+@dataclass(frozen=True)
+class JobStatus:
+    """What the page shows; a copy, so it can be read without any lock."""
+
+    state: str                    # idle | starting | training | paused | done | error
+    step: int
+    steps: int
+    record: RunRecord | None
+    settings: Settings
+    error: str | None = None
+    notice: str | None = None     # one-off information
+    model_status: dict[str, str] = field(default_factory=dict)
+    diverged_at: dict[str, int] = field(default_factory=dict)
+    pending: bool = False         # a command not yet carried out: the page keeps polling
+    steps_per_s: float | None = None
+    rebuilding: bool = False      # the models are being rebuilt up to the step shown
+
+
 _LIVE_JOBS: "weakref.WeakSet[TrainingJob]" = weakref.WeakSet()
+_viewer_ids = iter(range(1, 1 << 62))
 
 
 def stop_all_jobs() -> None:
@@ -97,67 +383,71 @@ def stop_all_jobs() -> None:
 
 
 class TrainingJob:
-    """One session's training. Public methods are called from script threads and only enqueue;
-    the job's own thread does all the work, so a slow worker never blocks the page."""
+    """One session's training: what it asked for, and the run it views."""
 
-    def __init__(self, pool: WorkerPool, settings: Settings | None = None):
-        self.pool = pool
-        self._commands: queue.Queue[tuple[str, Any]] = queue.Queue()
+    def __init__(self, scheduler: Scheduler, settings: Settings | None = None):
+        self.scheduler = scheduler
+        self.id = next(_viewer_ids)
         self._lock = threading.Lock()
         self._settings = (settings or Settings()).checked()
-        self._state = "idle"
-        self._record: RunRecord | None = None
-        self._trainer: ParallelTrainer | None = None
-        self._worker: WorkerProcess | None = None
-        self._ticket: int | None = None
+        self._run: Run | None = None
         self._running = False
-        self._pending_steps = 0
         self._error: str | None = None
         self._notice: str | None = None
-        self._idle_since = time.monotonic()
-        self._issued = self._handled = 0  # commands sent and carried out: the page polls while they differ
-        self._seconds_per_step = 0.05     # measured as it trains; sets how many steps one call asks for
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=JOB_THREAD_NAME, daemon=True)
-        self._thread.start()
+        self._stopped = False
         _LIVE_JOBS.add(self)
 
-    # ---- commands (any thread) ---------------------------------------------------------------
-    def _put(self, command: tuple[str, Any]) -> None:
-        with self._lock:
-            self._issued += 1
-        self._commands.put(command)
-
+    # ---- commands (any thread) -----------------------------------------------------------------
     def train(self) -> None:
-        self._put(("train", None))
+        run = self._ensure_run()
+        if run is None:
+            return
+        with self._lock:
+            self._running = True
+        run.want(self.id, END)
 
     def pause(self) -> None:
-        self._put(("pause", None))
+        with self._lock:
+            self._running = False
+            run = self._run
+        if run is not None:
+            run.want(self.id, run.step)
+            run.push(("regions",))  # a paused class looks at the models as they are now
 
     def step(self, n: int = 1) -> None:
-        self._put(("step", int(n)))
+        run = self._ensure_run()
+        if run is None:
+            return
+        with self._lock:
+            self._running = False
+        run.want(self.id, run.step + int(n))
 
     def reset(self, settings: Settings | None = None) -> None:
-        self._put(("reset", settings))
+        with self._lock:
+            run, self._run = self._run, None
+            self._running, self._error = False, None
+            if settings is not None:
+                self._settings = settings.checked()
+        if run is not None:
+            run.want(self.id, None)
 
     def update_settings(self, settings: Settings) -> str:
         """Apply new settings: 'reset' when a model changes (the run restarts), 'live' when only the
         learning rate or the step count moved (applied at the next step), '' when nothing changed."""
         settings = settings.checked()
         with self._lock:
-            current = self._settings
-            has_run = self._record is not None
+            current, run = self._settings, self._run
             if settings == current:
                 return ""
             reset = needs_reset(current, settings)
-            # The page shows the new settings at once; the thread catches up between two steps.
             self._settings = settings
-            if reset:
-                self._record = None
         if reset:
             self.reset(settings)
-            return "reset" if has_run else "changed"
-        self._put(("live", settings))
+            return "reset" if run is not None else "changed"
+        if run is not None:
+            for name in LIVE_FIELDS:
+                if getattr(settings, name) != getattr(current, name):
+                    run.push((name, getattr(settings, name)))
         return "live"
 
     def request(self, method: str, **kwargs: Any) -> None:
@@ -165,36 +455,93 @@ class TrainingJob:
         for it; what it records appears in the run's record. Raises JobError with a message."""
         if method not in REMOTE_METHODS:
             raise JobError(f"unknown analysis {method!r}; available: {', '.join(REMOTE_METHODS)}")
+        with self._lock:
+            run = self._run
+        if run is None or run.record is None or run.error is not None:
+            raise JobError("there is no trained model in this session yet: press Train or Step first")
         req = _Request(method, kwargs)
-        self._put(("request", req))
+        run.push(req)
         if not req.done.wait(REQUEST_TIMEOUT_S):
             raise JobError(f"{method} took longer than {REQUEST_TIMEOUT_S:.0f} s")
         if req.error:
             raise JobError(req.error)
 
+    def settle(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until the run has carried out what was just asked of it: its
+        first step is taken, or it has nothing left to do. A click's own script run then shows it."""
+        with self._lock:
+            run = self._run
+        if run is None:
+            return
+        deadline = time.monotonic() + timeout
+        with run.lock:
+            start = run.step
+
+            def settled() -> bool:
+                wanted = run.targets.get(self.id, 0)
+                moved = run.record is not None and run.step > start
+                idle = wanted <= run.step and not run.control and not run.busy
+                return moved or run.error is not None or idle or run.closing
+
+            while not settled():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                run.moved.wait(left)
+
     def stop(self, wait: bool = False) -> None:
-        """End the thread, which hands the worker back. Called (through ``on_release``) a few seconds
-        after the session's tab closes, from Streamlit's own thread: so by default it does not wait."""
-        if self._thread.is_alive():
-            self._put(("stop", None))
-            if wait:
-                self._thread.join(timeout=15)
+        """The session has gone: its run leaves its process at its next turn. Called (through
+        ``on_release``) a few seconds after the tab closes, from Streamlit's own thread."""
+        with self._lock:
+            self._stopped = True
+        self.reset()
         _LIVE_JOBS.discard(self)
 
-    # ---- reading (any thread) ----------------------------------------------------------------
+    def _ensure_run(self) -> Run | None:
+        with self._lock:
+            if self._stopped or self._error is not None:
+                return None
+            if self._run is not None:
+                if self._run.error is not None:
+                    return None  # the page says "press Reset": it would fail again
+                return self._run
+            run = self._run = Run(self.scheduler, self._settings)
+        try:
+            self.scheduler.add(run)
+        except SchedulerClosed as exc:
+            with self._lock:
+                self._error = str(exc)
+            return None
+        return run
+
+    # ---- reading (any thread) ------------------------------------------------------------------
     def status(self) -> JobStatus:
         with self._lock:
-            trainer = self._trainer
-            position = self.pool.position(self._ticket) if self._ticket is not None else None
+            run, settings, running = self._run, self._settings, self._running
             notice, self._notice = self._notice, None
-            step = trainer.step if trainer else (self._record.latest_step() if self._record is not None else 0)
-            return JobStatus(
-                state=self._state, step=step, steps=self._settings.steps,
-                record=self._record, settings=self._settings, queue_position=position,
-                error=self._error, notice=notice,
-                model_status=dict(trainer.status) if trainer else {},
-                diverged_at=dict(trainer.diverged_at) if trainer else {},
-                pending=self._issued != self._handled or self._pending_steps > 0)
+            own_error = self._error
+        if run is None:
+            return JobStatus("error" if own_error else "idle", 0, settings.steps, None, settings, own_error, notice)
+        with run.lock:
+            record, step, error, done = run.record, run.step, run.error, run.done
+            wanted = run.targets.get(self.id, 0)
+            pending = error is None and (bool(run.control) or (wanted > step and not done))
+            rebuilding = pending and record is not None and step > 0 and (not run.built or run.trainer_step < step)
+            status, diverged = dict(run.status), dict(run.diverged_at)
+            moving = running or run.busy
+        if error is not None:
+            state = "error"
+        elif record is None:
+            state = "starting" if pending else "idle"
+        elif done:
+            state = "done"
+        elif rebuilding:
+            state = "starting"
+        else:
+            state = "training" if moving else "paused"
+        rate = run.steps_per_s() if state == "training" else None
+        return JobStatus(state, step, settings.steps, record, settings, error, notice, status, diverged,
+                         pending, rate, rebuilding)
 
     @property
     def settings(self) -> Settings:
@@ -203,220 +550,12 @@ class TrainingJob:
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    # ---- the thread --------------------------------------------------------------------------
-    def _set(self, **values: Any) -> None:
         with self._lock:
-            for key, value in values.items():
-                setattr(self, f"_{key}", value)
+            return not self._stopped
 
-    def _loop(self) -> None:
-        _name_os_thread(JOB_THREAD_NAME)
-        try:
-            while not self._stopped.is_set():
-                try:
-                    self._drain_commands(block=not (self._running or self._pending_steps > 0))
-                    if self._stopped.is_set():
-                        break
-                    if self._running or self._pending_steps > 0:
-                        self._advance()
-                    else:
-                        self._release_if_idle()
-                except Exception as exc:  # noqa: BLE001 - shown in this session; the thread lives on
-                    self._fail(f"{type(exc).__name__}: {exc}")
-        finally:
-            self._drop_trainer()
-            if self._ticket is not None:
-                self.pool.leave(self._ticket)
-
-    def _drain_commands(self, block: bool) -> None:
-        timeout = 0.5 if block else None
-        while True:
-            try:
-                if block:
-                    cmd, arg = self._commands.get(timeout=timeout)
-                    block = False
-                else:
-                    cmd, arg = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                self._handle(cmd, arg)
-            finally:
-                with self._lock:
-                    self._handled += 1
-            if self._stopped.is_set():
-                return
-
-    def _handle(self, cmd: str, arg: Any) -> None:
-        if cmd == "stop":
-            self._stopped.set()
-        elif cmd == "train":
-            if self._state != "error":  # after an error the page says "press Reset": it would fail again
-                self._running = True
-        elif cmd == "pause":
-            self._running = False
-            self._pending_steps = 0
-            self._leave_queue()
-            if self._trainer is not None:
-                self._refresh_regions()
-                self._set(state="paused" if not self._finished() else "done")
-            else:
-                self._set(state="idle")
-        elif cmd == "step":
-            if self._state != "error":
-                self._running = False
-                self._pending_steps += arg
-        elif cmd == "reset":
-            self._running = False
-            self._pending_steps = 0
-            self._leave_queue()
-            self._drop_trainer()
-            self._set(record=None, error=None, state="idle", **({"settings": arg} if arg is not None else {}))
-        elif cmd == "live":
-            self._apply_live(arg)
-        elif cmd == "request":
-            self._serve(arg)
-
-    def _apply_live(self, settings: Settings) -> None:
-        self._set(settings=settings)
-        trainer = self._trainer
-        if trainer is None:
-            return
-        try:
-            if settings.lr != trainer.settings.lr:
-                trainer.set_lr(settings.lr)
-            if settings.steps != trainer.settings.steps:
-                trainer.set_steps(settings.steps)
-        except WorkerError as exc:
-            self._fail(str(exc))
-            return
-        if self._record is not None:
-            self._record.config.setdefault("settings", {}).update(lr=settings.lr, steps=settings.steps)
-        if self._state == "done" and not self._finished():
-            self._set(state="paused")
-        elif self._state in ("paused", "training") and self._finished():
-            self._set(state="done")
-
-    def _refresh_regions(self) -> None:
-        """Decision maps of the models as they are now (they are otherwise drawn every few
-        evaluations): a paused class looks at the current state. Image data has no maps."""
-        config = self._record.config.get("dataset", {}) if self._record is not None else {}
-        if len(config.get("input_shape", [])) != 1:
-            return
-        try:
-            self._trainer.call("decision_regions")
-        except WorkerError as exc:
-            self._fail(str(exc))
-
-    def _serve(self, req: _Request) -> None:
-        try:
-            if self._trainer is None:
-                raise JobError("there is no trained model in this session yet: press Train or Step first")
-            self._trainer.call(req.method, **req.kwargs)
-        except (JobError, WorkerError) as exc:
-            req.error = str(exc)
-        finally:
-            req.done.set()
-
-    # ---- training ----------------------------------------------------------------------------
-    def _finished(self) -> bool:
-        t = self._trainer
-        return t is not None and (t.step >= self._settings.steps or not any(s == "ok" for s in t.status.values()))
-
-    def _advance(self) -> None:
-        if self._trainer is None and not self._start():
-            return
-        if self._finished():
-            self._running, self._pending_steps = False, 0
-            self._set(state="done")
-            self._idle_since = time.monotonic()
-            return
-        remaining = self._settings.steps - self._trainer.step
-        n = min(self._steps_per_call(), remaining)
-        if not self._running:
-            n = min(n, self._pending_steps)
-        started = time.perf_counter()
-        try:
-            self._trainer.train_step(n)
-        except WorkerError as exc:
-            self._fail(str(exc))
-            return
-        self._seconds_per_step = (time.perf_counter() - started) / max(n, 1)
-        if not self._running:
-            self._pending_steps = max(0, self._pending_steps - n)
-        if self._finished():  # the worker evaluated (and mapped) the last step itself
-            self._running, self._pending_steps = False, 0
-            self._set(state="done")
-        elif self._running:
-            self._set(state="training")
-        elif self._pending_steps == 0:
-            self._set(state="paused")
-        self._idle_since = time.monotonic()
-
-    def _steps_per_call(self) -> int:
-        return max(1, min(25, int(STEP_CALL_S / max(self._seconds_per_step, 1e-4))))
-
-    def _start(self) -> bool:
-        """Wait in line for a worker (a short wait per call, so commands stay live), then build the
-        models in it. False while still waiting or after a failure."""
-        if self._ticket is None:
-            self._notice_if_restarting()
-            self._set(ticket=self.pool.enqueue(), state="waiting")
-        try:
-            worker = self.pool.try_acquire(self._ticket)
-        except PoolClosed as exc:
-            self._fail(str(exc))
-            return False
-        if worker is None:
-            return False
-        self._set(ticket=None, worker=worker, state="starting", error=None)
-        settings = self._settings
-        try:
-            trainer = ParallelTrainer(settings, workers=[worker])
-        except WorkerError as exc:
-            self._fail(str(exc))
-            return False
-        if self._settings != settings:  # the learning rate or step count moved during start-up
-            self._trainer = trainer
-            self._apply_live(self._settings)
-        self._set(trainer=trainer, record=trainer.record, state="training" if self._running else "paused")
-        return True
-
-    def _notice_if_restarting(self) -> None:
-        if self._record is not None:
-            self._set(notice="This session's models were handed to another class member while idle; "
-                             "training restarts from step 0.", record=None)
-
-    def _fail(self, message: str) -> None:
-        match = _QUALIFIED.match(message)
-        if match:  # "resnet_core.data.common.DataError: ..." -> "..." ; others keep a short class name
-            rest = message[match.end():]
-            message = rest if match.group(1) in USER_ERRORS else f"{match.group(1)}: {rest}"
-        self._running, self._pending_steps = False, 0
-        self._drop_trainer(keep_record=True)
-        self._set(state="error", error=message)
-
-    def _leave_queue(self) -> None:
-        if self._ticket is not None:
-            self.pool.leave(self._ticket)
-            self._set(ticket=None)
-
-    def _release_if_idle(self) -> None:
-        """Give the worker to someone waiting when this session has sat paused or done a while."""
-        if self._worker is None or self.pool.waiting() == 0:
-            return
-        if time.monotonic() - self._idle_since < IDLE_RELEASE_S:
-            return
-        self._drop_trainer(keep_record=True)
-        self._set(state="released")
-
-    def _drop_trainer(self, keep_record: bool = False) -> None:
-        worker = self._worker
+    @property
+    def pid(self) -> int | None:
+        """The worker process this session's run lives in (tests, benchmarks)."""
         with self._lock:
-            self._trainer, self._worker = None, None
-            if not keep_record:
-                self._record = None
-        if worker is not None:
-            self.pool.release(worker)
+            run = self._run
+        return run.host.pid if run is not None and run.host is not None else None

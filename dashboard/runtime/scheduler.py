@@ -1,0 +1,301 @@
+"""The server's one budget of worker processes, shared fairly by everything that computes.
+
+``Scheduler`` holds ``size`` worker processes (env ``RESIDUAL_LAB_PROCESSES``; else one per core
+but one, the last core left to serve the pages). Each process is a ``Host``: one thread of this
+server drives it, giving turns to the tasks bound to it, round robin. A task is a session's run
+(``jobs.Run``: a trainer that lives in that process) or one analysis job (``background``: a sweep's
+run, a loss landscape, shattered gradients). A turn is one quantum of the process's time, about
+``QUANTUM_S`` (less when many tasks are active, so that a round stays near ``ROUND_S``): a few
+training steps, or a slice of an analysis job. Nobody waits in a queue behind a long run; a task
+with nothing to do (a paused or finished session) is skipped and costs nothing. A new task goes
+to the least busy process and gets the next turn there.
+
+Every reply has a deadline: a process that does not answer in time (stopped, stuck) is killed and
+replaced, and each task it held is told (``Task.lost``), so its session can say so and Reset. The
+same happens to a process that dies. The other processes, and their sessions, go on.
+
+Nothing here calls Streamlit, and this module imports no torch.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from resnet_core.remote.trainer import WorkerError, WorkerProcess
+from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone
+
+QUANTUM_S = 0.12        # a task's turn at most: commands stay snappy, the round trip is ~1 % of it
+ROUND_S = 1.0           # with many tasks active, quanta shrink so each gets a turn about once a second
+MIN_QUANTUM_S = 0.03    # but no smaller: one step of a small net is 5-20 ms here
+REPLY_DEADLINE_S = 30.0  # a quantum's reply (one step can overrun it; a task may allow more)
+START_DEADLINE_S = 120.0  # a fresh process importing torch and warming up, on a loaded machine
+EVICT_IDLE_S = 600.0    # an idle task's state in its process may be dropped after this (see Task.evict)
+HOST_THREAD_NAME = "rl-host"  # also the OS-level name (top -H, the bench's CPU accounting)
+
+
+def reply_deadline(longest_turn_s: float) -> float:
+    """How long a turn's reply may take: the floor, or ten times the task's slowest turn so far
+    (one step of a deep CNN can take seconds, and a quantum never cuts a step)."""
+    return max(REPLY_DEADLINE_S, 10 * longest_turn_s)
+
+
+def process_budget() -> int:
+    """Worker processes for the whole server: env RESIDUAL_LAB_PROCESSES (RESIDUAL_LAB_MAX_TRAINING,
+    its older name, is read too), else one per core but one, at least one."""
+    for name in ("RESIDUAL_LAB_PROCESSES", "RESIDUAL_LAB_MAX_TRAINING"):
+        try:
+            return max(1, int(os.environ.get(name, "")))
+        except ValueError:
+            continue
+    # One core is left to serve pages: on 2 cores, 30 sessions with 10 pressing Train got page
+    # interactions at p95 0.23 s with one training process, 1.2 s with two (bench/load_test.py).
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def _name_os_thread(name: str) -> None:
+    """Best effort, Linux only: name the calling thread for the OS as well as for Python."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # 15 = PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
+class HostLost(RuntimeError):
+    """The conversation with a worker process is over: it died, or sent no reply in time."""
+
+
+class SchedulerClosed(RuntimeError):
+    """The server is shutting down."""
+
+
+class Task:
+    """Work that takes turns on one host. Subclasses say when they have something to do, do one
+    turn of it, and hear when their process is lost. ``runnable`` is called under the host's lock:
+    it must be quick and must not call back into the scheduler."""
+
+    host: "Host | None" = None
+    affinity: str | None = None   # tasks with the same affinity go to the same process when they can
+    idle_since: float = 0.0       # set by the task when it stops having things to do
+    resident: bool = False        # holds state in its process (a trainer) that evict() may drop
+
+    def runnable(self) -> bool:
+        raise NotImplementedError
+
+    def turn(self, host: "Host", quantum_s: float) -> None:
+        """One turn: about ``quantum_s`` of the process's time (a few control messages beside)."""
+        raise NotImplementedError
+
+    def lost(self, message: str) -> None:
+        """The process died or hung; whatever this task held there is gone."""
+
+    def evict(self, host: "Host") -> None:
+        """Idle for EVICT_IDLE_S: drop the state held in the process (it is rebuilt on demand)."""
+
+    def wake(self) -> None:
+        """Something changed: the host looks at this task again."""
+        if self.host is not None:
+            self.host.wake()
+
+
+class Host:
+    """One worker process and the thread that drives it."""
+
+    def __init__(self, scheduler: "Scheduler", index: int, spare: JsonProcess | None = None):
+        self.scheduler, self.index = scheduler, index
+        self.tasks: deque[Task] = deque()
+        self.process: JsonProcess | None = None
+        self._spare = spare  # a process started (and told to warm up) before the scheduler existed
+        self.current: Task | None = None
+        self.turns = 0
+        self.warm_s: float | None = None
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._main, name=f"{HOST_THREAD_NAME}-{index}", daemon=True)
+        self.thread.start()
+
+    # ---- talking to the process (from the host thread, inside a task's turn) -----------------
+    def call(self, cmd: str, deadline_s: float | None = None, **msg: Any) -> dict[str, Any]:
+        """One round trip. WorkerError: the process answered with an error (it lives on).
+        HostLost: it is gone, or said nothing for ``deadline_s`` (default REPLY_DEADLINE_S)."""
+        deadline_s = REPLY_DEADLINE_S if deadline_s is None else deadline_s
+        process = self.process
+        if process is None:
+            raise HostLost("the worker process is not running")
+        try:
+            process.send({"cmd": cmd, **msg})
+        except ProcessGone as exc:
+            raise HostLost("the training process ended unexpectedly") from exc
+        return self._reply(process, deadline_s)
+
+    @staticmethod
+    def _reply(process: JsonProcess, deadline_s: float) -> dict[str, Any]:
+        try:
+            reply = process.receive(timeout=deadline_s)
+        except NoReply as exc:
+            raise HostLost(f"the worker process stopped answering (no reply within {deadline_s:.0f} s)") from exc
+        except ProcessGone as exc:
+            raise HostLost("the training process ended unexpectedly") from exc
+        if not reply.get("ok"):
+            raise WorkerError(reply.get("error", "unknown error"))
+        return reply
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    # ---- tasks ------------------------------------------------------------------------------
+    def add(self, task: Task) -> None:
+        with self.cond:
+            task.host = self
+            self.tasks.appendleft(task)  # a new task gets the next turn: its first step comes soon
+            self.cond.notify_all()
+
+    def remove(self, task: Task) -> None:
+        with self.cond:
+            if task in self.tasks:
+                self.tasks.remove(task)
+            self.cond.notify_all()
+
+    def wake(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
+    def load(self) -> tuple[int, int]:
+        """(active tasks, tasks): where a new task should go."""
+        with self.cond:
+            return sum(1 for t in self.tasks if t.runnable()), len(self.tasks)
+
+    def _pick(self) -> tuple[Task | None, int]:
+        """The next runnable task, round robin, and how many are runnable."""
+        runnable = [t for t in self.tasks if t.runnable()]
+        if not runnable:
+            return None, 0
+        for _ in range(len(self.tasks)):
+            task = self.tasks[0]
+            self.tasks.rotate(-1)
+            if task in runnable:
+                return task, len(runnable)
+        return None, 0
+
+    # ---- the thread ---------------------------------------------------------------------------
+    def _main(self) -> None:
+        _name_os_thread(f"{HOST_THREAD_NAME}-{self.index}")
+        if self._spare is not None or (self.index == 0 and self.scheduler.warm):
+            self._guard(self._ensure_process)  # the first Train of the day finds a warm process
+        while True:
+            with self.cond:
+                task, active = self._pick()
+                while task is None and not self.scheduler.closed:
+                    self.cond.wait(timeout=min(30.0, self.scheduler.evict_idle_s / 2))
+                    self._evict_idle()
+                    task, active = self._pick()
+                if self.scheduler.closed:
+                    break
+                self.current = task
+            quantum = max(MIN_QUANTUM_S, min(QUANTUM_S, ROUND_S / max(active, 1)))
+            self._guard(lambda: (self._ensure_process(), task.turn(self, quantum)), task)
+            with self.cond:
+                self.current = None
+                self.turns += 1
+        if self.process is not None:
+            self.process.close(wait_s=0.5)
+
+    def _guard(self, work, task: Task | None = None) -> None:
+        try:
+            work()
+        except HostLost as exc:
+            self._lose(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug in a task: that task stops, the host goes on
+            if task is not None:
+                task.lost(f"{type(exc).__name__}: {exc}")
+                self.remove(task)
+
+    def _ensure_process(self) -> None:
+        if self.process is not None and self.process.alive:
+            return
+        if self.process is not None:
+            self._lose("the training process ended unexpectedly")
+        if self.scheduler.closed:
+            raise HostLost("the server is shutting down")
+        started = time.perf_counter()
+        spare, self._spare = self._spare, None
+        try:
+            self.process = spare if spare is not None and spare.alive else WorkerProcess()
+        except OSError as exc:
+            raise HostLost(f"a worker process could not be started ({exc})") from exc
+        try:
+            if spare is self.process:  # told to warm up already: its reply is the next message
+                self._reply(self.process, START_DEADLINE_S)
+            else:
+                self.call("warm", START_DEADLINE_S)
+        except WorkerError:
+            pass  # the warm-up is an optimisation; a real run reports its own error
+        self.warm_s = time.perf_counter() - started
+
+    def _lose(self, message: str) -> None:
+        """The process is dead or silent: kill it; every task it held hears why."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.close(wait_s=0.0)
+        with self.cond:
+            tasks = list(self.tasks)
+        for task in tasks:
+            task.lost(message)
+
+    def _evict_idle(self) -> None:
+        now = time.monotonic()
+        for task in list(self.tasks):
+            if task.resident and not task.runnable() and now - task.idle_since > self.scheduler.evict_idle_s:
+                self.cond.release()
+                try:
+                    self._guard(lambda t=task: t.evict(self), task)
+                finally:
+                    self.cond.acquire()
+
+
+class Scheduler:
+    """``size`` hosts; tasks placed on the least busy one."""
+
+    def __init__(self, size: int | None = None, warm: bool = True, evict_idle_s: float = EVICT_IDLE_S,
+                 spare: JsonProcess | None = None):
+        """``spare``: a worker process already started and told to warm up (``dashboard.prestart``)."""
+        self.size = size or process_budget()
+        self.warm, self.evict_idle_s = warm, evict_idle_s
+        self.closed = False
+        self._lock = threading.Lock()
+        self.hosts = [Host(self, i, spare if i == 0 else None) for i in range(self.size)]
+        self._affinity: dict[str, Host] = {}
+
+    def add(self, task: Task) -> Host:
+        if self.closed:
+            raise SchedulerClosed("the server is shutting down")
+        with self._lock:
+            host = self._affinity.get(task.affinity) if task.affinity else None
+            if host is None:
+                # least active first, then fewest tasks, then one whose process already runs
+                host = min(self.hosts, key=lambda h: (*h.load(), h.process is None, h.index))
+            if task.affinity:
+                self._affinity[task.affinity] = host
+        host.add(task)
+        return host
+
+    def stats(self) -> dict[str, int]:
+        loads = [h.load() for h in self.hosts]
+        return {"size": self.size, "active": sum(a for a, _ in loads), "tasks": sum(n for _, n in loads),
+                "processes": sum(1 for h in self.hosts if h.process is not None)}
+
+    def pids(self) -> list[int]:
+        return [h.pid for h in self.hosts if h.pid is not None]
+
+    def close(self) -> None:
+        self.closed = True
+        for host in self.hosts:
+            host.wake()
+        for host in self.hosts:
+            host.thread.join(timeout=5)
+            if host.process is not None:
+                host.process.close(wait_s=0.5)
