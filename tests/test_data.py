@@ -11,7 +11,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import resnet_core.data as data
 from resnet_core.data import DATA_DIR, DATASETS, DataError, parse_dataset_args
 from resnet_core.training.tensors import Dataset, load_dataset, load_points_csv
 
