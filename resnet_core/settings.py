@@ -11,6 +11,8 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
+from resnet_core.errors import UserError
+
 FAMILIES = ("plain", "resnet")
 
 MAX_DEPTH = 2002
@@ -23,7 +25,7 @@ _MODEL_NAME = re.compile(r"^(plain|resnet)-(\d{1,6})(?:-b([1-3]))?(?:-(post|pre)
 _NORM_SUFFIX = {"bn": "batch", "nobn": "none"}
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError):
     """A setting that cannot be used; the message says what is wrong and what is allowed."""
 
 

@@ -10,10 +10,11 @@ from typing import Any
 
 from resnet_core.data import DATASETS, parse_dataset_args
 from resnet_core.presets import get_preset
+from resnet_core.errors import UserError
 from resnet_core.settings import CHOICES, DEFAULTS, SETTING_META, Settings
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """Raised instead of argparse's two-line usage dump; main() prints it as one line, exit 2."""
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from resnet_core.records import RunRecord
+from resnet_core.records import RunRecord, run_finished
 from resnet_core.settings import DEFAULTS, ModelSpec, SettingsError, parse_model_name
 
 SHOWN, NOT_YET, NOT_SHOWN = "shown", "not yet", "not shown"
@@ -67,9 +67,8 @@ class RunView:
 
     @property
     def finished(self) -> bool:
-        if self.target and self.step >= self.target:
-            return True
-        return bool(self.models) and all(self.diverged_at(m) is not None for m in self.models)
+        status = {m: "ok" if self.diverged_at(m) is None else "diverged" for m in self.models}
+        return run_finished(self.step, self.target or math.inf, status)
 
     def evaluations(self, model: str) -> pd.DataFrame:
         m = self.metrics
