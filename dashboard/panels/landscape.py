@@ -8,33 +8,18 @@ is shown as soon as it is ready; the page refreshes only while it computes.
 """
 from __future__ import annotations
 
-import itertools
-
 import streamlit as st
 
 from dashboard.charts.studies import landscape_line_figure, landscape_range, landscape_surface_figure
-from dashboard.runtime.background import AnalysisRun, start_analysis
+from dashboard.panels.study import Study, open_study
 from dashboard.panels.shared import scheduler
+from dashboard.runtime.background import AnalysisRun, start_analysis
 from resnet_core.analysis.landscape import COARSE, FINE, LINE_POINTS, twin_depth
 from resnet_core.settings import Settings, SettingsError, check_depth
 
 REFRESH_S = 1.0
 REFINE_SIZES = (FINE, 31, 41)
 MAX_DEPTH = 110
-
-
-def _stop(state: dict) -> None:
-    if state.get("run") is not None:
-        state["run"].cancel()
-
-
-_tabs = itertools.count(1)
-
-
-@st.cache_resource(scope="session", on_release=_stop, show_spinner=False)
-def _session_state() -> dict:
-    """This tab's latest run, what it was asked, and the name that keeps its jobs on one process."""
-    return {"run": None, "request": None, "views": {}, "affinity": f"landscape-{next(_tabs)}"}
 
 
 def caption() -> None:
@@ -49,10 +34,8 @@ def caption() -> None:
 
 
 def render_landscape_panel(settings: Settings) -> None:
-    caption()
-    state = _session_state()
-    run: AnalysisRun | None = state["run"]
-    running = run is not None and not run.done
+    state = open_study("landscape", caption)
+    run, running = state.run, state.running
     valid = settings.valid_depths(limit=MAX_DEPTH)
     wanted = twin_depth(settings)
     default = wanted if wanted in valid else valid[-1]  # a 1000-layer grid would not come back in class time
@@ -71,7 +54,7 @@ def render_landscape_panel(settings: Settings) -> None:
                           icon=":material/play_arrow:")
     fine = b3.selectbox("Refined grid", REFINE_SIZES, key="landscape_fine", label_visibility="collapsed",
                         format_func=lambda n: f"{n}×{n} grid")
-    same = state["request"] is not None and {k: v for k, v in state["request"].items() if k != "grid"} == request
+    same = state.request is not None and {k: v for k, v in state.request.items() if k != "grid"} == request
     go_fine = b2.button("Refine", disabled=running or not same, key="landscape_refine", icon=":material/grid_on:",
                         help="a finer grid around the same trained nets (no training again)")
     if b4.button("Stop", disabled=not running, key="landscape_stop", icon=":material/stop:"):
@@ -85,16 +68,16 @@ def render_landscape_panel(settings: Settings) -> None:
     st.fragment(run_every=REFRESH_S if running else None)(_results)(state, running, kind)
 
 
-def _start(state: dict, settings: Settings, request: dict) -> str | None:
+def _start(state: Study, settings: Settings, request: dict) -> str | None:
     try:
         check_depth(settings, request["depth"])
     except SettingsError as exc:
         return str(exc)
     args = {"settings": {**request["settings"]}, "depth": request["depth"], "steps": request["steps"],
             "grid": request["grid"], "line": LINE_POINTS, "seed": request["seed"]}
+    state.request = request
     # a worker process, on a GPU too: the server never imports torch
-    state.update(request=request, views={}, run=start_analysis(scheduler(), "landscape", [args], _on_event,
-                                                              affinity=state["affinity"], label="landscape"))
+    state.run = start_analysis(scheduler(), "landscape", [args], _on_event, affinity=state.affinity, label="landscape")
     return None
 
 
@@ -109,14 +92,14 @@ def _on_event(run: AnalysisRun, event) -> None:
         run.set_progress(1.0, "done")
 
 
-def _results(state: dict, was_running: bool, kind: str) -> None:
-    run: AnalysisRun | None = state["run"]
+def _results(state: Study, was_running: bool, kind: str) -> None:
+    run: AnalysisRun | None = state.run
     if run is None:
         st.info("Press **Run** to train the twins briefly and compute their landscapes on a coarse grid; "
                 "**Refine** then computes a finer one.", icon=":material/info:")
         return
     views = dict(run.snapshot())
-    request = state["request"]
+    request = state.request
     if not run.done:
         st.progress(run.progress, text=f"{run.status or 'starting'} · {run.elapsed:.0f} s")
     elif run.error:

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from typing import Any, Callable
 
+from resnet_core.errors import describe
 from resnet_core.remote.jobs import JobEvent, job_function
 from resnet_core.remote.trainer import WorkerError
 
@@ -103,7 +104,7 @@ class AnalysisRun:
         try:
             self.on_event(self, event)
         except Exception as exc:  # noqa: BLE001 - a result the page cannot use: shown as one line
-            self._fail(" ".join(str(exc).split()) or type(exc).__name__)
+            self._fail(describe(exc))
 
     def _ended(self, task: "_JobTask", error: str | None) -> None:
         """A job finished (error None), failed or was cancelled (``task.cancelling``)."""

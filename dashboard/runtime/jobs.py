@@ -1,49 +1,33 @@
 """Training for the dashboard: one ``TrainingJob`` per browser session, each viewing a ``Run``.
 
-A ``Run`` is one computation: a trainer for some settings, living in one of the server's worker
-processes, and the ``RunRecord`` it fills. It is a task of the server's ``Scheduler``: it gets
-turns, round robin with every other run and analysis job on its process, and each turn steps it
-for about one quantum. It steps only while a session viewing it wants it further (Train pressed,
-or steps asked for with Step): a paused or finished run costs no CPU.
+A ``Run`` (``dashboard.runtime.runs``) is one computation: a trainer for some settings, living in
+one of the server's worker processes, and the ``RunRecord`` it fills, stepped at its turns on the
+server's ``Scheduler`` while a session viewing it wants it further.
 
 A ``TrainingJob`` is a session's side: its settings, the buttons it pressed, the step it shows,
 and its errors. Its methods are called from script threads; they change the job's wishes at
 once and leave the work to the run's turns, so a slow process never blocks the page. The page
 reads ``job.status()`` and the thread-safe ``RunRecord``.
 
-A run whose trainer was dropped from its process (idle for a long while, ``EVICT_IDLE_S``) is
-rebuilt on demand: a run is a pure function of its settings, its seed and the changes made to it
-(at the steps they were made), so the process replays those steps, recording nothing, up to where
-it was (CPU training here is deterministic; see tests/test_jobs.py).
-
 Nothing here calls Streamlit: ``app.py`` wires these objects into ``st.cache_resource``.
 """
 from __future__ import annotations
 
 import itertools
-import re
 import threading
 import time
 import weakref
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from resnet_core.remote.trainer import REMOTE_METHODS, WorkerError, replay_events
+from resnet_core.remote.trainer import REMOTE_METHODS
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
 
-from dashboard.runtime.scheduler import (START_DEADLINE_S, Host, HostLost, Scheduler, SchedulerClosed, Task,
-                                         reply_deadline)
+from dashboard.runtime.runs import END, Run, _Request
+from dashboard.runtime.scheduler import Scheduler, SchedulerClosed
 
 REQUEST_TIMEOUT_S = 120.0
-CALL_DEADLINE_S = 120.0    # an analysis call on the trained models (a lesion study of a deep net)
-RATE_WINDOW_S = 5.0        # steps per second are measured over this much of the recent past
-END = 1 << 60              # a target that means "to the end of the run, wherever that is by then"
-
-# Errors that a user causes and whose message says what to change: shown without the class name.
-USER_ERRORS = ("DataError", "SettingsError", "RecordError", "ValueError")
-_QUALIFIED = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*): ")
 
 # Settings whose change leaves the models as they are: everything else asks for a reset.
 LIVE_FIELDS = ("lr", "steps")
@@ -55,302 +39,8 @@ def needs_reset(old: Settings, new: Settings) -> bool:
     return any(a[k] != b[k] for k in a if k not in LIVE_FIELDS)
 
 
-def user_message(message: str) -> str:
-    """"resnet_core.data.common.DataError: ..." -> "..."; other errors keep a short class name."""
-    match = _QUALIFIED.match(message)
-    if not match:
-        return message
-    rest = message[match.end():]
-    return rest if match.group(1) in USER_ERRORS else f"{match.group(1)}: {rest}"
-
-
 class JobError(RuntimeError):
     """A request the job cannot serve (no trained model, an unknown method, a failure in the worker)."""
-
-
-@dataclass
-class _Request:
-    method: str
-    kwargs: dict[str, Any]
-    done: threading.Event = field(default_factory=threading.Event)
-    error: str | None = None
-
-
-# ------------------------------------------------------------------------------------------- run
-class Run(Task):
-    """One computation in one worker process; see the module's docstring."""
-
-    resident = True
-    _ids = itertools.count(1)
-
-    def __init__(self, scheduler: Scheduler, settings: Settings):
-        self.scheduler = scheduler
-        self.id = f"run-{next(Run._ids)}"
-        self.lock = threading.Lock()
-        self.moved = threading.Condition(self.lock)  # notified after every turn that changed something
-        self.settings = settings            # as they are now (lr and steps may have moved)
-        self.initial = settings             # as the run began: with ``changes``, what it is a function of
-        self.changes: list[tuple[int, str, Any]] = []  # (step, "lr" | "steps", value), in order
-        self.applied = 0                    # how many of them the trainer in the process has had
-        self.record: RunRecord | None = None
-        self.step = 0                       # the run's head: its latest step
-        self.trainer_step = 0               # the trainer's in its process (below ``step`` while rebuilt)
-        self.status: dict[str, str] = {}
-        self.diverged_at: dict[str, int] = {}
-        self.error: str | None = None
-        self.built = False
-        self.busy = False                   # a turn is under way: the step may still move
-        self.closing = False
-        self.targets: dict[int, int] = {}   # viewer id -> the step it wants to see
-        self.control: deque[Any] = deque()  # ("lr" | "steps", value), ("regions",), _Request
-        self.progress: deque[tuple[float, int]] = deque(maxlen=400)  # (monotonic, step) after each turn
-        self.longest_turn_s = 0.0
-        self.idle_since = time.monotonic()
-
-    # ---- what viewers ask (any thread) -----------------------------------------------------
-    def want(self, viewer: int, step: int | None) -> None:
-        """Viewer ``viewer`` wants the run to reach ``step`` (None: it no longer watches)."""
-        with self.lock:
-            if step is None:
-                self.targets.pop(viewer, None)
-                close = not self.targets
-            else:
-                self.targets[viewer] = step
-                close = False
-        if close:
-            self.close()
-        else:
-            self.wake()
-
-    def push(self, item: Any) -> None:
-        with self.lock:
-            self.control.append(item)
-        self.wake()
-
-    def close(self) -> None:
-        """Nobody watches any more: the trainer leaves its process at the next turn."""
-        with self.lock:
-            self.closing = True
-        self.wake()
-
-    # ---- reading (any thread) ----------------------------------------------------------------
-    @property
-    def done(self) -> bool:
-        return self.step >= self.settings.steps or (bool(self.status) and not any(s == "ok" for s in self.status.values()))
-
-    def steps_per_s(self) -> float | None:
-        """The run's pace over the last few seconds: None until two turns have been measured."""
-        with self.lock:
-            now = time.monotonic()
-            recent = [(t, s) for t, s in self.progress if now - t <= RATE_WINDOW_S]
-        if len(recent) < 2 or recent[-1][0] <= recent[0][0]:
-            return None
-        return (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
-
-    # ---- the scheduler's side ----------------------------------------------------------------
-    def _wanted(self) -> int:
-        return min(max(self.targets.values(), default=0), self.settings.steps)
-
-    def runnable(self) -> bool:
-        with self.lock:
-            if self.closing:
-                return self.host is not None
-            if self.error is not None:
-                return False
-            if self.control:
-                return True
-            return self._wanted() > self.step and not self.done
-
-    def _needs_trainer(self) -> bool:
-        """Unbuilt, is there anything a trainer is needed for? (A Pause alone is not.)"""
-        if self._wanted() > self.step and not self.done:
-            return True
-        self.control = deque(item for item in self.control if item != ("regions",))
-        return bool(self.control)
-
-    def turn(self, host: Host, quantum_s: float) -> None:
-        with self.lock:
-            self.busy = True
-        try:
-            self._turn(host, quantum_s)
-        finally:
-            with self.lock:
-                self.busy = False
-                self.idle_since = time.monotonic()  # idle from the last turn on, once it wants nothing more
-                self.moved.notify_all()
-
-    def _turn(self, host: Host, quantum_s: float) -> None:
-        with self.lock:
-            closing, built = self.closing, self.built
-        if closing:
-            self._leave(host, built)
-            return
-        try:
-            if not built:
-                with self.lock:
-                    needed = self._needs_trainer()
-                if not needed:
-                    return
-                self._build(host)
-                quantum_s = 0.0  # and its first step in the same turn: one step, whatever it costs
-            while True:
-                with self.lock:
-                    item = self.control.popleft() if self.control else None
-                if item is None:
-                    break
-                self._control(host, item)
-            with self.lock:
-                target = self.step if self.trainer_step < self.step else self._wanted()
-                if self.error is not None or self.trainer_step >= target or self.done:
-                    return
-                n = target - self.trainer_step
-                if self.applied < len(self.changes):  # rebuilding: stop where the next change falls due
-                    n = min(n, self.changes[self.applied][0] - self.trainer_step)
-            self._advance(host, max(n, 1), quantum_s)
-        except WorkerError as exc:
-            self._fail(host, str(exc))
-
-    def _leave(self, host: Host, built: bool) -> None:
-        if built:
-            try:
-                host.call("drop", id=self.id)
-            except (WorkerError, HostLost):
-                pass
-        with self.lock:
-            self.built = False
-        host.remove(self)
-        self._fail_requests("the run was reset")
-
-    def _build(self, host: Host) -> None:
-        with self.lock:
-            settings = self.initial
-            rebuilding = self.record is not None and self.step > 0
-        reply = host.call("init", START_DEADLINE_S, id=self.id, settings=settings.to_dict())
-        with self.lock:
-            self.built, self.trainer_step, self.applied = True, 0, 0
-            if self.record is None:
-                self.record = RunRecord(reply["config"], reply["layer_names"])
-            self._note_turn(reply)
-            self.progress.append((time.monotonic(), self.step))
-        if not rebuilding:
-            self._absorb(reply)
-        self._apply_changes_due(host)
-
-    def _apply_changes_due(self, host: Host) -> None:
-        """While rebuilt: the changes made at the trainer's step, in the order they were made."""
-        while True:
-            with self.lock:
-                if self.applied >= len(self.changes) or self.changes[self.applied][0] != self.trainer_step:
-                    return
-                _, name, value = self.changes[self.applied]
-                self.applied += 1
-            host.call(f"set_{name}", id=self.id, **{name: value})
-
-    def _control(self, host: Host, item: Any) -> None:
-        if isinstance(item, _Request):
-            try:
-                self._absorb(host.call("call", CALL_DEADLINE_S, id=self.id, method=item.method, kwargs=item.kwargs))
-            except WorkerError as exc:
-                item.error = user_message(str(exc))
-            finally:
-                item.done.set()
-            return
-        if item[0] == "regions":
-            with self.lock:
-                maps = len(self.record.config.get("dataset", {}).get("input_shape", [])) == 1 if self.record else False
-                current = self.trainer_step == self.step
-            if maps and current:
-                self._absorb(host.call("call", CALL_DEADLINE_S, id=self.id, method="decision_regions", kwargs={}))
-            return
-        name, value = item
-        with self.lock:
-            if getattr(self.settings, name) == value:
-                return
-            self.settings = self.settings.with_changes(**{name: value})
-            if self.record is not None:
-                self.record.config.setdefault("settings", {}).update({name: value})
-            if self.step == 0:  # before the first step: the run's own settings, not a change
-                self.initial = self.initial.with_changes(**{name: value})
-            else:
-                self.changes.append((self.step, name, value))
-            live = self.trainer_step == self.step
-            if live and self.step > 0:
-                self.applied += 1
-        if live:
-            self._absorb(host.call(f"set_{name}", id=self.id, **{name: value}))
-
-    def _advance(self, host: Host, n: int, quantum_s: float) -> None:
-        deadline = reply_deadline(self.longest_turn_s)
-        reply = host.call("run", deadline, id=self.id, n=n, budget_s=quantum_s)
-        with self.lock:
-            rebuilding = self.trainer_step < self.step
-            self.trainer_step = reply["step"]
-            self._note_turn(reply)
-        if not rebuilding:
-            self._absorb(reply)
-        else:  # the events of steps already recorded are dropped
-            self._absorb({**reply, "events": []})
-            self._apply_changes_due(host)
-        with self.lock:
-            self.progress.append((time.monotonic(), self.step))
-
-    def _note_turn(self, reply: dict[str, Any]) -> None:
-        self.longest_turn_s = max(self.longest_turn_s, float(reply.get("elapsed_s", 0.0)))
-
-    def _absorb(self, reply: dict[str, Any]) -> None:
-        record = self.record
-        if record is not None:
-            replay_events(record, reply.get("events", []))
-        with self.lock:
-            self.status.update(reply.get("status", {}))
-            self.step = max(self.step, reply.get("step", 0))
-            for name, status in self.status.items():
-                if status != "ok" and name not in self.diverged_at:
-                    self.diverged_at[name] = self.step
-            self.moved.notify_all()
-
-    def _fail(self, host: Host | None, message: str) -> None:
-        with self.lock:
-            self.error = user_message(message)
-            built, self.built = self.built, False
-            self.moved.notify_all()
-        if built and host is not None:
-            try:
-                host.call("drop", id=self.id)
-            except (WorkerError, HostLost):
-                pass
-        self._fail_requests(self.error)
-
-    def _fail_requests(self, message: str) -> None:
-        with self.lock:
-            requests = [r for r in self.control if isinstance(r, _Request)]
-            self.control.clear()
-        for req in requests:
-            req.error = message
-            req.done.set()
-
-    def lost(self, message: str) -> None:
-        with self.lock:
-            self.built = False
-            closing = self.closing
-            if not closing:
-                self.error = (f"{message[0].upper()}{message[1:]}; it was replaced, and this run's models went "
-                              "with it") if "stopped answering" in message else message
-            self.moved.notify_all()
-        if closing and self.host is not None:
-            self.host.remove(self)
-        self._fail_requests(message)
-
-    def evict(self, host: Host) -> None:
-        """Idle a long while: the trainer leaves its process; the next step rebuilds it."""
-        with self.lock:
-            if not self.built:
-                return
-            self.built, self.trainer_step = False, 0
-        try:
-            host.call("drop", id=self.id)
-        except WorkerError:
-            pass
 
 
 # ------------------------------------------------------------------------------------------- job
@@ -373,7 +63,7 @@ class JobStatus:
 
 
 _LIVE_JOBS: "weakref.WeakSet[TrainingJob]" = weakref.WeakSet()
-_viewer_ids = iter(range(1, 1 << 62))
+_viewer_ids = itertools.count(1)
 
 
 def stop_all_jobs() -> None:

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from typing import Any
 
+from resnet_core.errors import describe
 from resnet_core.remote.trainer import WorkerError, WorkerProcess
 from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone
 
@@ -140,7 +141,7 @@ class Host:
         except ProcessGone as exc:
             raise HostLost("the training process ended unexpectedly") from exc
         if not reply.get("ok"):
-            raise WorkerError(reply.get("error", "unknown error"))
+            raise WorkerError(reply.get("error", "unknown error"), user=bool(reply.get("user")))
         return reply
 
     @property
@@ -211,7 +212,7 @@ class Host:
             self._lose(str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug in a task: that task stops, the host goes on
             if task is not None:
-                task.lost(f"{type(exc).__name__}: {exc}")
+                task.lost(describe(exc))
                 self.remove(task)
 
     def _ensure_process(self) -> None:

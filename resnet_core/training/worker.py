@@ -18,13 +18,13 @@ Commands (``id`` defaults to "", which is how ``ParallelTrainer`` drives a proce
 from __future__ import annotations
 
 import time
-import traceback
 from typing import Any
 
 import torch
 
+from resnet_core.errors import describe, is_user_error
 from resnet_core.records import LayerSnapshot, RunRecord
-from resnet_core.remote.jobs import job_function, one_line
+from resnet_core.remote.jobs import job_function
 from resnet_core.remote.slicing import SlicedJob
 from resnet_core.remote.trainer import REMOTE_METHODS
 from resnet_core.remote.transport import serve
@@ -83,8 +83,7 @@ class _Host:
         try:
             send({"ok": True, **self._handle(msg)})
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which shows it
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            send({"ok": False, "error": detail})
+            send({"ok": False, "error": describe(exc), "user": is_user_error(exc)})
 
     def _handle(self, msg: dict[str, Any]) -> dict[str, Any]:
         cmd, key = msg["cmd"], str(msg.get("id", ""))
@@ -158,7 +157,7 @@ class _Host:
         if job.done:
             self.jobs.pop(key, None)
             if job.error is not None:
-                reply["error"] = one_line(job.error)
+                reply["error"] = describe(job.error)
             else:
                 reply["result"] = job.result
         return reply
