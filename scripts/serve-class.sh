@@ -15,7 +15,8 @@
 # open sessions and sets a cookie (SERVERID) naming it; the browser sends that cookie with every
 # request, the WebSocket upgrade on /_stcore/stream included, so a session stays in the process
 # that holds it. Every response says which backend served it (header X-Residual-Lab-Backend).
-# haproxy checks each backend on /_stcore/health and stops sending new sessions to one that fails.
+# haproxy checks each backend on /_stcore/health and sends no sessions to one that fails; a backend
+# that stops is started again on its port.
 #
 # Shared and split between the processes:
 #   RESIDUAL_LAB_RUN_CACHE             one run cache for all (default runs/cache under the project)
@@ -143,15 +144,20 @@ trap 'exit 129' HUP
 
 show_log() { echo "--- last lines of $1 ---" >&2; tail -n 20 "$1" >&2 || true; }
 
-for i in $(seq 1 "$processes"); do
+start_backend() {  # backend $1 on its port; a restart appends to its log
+  local i=$1 share analysis
   share=$(( training_budget / processes + (i <= training_budget % processes ? 1 : 0) ))
   analysis=$(( cores / processes + (i <= cores % processes ? 1 : 0) ))
   RESIDUAL_LAB_MAX_TRAINING=${RESIDUAL_LAB_MAX_TRAINING:-$(( share > 0 ? share : 1 ))} \
   RESIDUAL_LAB_MAX_ANALYSIS_PROCESSES=${RESIDUAL_LAB_MAX_ANALYSIS_PROCESSES:-$(( analysis > 0 ? analysis : 1 ))} \
   PYTHONUNBUFFERED=1 setsid "$py" -m streamlit run dashboard/app.py --server.port "${ports[i-1]}" \
     --server.address 127.0.0.1 --server.headless true --browser.gatherUsageStats false \
-    >"$logs/backend$i.log" 2>&1 </dev/null &
-  pids+=("$!")
+    >>"$logs/backend$i.log" 2>&1 </dev/null &
+  pids[i-1]=$!
+}
+for i in $(seq 1 "$processes"); do
+  : >"$logs/backend$i.log"
+  start_backend "$i"
 done
 
 healthy() {  # GET /_stcore/health answers 200 (bash's own /dev/tcp: no curl needed)
@@ -229,10 +235,20 @@ echo "run cache $RESIDUAL_LAB_RUN_CACHE"
 shown=$address; [ "$shown" = 0.0.0.0 ] && shown=$(hostname)
 echo "Residual Lab for a class at http://$shown:$port ($processes processes) - Ctrl-C stops everything"
 
+# haproxy's health checks send new sessions around a backend that stopped (its open tabs reconnect
+# to another one, as new sessions); the script starts it again. haproxy stopping stops everything.
 set +e
-wait -n "${pids[@]}" "$hap"
-for i in $(seq 1 "$processes"); do
-  running "${pids[i-1]}" || { show_log "$logs/backend$i.log"; fail "backend$i stopped unexpectedly; stopping the rest"; }
+restarts=0
+while true; do
+  wait -n "${pids[@]}" "$hap"
+  running "$hap" || { show_log "$logs/haproxy.log"; fail "haproxy stopped unexpectedly; stopping the rest"; }
+  for i in $(seq 1 "$processes"); do
+    running "${pids[i-1]}" && continue
+    show_log "$logs/backend$i.log"
+    restarts=$((restarts + 1))
+    (( restarts <= 20 )) || fail "backend$i stopped, and Streamlit processes have stopped 20 times: giving up"
+    echo "serve-class: backend$i stopped; starting it again" >&2
+    start_backend "$i"
+    echo "backend$i 127.0.0.1:${ports[i-1]} pid ${pids[i-1]} log $logs/backend$i.log"
+  done
 done
-show_log "$logs/haproxy.log"
-fail "haproxy stopped unexpectedly; stopping the rest"

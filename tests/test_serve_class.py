@@ -1,7 +1,8 @@
 """A class on several processes: ``scripts/serve-class.sh`` starts two Streamlit servers behind
 Debian's haproxy. Each browser stays on one backend (its WebSocket included) while both serve
-sessions; a run trained through one backend is a cache hit through the other; Ctrl-C and SIGTERM
-leave nothing running; bad arguments get one line and exit status 2.
+sessions; a run trained through one backend is a cache hit through the other; a backend that hangs
+is routed around and one that dies is started again; Ctrl-C and SIGTERM leave nothing running; bad
+arguments get one line and exit status 2.
 
 Which backend served a browser is read two ways that do not depend on each other:
 - haproxy names the server behind every response in the header ``X-Residual-Lab-Backend``, the
@@ -14,15 +15,17 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import psutil
 import pytest
 
-from class_server import HAPROXY, SCRIPT, ClassServer, kill_tree, start_class, wait_for
+from class_server import BACKEND_LINE, HAPROXY, SCRIPT, ClassServer, kill_tree, start_class, wait_for
 from streamlit_client import StreamlitClient
 
 STEP = re.compile(r"^Step (\d+)$")
@@ -193,6 +196,49 @@ def test_sigterm_stops_servers_workers_and_proxy(class_server):
         assert names["haproxy"] == 1, names
     finally:
         client.close()
+    assert server.stop("sigterm") == 143
+    assert_nothing_left(server, started)
+
+
+def served_by(server: ClassServer, cookie: str) -> str | None:
+    """The backend that answers a browser holding ``SERVERID=cookie``; None while nothing answers."""
+    request = urllib.request.Request(server.url + "/_stcore/health", headers={"Cookie": f"SERVERID={cookie}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return reply.headers.get(HEADER)
+    except OSError:
+        return None
+
+
+def latest(server: ClassServer, name: str) -> tuple[int, int]:
+    """(port, pid) of the backend as the script last announced it."""
+    m = [m for m in map(BACKEND_LINE.match, list(server.output)) if m and m.group(1) == name][-1]
+    return int(m.group(2)), int(m.group(3))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_backend_that_stops_answering_is_routed_around_and_one_that_dies_restarts(class_server):
+    server = class_server
+    first = server.backends["backend1"]
+    assert served_by(server, "backend1") == "backend1"
+
+    os.kill(first.pid, signal.SIGSTOP)  # hung: its port still accepts, nothing answers
+    try:
+        wait_for(lambda: served_by(server, "backend1") == "backend2", 120, "health checks took backend1 out")
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    wait_for(lambda: served_by(server, "backend1") == "backend1", 120, "backend1 back in")
+
+    os.killpg(first.pid, signal.SIGKILL)  # the process and its workers gone: the script starts it again
+    wait_for(lambda: latest(server, "backend1")[1] != first.pid, 120, "backend1 started again")
+    port, pid = latest(server, "backend1")
+    assert port == first.port
+    again = psutil.Process(pid)
+    wait_for(lambda: served_by(server, "backend1") == "backend1", 120, "the new backend1 serves its cookie")
+
+    started = server.processes()
+    assert again in started
     assert server.stop("sigterm") == 143
     assert_nothing_left(server, started)
 
