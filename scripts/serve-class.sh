@@ -184,12 +184,9 @@ done
   cat <<EOF
 global
     maxconn 4096
-    log stderr format short local0 notice
 
 defaults
     mode http
-    log global
-    option dontlognull
     timeout connect 5s
     timeout client 60s
     timeout server 60s
@@ -232,7 +229,7 @@ for i in $(seq 1 "$processes"); do
   echo "backend$i 127.0.0.1:${ports[i-1]} pid ${pids[i-1]} log $logs/backend$i.log"
 done
 echo "run cache $RESIDUAL_LAB_RUN_CACHE"
-shown=$address; [ "$shown" = 0.0.0.0 ] && shown=$(hostname)
+shown=$address; [ "$shown" = 0.0.0.0 ] && shown=$(hostname 2>/dev/null || echo localhost)
 echo "Residual Lab for a class at http://$shown:$port ($processes processes) - Ctrl-C stops everything"
 
 # haproxy's health checks send new sessions around a backend that stopped (its open tabs reconnect
