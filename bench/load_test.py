@@ -340,7 +340,10 @@ def run_classroom(through_proxy: int = 0, seconds: float = 60.0, same: int = 30,
             figures[f"{name}: click to first step p50 s"] = quantile(firsts, 0.5)
             figures[f"{name}: click to first step p95 s"] = quantile(firsts, 0.95)
             figures[f"{name}: click to first step max s"] = max(firsts)
-            figures[f"{name}: never moved"] = sum(1 for f in firsts if f == math.inf)
+            moved = [f for f in firsts if f != math.inf]
+            figures[f"{name}: never moved"] = len(firsts) - len(moved)
+            figures[f"{name}: click to first step of those moving (p50, max) s"] = (
+                (round(statistics.median(moved), 2), round(max(moved), 2)) if moved else None)
             figures[f"{name}: moving within 3 s"] = f"{sum(1 for f in firsts if f <= 3)} of {len(group)}"
             figures[f"{name}: steps/s per session p50"] = statistics.median(rates) if rates else None
             figures[f"{name}: steps/s per session min"] = min(rates) if rates else None
