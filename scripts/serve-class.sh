@@ -206,6 +206,7 @@ backend streamlit
     cookie SERVERID insert indirect nocache httponly
     option httpchk GET /_stcore/health
     http-check expect status 200
+    timeout check 10s          # a busy process answers late, yet serves its sessions: only a hung one fails
     default-server check inter 2s fall 2 rise 1
     http-response set-header X-Residual-Lab-Backend %s
 EOF
