@@ -1,0 +1,504 @@
+"""The run cache: a finished run kept on disk under a key of what made it, served to whoever asks
+for the same run again instead of training it twice.
+
+A run is a pure function of its settings, its seed and the code that trains it (on one machine, with
+one torch thread; see "What a key promises" below). ``run_key`` hashes all three; the first session
+that trains a key puts its record here, and every later session with the same key is served it,
+step by step if it wants to look live (``record_until``).
+
+Layout (one folder, ``RESIDUAL_LAB_RUN_CACHE``, default ``runs/cache`` under the project)::
+
+    <key>/                  one finished run: the run folder the CLI writes (config.json, metrics.csv,
+                            layers.csv, and paths.csv, lesion.csv, regions.csv where recorded), which
+                            RunRecord.read and the Records tab read as they are, plus
+        regions_history.json  every decision map of the run, not only the latest (for record_until)
+        cache.json            the key and what went into it; written last
+    .incoming/              folders being written; each appears as <key>/ in one rename
+    .trash/                 entries being evicted; each leaves <key>/ in one rename before deletion
+
+Safety when several server processes share the folder: a put writes a fresh folder under
+``.incoming`` and renames it into place (``os.rename`` is atomic on POSIX, and refuses to replace a
+non-empty folder, so the first put of a key wins and the later ones are dropped). An eviction renames
+the entry into ``.trash`` before deleting anything, and ``get`` checks that the folder it read is
+still the one it started on, so no half-written or half-deleted record is ever served. A temporary
+folder left by a crashed process is never read and is removed by a later put once an hour old.
+
+Size: at most ``RESIDUAL_LAB_RUN_CACHE_MB`` megabytes (default 500; 0 turns the cache off). After
+each put the least recently used entries (a ``get`` counts as a use) are evicted until the rest
+fit; a record larger than the whole limit is not stored.
+
+What a key promises. Two runs with one key give the same tables, bit for bit, except ``wall_s``:
+checked on CPU with one torch thread (how every trainer here trains), for MLPs and CNNs, BN on and
+off, every block, shortcut, init and optimizer (``tests/test_run_cache.py``). What goes in a key:
+
+- the settings, ``Settings.checked().to_dict()``, with ``device`` as the kind of device the run
+  trains on ("auto" and "cpu" are one key on a machine without a GPU), and the data set's arguments
+  with their defaults filled in (``{}`` and ``{"arms": 3}`` are one spirals key);
+- a data set read from files (a points CSV, CIFAR-10, the digits file) by the content of those
+  files, never their path: the same upload is one key wherever it lies, and a file edited in place
+  is a new key;
+- the versions of residual-lab, torch and numpy, the machine type, and a digest of the
+  ``resnet_core`` sources, so that any change to the code that trains starts new keys.
+
+Not promised: results on CUDA are not bit-reproducible in general (a cached GPU run is one valid
+run of that key, not the one a second GPU run would give); torch with more than one intra-op
+thread can differ in the last bits (every trainer here uses one); two machines of one type whose
+CPUs take different kernel paths (AVX2 vs AVX-512) may differ in the last bits. A run whose
+settings were changed while it trained (the learning-rate slider, a new step count) is not a run of
+its first key: ``put`` refuses a record whose config does not give the key it is put under.
+
+This module imports no torch: the dashboard's server uses it, and the server never loads torch.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import re
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import resnet_core
+from resnet_core.data import DATA_DIR, DATASETS, DataError
+from resnet_core.data import _with_defaults as dataset_args_with_defaults
+from resnet_core.data import files as data_files
+from resnet_core.records import RecordError, RunRecord
+from resnet_core.settings import Settings, SettingsError
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE_ENV = "RESIDUAL_LAB_RUN_CACHE"
+LIMIT_ENV = "RESIDUAL_LAB_RUN_CACHE_MB"
+DEFAULT_LIMIT_MB = 500.0
+KEY_FORMAT = 1         # part of every key: bump it when what goes into a key changes
+TORCH_THREADS = 1      # part of every key: the intra-op threads every trainer here uses
+HISTORY_FILE = "regions_history.json"
+ENTRY_FILE = "cache.json"
+INCOMING, TRASH = ".incoming", ".trash"
+STALE_TEMP_S = 3600.0  # a temporary folder this old was left by a process that died while writing
+_KEY = re.compile(r"^[0-9a-f]{64}$")
+
+
+# ---------------------------------------------------------------------------------------- keys
+
+def run_key(settings: Settings, *, device: str | None = None, versions: dict[str, str] | None = None) -> str:
+    """The content key of a run: sha256 of the canonical JSON of ``key_inputs``. ``device``: the
+    device the run trains on ("cpu", "cuda" or "cuda:0"), where the caller knows it; by default
+    the settings' device, with "auto" resolved as torch would resolve it here (see ``auto_device``).
+    ``versions`` replaces ``code_versions()``. Raises SettingsError or DataError for settings that
+    cannot train."""
+    payload = key_inputs(settings, device=device, versions=versions)
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def key_inputs(settings: Settings, *, device: str | None = None, versions: dict[str, str] | None = None) -> dict[str, Any]:
+    """Everything a key is made of, as plain JSON values (stored beside each entry in cache.json)."""
+    checked = settings.checked()
+    values = checked.to_dict()
+    values["device"] = device_kind(device if device is not None else checked.device)
+    values["dataset_args"] = dataset_identity(checked.dataset, checked.dataset_args)
+    return {"format": KEY_FORMAT, "settings": values, "torch_threads": TORCH_THREADS,
+            "versions": dict(versions) if versions is not None else code_versions()}
+
+
+def record_key(record: RunRecord) -> str:
+    """The key of the run a record holds, from its config (the settings it started with and the
+    device it trained on)."""
+    config = record.config
+    try:
+        settings = Settings.from_dict(config.get("settings", {}))
+    except (SettingsError, TypeError) as exc:
+        raise ValueError(f"the record's settings cannot be read: {exc}") from None
+    return run_key(settings, device=config.get("device") or None)
+
+
+def device_kind(name: str) -> str:
+    """"cpu" or "cuda" for a device name ("auto" resolved by ``auto_device``)."""
+    kind = str(name).split(":", 1)[0]
+    if kind == "auto":
+        return auto_device()
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda (got {name!r})")
+    return kind
+
+
+def auto_device() -> str:
+    """What ``device="auto"`` trains on here, found without importing torch: "cuda" when the
+    installed torch is built with CUDA, CUDA_VISIBLE_DEVICES does not hide every GPU and an NVIDIA
+    device node exists; else "cpu". Where this guess could be wrong, pass ``device`` to run_key."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return "cpu"
+    if not _torch_has_cuda():
+        return "cpu"
+    return "cuda" if any(Path("/dev").glob("nvidia[0-9]*")) else "cpu"
+
+
+def _torch_has_cuda() -> bool:
+    try:
+        spec = importlib.util.find_spec("torch")
+    except (ImportError, ValueError):
+        return False
+    if spec is None or not spec.origin:
+        return False
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text()
+    except OSError:
+        return False
+    match = re.search(r"^cuda\s*(?::[^=\n]*)?=\s*(.+)$", text, re.MULTILINE)
+    return bool(match) and match.group(1).strip() not in ("None", "''", '""')
+
+
+_VERSIONS: dict[str, str] = {}
+_VERSIONS_LOCK = threading.Lock()
+
+
+def code_versions() -> dict[str, str]:
+    """residual-lab's, torch's and numpy's versions, the machine type and a digest of the
+    resnet_core sources (worked out once per process)."""
+    with _VERSIONS_LOCK:
+        if not _VERSIONS:
+            _VERSIONS.update({"residual-lab": resnet_core.__version__, "torch": _installed("torch"),
+                              "numpy": _installed("numpy"), "machine": platform.machine(),
+                              "code": code_digest()})
+        return dict(_VERSIONS)
+
+
+def _installed(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def code_digest(package: Path | None = None) -> str:
+    """sha256 over the relative paths and contents of every .py file of resnet_core."""
+    root = package or Path(resnet_core.__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def dataset_identity(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The data set's arguments with defaults filled in, every file it reads replaced by the
+    sha256 of its content (None where the file does not exist: such a run fails to load, and a
+    failed run is never put)."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    values = dataset_args_with_defaults(DATASETS[name], args)
+    if name == "csv":
+        values["path"] = {"sha256": _file_digest(Path(os.path.expanduser(values["path"]))) if values["path"] else None}
+    elif name == "cifar10":
+        root = Path(os.path.expanduser(values["root"] or str(DATA_DIR / "cifar-10-batches-bin")))
+        names = [f"data_batch_{i}.bin" for i in range(1, int(values["batches"]) + 1)] + ["test_batch.bin"]
+        values["root"] = {"sha256": {n: _file_digest(root / n) for n in names}}
+    elif name == "digits":
+        values["file"] = {"sha256": _file_digest(DATA_DIR / data_files.DIGITS_FILE)}
+    return values
+
+
+_DIGESTS: dict[tuple, str] = {}
+_DIGESTS_LOCK = threading.Lock()
+
+
+def _file_digest(path: Path) -> str | None:
+    """sha256 of a file's bytes; remembered while its size, modification time and inode stay."""
+    try:
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    if not path.is_file():
+        return None
+    stamp = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    with _DIGESTS_LOCK:
+        if stamp in _DIGESTS:
+            return _DIGESTS[stamp]
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    with _DIGESTS_LOCK:
+        _DIGESTS[stamp] = h.hexdigest()
+    return _DIGESTS[stamp]
+
+
+# ------------------------------------------------------------------------------ partial records
+
+def record_until(record: RunRecord, step: int) -> RunRecord:
+    """A copy of ``record`` holding exactly what the live run had recorded by ``step``: the metrics,
+    layer snapshots and path rows of steps up to it, and each model's decision map as it stood then.
+    The lesion study, which a user runs on demand after training, is left out."""
+    out = RunRecord(copy.deepcopy(record.config), {m: list(n) for m, n in record.layer_names.items()})
+    metrics = record.metrics_frame()
+    out.add_metrics(_rows(metrics[metrics["step"] <= step]))
+    for model in record.layer_names:
+        for snap in record.snapshots(model):
+            if snap.step <= step:
+                out.add_layers(model, snap)
+    paths = record.paths_frame()
+    if len(paths):
+        out.add_paths(_rows(paths[paths["step"] <= step]))
+    out.set_region_history(record.region_history(until=step))
+    return out
+
+
+def _rows(frame) -> list[dict[str, Any]]:
+    return frame.to_dict("records")
+
+
+def finished(record: RunRecord) -> bool:
+    """Whether a record is a whole run: it reached its settings' step count, or every model diverged."""
+    steps = record.config.get("settings", {}).get("steps")
+    if steps is not None and record.latest_step() >= int(steps):
+        return True
+    metrics = record.metrics_frame()
+    if not len(metrics):
+        return False
+    last = metrics.groupby("model", sort=False)["status"].last()
+    return bool((last == "diverged").all())
+
+
+# ------------------------------------------------------------------------------------ the cache
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or REPO / "runs" / "cache")
+
+
+def cache_limit_mb() -> float:
+    raw = os.environ.get(LIMIT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LIMIT_MB
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{LIMIT_ENV} must be a number of megabytes, 0 or more (got {raw!r})")
+    return value
+
+
+class RunCache:
+    """Finished runs on disk by key; safe to share between threads and processes (see the module's
+    docstring for how)."""
+
+    def __init__(self, root: Path | None = None, limit_mb: float | None = None):
+        self.root = Path(root) if root is not None else cache_dir()
+        self.limit_mb = float(limit_mb) if limit_mb is not None else cache_limit_mb()
+        if not self.limit_mb >= 0:
+            raise ValueError(f"limit_mb must be 0 or more (got {limit_mb!r})")
+
+    @property
+    def limit_bytes(self) -> int:
+        return int(self.limit_mb * 1024 * 1024)
+
+    def path(self, key: str) -> Path:
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise ValueError(f"a run key is 64 hexadecimal digits (got {key!r})")
+        return self.root / key
+
+    # ---- reading ---------------------------------------------------------------------------
+    def contains(self, key: str) -> bool:
+        return (self.path(key) / ENTRY_FILE).is_file()
+
+    def get(self, key: str) -> RunRecord | None:
+        """The finished run stored under ``key``, or None; counts as a use for eviction."""
+        entry = self.path(key)
+        try:
+            before = entry.stat().st_ino
+            meta = json.loads((entry / ENTRY_FILE).read_text())
+            if meta.get("key") != key or not all((entry / name).is_file() for name in meta.get("files", [])):
+                return None
+            record = RunRecord.read(entry)
+            if (entry / HISTORY_FILE).is_file():
+                record.set_region_history(_read_history(entry / HISTORY_FILE))
+            if entry.stat().st_ino != before:  # evicted (and perhaps put again) while being read
+                return None
+        except (OSError, ValueError, KeyError, TypeError, RecordError):
+            return None
+        try:
+            os.utime(entry)
+        except OSError:
+            pass
+        return record
+
+    def keys(self) -> list[str]:
+        """Stored keys, least recently used first."""
+        return [e.key for e in self._entries()]
+
+    def size_bytes(self) -> int:
+        return sum(e.size for e in self._entries())
+
+    # ---- writing ---------------------------------------------------------------------------
+    def put(self, key: str, record: RunRecord) -> bool:
+        """Store a finished run under its key. True when this call stored it; False when the key was
+        already there (the first put wins and is kept) or the record alone is over the limit.
+        ValueError for a record that is not finished or whose config gives another key."""
+        target = self.path(key)
+        if not finished(record):
+            raise ValueError("only a finished run can be cached: it has not reached its step count")
+        if record_key(record) != key:
+            raise ValueError("this record is not a run of that key: its settings, data or device differ "
+                             "(were they changed while it trained?)")
+        if self.limit_bytes <= 0 or self.contains(key):
+            return False
+        incoming = self.root / INCOMING
+        incoming.mkdir(parents=True, exist_ok=True)
+        self._clean_stale()
+        temp = incoming / f"{key}.{os.getpid()}.{uuid.uuid4().hex}"
+        try:
+            record.write(temp)
+            maps = [{"step": step, "model": model, **grid} for step, model, grid in record.region_history()]
+            _write_json(temp / HISTORY_FILE, {"format": 1, "maps": maps})
+            files = sorted(p.name for p in temp.iterdir())
+            _write_json(temp / ENTRY_FILE, {"key": key, "files": files, "inputs": _inputs_of(record),
+                                            "stored_at": time.time()})
+            size = _folder_size(temp)
+            if size > self.limit_bytes:
+                return False
+            _fsync_folder(temp)
+            try:
+                os.rename(temp, target)
+            except OSError:
+                if target.exists():  # another process put it first: keep theirs
+                    return False
+                raise
+            os.utime(target)  # the newest use
+            _fsync(self.root)
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
+        self.evict()
+        return True
+
+    def evict(self) -> list[str]:
+        """Remove least recently used entries until the rest fit the limit; returns their keys."""
+        entries = self._entries()
+        total = sum(e.size for e in entries)
+        removed = []
+        for e in entries:
+            if total <= self.limit_bytes:
+                break
+            if self._remove(e.key):
+                removed.append(e.key)
+            total -= e.size
+        return removed
+
+    def clear(self) -> None:
+        for key in self.keys():
+            self._remove(key)
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _remove(self, key: str) -> bool:
+        """Rename the entry out of the way in one step, then delete it: a reader either finds it
+        whole or not at all."""
+        trash = self.root / TRASH
+        trash.mkdir(parents=True, exist_ok=True)
+        gone = trash / f"{key}.{os.getpid()}.{uuid.uuid4().hex}"
+        try:
+            os.rename(self.root / key, gone)
+        except OSError:  # another process evicted it first
+            return False
+        shutil.rmtree(gone, ignore_errors=True)
+        return True
+
+    def _entries(self) -> list["_Entry"]:
+        found = []
+        try:
+            children = list(os.scandir(self.root))
+        except OSError:
+            return []
+        for child in children:
+            if not _KEY.match(child.name):
+                continue
+            try:
+                used = child.stat().st_mtime
+                size = _folder_size(Path(child.path))
+            except OSError:
+                continue
+            found.append(_Entry(child.name, used, size))
+        found.sort(key=lambda e: (e.used, e.key))
+        return found
+
+    def _clean_stale(self) -> None:
+        """Delete what crashed processes left: temporary folders over an hour old, and the trash."""
+        now = time.time()
+        for folder, max_age in ((self.root / INCOMING, STALE_TEMP_S), (self.root / TRASH, STALE_TEMP_S)):
+            try:
+                children = list(os.scandir(folder))
+            except OSError:
+                continue
+            for child in children:
+                try:
+                    if now - child.stat().st_mtime > max_age:
+                        shutil.rmtree(child.path, ignore_errors=True)
+                except OSError:
+                    continue
+
+
+class _Entry:
+    __slots__ = ("key", "used", "size")
+
+    def __init__(self, key: str, used: float, size: int):
+        self.key, self.used, self.size = key, used, size
+
+
+def _inputs_of(record: RunRecord) -> dict[str, Any] | None:
+    try:
+        settings = Settings.from_dict(record.config.get("settings", {}))
+        return key_inputs(settings, device=record.config.get("device") or None)
+    except (SettingsError, DataError, TypeError, ValueError):
+        return None
+
+
+def _read_history(path: Path) -> list[tuple[int, str, dict[str, Any]]]:
+    data = json.loads(path.read_text())
+    maps = []
+    for m in data["maps"]:
+        grid = {k: v for k, v in m.items() if k not in ("step", "model")}
+        maps.append((int(m["step"]), str(m["model"]), grid))
+    return maps
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, separators=(",", ":"), allow_nan=False) + "\n")
+
+
+def _folder_size(folder: Path) -> int:
+    total = 0
+    for child in os.scandir(folder):
+        if child.is_file(follow_symlinks=False):
+            total += child.stat(follow_symlinks=False).st_size
+    return total
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush the folder's files and the folder itself, so that a rename after a power cut never
+    exposes empty files."""
+    for child in folder.iterdir():
+        _fsync(child)
+    _fsync(folder)
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
