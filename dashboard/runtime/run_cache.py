@@ -238,15 +238,17 @@ def _file_digest(path: Path) -> str | None:
 # ------------------------------------------------------------------------------ partial records
 
 def record_until(record: RunRecord, step: int) -> RunRecord:
-    """A copy of ``record`` holding exactly what the live run had recorded by ``step``: the metrics,
-    layer snapshots and path rows of steps up to it, and each model's decision map as it stood then.
-    The lesion study, which a user runs on demand after training, is left out."""
+    """A copy of ``record`` holding exactly what the live run had recorded when it stood at ``step``
+    (``trainer.step == step``, that many updates made): the metrics and path rows of steps up to it,
+    each model's decision map as it stood then, and the layer snapshots of steps *before* it (the
+    snapshot of step s is taken during the update from s to s + 1). The lesion study, which a user
+    runs on demand after training, is left out."""
     out = RunRecord(copy.deepcopy(record.config), {m: list(n) for m, n in record.layer_names.items()})
     metrics = record.metrics_frame()
     out.add_metrics(_rows(metrics[metrics["step"] <= step]))
     for model in record.layer_names:
         for snap in record.snapshots(model):
-            if snap.step <= step:
+            if snap.step < step:
                 out.add_layers(model, snap)
     paths = record.paths_frame()
     if len(paths):
@@ -369,12 +371,8 @@ class RunCache:
             if size > self.limit_bytes:
                 return False
             _fsync_folder(temp)
-            try:
-                os.rename(temp, target)
-            except OSError:
-                if target.exists():  # another process put it first: keep theirs
-                    return False
-                raise
+            if not self._rename_into_place(temp, target):
+                return False
             os.utime(target)  # the newest use
             _fsync(self.root)
         finally:
@@ -400,6 +398,22 @@ class RunCache:
             self._remove(key)
 
     # ---- internals ---------------------------------------------------------------------------
+    def _rename_into_place(self, temp: Path, target: Path) -> bool:
+        """Rename the written folder to the key's name; False when a whole entry is already there
+        (another process put it first: theirs is kept). A folder under that name that is not a
+        whole entry (no cache.json: never made by a put) is cleared out of the way first."""
+        for _ in range(2):
+            try:
+                os.rename(temp, target)
+                return True
+            except OSError:
+                if not target.exists():
+                    raise
+                if (target / ENTRY_FILE).is_file():
+                    return False
+                self._remove(target.name)
+        return False
+
     def _remove(self, key: str) -> bool:
         """Rename the entry out of the way in one step, then delete it: a reader either finds it
         whole or not at all."""
