@@ -97,6 +97,12 @@ class RunRecord:
             history = list(self._region_history)
         return [(step, model, stored.grid()) for step, model, stored in history if until is None or step <= until]
 
+    def regions_at(self, step: int) -> dict[str, tuple[int, dict[str, Any]]]:
+        """Each model's decision map as it stood at ``step``: the latest set at or before it."""
+        with self._lock:
+            current = {model: (s, stored) for s, model, stored in self._region_history if s <= step}
+        return {model: (s, stored.grid()) for model, (s, stored) in current.items()}
+
     def lesion_rows(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._lesion)

@@ -56,6 +56,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import platform
 import re
@@ -241,8 +242,10 @@ def record_until(record: RunRecord, step: int) -> RunRecord:
     """A copy of ``record`` holding exactly what the live run had recorded when it stood at ``step``
     (``trainer.step == step``, that many updates made): the metrics and path rows of steps up to it,
     each model's decision map as it stood then, and the layer snapshots of steps *before* it (the
-    snapshot of step s is taken during the update from s to s + 1). The lesion study, which a user
-    runs on demand after training, is left out."""
+    snapshot of step s is taken during the update from s to s + 1). Of the maps, only those current
+    at ``step`` are copied (``regions()`` is what a live view draws; copying every earlier map would
+    make each call cost as much as the whole history). The lesion study, which a user runs on
+    demand after training, is left out."""
     out = RunRecord(copy.deepcopy(record.config), {m: list(n) for m, n in record.layer_names.items()})
     metrics = record.metrics_frame()
     out.add_metrics(_rows(metrics[metrics["step"] <= step]))
@@ -253,7 +256,8 @@ def record_until(record: RunRecord, step: int) -> RunRecord:
     paths = record.paths_frame()
     if len(paths):
         out.add_paths(_rows(paths[paths["step"] <= step]))
-    out.set_region_history(record.region_history(until=step))
+    for model, (at, grid) in record.regions_at(step).items():
+        out.set_regions(model, at, grid)
     return out
 
 
@@ -287,7 +291,7 @@ def cache_limit_mb() -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not value >= 0 or value == float("inf"):
+    if not (value >= 0 and math.isfinite(value)):
         raise ValueError(f"{LIMIT_ENV} must be a number of megabytes, 0 or more (got {raw!r})")
     return value
 
@@ -299,8 +303,8 @@ class RunCache:
     def __init__(self, root: Path | None = None, limit_mb: float | None = None):
         self.root = Path(root) if root is not None else cache_dir()
         self.limit_mb = float(limit_mb) if limit_mb is not None else cache_limit_mb()
-        if not self.limit_mb >= 0:
-            raise ValueError(f"limit_mb must be 0 or more (got {limit_mb!r})")
+        if not (self.limit_mb >= 0 and math.isfinite(self.limit_mb)):
+            raise ValueError(f"limit_mb must be a number of megabytes, 0 or more (got {limit_mb!r})")
 
     @property
     def limit_bytes(self) -> int:
@@ -330,10 +334,7 @@ class RunCache:
                 return None
         except (OSError, ValueError, KeyError, TypeError, RecordError):
             return None
-        try:
-            os.utime(entry)
-        except OSError:
-            pass
+        _touch(entry)
         return record
 
     def keys(self) -> list[str]:
@@ -363,7 +364,7 @@ class RunCache:
         try:
             record.write(temp)
             maps = [{"step": step, "model": model, **grid} for step, model, grid in record.region_history()]
-            _write_json(temp / HISTORY_FILE, {"format": 1, "maps": maps})
+            _write_json(temp / HISTORY_FILE, {"format": 1, "maps": maps}, allow_nan=True)  # a NaN confidence
             files = sorted(p.name for p in temp.iterdir())
             _write_json(temp / ENTRY_FILE, {"key": key, "files": files, "inputs": _inputs_of(record),
                                             "stored_at": time.time()})
@@ -373,7 +374,7 @@ class RunCache:
             _fsync_folder(temp)
             if not self._rename_into_place(temp, target):
                 return False
-            os.utime(target)  # the newest use
+            _touch(target)  # the newest use
             _fsync(self.root)
         finally:
             shutil.rmtree(temp, ignore_errors=True)
@@ -485,8 +486,16 @@ def _read_history(path: Path) -> list[tuple[int, str, dict[str, Any]]]:
     return maps
 
 
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, separators=(",", ":"), allow_nan=False) + "\n")
+def _write_json(path: Path, value: Any, allow_nan: bool = False) -> None:
+    path.write_text(json.dumps(value, separators=(",", ":"), allow_nan=allow_nan) + "\n")
+
+
+def _touch(path: Path) -> None:
+    """Mark an entry as just used (its folder's modification time is its recency)."""
+    try:
+        os.utime(path)
+    except OSError:  # evicted meanwhile, or a read-only cache
+        pass
 
 
 def _folder_size(folder: Path) -> int:
