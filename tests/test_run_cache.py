@@ -123,7 +123,7 @@ def test_the_code_digest_follows_every_source_file(tmp_path):
         target.write_bytes(path.read_bytes())
     assert code_digest(copy) == code_versions()["code"]
     lockstep = copy / "training" / "lockstep.py"
-    lockstep.write_text(lockstep.read_text().replace("REGION_EVERY = 3", "REGION_EVERY = 4"))
+    lockstep.write_text(lockstep.read_text() + "\n# one comment more\n")
     assert code_digest(copy) != code_versions()["code"]
 
 
@@ -369,3 +369,47 @@ def test_the_server_side_imports_no_torch(tmp_path, tiny_runs):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+EVICT_AND_PUT_AGAIN = textwrap.dedent("""
+    import json, sys
+    import torch
+    torch.set_num_threads(1)
+    from dashboard.runtime.run_cache import RunCache, run_key
+    from resnet_core.settings import Settings
+    from resnet_core.training.lockstep import LockstepTrainer
+    runs = [LockstepTrainer(Settings.from_dict(json.loads(a))).run() for a in sys.argv[2:4]]
+    keys = [run_key(Settings.from_dict(json.loads(a))) for a in sys.argv[2:4]]
+    cache = RunCache(sys.argv[1], limit_mb=float(sys.argv[4]))
+    print("ready", flush=True)
+    for i in range(24):  # room for one entry: each put evicts the least recently used key
+        cache.put(keys[i % 2], runs[i % 2])
+""")
+
+
+def test_a_reader_racing_evictions_gets_a_whole_run_or_none(tmp_path, tiny_runs):
+    """One process puts two keys in turn into a cache with room for one, so each put evicts the
+    other; meanwhile this one reads the first key again and again."""
+    (key, record), (other_key, other) = list(tiny_runs.items())[:2]
+    probe = RunCache(tmp_path / "probe", limit_mb=50)
+    probe.put(key, record)
+    limit_mb = 1.5 * probe.size_bytes() / 2**20
+    settings = [json.dumps(Settings.from_dict(r.config["settings"]).to_dict()) for r in (record, other)]
+    writer = subprocess.Popen([sys.executable, "-c", EVICT_AND_PUT_AGAIN, str(tmp_path / "cache"), *settings,
+                               str(limit_mb)], env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cache = RunCache(tmp_path / "cache", limit_mb=limit_mb)
+    served = []
+    try:
+        assert writer.stdout.readline().strip() == "ready", writer.stderr.read()
+        while writer.poll() is None:
+            got = cache.get(key)
+            if got is not None:
+                served.append(got)
+        assert writer.returncode == 0, writer.stderr.read()
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    for got in served:
+        assert_same_run(got, record)
+    assert len(cache.keys()) == 1 and not any((cache.root / INCOMING).iterdir())
