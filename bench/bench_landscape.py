@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from resnet_core.data import load_dataset
+from resnet_core.training.tensors import load_dataset
 from resnet_core.analysis.landscape.compute import (filter_normalized_direction, loss_batch, loss_surface, mean_loss,
                                    roughness, train_twins)
 from resnet_core.presets import get_preset

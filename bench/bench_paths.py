@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import resnet_core.analysis.paths.adjoints as block_adjoints
-from resnet_core.data import load_dataset
+from resnet_core.training.tensors import load_dataset
 from resnet_core.training.lockstep import LockstepTrainer
 from resnet_core.nets.models import build_model
 from resnet_core.analysis.paths.compute import analyse_paths, path_gradients

@@ -22,7 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from resnet_core.data import load_dataset
+from resnet_core.training.tensors import load_dataset
 from resnet_core.training.lockstep import BatchStream, LockstepTrainer, make_optimizer
 from resnet_core.nets.models import build_model
 from resnet_core.remote.trainer import ParallelTrainer

@@ -11,10 +11,12 @@ import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+
+from resnet_core.errors import UserError
 
 METRIC_COLUMNS = ["step", "model", "train_loss", "train_error", "test_error", "wall_s", "status"]
 LAYER_COLUMNS = ["step", "model", "layer", "name", "grad_norm", "act_std", "branch_ratio"]
@@ -24,8 +26,14 @@ LESION_COLUMNS = ["model", "block", "train_error"]
 REGION_COLUMNS = ["step", "model", "x", "y", "predicted", "confidence"]  # the latest map per model, one row per grid point
 
 
-class RecordError(ValueError):
+class RecordError(UserError):
     """A run folder that cannot be read; the message names the file and what is wrong."""
+
+
+def run_finished(step: int, steps: int, status: Mapping[str, str]) -> bool:
+    """The one definition of a run that is over: it reached its step count, or every model has
+    diverged (status: model -> "ok" or "diverged"; no models yet means not over)."""
+    return step >= steps or (bool(status) and all(s != "ok" for s in status.values()))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from resnet_core.cli import main
-from resnet_core.data import DataError, load_dataset, points_csv_arrays
+from resnet_core.data import DataError, points_csv_arrays
+from resnet_core.training.tensors import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

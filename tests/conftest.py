@@ -101,7 +101,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def spirals():
-    from resnet_core.data import load_dataset
+    from resnet_core.training.tensors import load_dataset
 
     return load_dataset("spirals", {"n": 600})
 

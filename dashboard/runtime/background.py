@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
 
+from resnet_core.errors import describe
 from resnet_core.remote.jobs import POLL_S, JobError, JobPool
 
 
@@ -97,7 +98,7 @@ class BackgroundRun:
         except JobError as exc:
             self.error = None if self.cancelled else str(exc)
         except Exception as exc:  # noqa: BLE001 - shown on the page as one line
-            self.error = " ".join(str(exc).split()) or type(exc).__name__
+            self.error = describe(exc)
         finally:
             if self.pool is not None and (self.close_pool or self.pool.closed.is_set()):
                 self.pool.close()  # a cancelled pool is of no further use either

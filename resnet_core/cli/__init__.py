@@ -11,12 +11,9 @@ import importlib
 import sys
 from typing import Sequence
 
-from resnet_core.data import DataError
-from resnet_core.records import RecordError
-from resnet_core.settings import SettingsError
 from resnet_core.cli.parser import OneLineParser, UsageError, add_lesson, add_sweep, add_train
+from resnet_core.errors import UserError, one_line
 
-USER_ERRORS = (SettingsError, DataError, RecordError)
 COMMANDS = {"presets": "resnet_core.cli.presets", "train": "resnet_core.cli.train",
             "sweep": "resnet_core.cli.sweep", "lesson": "resnet_core.cli.lesson"}
 
@@ -35,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
     except UsageError as exc:
         return _fail(str(exc))
-    except USER_ERRORS as exc:
+    except UserError as exc:
         return _fail(f"error: {exc}")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -43,5 +40,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str) -> int:
-    print(" ".join(message.split()), file=sys.stderr)
+    print(one_line(message), file=sys.stderr)
     return 2

@@ -10,10 +10,11 @@ from typing import Any
 
 from resnet_core.data import DATASETS, parse_dataset_args
 from resnet_core.presets import get_preset
-from resnet_core.settings import CHOICES, Settings
+from resnet_core.errors import UserError
+from resnet_core.settings import CHOICES, DEFAULTS, SETTING_META, Settings
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """Raised instead of argparse's two-line usage dump; main() prints it as one line, exit 2."""
 
 
@@ -27,14 +28,15 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--preset", help="start from a preset (see `presets`); explicit flags override it")
     add("--dataset", help=f"one of: {', '.join(DATASETS)}")
-    add("--dataset-arg", action="append", default=[], metavar="KEY=VALUE", help="a dataset option, repeatable")
-    add("--models", help="comma-separated, e.g. plain-20,plain-56,resnet-56")
-    for name in ("arch", "block", "norm", "shortcut", "init", "optimizer", "device"):
-        add(f"--{name}", choices=CHOICES[name])
-    for name, kind in (("width", int), ("branch-layers", int), ("stages", int), ("steps", int), ("seed", int),
-                       ("lr", float), ("momentum", float), ("weight-decay", float), ("batch-size", int),
-                       ("eval-every", int), ("probe-every", int), ("paths-every", int)):
-        add(f"--{name}", type=_typed(kind, name))
+    add("--dataset-arg", action="append", default=[], metavar="KEY=VALUE", help=SETTING_META["dataset_args"].help)
+    for name, meta in SETTING_META.items():  # the fields' own facts: choices, ranges, help
+        flag = "--" + name.replace("_", "-")
+        if meta.choices:
+            add(flag, choices=CHOICES[name], help=meta.help)
+        elif meta.range:
+            lo, hi = meta.range
+            add(flag, type=_typed(type(getattr(DEFAULTS, name)), flag[2:]), help=f"{meta.help} ({lo:g} to {hi:g})")
+    add("--models", help=SETTING_META["models"].help)
 
 
 def _typed(kind: type, name: str):

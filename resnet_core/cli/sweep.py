@@ -8,13 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from resnet_core.analysis.sweep import parse_int_list, plan_sweep, run_sweep, sweep_frame, sweep_summary, write_sweep_csv
 from resnet_core.analysis.sweep.compute import default_workers
 from resnet_core.cli.parser import is_terminal, settings_from_args
 from resnet_core.remote.jobs import JobError
 from resnet_core.settings import Settings, SettingsError
+from resnet_core.training.headless import one_torch_thread
 from resnet_core.training.lockstep import check_fits
 from resnet_core.training.tensors import load_dataset
 
@@ -36,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     check_fits(Settings.from_dict(jobs[0]["settings"]), data)  # the deepest run: too big or too large a batch
     workers = args.workers or default_workers(settings, len(jobs))
     if workers == 0:  # on a GPU: in this process
-        torch.set_num_threads(1)
+        one_torch_thread()
     progress = RunsProgress(len(jobs)) if is_terminal() else None
     started = time.perf_counter()
     rows = []

@@ -6,12 +6,10 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from resnet_core.cli.parser import is_terminal, settings_from_args
 from resnet_core.records import RunRecord
 from resnet_core.settings import SettingsError
-from resnet_core.training.headless import make_trainer
+from resnet_core.training.headless import make_trainer, one_torch_thread
 from resnet_core.training.lockstep import check_fits
 from resnet_core.training.tensors import load_dataset
 
@@ -44,7 +42,7 @@ def train_headless(settings, workers: int, analyses: tuple[str, ...] = ()) -> Ru
         raise SettingsError("--workers must be 0 (automatic) or more")
     data = load_dataset(settings.dataset, settings.dataset_args)  # a bad file fails here, before any write
     check_fits(settings, data)
-    torch.set_num_threads(1)  # dispatch-bound layers: one thread per process beats two (bench/)
+    one_torch_thread()
     with make_trainer(settings, data=data, workers=workers) as trainer:
         progress = Progress(settings.steps) if is_terminal() else None
         trainer.run(on_step=progress.update if progress else None)

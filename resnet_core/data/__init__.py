@@ -29,7 +29,6 @@ from resnet_core.data.common import Arrays, DataError, channel_stats, scale_poin
 
 __all__ = ["DATASETS", "DATA_DIR", "ArgRange", "Arrays", "DataError", "DatasetSpec",
            "load_arrays", "parse_dataset_args", "points_csv_arrays"]
-_TENSOR_NAMES = ("Dataset", "load_dataset", "load_points_csv", "to_dataset")
 
 DATA_DIR: Path = Path(__file__).resolve().parents[2] / "data"
 
@@ -277,13 +276,3 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in [
                 defaults={"path": "", **_SPLIT}, ranges=dict(_SPLIT_RANGES),
                 help={"path": "the CSV file (header x1,x2,label)", **_SPLIT_HELP}, build=_build_csv),
 ]}
-
-
-def __getattr__(name: str):
-    """``from resnet_core.data import load_dataset`` keeps working in a user's notebook: the tensor
-    side is loaded (with torch) only when one of its names is asked for."""
-    if name in _TENSOR_NAMES:
-        import resnet_core.training.tensors as tensors
-
-        return getattr(tensors, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,21 +7,14 @@ The loaders build numpy ``Arrays``; ``resnet_core.training.tensors`` makes torch
 """
 from __future__ import annotations
 
-import re
 from typing import NamedTuple
 
 import numpy as np
 
-# Characters that str.splitlines() treats as line breaks: a DataError message must stay one line
-# even when it quotes a user's path or value, so the UI and the CLI can print it as is.
-_LINE_BREAKS = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]+")
+from resnet_core.errors import UserError
 
-
-class DataError(ValueError):
+class DataError(UserError):
     """A bad dataset name, argument or file. The message is one line: what is wrong and what to do."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(_LINE_BREAKS.sub(" ", str(message)))
 
 
 def show(value: object, limit: int = 40) -> str:

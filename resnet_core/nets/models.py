@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_core.settings import ModelSpec, Settings, parse_model_name
+from resnet_core.settings import ModelSpec, Settings, SettingsError, parse_model_name
 
 
 @dataclass
@@ -184,7 +184,7 @@ def build_model(name: str | ModelSpec, settings: Settings, input_shape: tuple[in
     use_bn = settings.norm == "batch"
     image = len(input_shape) == 3
     if settings.arch == "cnn" and not image:
-        raise ValueError("the CNN needs image data (digits or cifar10); use the MLP for points")
+        raise SettingsError("the CNN needs image data (digits or cifar10); use the MLP for points")
     cnn = settings.arch == "cnn"
 
     def weight(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> nn.Module:

@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from resnet_core.errors import describe
 from resnet_core.remote.transport import JsonProcess, ProcessGone
 
 # Jobs a worker may run: kind -> "module:function(args, report) -> dict". Nothing else is callable.
@@ -42,13 +43,6 @@ def job_function(kind: str) -> Callable[[dict[str, Any], Callable], dict[str, An
     return getattr(importlib.import_module(module), name)
 
 
-def one_line(exc: BaseException) -> str:
-    """A user's mistake (SettingsError, DataError: ValueErrors that say what to change) as its
-    message alone; anything else with its type, since the type is then part of the story."""
-    text = " ".join(str(exc).split())
-    return text if isinstance(exc, ValueError) and text else f"{type(exc).__name__}: {text}"
-
-
 def run_job(msg: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
     """A worker's handling of one job: progress lines, then the result (or the error in one line)."""
     job_id = msg["id"]
@@ -56,7 +50,7 @@ def run_job(msg: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None
         result = job_function(msg["kind"])(msg["args"], lambda partial: send({"id": job_id, "partial": partial}))
         send({"id": job_id, "result": result})
     except Exception as exc:  # noqa: BLE001 - sent to the parent, which shows it
-        send({"id": job_id, "error": one_line(exc)})
+        send({"id": job_id, "error": describe(exc)})
 
 
 @dataclass
@@ -143,7 +137,7 @@ class JobPool:
             try:
                 result = json.loads(json.dumps(fn(json.loads(json.dumps(args)), partials.append)))
             except Exception as exc:  # noqa: BLE001 - the same message a worker would send
-                raise JobError(one_line(exc)) from exc
+                raise JobError(describe(exc)) from exc
             yield from (JobEvent(index, partial=p) for p in partials)
             yield JobEvent(index, result=result)
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from resnet_core.remote.transport import JsonProcess, ProcessGone
-from resnet_core.records import LayerSnapshot, RunRecord
+from resnet_core.records import LayerSnapshot, RunRecord, run_finished
 from resnet_core.settings import ModelSpec, Settings
 
 # Trainer methods a parent may ask a worker to run; what they record is forwarded to the parent.
@@ -27,7 +27,12 @@ REMOTE_METHODS = ("decision_regions", "lesion_study", "path_analysis")
 
 
 class WorkerError(RuntimeError):
-    """A training step failed inside a worker; the message is the worker's exception."""
+    """A training step failed inside a worker, or the worker is gone: the one line to show, and
+    whether it is the user's to fix (a setting, a file) or a fault of ours."""
+
+    def __init__(self, message: str, user: bool = False):
+        super().__init__(message)
+        self.user = user
 
 
 def replay_events(record: RunRecord, events: list[list[Any]]) -> None:
@@ -66,7 +71,7 @@ class WorkerProcess(JsonProcess):
         except ProcessGone as exc:
             raise WorkerError("the training process ended unexpectedly") from exc
         if not reply.get("ok"):
-            raise WorkerError(reply.get("error", "unknown error"))
+            raise WorkerError(reply.get("error", "unknown error"), user=bool(reply.get("user")))
         return reply
 
     def request(self, **msg: Any) -> dict[str, Any]:
@@ -126,7 +131,7 @@ class ParallelTrainer:
 
     @property
     def done(self) -> bool:
-        return self.step >= self.settings.steps or not any(s == "ok" for s in self.status.values())
+        return run_finished(self.step, self.settings.steps, self.status)
 
     def train_step(self, n: int = 1) -> None:
         self._absorb(self._all("step", n=n))

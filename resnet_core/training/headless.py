@@ -5,10 +5,18 @@ import contextlib
 import os
 from typing import Any, Iterator
 
+import torch
+
 from resnet_core.remote.trainer import ParallelTrainer
 from resnet_core.settings import Settings
 from resnet_core.training.lockstep import LockstepTrainer, resolve_device
 from resnet_core.training.tensors import Dataset
+
+
+def one_torch_thread() -> None:
+    """Tiny layers are dispatch-bound: one intra-op thread per process beats two (bench/), and the
+    worker processes, one thread each, share the cores."""
+    torch.set_num_threads(1)
 
 
 def default_workers(settings: Settings) -> int:

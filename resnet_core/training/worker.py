@@ -6,11 +6,11 @@ sends back, with every reply, what the trainer recorded since the last one.
 """
 from __future__ import annotations
 
-import traceback
 from typing import Any
 
 import torch
 
+from resnet_core.errors import describe, is_user_error
 from resnet_core.records import LayerSnapshot, RunRecord
 from resnet_core.remote.trainer import REMOTE_METHODS
 from resnet_core.remote.transport import serve
@@ -57,8 +57,7 @@ class _Worker:
         try:
             send({"ok": True, **self._handle(msg)})
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which shows it
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            send({"ok": False, "error": detail})
+            send({"ok": False, "error": describe(exc), "user": is_user_error(exc)})
 
     def _handle(self, msg: dict[str, Any]) -> dict[str, Any]:
         cmd, trainer, reply = msg["cmd"], self.trainer, {}
