@@ -156,7 +156,7 @@ def dataset_identity(name: str, args: dict[str, Any]) -> dict[str, Any]:
         raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     values = dataset_args_with_defaults(DATASETS[name], args)
     if name == "csv":
-        values["path"] = {"sha256": _file_digest(Path(os.path.expanduser(values["path"]))) if values["path"] else None}
+        values["path"] = {"sha256": _file_digest(Path(values["path"])) if values["path"] else None}
     elif name == "cifar10":
         root = Path(os.path.expanduser(values["root"] or str(DATA_DIR / "cifar-10-batches-bin")))
         names = [f"data_batch_{i}.bin" for i in range(1, int(values["batches"]) + 1)] + ["test_batch.bin"]
