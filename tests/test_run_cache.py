@@ -210,6 +210,24 @@ def test_a_stored_run_cut_at_a_step_is_what_a_live_run_had_recorded_by_then(tmp_
     assert cut.config == mlp_run.config
 
 
+# Without BN at lr 1 the deeper nets blow up within a few steps (a divergence is recorded during
+# the update that overflows, under the step it started from); the shallow one trains on.
+DIVERGING = Settings(models=("plain-4", "plain-14", "resnet-14"), norm="none", lr=1.0, steps=12, eval_every=2,
+                     probe_every=1, paths_every=0, dataset_args={"n": 300})
+
+
+@pytest.fixture(scope="module")
+def diverging_run() -> RunRecord:
+    return train(DIVERGING)
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 8, 9, 12])
+def test_a_cut_run_holds_the_divergences_a_live_run_had_seen(diverging_run, step):
+    diverged = diverging_run.metrics_frame().query("status == 'diverged'")
+    assert len(diverged) == 2 and set(diverged.step) <= set(range(1, 12))  # the cuts below fall around them
+    assert_same_run(record_until(diverging_run, step), train(DIVERGING, steps=step), history=False)
+
+
 def test_a_stopped_cnn_run_matches_the_cut_full_run():
     full = train(CNN.with_changes(norm="none"))
     live = train(CNN.with_changes(norm="none"), steps=5)

@@ -66,15 +66,16 @@ STALE_TEMP_S = 3600.0  # a temporary folder this old was left by a process that 
 
 def record_until(record: RunRecord, step: int) -> RunRecord:
     """A copy of ``record`` holding exactly what the live run had recorded when it stood at ``step``
-    (``trainer.step == step``, that many updates made): the metrics and path rows of steps up to it,
-    each model's decision map as it stood then, and the layer snapshots of steps *before* it (the
-    snapshot of step s is taken during the update from s to s + 1). Of the maps, only those current
+    (``trainer.step == step``, that many updates made): the evaluations and path rows of steps up
+    to it, each model's decision map as it stood then, and the layer snapshots and divergences of
+    steps *before* it (both are recorded during the update from s to s + 1, under step s). Of the maps, only those current
     at ``step`` are copied (``regions()`` is what a live view draws; copying every earlier map would
     make each call cost as much as the whole history). The lesion study, which a user runs on
     demand after training, is left out."""
     out = RunRecord(copy.deepcopy(record.config), {m: list(n) for m, n in record.layer_names.items()})
     metrics = record.metrics_frame()
-    out.add_metrics(_rows(metrics[metrics["step"] <= step]))
+    during_update = metrics["status"] == "diverged"
+    out.add_metrics(_rows(metrics[(metrics["step"] < step) | ((metrics["step"] == step) & ~during_update)]))
     for model in record.layer_names:
         for snap in record.snapshots(model):
             if snap.step < step:
