@@ -79,6 +79,24 @@ def test_two_live_runs_of_one_setting_record_the_same_tables(settings):
     assert_same_run(first, second)
 
 
+def test_the_dashboards_worker_processes_record_the_same_run_as_one_process():
+    """The page trains through worker processes, the CLI in one: a key is one run either way (rows
+    arrive from the workers in their own order, so the tables are compared sorted)."""
+    from resnet_core.remote.trainer import ParallelTrainer
+
+    settings = MLP.with_changes(paths_every=0)  # the path analysis's first call in each worker is slow
+    local = train(settings)
+    with ParallelTrainer(settings, workers=2) as remote:
+        remote.run()
+        workers = remote.record
+    for table, order in (("metrics_frame", ["model", "step"]), ("layers_frame", ["model", "step", "layer"]),
+                         ("regions_frame", ["model", "y", "x"])):
+        a, b = (getattr(r, table)().drop(columns=["wall_s"], errors="ignore").sort_values(order, kind="stable")
+                .reset_index(drop=True) for r in (local, workers))
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=table)
+    assert local.regions() == workers.regions()
+
+
 # --------------------------------------------------------------------------------------- keys
 
 def test_every_setting_changes_the_key():
