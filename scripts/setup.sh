@@ -19,3 +19,8 @@ if [ "${1:-}" = "--dev" ] && [ ! -x /usr/bin/chromium ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+if [ "${1:-}" = "--dev" ] && [ ! -x /usr/sbin/haproxy ]; then
+  # scripts/serve-class.sh (and its test) run Debian's haproxy as a plain child, not as its service.
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq haproxy >/dev/null
+fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what is missing (Python packages and Debian's Chromium), lints, then runs the whole suite.
+# Installs what is missing (Python packages, Debian's Chromium and haproxy), lints, then runs the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
