@@ -54,6 +54,7 @@ class RunRecord:
         self._paths: list[dict[str, Any]] = []
         self._lesion: list[dict[str, Any]] = []
         self._regions: dict[str, tuple[int, dict[str, Any]]] = {}  # latest decision map per model
+        self._region_history: list[tuple[int, str, _StoredMap]] = []  # every map set, oldest first
         self.version = 0  # bumped on every change, so a reader can tell when to redraw
 
     # ---- writing -------------------------------------------------------------------------
@@ -80,12 +81,35 @@ class RunRecord:
     def set_regions(self, model: str, step: int, grid: dict[str, Any]) -> None:
         with self._lock:
             self._regions[model] = (step, grid)
+            self._region_history.append((int(step), model, _StoredMap.of(grid)))
+            self.version += 1
+
+    def set_region_history(self, maps: Iterable[tuple[int, str, dict[str, Any]]]) -> None:
+        """Replace every decision map with ``maps`` ((step, model, grid), oldest first): the latest
+        map per model becomes the last one given for it."""
+        history = [(int(step), model, _StoredMap.of(grid)) for step, model, grid in maps]
+        with self._lock:
+            self._region_history = history
+            self._regions = {model: (step, stored.grid()) for step, model, stored in history}
             self.version += 1
 
     # ---- reading -------------------------------------------------------------------------
     def regions(self) -> dict[str, tuple[int, dict[str, Any]]]:
         with self._lock:
             return dict(self._regions)
+
+    def region_history(self, until: int | None = None) -> list[tuple[int, str, dict[str, Any]]]:
+        """Every decision map set so far as (step, model, grid), oldest first; with ``until``, only
+        those of steps up to it. ``regions()`` is the latest of each model's."""
+        with self._lock:
+            history = list(self._region_history)
+        return [(step, model, stored.grid()) for step, model, stored in history if until is None or step <= until]
+
+    def regions_at(self, step: int) -> dict[str, tuple[int, dict[str, Any]]]:
+        """Each model's decision map as it stood at ``step``: the latest set at or before it."""
+        with self._lock:
+            current = {model: (s, stored) for s, model, stored in self._region_history if s <= step}
+        return {model: (s, stored.grid()) for model, (s, stored) in current.items()}
 
     def lesion_rows(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -198,6 +222,31 @@ class RunRecord:
         if (run / "regions.csv").exists():
             _add_regions(record, _read_table(run / "regions.csv", REGION_COLUMNS), run / "regions.csv")
         return record
+
+
+@dataclass(frozen=True)
+class _StoredMap:
+    """A decision map kept compactly for the history: classes as small integers and confidences
+    (rounded to 3 decimals by the trainer) as thousandths, where that loses nothing."""
+    meta: dict[str, Any]
+    classes: np.ndarray
+    confidence: np.ndarray  # uint16 thousandths, or float64 when the values are not whole thousandths
+
+    @classmethod
+    def of(cls, grid: dict[str, Any]) -> "_StoredMap":
+        meta = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in grid.items()
+                if k not in ("classes", "confidence")}
+        classes = np.asarray(grid["classes"])
+        small = classes.astype(np.uint8)
+        confidence = np.asarray(grid["confidence"], dtype=np.float64)
+        milli = np.rint(np.clip(np.nan_to_num(confidence), 0, 1) * 1000).astype(np.uint16)
+        return cls(meta, small if np.array_equal(small, classes) else classes.astype(np.int64),
+                   milli if np.array_equal(milli / 1000, confidence) else confidence)
+
+    def grid(self) -> dict[str, Any]:
+        confidence = self.confidence / 1000 if self.confidence.dtype == np.uint16 else self.confidence
+        return {**{k: (list(v) if isinstance(v, list) else v) for k, v in self.meta.items()},
+                "classes": self.classes.tolist(), "confidence": confidence.tolist()}
 
 
 def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:

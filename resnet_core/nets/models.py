@@ -242,11 +242,20 @@ def _initialise(net: Net, settings: Settings) -> None:
             if w.bias is not None:
                 nn.init.zeros_(w.bias)
     for j, block in enumerate(net.blocks):
-        if block.shortcut is not None and settings.init != "default":
-            for m in block.shortcut.modules():
-                if isinstance(m, (nn.Linear, nn.Conv2d)):
-                    gen = torch.Generator().manual_seed(model_seed(settings.seed, net.spec.depth, 10_000 + j))
-                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="linear", generator=gen)
+        # A projection shortcut is seeded like the units: its weights (and its bias, where there is no
+        # BN) never come from torch's global generator, so two runs of one setting start alike.
+        for m in (block.shortcut.modules() if block.shortcut is not None else ()):
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                seed = model_seed(settings.seed, net.spec.depth, 10_000 + j)
+                if settings.init == "default":
+                    with torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(seed)
+                        m.reset_parameters()
+                    continue
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="linear",
+                                        generator=torch.Generator().manual_seed(seed))
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         if settings.init == "zero" and block.residual:
             # Each branch starts at zero, so each block starts as the identity (Goyal et al. 2017;
             # Fixup). With a BN at the end of the branch its scale is zeroed; otherwise the last weight.
