@@ -23,7 +23,7 @@ import dashboard.panels.tabs as tabs
 import dashboard.panels.teaching as teaching
 import dashboard.sidebar.url_state as url_state
 from dashboard.panels.lesson import render_lesson_panel
-from dashboard.panels.shared import scheduler
+from dashboard.panels.shared import class_runs, scheduler
 from resnet_core.lessons import LESSONS
 from resnet_core.settings import Settings
 
@@ -38,7 +38,7 @@ def training_job(_settings: Settings | None) -> jobs.TrainingJob:
     A job found stopped (its thread ended) is replaced. It starts with the page's settings (the
     leading underscore keeps them out of the cache key), so opening the page issues no reset
     and the page has nothing to wait for."""
-    return jobs.TrainingJob(scheduler(), _settings)
+    return jobs.TrainingJob(scheduler(), _settings, class_runs())
 
 
 def main() -> None:
@@ -111,7 +111,7 @@ def apply_buttons(job: jobs.TrainingJob, sidebar: controls.SidebarResult) -> Non
 def live_view(job: jobs.TrainingJob) -> panels.View:
     s = job.status()
     return panels.View(s.record, s.settings, s.step, s.state, "live", error=s.error, notice=s.notice,
-                       pending=s.pending, steps_per_s=s.steps_per_s, rebuilding=s.rebuilding)
+                       pending=s.pending, steps_per_s=s.steps_per_s, rebuilding=s.rebuilding, cached=s.cached)
 
 
 # Only when Streamlit runs this script: importing it (tests/test_app.py does) must not run the page.

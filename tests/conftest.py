@@ -1,5 +1,6 @@
 """Shared fixtures.
 
+- ``run_cache_folder``: the run cache of the whole test session, a temporary folder.
 - ``streamlit_server``: one real ``streamlit run dashboard/app.py`` on a free 127.0.0.1 port for
   the whole session, its log kept so a test can check it holds no traceback.
 - ``browser`` / ``page``: Debian's Chromium driven by Playwright (sync API), a fresh 1400x900
@@ -20,6 +21,19 @@ import pytest
 # bench/ is on the tests' path (pytest.ini): the server and browser helpers the benches use too.
 from streamlit_server import (CHROMIUM, CHROMIUM_ARGS, MODELS, REPO, StreamlitServer,  # noqa: F401
                               card_errors, free_port, start_streamlit, stop_streamlit)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def run_cache_folder(tmp_path_factory):
+    """One run cache for the test session, in a temporary folder: the tests' runs are served to each
+    other as a class's are (the servers and AppTests inherit it), and none to a later test session."""
+    before = os.environ.get("RESIDUAL_LAB_RUN_CACHE")
+    os.environ["RESIDUAL_LAB_RUN_CACHE"] = str(tmp_path_factory.mktemp("run-cache"))
+    yield Path(os.environ["RESIDUAL_LAB_RUN_CACHE"])
+    if before is None:
+        os.environ.pop("RESIDUAL_LAB_RUN_CACHE", None)
+    else:
+        os.environ["RESIDUAL_LAB_RUN_CACHE"] = before
 
 
 @pytest.fixture(scope="session")

@@ -137,6 +137,41 @@ def test_changing_a_model_mid_run_resets_with_a_notice(app_test):
     assert [m.label for m in at.metric] == ["plain-4", f"resnet-{deeper}"]
 
 
+def test_a_run_the_class_trained_already_is_served_from_the_cache_and_says_so(app_test):
+    """Another session (here: one driven directly, on the same cache folder) trained these settings;
+    this page is served that run, and marks it quietly in the header, with the same cards."""
+    from dashboard.runtime.class_runs import CACHED_NOTICE, ClassRuns
+    from dashboard.runtime.jobs import TrainingJob
+    from dashboard.runtime.run_cache import RunCache
+    from dashboard.runtime.scheduler import Scheduler
+
+    settings = TINY.with_changes(steps=40, seed=11)
+    scheduler = Scheduler(size=1)
+    try:
+        runs = ClassRuns(scheduler, RunCache())  # the test session's cache folder (conftest)
+        other = TrainingJob(scheduler, settings, runs)
+        other.train()
+        deadline = time.monotonic() + 60
+        while other.status().state != "done" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        runs.wait_for_writes()
+        cards = charts_cards(other.status().record, settings.models)
+    finally:
+        scheduler.close()
+    at = app_test(url_state.encode(UrlState(settings)))
+    assert not any(CACHED_NOTICE in md.value for md in at.markdown)  # nothing served before Train
+    at.button(key="train").click().run()
+    wait_until(at, lambda: step_of(at) == 40)
+    assert any(CACHED_NOTICE in md.value for md in at.markdown)
+    assert [m.value for m in at.metric] == cards
+
+
+def charts_cards(record, models) -> list[str]:
+    import dashboard.charts as charts
+
+    return [card.value for card in charts.model_cards(record.metrics_frame(), list(models))]
+
+
 def test_learning_rate_change_mid_run_keeps_the_run(app_test):
     at = app_test(TINY_QUERY)
     at.button(key="step").click().run()

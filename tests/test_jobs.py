@@ -103,7 +103,7 @@ def test_a_run_dropped_from_its_process_is_rebuilt_and_goes_on_as_if_it_never_le
             job.step(6)
             wait_for(lambda j=job: j.status().step == 18 and not j.status().pending)
         pid = left.pid
-        wait_for(lambda: not left._run.built)  # idle: dropped from its process
+        wait_for(lambda: not left._source.built)  # idle: dropped from its process
         assert left.pid == pid and left.status().step == 18  # nothing on the page changed
         for job in (left, stayed):
             job.train()

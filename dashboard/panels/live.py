@@ -22,6 +22,7 @@ from resnet_core.settings import Settings
 import dashboard.charts as charts
 import dashboard.charts.layers as charts_layers
 import dashboard.charts.regions as charts_regions
+from dashboard.runtime.class_runs import CACHED_NOTICE
 
 HEATMAP_STEPS = 120
 
@@ -38,6 +39,7 @@ class View:
     pending: bool = False            # a command sent to the job and not yet carried out
     steps_per_s: float | None = None  # this session's training pace, while it trains
     rebuilding: bool = False         # the models are rebuilt (replayed) up to the step shown
+    cached: bool = False             # served from a run another session started, or the run cache
 
     @property
     def models(self) -> list[str]:
@@ -114,7 +116,8 @@ def header(source: Callable[[], View], polling: bool = False) -> None:
         total = view.settings.steps
         where = f" · replay of `{view.source}`" if view.state == "replay" else ""
         badge = REBUILDING_BADGE if view.rebuilding else STATE_BADGES.get(view.state, view.state)
-        st.markdown(f"{badge} &nbsp; {view.step} of {total} steps{pace(view.steps_per_s)}{where}")
+        cached = f" · {CACHED_NOTICE}" if view.cached and view.state != "replay" else ""
+        st.markdown(f"{badge} &nbsp; {view.step} of {total} steps{pace(view.steps_per_s)}{where}{cached}")
         st.progress(min(1.0, view.step / max(total, 1)))
     if view.error:
         st.error(f"{view.error} — press **Reset** to start again.", icon=":material/error:")

@@ -1,4 +1,5 @@
-"""What every session of this server process shares: the scheduler of its worker processes.
+"""What every session of this server process shares: the scheduler of its worker processes, and
+the runs by key (one computation per key, the run cache behind it).
 
 One ``Scheduler`` per server (``st.cache_resource``), made on the server's first page view, with
 the worker process ``dashboard.prestart`` started as that view began; closed (its processes ended) when Streamlit
@@ -7,12 +8,27 @@ one budget of processes (env ``RESIDUAL_LAB_PROCESSES``) covers them all.
 """
 from __future__ import annotations
 
+import sys
+
 import streamlit as st
 
 import dashboard.prestart as prestart
+from dashboard.runtime.class_runs import ClassRuns
+from dashboard.runtime.run_cache import RunCache
 from dashboard.runtime.scheduler import Scheduler
 
 
 @st.cache_resource(on_release=Scheduler.close, show_spinner=False)
 def scheduler() -> Scheduler:
     return Scheduler(spare=prestart.take())
+
+
+@st.cache_resource(show_spinner=False)
+def class_runs() -> ClassRuns:
+    """The runs of this server by key, with the run cache folder (env RESIDUAL_LAB_RUN_CACHE)."""
+    try:
+        cache = RunCache()
+    except ValueError as exc:  # a size limit that is not a number: no cache, and the log says why
+        print(f"residual-lab: the run cache is off: {exc}", file=sys.stderr)
+        cache = None
+    return ClassRuns(scheduler(), cache)

@@ -1,15 +1,22 @@
-"""Training for the dashboard: one ``TrainingJob`` per browser session, each viewing a ``Run``.
+"""Training for the dashboard: one ``TrainingJob`` per browser session, each viewing a run.
 
 A ``Run`` (``dashboard.runtime.runs``) is one computation: a trainer for some settings, living in
 one of the server's worker processes, and the ``RunRecord`` it fills, stepped at its turns on the
-server's ``Scheduler`` while a session viewing it wants it further.
+server's ``Scheduler`` while a session viewing it wants it further. With ``ClassRuns``
+(``dashboard.runtime.class_runs``) sessions with the same settings share one: the first to train a
+key trains it, the others follow it, or replay it once it is finished (from the run cache).
 
-A ``TrainingJob`` is a session's side: its settings, the buttons it pressed, the step it shows,
-and its errors. Its methods are called from script threads; they change the job's wishes at
-once and leave the work to the run's turns, so a slow process never blocks the page. The page
-reads ``job.status()`` and the thread-safe ``RunRecord``.
+A ``TrainingJob`` is a session's side: its settings, the buttons it pressed, its errors, and its
+own cursor, the step it shows. Playing, the cursor follows the run's head live, or, behind it,
+moves through what the run recorded at the pace the run was trained at, until it catches up. The
+page is shown the record as it stood at the cursor (``run_cache.record_until``): every table and
+chart exactly as a live run's at that step. A change of the learning rate or the step count on a
+run others share (or on a replay) forks: a run of this session's own is replayed to the cursor's
+step, gets the change there, and goes on live; meanwhile the page stays at that step.
 
-Nothing here calls Streamlit: ``app.py`` wires these objects into ``st.cache_resource``.
+Methods are called from script threads; they change the job's wishes at once and leave the work
+to the runs' turns, so a slow process never blocks the page. Nothing here calls Streamlit:
+``app.py`` wires these objects into ``st.cache_resource``.
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import itertools
 import threading
 import time
 import weakref
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +32,9 @@ from resnet_core.remote.trainer import REMOTE_METHODS
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
 
-from dashboard.runtime.runs import END, Run, _Request
+from dashboard.runtime.class_runs import ClassRuns, Pace, Replay
+from dashboard.runtime.run_cache import record_until
+from dashboard.runtime.runs import END, RATE_WINDOW_S, Run, _Request
 from dashboard.runtime.scheduler import Scheduler, SchedulerClosed
 
 REQUEST_TIMEOUT_S = 120.0
@@ -43,7 +53,6 @@ class JobError(RuntimeError):
     """A request the job cannot serve (no trained model, an unknown method, a failure in the worker)."""
 
 
-# ------------------------------------------------------------------------------------------- job
 @dataclass(frozen=True)
 class JobStatus:
     """What the page shows; a copy, so it can be read without any lock."""
@@ -60,10 +69,12 @@ class JobStatus:
     pending: bool = False         # a command not yet carried out: the page keeps polling
     steps_per_s: float | None = None
     rebuilding: bool = False      # the models are being rebuilt up to the step shown
+    cached: bool = False          # a run another session started, or a finished one from the run cache
 
 
 _LIVE_JOBS: "weakref.WeakSet[TrainingJob]" = weakref.WeakSet()
 _viewer_ids = itertools.count(1)
+Source = Run | Replay
 
 
 def stop_all_jobs() -> None:
@@ -73,165 +84,302 @@ def stop_all_jobs() -> None:
 
 
 class TrainingJob:
-    """One session's training: what it asked for, and the run it views."""
+    """One session's training: what it asked for, the run it views and where it stands in it."""
 
-    def __init__(self, scheduler: Scheduler, settings: Settings | None = None):
-        self.scheduler = scheduler
+    def __init__(self, scheduler: Scheduler, settings: Settings | None = None, runs: ClassRuns | None = None):
+        self.scheduler, self.runs = scheduler, runs
         self.id = next(_viewer_ids)
         self._lock = threading.Lock()
         self._settings = (settings or Settings()).checked()
-        self._run: Run | None = None
-        self._running = False
-        self._error: str | None = None
-        self._notice: str | None = None
         self._stopped = False
+        self._error: str | None = None
+        self._clear()
         _LIVE_JOBS.add(self)
+
+    def _clear(self) -> None:
+        self._source: Source | None = None
+        self._own = False                    # this session started it (nobody's run is served to it)
+        self._cursor = 0                     # the step shown
+        self._glued = True                   # the cursor is the run's head, and follows it
+        self._goal = 0                       # the step wanted: END while playing
+        self._playing = False
+        self._anchor = (0, 0.0)              # (step, monotonic): where a paced replay counts from
+        self._pace: Pace | None = None
+        self._fork: Run | None = None        # a run of our own, replayed up to the cursor, to go on from there
+        self._view: tuple[tuple, RunRecord] | None = None
+        self._samples: deque[tuple[float, int]] = deque(maxlen=64)
 
     # ---- commands (any thread) -----------------------------------------------------------------
     def train(self) -> None:
-        run = self._ensure_run()
-        if run is None:
-            return
         with self._lock:
-            self._running = True
-        run.want(self.id, END)
+            source = self._attach()
+            if source is None:
+                return
+            self._sync()
+            self._playing, self._goal = True, END
+            self._anchor = (self._cursor, time.monotonic())
+            target = self._fork or source
+        target.want(self.id, END)
 
     def pause(self) -> None:
         with self._lock:
-            self._running = False
-            run = self._run
-        if run is not None:
-            run.want(self.id, run.step)
-            run.push(("regions",))  # a paused class looks at the models as they are now
+            source, fork = self._source, self._fork
+            if source is None:
+                return
+            self._sync()
+            self._playing = False
+            self._goal = self._cursor
+            at_head = self._glued and fork is None and isinstance(source, Run) and source.step == self._cursor
+        (fork or source).want(self.id, self._goal if fork is None else max(self._goal, fork.hold_until))
+        if at_head:
+            source.push(("regions",))  # a paused class looks at the models as they are now
 
     def step(self, n: int = 1) -> None:
-        run = self._ensure_run()
-        if run is None:
-            return
         with self._lock:
-            self._running = False
-        run.want(self.id, run.step + int(n))
+            source = self._attach()
+            if source is None:
+                return
+            self._sync()
+            self._playing = False
+            self._goal = self._cursor + int(n)
+            self._sync()
+            target = self._fork or source
+        target.want(self.id, self._goal)
 
     def reset(self, settings: Settings | None = None) -> None:
         with self._lock:
-            run, self._run = self._run, None
-            self._running, self._error = False, None
+            source, fork = self._source, self._fork
+            self._clear()
+            self._error = None
             if settings is not None:
                 self._settings = settings.checked()
-        if run is not None:
-            run.want(self.id, None)
+        for run in (source, fork):
+            if run is not None:
+                run.want(self.id, None)
 
     def update_settings(self, settings: Settings) -> str:
         """Apply new settings: 'reset' when a model changes (the run restarts), 'live' when only the
         learning rate or the step count moved (applied at the next step), '' when nothing changed."""
         settings = settings.checked()
         with self._lock:
-            current, run = self._settings, self._run
+            current, source = self._settings, self._source
             if settings == current:
                 return ""
             reset = needs_reset(current, settings)
             self._settings = settings
         if reset:
             self.reset(settings)
-            return "reset" if run is not None else "changed"
-        if run is not None:
-            for name in LIVE_FIELDS:
-                if getattr(settings, name) != getattr(current, name):
-                    run.push((name, getattr(settings, name)))
+            return "reset" if source is not None else "changed"
+        for name in LIVE_FIELDS:
+            if getattr(settings, name) != getattr(current, name):
+                self._change(name, getattr(settings, name))
         return "live"
 
+    def _change(self, name: str, value: Any) -> None:
+        with self._lock:
+            self._sync()
+            source, fork = self._source, self._fork
+            if source is None:
+                return
+            if fork is not None:  # still replaying to the cursor: one more change to make there
+                with fork.lock:
+                    fork.changes = [c for c in fork.changes if c[:2] != (fork.hold_until, name)]
+                    fork.changes.append((fork.hold_until, name, value))
+                    if fork.hold_until == 0:
+                        fork.initial = fork.initial.with_changes(**{name: value})
+                        fork.changes.pop()
+                return
+            if self._alone_at_head(source):
+                in_place = source
+            else:
+                in_place = None
+                self._fork_here((name, value))
+        if in_place is not None:
+            in_place.push((name, value))
+            if self._playing:
+                in_place.want(self.id, END)
+
     def request(self, method: str, **kwargs: Any) -> None:
-        """Run one of ``REMOTE_METHODS`` on the trained models (in the worker) between steps and wait
-        for it; what it records appears in the run's record. Raises JobError with a message."""
+        """Run one of ``REMOTE_METHODS`` on the trained models (in the worker) at the step shown and
+        wait for it; what it records appears in this session's record. Raises JobError."""
         if method not in REMOTE_METHODS:
             raise JobError(f"unknown analysis {method!r}; available: {', '.join(REMOTE_METHODS)}")
         with self._lock:
-            run = self._run
-        if run is None or run.record is None or run.error is not None:
-            raise JobError("there is no trained model in this session yet: press Train or Step first")
+            self._sync()
+            source = self._source
+            if source is None or source.record is None or source.error is not None:
+                raise JobError("there is no trained model in this session yet: press Train or Step first")
+            if self._fork is not None:
+                run = self._fork
+            elif self._alone_at_head(source):
+                run = source
+            else:  # another session's run, or a replay: a run of our own at this step answers it
+                run = self._fork_here(None)
         req = _Request(method, kwargs)
         run.push(req)
         if not req.done.wait(REQUEST_TIMEOUT_S):
             raise JobError(f"{method} took longer than {REQUEST_TIMEOUT_S:.0f} s")
         if req.error:
             raise JobError(req.error)
+        with self._lock:
+            self._view = None  # the record has something new to show
 
     def settle(self, timeout: float) -> None:
-        """Wait (at most ``timeout``) until the run has carried out what was just asked of it: its
-        first step is taken, or it has nothing left to do. A click's own script run then shows it."""
-        with self._lock:
-            run = self._run
-        if run is None:
-            return
+        """Wait (at most ``timeout``) until what was just asked is carried out: the step shown moved,
+        or nothing is left to do. A click's own script run then shows it."""
+        start = self.status().step
         deadline = time.monotonic() + timeout
-        with run.lock:
-            start = run.step
-
-            def settled() -> bool:
-                wanted = run.targets.get(self.id, 0)
-                moved = run.record is not None and run.step > start
-                idle = wanted <= run.step and not run.control and not run.busy
-                return moved or run.error is not None or idle or run.closing
-
-            while not settled():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                run.moved.wait(left)
+        while time.monotonic() < deadline:
+            s = self.status()
+            if s.step > start or not s.pending or s.error:
+                return
+            time.sleep(0.02)
 
     def stop(self, wait: bool = False) -> None:
-        """The session has gone: its run leaves its process at its next turn. Called (through
-        ``on_release``) a few seconds after the tab closes, from Streamlit's own thread."""
+        """The session has gone: its runs leave their processes at their next turns (unless others
+        watch them). Called (through ``on_release``) a few seconds after the tab closes."""
         with self._lock:
             self._stopped = True
         self.reset()
         _LIVE_JOBS.discard(self)
 
-    def _ensure_run(self) -> Run | None:
-        with self._lock:
-            if self._stopped or self._error is not None:
-                return None
-            if self._run is not None:
-                if self._run.error is not None:
-                    return None  # the page says "press Reset": it would fail again
-                return self._run
-            run = self._run = Run(self.scheduler, self._settings)
-        try:
-            self.scheduler.add(run)
-        except SchedulerClosed as exc:
-            with self._lock:
-                self._error = str(exc)
+    # ---- the cursor (under self._lock) ---------------------------------------------------------
+    def _attach(self) -> Source | None:
+        """The run this session views, found or started on its first Train or Step."""
+        if self._stopped or self._error is not None:
             return None
-        return run
+        if self._source is not None:
+            return None if self._source.error is not None else self._source
+        source, created = self.runs.source(self._settings) if self.runs is not None else (None, False)
+        if source is None:
+            source, created = Run(self.scheduler, self._settings), True
+        if created:
+            try:
+                self.scheduler.add(source)
+            except SchedulerClosed as exc:
+                self._error = str(exc)
+                return None
+        self._source, self._own = source, created
+        self._cursor, self._glued = 0, source.step == 0 and not isinstance(source, Replay)
+        return source
+
+    def _alone_at_head(self, source: Source) -> bool:
+        """Changing this run in place is this session's business alone."""
+        if not isinstance(source, Run):
+            return False
+        with source.lock:
+            others = set(source.targets) - {self.id}
+            return not others and self._glued and self._cursor == source.step
+
+    def _fork_here(self, change: tuple[str, Any] | None) -> Run:
+        """A run of this session's own, replayed to the cursor's step (where ``change`` is made)."""
+        source, k = self._source, self._cursor
+        changes = [c for c in source.changes if c[0] <= k]
+        initial = source.initial
+        if change is not None:
+            if k == 0:
+                initial = initial.with_changes(**{change[0]: change[1]})
+            else:
+                changes.append((k, *change))
+        fork = Run(self.scheduler, initial, changes=changes)
+        fork.hold_until = k
+        self._fork = fork
+        self.scheduler.add(fork)
+        fork.want(self.id, max(k, self._goal))
+        source.want(self.id, None)  # this session no longer wants that run further
+        return fork
+
+    def _sync(self) -> None:
+        """Move the cursor to where it is by now, and take over a fork that has caught up."""
+        fork, now = self._fork, time.monotonic()
+        if fork is not None:
+            if fork.error is None and (fork.record is None or fork.step < fork.hold_until):
+                return  # the page stays at the step it forked at meanwhile
+            self._source, self._fork, self._own, self._glued = fork, None, True, True
+            self._anchor, self._view = (self._cursor, now), None
+        source = self._source
+        if source is None:
+            return
+        head = source.step
+        if self._goal > self._cursor:
+            if self._glued:
+                self._cursor = min(self._goal, head)
+            elif self._playing:
+                record = source.record
+                if record is not None and (self._pace is None or self._pace.version != record.version):
+                    self._pace = Pace(record)
+                pace = self._pace
+                paced = pace.step_at(pace.wall_at(self._anchor[0]) + now - self._anchor[1]) if pace else head
+                self._cursor = max(self._cursor, min(self._goal, head, paced))
+            else:
+                self._cursor = min(self._goal, head)
+            if self._cursor >= head and isinstance(source, Run) and not source.done:
+                self._glued = True  # caught up with a run still under way: live from here
+        if not self._samples or self._samples[-1][1] != self._cursor or now - self._samples[-1][0] > 1:
+            self._samples.append((now, self._cursor))
+
+    def _record(self) -> RunRecord | None:
+        """The record as it stood at the cursor (the run's own while the cursor is its head)."""
+        source = self._source
+        record = source.record if source is not None else None
+        if record is None:
+            return None
+        maps = source.pause_maps
+        overlay = maps is not None and maps[0] == self._cursor
+        if self._cursor >= source.step and not overlay:
+            return record
+        key = (id(record), self._cursor, overlay, len(record.lesion_rows()) if self._own else 0)
+        if self._view is None or self._view[0] != key:
+            view = record_until(record, self._cursor)
+            if overlay:
+                for model, (step, grid) in maps[1].items():
+                    view.set_regions(model, step, grid)
+            if self._own and record.lesion_rows():  # this session's own lesion study, on its own run
+                view.set_lesion(record.lesion_rows())
+            self._view = (key, view)
+        return self._view[1]
 
     # ---- reading (any thread) ------------------------------------------------------------------
     def status(self) -> JobStatus:
         with self._lock:
-            run, settings, running = self._run, self._settings, self._running
-            notice, self._notice = self._notice, None
-            own_error = self._error
-        if run is None:
-            return JobStatus("error" if own_error else "idle", 0, settings.steps, None, settings, own_error, notice)
-        with run.lock:
-            record, step, error, done = run.record, run.step, run.error, run.done
-            wanted = run.targets.get(self.id, 0)
-            pending = error is None and (bool(run.control) or (wanted > step and not done))
-            rebuilding = pending and record is not None and step > 0 and (not run.built or run.trainer_step < step)
-            status, diverged = dict(run.status), dict(run.diverged_at)
-            moving = running or run.busy
+            self._sync()
+            source, fork, settings = self._source, self._fork, self._settings
+            error = self._error or (source.error if source is not None else None) or (fork.error if fork else None)
+            if source is None:
+                return JobStatus("error" if error else "idle", 0, settings.steps, None, settings, error)
+            record, cursor, glued, playing = self._record(), self._cursor, self._glued, self._playing
+            with source.lock:
+                head, done, control = source.step, source.done, bool(source.control) and self._own
+                rebuilding = glued and isinstance(source, Run) and source.record is not None and head > 0 and (
+                    not source.built or source.trainer_step < head) and (self._goal > head or control)
+                status = dict(source.status) if glued else {}
+                diverged = dict(getattr(source, "diverged_at", {})) if glued else {}
+                busy = source.busy and glued
+            finished = done and cursor >= head
+            pending = error is None and (fork is not None or control or (self._goal > cursor and not finished))
+            rate = None
+            if playing and not finished:
+                rate = source.steps_per_s() if glued else self._rate()
+            cached = not self._own
         if error is not None:
             state = "error"
+        elif fork is not None or rebuilding:
+            state = "starting"
         elif record is None:
             state = "starting" if pending else "idle"
-        elif done:
+        elif finished:
             state = "done"
-        elif rebuilding:
-            state = "starting"
         else:
-            state = "training" if moving else "paused"
-        rate = run.steps_per_s() if state == "training" else None
-        return JobStatus(state, step, settings.steps, record, settings, error, notice, status, diverged,
-                         pending, rate, rebuilding)
+            state = "training" if playing or busy else "paused"
+        return JobStatus(state, cursor, settings.steps, record, settings, error, None, status, diverged,
+                         pending, rate if state == "training" else None, fork is not None or rebuilding, cached)
+
+    def _rate(self) -> float | None:
+        now = time.monotonic()
+        recent = [(t, s) for t, s in self._samples if now - t <= RATE_WINDOW_S]
+        if len(recent) < 2 or recent[-1][0] <= recent[0][0]:
+            return None
+        return (recent[-1][1] - recent[0][1]) / (now - recent[0][0])
 
     @property
     def settings(self) -> Settings:
@@ -247,5 +395,5 @@ class TrainingJob:
     def pid(self) -> int | None:
         """The worker process this session's run lives in (tests, benchmarks)."""
         with self._lock:
-            run = self._run
-        return run.host.pid if run is not None and run.host is not None else None
+            run = self._fork or self._source
+        return run.host.pid if isinstance(run, Run) and run.host is not None else None

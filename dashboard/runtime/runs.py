@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from resnet_core.records import RunRecord, run_finished
 from resnet_core.remote.trainer import WorkerError, replay_events
@@ -47,15 +47,24 @@ class Run(Task):
     resident = True
     _ids = itertools.count(1)
 
-    def __init__(self, scheduler: Scheduler, settings: Settings):
+    def __init__(self, scheduler: Scheduler, settings: Settings, changes: list[tuple[int, str, Any]] = (),
+                 key: str | None = None, on_finish: Callable[["Run"], None] | None = None,
+                 on_change: Callable[["Run"], None] | None = None):
+        """``changes``: made at the steps they name, as it gets there (a run forked from another at
+        the step a session changed a setting). ``key``: the run cache's key of the run while it has
+        no changes; ``on_finish(run)`` once it is finished so, ``on_change(run)`` when it gets one."""
         self.scheduler = scheduler
         self.id = f"run-{next(Run._ids)}"
         self.lock = threading.Lock()
         self.moved = threading.Condition(self.lock)  # notified after every turn that changed something
         self.settings = settings            # as they are now (lr and steps may have moved)
         self.initial = settings             # as the run began: with ``changes``, what it is a function of
-        self.changes: list[tuple[int, str, Any]] = []  # (step, "lr" | "steps", value), in order
+        self.changes: list[tuple[int, str, Any]] = list(changes)  # (step, "lr" | "steps", value), in order
         self.applied = 0                    # how many of them the trainer in the process has had
+        self.key = key if not self.changes else None
+        self.on_finish, self.on_change, self._reported = on_finish, on_change, False
+        self.pause_maps: tuple[int, dict[str, tuple[int, dict[str, Any]]]] | None = None  # (step, maps) drawn on Pause
+        self.hold_until = 0                 # requests wait until the run is at this step (a fork's)
         self.record: RunRecord | None = None
         self.step = 0                       # the run's head: its latest step
         self.trainer_step = 0               # the trainer's in its process (below ``step`` while rebuilt)
@@ -121,7 +130,7 @@ class Run(Task):
                 return self.host is not None
             if self.error is not None:
                 return False
-            if self.control:
+            if self.control and not (self.step < self.hold_until and all(isinstance(c, _Request) for c in self.control)):
                 return True
             return self._wanted() > self.step and not self.done
 
@@ -160,6 +169,9 @@ class Run(Task):
             while True:
                 with self.lock:
                     item = self.control.popleft() if self.control else None
+                    if isinstance(item, _Request) and self.step < self.hold_until:
+                        self.control.appendleft(item)  # answered at the step it was asked at
+                        item = None
                 if item is None:
                     break
                 self._control(host, item)
@@ -201,14 +213,19 @@ class Run(Task):
         self._apply_changes_due(host)
 
     def _apply_changes_due(self, host: Host) -> None:
-        """While rebuilt: the changes made at the trainer's step, in the order they were made."""
+        """The changes made at the trainer's step, in the order they were made: while it is rebuilt,
+        or when a forked run gets to the step its change was made at."""
         while True:
             with self.lock:
                 if self.applied >= len(self.changes) or self.changes[self.applied][0] != self.trainer_step:
                     return
                 _, name, value = self.changes[self.applied]
                 self.applied += 1
-            host.call(f"set_{name}", id=self.id, **{name: value})
+                if self.trainer_step >= self.step and getattr(self.settings, name) != value:  # new to this run
+                    self.settings = self.settings.with_changes(**{name: value})
+                    if self.record is not None:
+                        self.record.config.setdefault("settings", {}).update({name: value})
+            self._absorb(host.call(f"set_{name}", id=self.id, **{name: value}))
 
     def _control(self, host: Host, item: Any) -> None:
         if isinstance(item, _Request):
@@ -224,7 +241,13 @@ class Run(Task):
                 maps = len(self.record.config.get("dataset", {}).get("input_shape", [])) == 1 if self.record else False
                 current = self.trainer_step == self.step
             if maps and current:
-                self._absorb(host.call("call", CALL_DEADLINE_S, id=self.id, method="decision_regions", kwargs={}))
+                # Beside the record, not in it: a run stays a function of its settings (a Pause is no
+                # part of it), and whoever looks at this step sees the models as they are at it.
+                reply = host.call("call", CALL_DEADLINE_S, id=self.id, method="decision_regions", kwargs={})
+                drawn = {e[1]: (e[2], e[3]) for e in reply.get("events", []) if e[0] == "regions"}
+                with self.lock:
+                    self.pause_maps = (reply["step"], drawn)
+                self._absorb({**reply, "events": [e for e in reply.get("events", []) if e[0] != "regions"]})
             return
         name, value = item
         with self.lock:
@@ -240,6 +263,9 @@ class Run(Task):
             live = self.trainer_step == self.step
             if live and self.step > 0:
                 self.applied += 1
+            changed, self.key = self.key is not None, None  # no longer a run of its key
+        if changed and self.on_change is not None:
+            self.on_change(self)
         if live:
             self._absorb(host.call(f"set_{name}", id=self.id, **{name: value}))
 
@@ -254,9 +280,13 @@ class Run(Task):
             self._absorb(reply)
         else:  # the events of steps already recorded are dropped
             self._absorb({**reply, "events": []})
-            self._apply_changes_due(host)
+        self._apply_changes_due(host)
         with self.lock:
             self.progress.append((time.monotonic(), self.step))
+            finished = self.done and self.key is not None and not self._reported and self.on_finish is not None
+            self._reported = self._reported or finished
+        if finished:
+            self.on_finish(self)
 
     def _note_turn(self, reply: dict[str, Any]) -> None:
         self.longest_turn_s = max(self.longest_turn_s, float(reply.get("elapsed_s", 0.0)))
