@@ -8,6 +8,8 @@ changed since the last refresh of that panel.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -60,19 +62,40 @@ class View:
 PRESENTER_FONT = 17  # chart text readable from the back of a classroom
 
 
+SHARED_ENTRIES = 96  # figures and cards kept for every session of the server
+_shared: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
+_shared_lock = threading.Lock()
+
+
+def shared(key: tuple, record: RunRecord | None, build: Callable[[], Any]) -> Any:
+    """``build()`` once per key for every session of this server process: a class watching one run
+    at one step (the run cache serves them all the same record) draws each figure once, not thirty
+    times. ``key`` names the record by identity and version; the entry holds the record, so that its
+    identity is not reused while the entry lives."""
+    with _shared_lock:
+        hit = _shared.get(key)
+        if hit is not None:
+            _shared.move_to_end(key)
+            return hit[1]
+    value = build()
+    with _shared_lock:
+        _shared[key] = (record, value)
+        while len(_shared) > SHARED_ENTRIES:
+            _shared.popitem(last=False)
+    return value
+
+
 def cached_figure(name: str, view: View, build: Callable[[], Any]) -> Any:
-    """The panel's figure for this record version, built at most once per version per session."""
-    store = st.session_state.setdefault("_figures", {})
+    """The panel's figure for this record version, built once per version for all sessions."""
     presenter = bool(st.session_state.get("presenter"))
-    key = (view.source, id(view.record), view.version, presenter)
-    hit = store.get(name)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    figure = build()
-    if presenter:
-        figure.update_layout(font_size=PRESENTER_FONT)
-    store[name] = (key, figure)
-    return figure
+
+    def styled():
+        figure = build()
+        if presenter:
+            figure.update_layout(font_size=PRESENTER_FONT)
+        return figure
+
+    return shared(("figure", name, view.source, id(view.record), view.version, presenter), view.record, styled)
 
 
 def waiting_for_data(view: View, what: str) -> bool:
@@ -124,9 +147,11 @@ def header(source: Callable[[], View], polling: bool = False) -> None:
     if view.notice:
         st.toast(view.notice, icon=":material/info:")
     models = view.models
-    metrics = view.record.metrics_frame() if view.record is not None else None
-    cards = charts.model_cards(metrics, models) if metrics is not None else [
-        charts.ModelCard(m, None, None, None) for m in models]
+    if view.record is not None:
+        cards = shared(("cards", id(view.record), view.version, tuple(models)), view.record,
+                       lambda: charts.model_cards(view.record.metrics_frame(), models))
+    else:
+        cards = [charts.ModelCard(m, None, None, None) for m in models]
     for col, card in zip(st.columns(max(len(cards), 1)), cards):
         with col:
             st.metric(card.model, card.value, card.delta, delta_color="inverse", border=True,

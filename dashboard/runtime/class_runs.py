@@ -27,7 +27,7 @@ from resnet_core.settings import Settings
 
 from dashboard.runtime.run_cache import RunCache
 from dashboard.runtime.run_keys import run_key
-from dashboard.runtime.runs import Run
+from dashboard.runtime.runs import Run, Views
 from dashboard.runtime.scheduler import Scheduler
 
 CACHED_NOTICE = "from the class's run cache"
@@ -72,6 +72,7 @@ class Replay:
         self.status = {m: ("diverged" if (metrics[metrics.model == m].status == "diverged").any() else "ok")
                        for m in record.models()}
         self.trainer_step = self.step
+        self.views = Views()
 
     done = True
     closing = False

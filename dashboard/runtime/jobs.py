@@ -328,15 +328,15 @@ class TrainingJob:
         overlay = maps is not None and maps[0] == self._cursor
         if self._cursor >= source.step and not overlay:
             return record
-        key = (id(record), self._cursor, overlay, len(record.lesion_rows()) if self._own else 0)
+        view = source.views.at(record, self._cursor, maps[1] if overlay else None)
+        lesion = record.lesion_rows() if self._own else []
+        if not lesion:
+            return view
+        key = (id(view), len(lesion))  # this session's own lesion study, on its own run: a copy of its own
         if self._view is None or self._view[0] != key:
-            view = record_until(record, self._cursor)
-            if overlay:
-                for model, (step, grid) in maps[1].items():
-                    view.set_regions(model, step, grid)
-            if self._own and record.lesion_rows():  # this session's own lesion study, on its own run
-                view.set_lesion(record.lesion_rows())
-            self._view = (key, view)
+            mine = record_until(view, self._cursor)
+            mine.set_lesion(lesion)
+            self._view = (key, mine)
         return self._view[1]
 
     # ---- reading (any thread) ------------------------------------------------------------------

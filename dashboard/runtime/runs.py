@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,6 +26,7 @@ from resnet_core.records import RunRecord, run_finished
 from resnet_core.remote.trainer import WorkerError, replay_events
 from resnet_core.settings import Settings
 
+from dashboard.runtime.run_cache import record_until
 from dashboard.runtime.scheduler import START_DEADLINE_S, Host, HostLost, Scheduler, Task, reply_deadline
 
 CALL_DEADLINE_S = 120.0    # an analysis call on the trained models (a lesion study of a deep net)
@@ -39,6 +40,34 @@ class _Request:
     kwargs: dict[str, Any]
     done: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
+
+
+class Views:
+    """A run's record as it stood at a step (``record_until``), kept for the viewers standing there:
+    a class following one run mostly stands at a few steps, and each copy is made once."""
+
+    KEEP = 32
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._views: OrderedDict[tuple, RunRecord] = OrderedDict()
+
+    def at(self, record: RunRecord, step: int, maps: dict[str, tuple[int, dict]] | None = None) -> RunRecord:
+        """``maps``: a Pause's decision maps drawn at ``step``, shown instead of the last ones drawn."""
+        key = (id(record), step, maps is not None)
+        with self._lock:
+            view = self._views.get(key)
+            if view is not None:
+                self._views.move_to_end(key)
+                return view
+        view = record_until(record, step)
+        for model, (at, grid) in (maps or {}).items():
+            view.set_regions(model, at, grid)
+        with self._lock:
+            self._views[key] = view
+            while len(self._views) > self.KEEP:
+                self._views.popitem(last=False)
+        return view
 
 
 class Run(Task):
@@ -65,6 +94,7 @@ class Run(Task):
         self.on_finish, self.on_change, self._reported = on_finish, on_change, False
         self.pause_maps: tuple[int, dict[str, tuple[int, dict[str, Any]]]] | None = None  # (step, maps) drawn on Pause
         self.hold_until = 0                 # requests wait until the run is at this step (a fork's)
+        self.views = Views()
         self.record: RunRecord | None = None
         self.step = 0                       # the run's head: its latest step
         self.trainer_step = 0               # the trainer's in its process (below ``step`` while rebuilt)
