@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from resnet_core.remote.transport import JsonProcess, ProcessGone, serve
+from resnet_core.training.budget import out_of_memory, out_of_memory_message
 
 # Jobs a worker may run: kind -> "module:function(args, report) -> dict". Nothing else is callable.
 JOB_KINDS = {
@@ -59,7 +60,7 @@ def run_job(msg: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None
         result = job_function(msg["kind"])(msg["args"], lambda partial: send({"id": job_id, "partial": partial}))
         send({"id": job_id, "result": result})
     except Exception as exc:  # noqa: BLE001 - sent to the parent, which shows it
-        send({"id": job_id, "error": one_line(exc)})
+        send({"id": job_id, "error": out_of_memory_message() if out_of_memory(exc) else one_line(exc)})
 
 
 @dataclass

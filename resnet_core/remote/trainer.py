@@ -24,6 +24,7 @@ import numpy as np
 from resnet_core.remote.transport import JsonProcess, ProcessGone, serve
 from resnet_core.records import LayerSnapshot, RunRecord
 from resnet_core.settings import ModelSpec, Settings
+from resnet_core.training.budget import out_of_memory, out_of_memory_message
 
 if TYPE_CHECKING:
     from resnet_core.data import Dataset
@@ -93,7 +94,10 @@ class _Worker:
         try:
             send({"ok": True, **self._handle(msg)})
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which shows it
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            if out_of_memory(exc):
+                detail = out_of_memory_message()
+            else:
+                detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             send({"ok": False, "error": detail})
 
     def _handle(self, msg: dict[str, Any]) -> dict[str, Any]:

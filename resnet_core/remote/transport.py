@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-ROOT = str(Path(__file__).resolve().parents[1])
+from resnet_core.training.budget import MB, WORKER_LIMIT_ENV, worker_limit_bytes
+
+ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class ProcessGone(RuntimeError):
@@ -30,9 +32,11 @@ class JsonProcess:
 
     def __init__(self, module: str):
         path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
+        # The child limits its own memory (``serve``): a run the estimate got wrong fails in it alone.
+        limit = os.environ.get(WORKER_LIMIT_ENV) or str(worker_limit_bytes() // MB)
         self.process = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True, bufsize=1,
-                                        env={**os.environ, "PYTHONPATH": path})
+                                        env={**os.environ, "PYTHONPATH": path, WORKER_LIMIT_ENV: limit})
         self.broken = False
 
     @property
@@ -92,6 +96,25 @@ class JsonProcess:
                 pass
 
 
+def limit_memory() -> None:
+    """This process's data segment (heap and private mappings, where tensors live) capped at
+    ``RESIDUAL_LAB_WORKER_MEMORY_MB``, which the parent passes: past it an allocation fails here
+    (MemoryError, or torch's "can't allocate memory"), is reported as this run's error, and the
+    machine and every other session go on. RLIMIT_DATA rather than RLIMIT_AS: a GPU driver reserves
+    address space it never fills."""
+    try:
+        mb = int(os.environ.get(WORKER_LIMIT_ENV, ""))
+    except ValueError:
+        return
+    if mb <= 0:
+        return
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    limit = mb * MB if hard == resource.RLIM_INFINITY else min(mb * MB, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
 def serve(handle: Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], None]) -> None:
     """The child's side: ``handle(message, send)`` for each line on stdin, until ``{"cmd": "close"}``
     or the end of stdin (the parent has gone). One torch thread: tiny layers are dispatch-bound,
@@ -101,6 +124,7 @@ def serve(handle: Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], N
     # descriptor 1 both go to stderr (the server's log) from here on.
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
+    limit_memory()
     import torch
 
     torch.set_num_threads(1)

@@ -216,3 +216,18 @@ def _mb(n: int) -> str:
 
 def _count(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n < 1e8 else f"{n / 1e6:.0f}M"
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """An allocation refused by the process's memory limit (or the machine)."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "not enough memory" in text or "out of memory" in text.lower()))
+
+
+def out_of_memory_message() -> str:
+    """What a session is told when its run hit the memory limit of its process."""
+    limit = _env_int(WORKER_LIMIT_ENV)
+    allowed = f" ({_mb(limit * MB)})" if limit else ""
+    return (f"this run needed more memory than one run's process may use{allowed}: lower the batch size, "
+            "the width or the depth")
