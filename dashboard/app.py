@@ -36,6 +36,7 @@ from resnet_core.settings import Settings  # noqa: E402
 
 LIVE_EVERY_S = 1.0       # cards and curves
 HEAVY_EVERY_S = 2.5      # heatmaps, profiles, maps: bigger payloads, slower to read anyway
+MAX_NOTES = 12           # lines of the warning about a link's values; the rest are counted
 
 
 @st.cache_resource(on_release=worker_pool.WorkerPool.close, show_spinner=False)
@@ -88,10 +89,11 @@ def lesson_verdict(lesson: str, source) -> None:
 
 def apply_settings(job: jobs.TrainingJob, sidebar: controls.SidebarResult, notes: list[str]) -> None:
     """Sidebar -> job (reset, or a live change of lr/steps) and -> link."""
-    if notes:
-        st.warning("The link asked for values that are not allowed; adjusted:\n\n" + "\n".join(f"- {n}" for n in notes),
+    if notes:  # each note quotes the link's values as code (url_state), so none of them renders as markup
+        shown = notes[:MAX_NOTES] + ([f"… and {len(notes) - MAX_NOTES} more"] if len(notes) > MAX_NOTES else [])
+        st.warning("The link asked for values that are not allowed; adjusted:\n\n" + "\n".join(f"- {n}" for n in shown),
                    icon=":material/tune:")
-    if sidebar.error:
+    if sidebar.error:  # already escaped where it quotes the user (controls)
         st.error(sidebar.error, icon=":material/error:")
     elif sidebar.settings is not None and job.update_settings(sidebar.settings) == "reset":
         st.toast("That setting changes the models, so the run was reset: press Train to start again.",
