@@ -11,7 +11,9 @@ import streamlit as st
 
 from dashboard.charts.studies import landscape_line_figure, landscape_range, landscape_surface_figure
 from resnet_core.remote.jobs import BackgroundRun, JobPool, start_queued
-from resnet_core.analysis.landscape import COARSE, FINE, LINE_POINTS, twin_depth
+from resnet_core.analysis.landscape import COARSE, FINE, LINE_POINTS, twin_depth, twin_settings
+from resnet_core.training.budget import check_settings
+from dashboard.text import literal
 from resnet_core.settings import Settings, SettingsError, check_depth
 
 REFRESH_S = 1.0
@@ -83,8 +85,9 @@ def render_landscape_panel(settings: Settings) -> None:
 def _start(state: dict, settings: Settings, request: dict) -> str | None:
     try:
         check_depth(settings, request["depth"])
+        check_settings(twin_settings(settings, request["depth"], request["steps"]))
     except SettingsError as exc:
-        return str(exc)
+        return literal(str(exc))
     pool = state["pool"]
     if pool is None or not pool.usable:
         pool = state["pool"] = JobPool(1)  # a worker process, on a GPU too: the server never imports torch
@@ -118,7 +121,7 @@ def _results(state: dict, was_running: bool, kind: str) -> None:
     if not run.done:
         st.progress(run.progress, text=f"{run.status or 'starting'} · {run.elapsed:.0f} s")
     elif run.error:
-        st.error(f"The landscape could not be computed: {run.error}", icon=":material/error:")
+        st.error(f"The landscape could not be computed: {literal(run.error)}", icon=":material/error:")
     elif run.cancelled:
         st.warning("Stopped.", icon=":material/stop_circle:")
     else:

@@ -12,7 +12,9 @@ import streamlit as st
 from dashboard.charts.studies import correlation_figure, gradient_curves_figure
 from resnet_core.remote.jobs import BackgroundRun, start_queued
 from resnet_core.settings import Settings, SettingsError
-from resnet_core.analysis.shattered import DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, POINTS, check_depths, scalar_settings
+from resnet_core.analysis.shattered import (DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, POINTS, check_depths, check_memory,
+                                            scalar_settings)
+from dashboard.text import literal
 
 REFRESH_S = 1.0
 WIDTHS = (64, 128, 200)
@@ -64,8 +66,9 @@ def render_shattered_panel(settings: Settings) -> None:
             and not running:
         try:
             chosen = check_depths(depths, base)
+            check_memory(chosen, int(width), "batch", block, branch)
         except SettingsError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(literal(str(exc)), icon=":material/error:")
         else:
             args = {"depths": list(chosen), "seeds": list(range(int(seeds))), "width": int(width), "norm": "batch",
                     "block": block, "branch_layers": branch}
@@ -94,7 +97,7 @@ def _results(state: dict, was_running: bool) -> None:
     if not run.done:
         st.progress(run.progress, text=f"{run.status or 'starting'} · {run.elapsed:.0f} s")
     elif run.error:
-        st.error(f"Could not compute the gradients: {run.error}", icon=":material/error:")
+        st.error(f"Could not compute the gradients: {literal(run.error)}", icon=":material/error:")
     if results:
         result = results[-1]
         left, right = st.columns([1, 1], gap="large")

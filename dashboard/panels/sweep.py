@@ -13,6 +13,8 @@ import streamlit as st
 from dashboard.charts.studies import sweep_figure
 from resnet_core.remote.jobs import BackgroundRun, start_queued
 from resnet_core.settings import Settings, SettingsError
+from resnet_core.training.budget import check_settings
+from dashboard.text import literal
 from resnet_core.analysis.sweep import DEFAULT_DEPTHS, plan_sweep, run_sweep, sweep_frame, sweep_summary
 
 REFRESH_S = 1.0
@@ -72,8 +74,9 @@ def render_sweep_panel(settings: Settings) -> None:
             and not running:
         try:
             jobs = plan_sweep(settings, depths, range(settings.seed, settings.seed + int(seeds)), steps=int(steps))
+            check_settings(Settings.from_dict(jobs[0]["settings"]))  # the deepest run, in each process
         except SettingsError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(literal(str(exc)), icon=":material/error:")
         else:
             n = int(workers)  # worker processes, on a GPU too: the server never imports torch
             state.update(run=start_queued(lambda r, pool: _sweep(r, pool, jobs), n, label="sweep"),
@@ -105,7 +108,7 @@ def _results(state: dict, was_running: bool) -> None:
     elif run.error is None:
         st.caption(f"{total} runs in {run.elapsed:.0f} s ({state['label']}).")
     if run.error:
-        st.error(f"The sweep stopped: {run.error}", icon=":material/error:")
+        st.error(f"The sweep stopped: {literal(run.error)}", icon=":material/error:")
     if rows:
         frame = sweep_frame(rows)
         st.plotly_chart(sweep_figure(frame), key="sweep_chart")

@@ -28,6 +28,7 @@ makes the allocation fail in that one process, which reports it as an error of t
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -73,17 +74,22 @@ def data_shape(dataset: str, args: dict | None = None) -> DataShape:
     a = {**(spec.defaults if spec else {}), **dict(args or {})}
     test = float(a.get("test_fraction", 0.2))
     if dataset == "digits":
-        n = 1797
-        return DataShape((1, 8, 8), 10, n - round(n * test), round(n * test))
+        return _split(1797, test, (1, 8, 8), 10)
     if dataset == "cifar10":
-        return DataShape((3, 32, 32), 10, int(a["train_limit"]), int(a["test_limit"]))
+        train = min(int(a["train_limit"]), 10_000 * int(a["batches"]))
+        return DataShape((3, 32, 32), 10, train, min(int(a["test_limit"]), 10_000))
     if dataset == "csv":
         from resnet_core.data.files import MAX_CSV_CLASSES, MAX_CSV_ROWS
 
         return DataShape((2,), MAX_CSV_CLASSES, MAX_CSV_ROWS, MAX_CSV_ROWS)  # a bound: the file may be any size
-    n = int(a.get("n", 2000))
     classes = int(a.get("arms", a.get("centers", 2)))
-    return DataShape((2,), classes, n - round(n * test), round(n * test))
+    return _split(int(a.get("n", 2000)), test, (2,), classes)
+
+
+def _split(n: int, test_fraction: float, input_shape: tuple[int, ...], classes: int) -> DataShape:
+    """Train and test sizes as ``data.common.stratified_split`` makes them."""
+    n_test = min(max(round(n * test_fraction), 1), n - 1)
+    return DataShape(input_shape, classes, n - n_test, n_test)
 
 
 def shape_of(data) -> DataShape:
@@ -204,6 +210,27 @@ def check_fits(settings: Settings, shape: DataShape, models: tuple[str, ...] | N
         raise SettingsError(f"this run needs about {_mb(estimate.total)} of memory, more than the {_mb(budget)} "
                             f"a run may use here ({MEMORY_ENV}); {estimate.advice(settings)}")
     return estimate
+
+
+def check_settings(settings: Settings) -> MemoryEstimate:
+    """``check_fits`` on the data set the settings name, sized from its arguments without loading it:
+    what the dashboard's server checks before a worker is asked to build the run (cached: a page
+    asks on every rerun)."""
+    key = json.dumps([settings.to_dict(), run_memory_budget()], sort_keys=True, default=str)
+    if key not in _CHECKED:
+        try:
+            _CHECKED[key] = check_fits(settings, data_shape(settings.dataset, dict(settings.dataset_args)))
+        except SettingsError as exc:
+            _CHECKED[key] = exc
+        while len(_CHECKED) > 256:
+            _CHECKED.pop(next(iter(_CHECKED)))
+    found = _CHECKED[key]
+    if isinstance(found, SettingsError):
+        raise SettingsError(str(found))
+    return found
+
+
+_CHECKED: dict[str, MemoryEstimate | SettingsError] = {}
 
 
 def _mb(n: int) -> str:
