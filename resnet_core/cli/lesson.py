@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the lesson's)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the lesson's)")
     p.add_argument("--out", help="run folder to write (config.json, metrics.csv, ...)")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (only ever a run)")
     p.add_argument("--workers", type=int, default=0, help="training processes (default: one per core, at most one per model)")
     p.set_defaults(run=run_lesson)
 
@@ -41,19 +41,20 @@ def run_lesson(args: argparse.Namespace) -> int:
         raise SettingsError("lesson: --out DIR is required (the run folder to write)")
     changes = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
     settings = lesson.settings(**changes)
-    from resnet_core.cli.train import check_out_dir, train_headless
+    from resnet_core.cli.output import RunFolder
+    from resnet_core.cli.train import check_workers, train_headless
 
-    out = check_out_dir(args.out, args.overwrite)
+    check_workers(args.workers)
+    out = RunFolder(args.out, args.overwrite)
     print(f"{lesson.title}  (models {', '.join(settings.models)}; {settings.steps} steps; seed {settings.seed})")
     started = time.perf_counter()
-    record = train_headless(settings, args.workers, analyses=tuple(lesson.after_training))
+    record = train_headless(settings, args.workers, analyses=tuple(lesson.after_training), out=out)
     seconds = time.perf_counter() - started
-    record.write(out)
     verdict = lesson.check(record)
     print(f"{MARKS.get(verdict.state, verdict.state)}: {verdict.summary}")
     for line in verdict.details:
         print(f"  - {line}")
-    print(f"{record.latest_step()} steps in {seconds:.1f} s; wrote {out}/")
+    print(f"{record.latest_step()} steps in {seconds:.1f} s; wrote {out.target}/")
     return 0 if verdict.shown else 1
 
 
