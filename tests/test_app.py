@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import bad_inputs  # noqa: F401  the crafted run folders
 import dashboard.runtime.replay as replay
 import dashboard.sidebar.url_state as url_state
 from dashboard.sidebar.url_state import UrlState
@@ -303,3 +304,40 @@ def test_an_uploaded_files_text_is_shown_as_text(app_test):
     [error] = [e.value for e in at.error if "non-numeric" in shown(e.value)]
     assert error.startswith("`[a](https://evil.example).csv`:")
     assert "](" not in outside_code(error) and "\\[Your session expired\\]\\(https" in error
+
+
+REPLAYS = {what: get for where, what, get in bad_inputs.CASES
+           if where == "replay" and hasattr(get, "make")}
+ON_THE_PAGE = [w for w in REPLAYS if any(k in w for k in (
+    "text in a number column of `metrics.csv`", "without a name", "nested", "uneven", "text in a number column of `paths",
+    "/dev/zero", "named pipe"))]
+
+
+@pytest.mark.parametrize("what", ON_THE_PAGE)
+def test_a_broken_run_folder_is_refused_on_the_page_in_one_line(app_test, tmp_path, monkeypatch, what):
+    """The issue's crafted folders, replayed from the Records tab: an error naming the file, no
+    traceback, no server path, and the live run is still there."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    name = REPLAYS[what].make(runs)
+    monkeypatch.setenv("RESIDUAL_LAB_RUNS", str(runs))
+    at = app_test()
+    at.session_state["tab"] = "Records"
+    at.run()
+    at.selectbox(key="replay_pick").set_value(name).run()
+    at.button(key="replay_go").click().run()
+    assert not at.exception
+    [error] = [shown(e.value) for e in at.error]
+    assert error == REPLAYS[what]().replace("<tmp>", str(tmp_path)) and str(tmp_path) not in error
+    assert step_of(at) == 0 and "replay" not in at.session_state
+
+
+def test_a_replayed_config_never_makes_the_server_read_a_file(tmp_path):
+    """A run folder whose config.json names /etc/passwd as its CSV (or a CIFAR-10 folder): the
+    settings the page shows the replay with keep neither path."""
+    from resnet_core.records import RunRecord
+
+    for dataset, key, path in (("csv", "path", "/etc/passwd"), ("cifar10", "root", "/dev")):
+        record = RunRecord({"settings": {**TINY.to_dict(), "dataset": dataset, "dataset_args": {key: path}}})
+        settings, note = replay.settings_of(record)
+        assert key not in settings.dataset_args and note is None
