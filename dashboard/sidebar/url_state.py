@@ -107,8 +107,12 @@ def decode(query: Mapping[str, Any], lessons: Mapping[str, Any] | None = None) -
 
     shape = Settings(arch=values["arch"], branch_layers=values["branch_layers"], stages=values["stages"])
     models = _models(params.pop("models", None), shape, base, notes)
-    for key in sorted(params):
-        notes.append(f"ignored unknown link parameter {code(key)}")
+    unknown = sorted(params)
+    if len(unknown) <= 3:
+        notes += [f"ignored unknown link parameter {code(key)}" for key in unknown]
+    else:
+        notes.append(f"ignored {len(unknown)} unknown link parameters: {', '.join(code(k) for k in unknown[:3])} "
+                     f"and {len(unknown) - 3} more")
     try:
         settings = Settings.from_dict({**values, "models": list(models)})
     except SettingsError as exc:  # cannot happen after the checks above, but a link must never crash

@@ -242,7 +242,7 @@ def _mb(n: int) -> str:
 
 
 def _count(n: int) -> str:
-    return f"{n / 1e6:.1f}M" if n < 1e8 else f"{n / 1e6:.0f}M"
+    return f"{n / 1e6:.3g}M"
 
 
 def out_of_memory(exc: BaseException) -> bool:
