@@ -22,17 +22,14 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import time
 from pathlib import Path
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, card_errors, start_streamlit, stop_streamlit
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, card_errors, start_streamlit, stop_streamlit  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 STEP = re.compile(r"^Step (\d+)$")
 

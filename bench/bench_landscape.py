@@ -10,18 +10,15 @@ The roughness beside each grid is printed too, as the panel shows it.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from resnet_core.data import load_dataset  # noqa: E402
-from resnet_core.analysis.landscape.compute import (filter_normalized_direction, loss_batch, loss_surface, mean_loss,  # noqa: E402
+from resnet_core.training.tensors import load_dataset
+from resnet_core.analysis.landscape.compute import (filter_normalized_direction, loss_batch, loss_surface, mean_loss,
                                    roughness, train_twins)
-from resnet_core.presets import get_preset  # noqa: E402
+from resnet_core.presets import get_preset
 
 
 def main() -> None:

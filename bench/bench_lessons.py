@@ -15,10 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from resnet_core.lessons import LESSONS
 
-from resnet_core.lessons import LESSONS  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 BUDGET_S = {"thousand-layers": 120.0}
 DEFAULT_BUDGET_S = 60.0

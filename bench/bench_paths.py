@@ -17,22 +17,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-import resnet_core.analysis.paths.adjoints as block_adjoints  # noqa: E402
-from resnet_core.data import load_dataset  # noqa: E402
-from resnet_core.training.lockstep import LockstepTrainer  # noqa: E402
-from resnet_core.nets.models import build_model  # noqa: E402
-from resnet_core.analysis.paths.compute import analyse_paths, path_gradients  # noqa: E402
-from resnet_core.presets import get_preset  # noqa: E402
-from resnet_core.settings import Settings  # noqa: E402
+import resnet_core.analysis.paths.adjoints as block_adjoints
+from resnet_core.training.tensors import load_dataset
+from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.nets.models import build_model
+from resnet_core.analysis.paths.compute import analyse_paths, path_gradients
+from resnet_core.presets import get_preset
+from resnet_core.settings import Settings
 
 
 def best_of(fn, reps: int) -> float:

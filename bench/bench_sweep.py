@@ -17,12 +17,10 @@ import argparse
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from resnet_core.settings import Settings  # noqa: E402
-from resnet_core.analysis.sweep import parse_int_list, plan_sweep, run_sweep, sweep_frame, sweep_summary  # noqa: E402
+from resnet_core.settings import Settings
+from resnet_core.analysis.sweep import parse_int_list, plan_sweep, run_sweep, sweep_frame, sweep_summary
 
 
 SPIN = "x = 0\nfor i in range(20_000_000):\n    x += i"

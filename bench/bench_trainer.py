@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-from resnet_core.data import load_dataset  # noqa: E402
-from resnet_core.training.lockstep import BatchStream, LockstepTrainer, make_optimizer  # noqa: E402
-from resnet_core.nets.models import build_model  # noqa: E402
-from resnet_core.remote.trainer import ParallelTrainer  # noqa: E402
-from resnet_core.presets import get_preset  # noqa: E402
+from resnet_core.training.tensors import load_dataset
+from resnet_core.training.lockstep import BatchStream, LockstepTrainer, make_optimizer
+from resnet_core.nets.models import build_model
+from resnet_core.remote.trainer import ParallelTrainer
+from resnet_core.presets import get_preset
 
 
 def bare_loop(settings, steps: int) -> float:

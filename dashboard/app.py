@@ -2,41 +2,29 @@
 
     streamlit run dashboard/app.py
 
-Layout and wiring only: the sidebar (``controls``) edits the settings, the link (``url_state``)
-carries them, a per-session ``TrainingJob`` (``jobs``) trains in a worker process, and the panels
-(``live_panels`` and the panel_* modules) draw what the run recorded.
+Layout and wiring only: the sidebar (``dashboard.sidebar``) edits the settings, the link
+(``sidebar.url_state``) carries them, a per-session ``TrainingJob`` (``dashboard.runtime``) trains in a
+worker process, and the tabs (``panels.tabs``, one table) draw what the run recorded.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import dashboard.boot  # noqa: F401  heavy imports, then gc.freeze(), once per process
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
 
-import dashboard.boot  # noqa: E402,F401  heavy imports, then gc.freeze(), once per process
+import dashboard.sidebar.controls as controls
+import dashboard.runtime.jobs as jobs
+import dashboard.panels.live as panels
+import dashboard.panels.records as records_tab
+import dashboard.panels.tabs as tabs
+import dashboard.panels.teaching as teaching
+import dashboard.sidebar.url_state as url_state
+import dashboard.runtime.worker_pool as worker_pool
+from dashboard.panels.lesson import render_lesson_panel
+from resnet_core.lessons import LESSONS
+from resnet_core.settings import Settings
 
-import streamlit as st  # noqa: E402
-
-import dashboard.sidebar.controls as controls  # noqa: E402
-import dashboard.runtime.jobs as jobs  # noqa: E402
-import dashboard.panels.live as panels  # noqa: E402
-import dashboard.panels.records as records_tab  # noqa: E402
-import dashboard.panels.teaching as teaching  # noqa: E402
-import dashboard.sidebar.url_state as url_state  # noqa: E402
-import dashboard.runtime.worker_pool as worker_pool  # noqa: E402
-from dashboard.panels.landscape import render_landscape_panel  # noqa: E402
-from dashboard.panels.lesson import render_lesson_panel  # noqa: E402
-from dashboard.panels.paths import render_paths_panel  # noqa: E402
-from dashboard.panels.shattered import render_shattered_panel  # noqa: E402
-from dashboard.panels.sweep import render_sweep_panel  # noqa: E402
-from resnet_core.lessons import LESSONS  # noqa: E402
-from resnet_core.settings import Settings  # noqa: E402
-
-LIVE_EVERY_S = 1.0       # cards and curves
-HEAVY_EVERY_S = 2.5      # heatmaps, profiles, maps: bigger payloads, slower to read anyway
-MAX_NOTES = 12           # lines of the warning about a link's values; the rest are counted
+MAX_NOTES = 12  # lines of the warning about a link's values; the rest are counted
 
 
 @st.cache_resource(on_release=worker_pool.WorkerPool.close, show_spinner=False)
@@ -78,9 +66,9 @@ def main() -> None:
     header = st.empty()  # filled by the open tab's fragment (see live_panels.header_in)
     lesson = st.session_state.get("lesson")
     if lesson and lesson in LESSONS:  # the verdict follows the run as it trains
-        live(lesson_verdict, LIVE_EVERY_S)(lesson, source)
+        live(lesson_verdict, tabs.LIVE_EVERY_S)(lesson, source)
     request = job.request if replay is None and view.record is not None else None
-    render_tabs(view, source, live, header, polling, request)
+    tabs.render_tabs(tabs.Page(view, source, live, header, polling, request))
 
 
 def lesson_verdict(lesson: str, source) -> None:
@@ -122,49 +110,6 @@ def live_view(job: jobs.TrainingJob) -> panels.View:
     s = job.status()
     return panels.View(s.record, s.settings, s.step, s.state, "live", s.queue_position, s.error, s.notice,
                        job.pool.stats(), s.pending)
-
-
-def render_tabs(view: panels.View, source, live, header, polling: bool, request) -> None:
-    """Only the open tab runs (and refreshes): a hidden heatmap costs nothing. The header (step
-    counter and cards) refreshes every second from the open tab's fragment; on the Training error
-    tab that same run redraws the curves."""
-    labels = ["Training error", "Gradients", "Signals"]
-    if panels.is_2d(view.settings.dataset):
-        labels.append("Decision regions")
-    labels += ["Unrolled paths", "Depth sweep", "Loss landscape", "Shattered gradients", "Records"]
-    tabs = dict(zip(labels, st.tabs(labels, key="tab", on_change="rerun")))
-    opened = next((label for label, tab in tabs.items() if tab.open), labels[0])
-    with tabs[opened]:
-        if opened == "Training error":
-            chart, words = st.columns([3, 1], gap="large")
-            with words:
-                show = st.segmented_control("Show", ["error", "loss"], key="curve_kind", default="error",
-                                            required=True, label_visibility="collapsed")
-                teaching.training_caption()
-            with chart:
-                live(panels.header_and_curves, LIVE_EVERY_S)(header, source, polling, show)
-            return
-        live(panels.header_in, LIVE_EVERY_S)(header, source, polling)
-        if opened == "Gradients":
-            live(panels.gradients, HEAVY_EVERY_S)(source)
-            teaching.gradients_caption(view.settings)
-        elif opened == "Signals":
-            sort = st.toggle("Sort layers by magnitude (the lower plot of Fig. 7)", key="sort_std")
-            live(panels.signals, HEAVY_EVERY_S)(source, sort)
-            teaching.signals_caption()
-        elif opened == "Decision regions":
-            live(panels.regions, HEAVY_EVERY_S)(source)
-            teaching.regions_caption()
-        elif opened == "Unrolled paths":
-            render_paths_panel(view.record, view.settings, request)
-        elif opened == "Depth sweep":
-            render_sweep_panel(view.settings)
-        elif opened == "Loss landscape":
-            render_landscape_panel(view.settings)
-        elif opened == "Shattered gradients":
-            render_shattered_panel(view.settings)
-        elif opened == "Records":
-            records_tab.render(view, controls.view_state())
 
 
 # Only when Streamlit runs this script: importing it (tests/test_app.py does) must not run the page.

@@ -4,4 +4,6 @@ Imports no Streamlit and no plotly: usable from a notebook, the CLI or the dashb
 """
 from resnet_core.settings import Settings, SettingsError, parse_model_name
 
-__all__ = ["Settings", "SettingsError", "parse_model_name"]
+__version__ = "0.9.0"  # the same as pyproject.toml's; part of every run-cache key
+
+__all__ = ["Settings", "SettingsError", "__version__", "parse_model_name"]

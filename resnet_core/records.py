@@ -28,11 +28,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
+from resnet_core.errors import UserError
 from resnet_core.settings import SettingsError, parse_model_name
 
 METRIC_COLUMNS = ["step", "model", "train_loss", "train_error", "test_error", "wall_s", "status"]
@@ -49,13 +50,20 @@ LAYER_VALUES = 1_000_000    # per-layer values per field, all models together: ~
 LAYER_SNAPSHOTS = (64, 1000)  # ... and at least / at most this many snapshots per model
 PATH_ROWS = 12_000          # path-analysis rows, all models together (6 models x 2,000)
 PATH_ANALYSES = (4, 40)     # analyses kept per model, at least / at most (the mean-length-over-time chart)
+REGION_HISTORY = 100        # decision maps kept per model (about 7 KB each, compact) for regions_at
 FLUSH_EVERY_S = 2.0         # a streaming record writes its buffers out at least this often
 CONFIG_MAX_BYTES = 1 << 20  # a config.json is a few kilobytes; more is not a run's
 READ_CHUNK_ROWS = 200_000   # tables are read in chunks of this many rows and thinned as they come
 
 
-class RecordError(ValueError):
+class RecordError(UserError):
     """A run folder that cannot be read; the message names the file and what is wrong."""
+
+
+def run_finished(step: int, steps: int, status: Mapping[str, str]) -> bool:
+    """The one definition of a run that is over: it reached its step count, or every model has
+    diverged (status: model -> "ok" or "diverged"; no models yet means not over)."""
+    return step >= steps or (bool(status) and all(s != "ok" for s in status.values()))
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,7 @@ class RunRecord:
         self._path_columns: set[str] = set()
         self._lesion: list[dict[str, Any]] = []
         self._regions: dict[str, tuple[int, dict[str, Any]]] = {}  # latest decision map per model
+        self._region_history: dict[str, History] = {}  # per model: (seq, step, map) of the maps set
         self._latest_step = 0
         self._stream: _Stream | None = None
         self.folder: Path | None = None  # where the full tables are: the stream's or the read folder
@@ -170,14 +179,52 @@ class RunRecord:
     def set_regions(self, model: str, step: int, grid: dict[str, Any]) -> None:
         with self._lock:
             self._regions[model] = (step, grid)
+            self._remember_map(model, int(step), _StoredMap.of(grid))
             if self._stream is not None:
                 self._stream.dirty.add("regions.csv")
             self.version += 1
+
+    def set_region_history(self, maps: Iterable[tuple[int, str, dict[str, Any]]]) -> None:
+        """Replace every decision map with ``maps`` ((step, model, grid), oldest first): the latest
+        map per model becomes the last one given for it."""
+        history = [(int(step), model, _StoredMap.of(grid)) for step, model, grid in maps]
+        with self._lock:
+            self._region_history = {}
+            for step, model, stored in history:
+                self._remember_map(model, step, stored)
+            self._regions = {model: (step, stored.grid()) for step, model, stored in history}
+            if self._stream is not None:
+                self._stream.dirty.add("regions.csv")
+            self.version += 1
+
+    def _remember_map(self, model: str, step: int, stored: "_StoredMap") -> None:
+        """Called with the lock held: the map joins its model's bounded history of maps."""
+        self._seq += 1
+        self._region_history.setdefault(model, History(REGION_HISTORY)).add(float(step), (self._seq, step, stored))
 
     # ---- reading -------------------------------------------------------------------------
     def regions(self) -> dict[str, tuple[int, dict[str, Any]]]:
         with self._lock:
             return dict(self._regions)
+
+    def _maps(self) -> list[tuple[int, str, "_StoredMap"]]:
+        """(step, model, map) of the maps kept (``REGION_HISTORY`` a model, thinned evenly), oldest first."""
+        with self._lock:
+            kept = [(seq, step, model, stored) for model, h in self._region_history.items()
+                    for seq, step, stored in h.items]
+        kept.sort(key=lambda item: item[0])
+        return [(step, model, stored) for _, step, model, stored in kept]
+
+    def region_history(self, until: int | None = None) -> list[tuple[int, str, dict[str, Any]]]:
+        """The decision maps kept so far as (step, model, grid), oldest first (the latest of each
+        model always among them); with ``until``, only those of steps up to it. ``regions()`` is the
+        latest of each model's."""
+        return [(step, model, stored.grid()) for step, model, stored in self._maps() if until is None or step <= until]
+
+    def regions_at(self, step: int) -> dict[str, tuple[int, dict[str, Any]]]:
+        """Each model's decision map as it stood at ``step``: the latest kept at or before it."""
+        current = {model: (s, stored) for s, model, stored in self._maps() if s <= step}
+        return {model: (s, stored.grid()) for model, (s, stored) in current.items()}
 
     def lesion_rows(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -642,6 +689,31 @@ class _Reader:
             pending = frame.iloc[starts[-1]:]  # the last group may go on in the next chunk
         if pending is not None and len(pending):
             add(pending)
+
+
+@dataclass(frozen=True)
+class _StoredMap:
+    """A decision map kept compactly for the history: classes as small integers and confidences
+    (rounded to 3 decimals by the trainer) as thousandths, where that loses nothing."""
+    meta: dict[str, Any]
+    classes: np.ndarray
+    confidence: np.ndarray  # uint16 thousandths, or float64 when the values are not whole thousandths
+
+    @classmethod
+    def of(cls, grid: dict[str, Any]) -> "_StoredMap":
+        meta = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in grid.items()
+                if k not in ("classes", "confidence")}
+        classes = np.asarray(grid["classes"])
+        small = classes.astype(np.uint8)
+        confidence = np.asarray(grid["confidence"], dtype=np.float64)
+        milli = np.rint(np.clip(np.nan_to_num(confidence), 0, 1) * 1000).astype(np.uint16)
+        return cls(meta, small if np.array_equal(small, classes) else classes.astype(np.int64),
+                   milli if np.array_equal(milli / 1000, confidence) else confidence)
+
+    def grid(self) -> dict[str, Any]:
+        confidence = self.confidence / 1000 if self.confidence.dtype == np.uint16 else self.confidence
+        return {**{k: (list(v) if isinstance(v, list) else v) for k, v in self.meta.items()},
+                "classes": self.classes.tolist(), "confidence": confidence.tolist()}
 
 
 class _Typed:

@@ -11,38 +11,10 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
-ARCHS = ("mlp", "cnn")
-FAMILIES = ("plain", "resnet")
-BLOCKS = ("post", "pre")
-NORMS = ("batch", "none")
-# The paper's options where shapes change: pad = A (zero-padded identity, no parameters),
-# identity = B (identity where shapes match, 1x1 projection where they change),
-# projection = C (a projection on every block).
-SHORTCUTS = ("identity", "projection", "pad")
-INITS = ("he", "default", "zero")
-OPTIMIZERS = ("sgd", "adam")
-DEVICES = ("auto", "cpu", "cuda")
+from resnet_core.errors import UserError
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "arch": ARCHS, "block": BLOCKS, "norm": NORMS, "shortcut": SHORTCUTS,
-    "init": INITS, "optimizer": OPTIMIZERS, "device": DEVICES,
-}
-# Inclusive numeric ranges. Wide enough for every lesson, narrow enough that no value can
-# take a classroom server down (a 1002-layer net is in, a 100,000-layer one is not).
-RANGES: dict[str, tuple[float, float]] = {
-    "width": (2, 512),
-    "branch_layers": (1, 3),
-    "stages": (1, 4),
-    "lr": (1e-6, 10.0),
-    "momentum": (0.0, 0.999),
-    "weight_decay": (0.0, 0.1),
-    "batch_size": (1, 4096),
-    "steps": (1, 100_000),
-    "seed": (0, 2**31 - 1),
-    "eval_every": (1, 100_000),
-    "probe_every": (1, 100_000),
-    "paths_every": (0, 100_000),
-}
+FAMILIES = ("plain", "resnet")
+
 MAX_DEPTH = 2002
 MAX_MODELS = 6
 
@@ -53,7 +25,7 @@ _MODEL_NAME = re.compile(r"^(plain|resnet)-(\d{1,6})(?:-b([1-3]))?(?:-(post|pre)
 _NORM_SUFFIX = {"bn": "batch", "nobn": "none"}
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError):
     """A setting that cannot be used; the message says what is wrong and what is allowed."""
 
 
@@ -82,29 +54,68 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class SettingMeta:
+    """What a front end needs to know about one setting, kept beside the field itself."""
+
+    label: str
+    help: str = ""
+    choices: Mapping[str, str] | None = None   # value -> how the sidebar names it
+    range: tuple[float, float] | None = None   # inclusive
+    widget: bool = True                        # the sidebar's widget holds the value as it is
+
+
+def setting(default: Any, label: str, help: str = "", *, choices: Mapping[str, str] | None = None,
+            range: tuple[float, float] | None = None, widget: bool = True) -> Any:
+    meta = {"meta": SettingMeta(label, help, dict(choices) if choices else None, range, widget)}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
 class Settings:
-    dataset: str = "spirals"
-    dataset_args: Mapping[str, Any] = field(default_factory=dict)
-    models: tuple[str, ...] = ("plain-8", "plain-56", "resnet-56")
-    arch: str = "mlp"
-    width: int = 32
-    block: str = "post"
-    norm: str = "batch"
-    shortcut: str = "identity"
-    init: str = "he"
-    branch_layers: int = 2
-    stages: int = 1
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    steps: int = 400
-    seed: int = 0
-    eval_every: int = 10
-    probe_every: int = 2
-    paths_every: int = 50
-    device: str = "auto"
+    # Each field carries its facts (label, help, choices or range): the CLI's flags, the link's
+    # codec and the sidebar's widgets are all derived from them (see SETTING_META below). The
+    # ranges are wide enough for every lesson and narrow enough that no value can take a
+    # classroom server down (a 1002-layer net is in, a 100,000-layer one is not).
+    dataset: str = setting("spirals", "Data set", "one of the data sets (python -m resnet_core presets lists them)")
+    dataset_args: Mapping[str, Any] = setting({}, "Data options", "the data set's own options, KEY=VALUE")
+    models: tuple[str, ...] = setting(("plain-8", "plain-56", "resnet-56"), "Models",
+                                      "comma-separated, e.g. plain-20,plain-56,resnet-56")
+    arch: str = setting("mlp", "Architecture", "MLP on 2D points; CNN = the paper's CIFAR net (3×3 convs, 6n+2 layers)",
+                        choices={"mlp": "MLP", "cnn": "CNN"})
+    width: int = setting(32, "Width", "units per layer (MLP) or filters of the first stage (CNN)", range=(2, 512))
+    block: str = setting("post", "Block", "original: weight-BN-ReLU-weight-BN, add, ReLU (He et al. 2015); "
+                         "pre-activation: BN-ReLU-weight twice, add, nothing after (He et al. 2016)",
+                         choices={"post": "original", "pre": "pre-activation"})
+    norm: str = setting("batch", "BatchNorm", "batch normalisation after every weight layer",
+                        choices={"batch": "BatchNorm", "none": "none"}, widget=False)  # the sidebar shows a toggle
+    # The paper's options where shapes change: pad = A (zero-padded identity, no parameters),
+    # identity = B (identity where shapes match, 1x1 projection where they change),
+    # projection = C (a projection on every block).
+    shortcut: str = setting("identity", "Shortcut", "where the shape changes: zero-padded identity (A), "
+                            "a projection (B), or a projection on every block (C)",
+                            choices={"identity": "identity (B: projection where shape changes)",
+                                     "projection": "projection (C: 1×1 on every block)",
+                                     "pad": "identity + zero padding (A: no parameters)"})
+    init: str = setting("he", "Initialisation", "how the weights start",
+                        choices={"he": "He (Kaiming)", "default": "PyTorch default", "zero": "zero: each branch starts as 0"})
+    branch_layers: int = setting(2, "Weight layers per block",
+                                 "the paper uses 2; a one-layer branch is nearly linear and brings no advantage", range=(1, 3))
+    stages: int = setting(1, "Stages (MLP)", "stages of doubling width", range=(1, 4))
+    optimizer: str = setting("sgd", "Optimizer", "SGD with momentum, or Adam",
+                             choices={"sgd": "SGD + momentum", "adam": "Adam"})
+    lr: float = setting(0.05, "Learning rate", "changes apply at the next step, mid-run too", range=(1e-6, 10.0))
+    momentum: float = setting(0.9, "Momentum", "SGD's momentum", range=(0.0, 0.999))
+    weight_decay: float = setting(0.0, "Weight decay", "L2 penalty on the weights", range=(0.0, 0.1))
+    batch_size: int = setting(128, "Batch size", "points per training step", range=(1, 4096))
+    steps: int = setting(400, "Steps", "raise it mid-run to train on; lower it to stop earlier", range=(1, 100_000))
+    seed: int = setting(0, "Seed", "the same seed gives the same initial weights and batches", range=(0, 2**31 - 1))
+    eval_every: int = setting(10, "Evaluate every (steps)", "training and test error", range=(1, 100_000))
+    probe_every: int = setting(2, "Probe layers every (steps)", "gradient norms and responses", range=(1, 100_000))
+    paths_every: int = setting(50, "Path analysis every (steps)", "0 = only on request", range=(0, 100_000))
+    device: str = setting("auto", "Device", "where the models train",
+                          choices={"auto": "auto (GPU if any)", "cpu": "CPU", "cuda": "CUDA GPU"})
 
     # ---- derived -------------------------------------------------------------------
     @property
@@ -199,11 +210,15 @@ class Settings:
         return replace(self, **changes).checked()
 
 
-_INT_FIELDS = {"width", "branch_layers", "stages", "batch_size", "steps", "seed", "eval_every", "probe_every", "paths_every"}
+
+SETTING_META: dict[str, SettingMeta] = {f.name: f.metadata["meta"] for f in fields(Settings)}
+CHOICES: dict[str, tuple[str, ...]] = {n: tuple(m.choices) for n, m in SETTING_META.items() if m.choices}
+RANGES: dict[str, tuple[float, float]] = {n: m.range for n, m in SETTING_META.items() if m.range}
+DEFAULTS: Settings = Settings()
 
 
 def _number(name: str, value: Any, lo: float, hi: float) -> float | int:
-    kind = int if name in _INT_FIELDS else float
+    kind = type(getattr(DEFAULTS, name))  # int or float, as the field's default is
     try:
         if isinstance(value, bool):
             raise ValueError

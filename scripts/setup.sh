@@ -7,12 +7,20 @@ req=requirements.txt
 [ "${1:-}" = "--dev" ] && req=requirements-dev.txt
 [ -x .venv/bin/python ] || python3 -m venv .venv
 stamp=".venv/.installed-$(basename "$req" .txt)"
-if [ ! -f "$stamp" ] || [ "$req" -nt "$stamp" ] || [ requirements.txt -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ "$req" -nt "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$req"
+  # The two packages themselves, editable: `import resnet_core` and the worker processes' `python -m`
+  # find them from any folder, with no path set by hand.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
   touch "$stamp"
 fi
 if [ "${1:-}" = "--dev" ] && [ ! -x /usr/bin/chromium ]; then
   # The browser tests drive Debian's Chromium; Playwright's own browser download is not used.
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+if [ "${1:-}" = "--dev" ] && [ ! -x /usr/sbin/haproxy ]; then
+  # scripts/serve-class.sh (and its test) run Debian's haproxy as a plain child, not as its service.
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq haproxy >/dev/null
 fi

@@ -9,16 +9,15 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from resnet_core.cli import main
+from resnet_core.data import DataError, points_csv_arrays
+from resnet_core.training.tensors import load_dataset
 
-from resnet_core.cli import main  # noqa: E402
-from resnet_core.data import DataError, load_dataset, points_csv_arrays  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 Case = tuple[str, str, Callable[[], str]]  # (where, what the user gave, how to get the message)
 

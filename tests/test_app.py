@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -176,8 +175,8 @@ def test_presenter_view_hides_most_controls_and_keeps_the_settings(app_test):
 
 
 def test_a_lesson_applies_its_settings(app_test, monkeypatch):
-    lesson = SimpleNamespace(title="Why deeper is worse", text="", question="",
-                             overrides={"preset": "degradation", "width": 16})
+    lesson = lessons.Lesson("why-deeper", "Why deeper is worse", "", "", {**get_preset("degradation").overrides, "width": 16},
+                            lessons.checks.degradation)
     monkeypatch.setitem(lessons.LESSONS, "why-deeper", lesson)
     at = app_test()
     at.selectbox(key="w.lesson").set_value("why-deeper").run()

@@ -11,8 +11,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import resnet_core.data as data
-from resnet_core.data import DATA_DIR, DATASETS, DataError, load_dataset, load_points_csv, parse_dataset_args
+from resnet_core.data import DATA_DIR, DATASETS, DataError, parse_dataset_args
+from resnet_core.training.tensors import Dataset, load_dataset, load_points_csv
 
 POINT_SETS = {"spirals": 3, "circles": 2, "moons": 2, "xor": 2, "blobs": 4}  # name -> classes at the defaults
 
@@ -28,7 +28,7 @@ def data_error(fn, *args, words=(), **kwargs) -> str:
     return message
 
 
-def knn_error(d: data.Dataset, k: int = 5) -> float:
+def knn_error(d: Dataset, k: int = 5) -> float:
     nearest = torch.cdist(d.x_test, d.x_train).topk(k, largest=False).indices
     return (torch.mode(d.y_train[nearest], dim=1).values != d.y_test).float().mean().item()
 
@@ -200,7 +200,7 @@ def test_cifar_bad_files_say_which_path(cifar_root, tmp_path):
 
 def test_cifar_default_root_is_in_the_data_folder():
     assert DATASETS["cifar10"].defaults["root"] == str(DATA_DIR / "cifar-10-batches-bin")
-    assert DATA_DIR == Path(data.__file__).resolve().parents[1] / "data"
+    assert DATA_DIR == Path(__file__).resolve().parents[1] / "data"  # the repository's data/ folder
 
 
 # ------------------------------------------------------------------------------------ points CSV
@@ -372,8 +372,8 @@ def test_parse_dataset_args_garbage_raises_only_data_error(name, pairs):
 
 def test_dataset_rejects_malformed_tensors():
     x, y = torch.zeros(4, 2), torch.tensor([0, 1, 0, 1])
-    assert data.Dataset("t", x, y, x, y, 2).class_names == ("0", "1")
+    assert Dataset("t", x, y, x, y, 2).class_names == ("0", "1")
     with pytest.raises(DataError, match="labels outside"):
-        data.Dataset("t", x, y, x, y + 1, 2)
+        Dataset("t", x, y, x, y + 1, 2)
     with pytest.raises(DataError, match="float32"):
-        data.Dataset("t", x.double(), y, x, y, 2)
+        Dataset("t", x.double(), y, x, y, 2)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
-from pathlib import Path
 
 import psutil
 import pytest
@@ -14,9 +12,8 @@ from dashboard.runtime.jobs import TrainingJob
 from dashboard.runtime.worker_pool import WorkerPool
 from test_jobs import TINY, wait_for
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from load_test import server, step_of  # noqa: E402
-from streamlit_client import StreamlitClient  # noqa: E402
+from load_test import server, step_of
+from streamlit_client import StreamlitClient
 
 LONG = TINY.with_changes(steps=20_000, eval_every=50)
 

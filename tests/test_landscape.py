@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_core.data import load_dataset
+from resnet_core.training.tensors import load_dataset
 from resnet_core.analysis.landscape.compute import (filter_normalized_direction, grid_coordinates, landscape_job, loss_batch,
                                    loss_line, loss_surface, mean_loss, roughness, train_twins)
 from resnet_core.nets.models import build_model

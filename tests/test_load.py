@@ -1,13 +1,10 @@
 """Five sessions on one real server, two pressing Train with room for one: the cap holds, the one
 waiting sees its place in the queue, nothing errs, and the server lets go of every session's
 threads once the tabs close (issue 5; bench/load_test.py runs the 30-session version)."""
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from load_test import run_load  # noqa: E402
+from load_test import run_load
 
 
 @pytest.mark.slow

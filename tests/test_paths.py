@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import resnet_core.analysis.paths.adjoints as block_adjoints
-from resnet_core.data import load_dataset
+from resnet_core.training.tensors import load_dataset
 from resnet_core.training.lockstep import LockstepTrainer
 from resnet_core.nets.models import Block, Net, Unit, build_model
 from resnet_core.analysis.paths import path_counts, shortest_range, summary_from_rows

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from resnet_core.cli import main
-from resnet_core.remote.jobs import BackgroundRun, JobError, JobPool, SlotQueue, start_queued
+from dashboard.runtime.background import BackgroundRun, SlotQueue, start_queued
+from resnet_core.remote.jobs import JobError, JobPool
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.analysis.sweep import SWEEP_COLUMNS, plan_sweep, run_sweep, sweep_frame, sweep_summary, write_sweep_csv
 

@@ -10,28 +10,17 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.charts.studies import landscape_line_figure, landscape_range, landscape_surface_figure
-from resnet_core.remote.jobs import BackgroundRun, JobPool, start_queued
+from dashboard.panels.study import Study, open_study
+from dashboard.runtime.background import BackgroundRun, start_queued
+from dashboard.text import literal
+from resnet_core.remote.jobs import JobPool
 from resnet_core.analysis.landscape import COARSE, FINE, LINE_POINTS, twin_depth, twin_settings
 from resnet_core.training.budget import check_settings
-from dashboard.text import literal
 from resnet_core.settings import Settings, SettingsError, check_depth
 
 REFRESH_S = 1.0
 REFINE_SIZES = (FINE, 31, 41)
 MAX_DEPTH = 110
-
-
-def _stop(state: dict) -> None:
-    if state.get("run") is not None:
-        state["run"].cancel()
-    if state.get("pool") is not None:
-        state["pool"].close()
-
-
-@st.cache_resource(scope="session", on_release=_stop, show_spinner=False)
-def _session_state() -> dict:
-    """This tab's worker (holding the trained twins), its latest run and what it was asked."""
-    return {"run": None, "pool": None, "request": None, "views": {}}
 
 
 def caption() -> None:
@@ -46,10 +35,8 @@ def caption() -> None:
 
 
 def render_landscape_panel(settings: Settings) -> None:
-    caption()
-    state = _session_state()
-    run: BackgroundRun | None = state["run"]
-    running = run is not None and not run.done
+    state = open_study("landscape", caption)
+    run, running = state.run, state.running
     valid = settings.valid_depths(limit=MAX_DEPTH)
     wanted = twin_depth(settings)
     default = wanted if wanted in valid else valid[-1]  # a 1000-layer grid would not come back in class time
@@ -68,7 +55,7 @@ def render_landscape_panel(settings: Settings) -> None:
                           icon=":material/play_arrow:")
     fine = b3.selectbox("Refined grid", REFINE_SIZES, key="landscape_fine", label_visibility="collapsed",
                         format_func=lambda n: f"{n}×{n} grid")
-    same = state["request"] is not None and {k: v for k, v in state["request"].items() if k != "grid"} == request
+    same = state.request is not None and {k: v for k, v in state.request.items() if k != "grid"} == request
     go_fine = b2.button("Refine", disabled=running or not same, key="landscape_refine", icon=":material/grid_on:",
                         help="a finer grid around the same trained nets (no training again)")
     if b4.button("Stop", disabled=not running, key="landscape_stop", icon=":material/stop:"):
@@ -82,19 +69,19 @@ def render_landscape_panel(settings: Settings) -> None:
     st.fragment(run_every=REFRESH_S if running else None)(_results)(state, running, kind)
 
 
-def _start(state: dict, settings: Settings, request: dict) -> str | None:
+def _start(state: Study, settings: Settings, request: dict) -> str | None:
     try:
         check_depth(settings, request["depth"])
         check_settings(twin_settings(settings, request["depth"], request["steps"]))
     except SettingsError as exc:
         return literal(str(exc))
-    pool = state["pool"]
+    pool = state.pool
     if pool is None or not pool.usable:
-        pool = state["pool"] = JobPool(1)  # a worker process, on a GPU too: the server never imports torch
+        pool = state.pool = JobPool(1)  # a worker process, on a GPU too: the server never imports torch
     args = {"settings": {**request["settings"]}, "depth": request["depth"], "steps": request["steps"],
             "grid": request["grid"], "line": LINE_POINTS, "seed": request["seed"]}
-    state.update(request=request, views={}, run=start_queued(lambda r, p: _landscape(r, p, args), 1, pool=pool,
-                                                            label="landscape"))
+    state.request = request
+    state.run = start_queued(lambda r, p: _landscape(r, p, args), 1, pool=pool, label="landscape")
     return None
 
 
@@ -110,14 +97,14 @@ def _landscape(run: BackgroundRun, pool: JobPool, args: dict):
     run.set_progress(1.0, "done")
 
 
-def _results(state: dict, was_running: bool, kind: str) -> None:
-    run: BackgroundRun | None = state["run"]
+def _results(state: Study, was_running: bool, kind: str) -> None:
+    run: BackgroundRun | None = state.run
     if run is None:
         st.info("Press **Run** to train the twins briefly and compute their landscapes on a coarse grid; "
                 "**Refine** then computes a finer one.", icon=":material/info:")
         return
     views = dict(run.snapshot())
-    request = state["request"]
+    request = state.request
     if not run.done:
         st.progress(run.progress, text=f"{run.status or 'starting'} · {run.elapsed:.0f} s")
     elif run.error:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.charts.studies import correlation_figure, gradient_curves_figure
-from resnet_core.remote.jobs import BackgroundRun, start_queued
+from dashboard.panels.study import Study, open_study
+from dashboard.runtime.background import BackgroundRun, start_queued
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.analysis.shattered import (DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, POINTS, check_depths, check_memory,
                                             scalar_settings)
@@ -19,16 +20,6 @@ from dashboard.text import literal
 REFRESH_S = 1.0
 WIDTHS = (64, 128, 200)
 MAX_DEPTH = 80
-
-
-def _stop(state: dict) -> None:
-    if state.get("run") is not None:
-        state["run"].cancel()
-
-
-@st.cache_resource(scope="session", on_release=_stop, show_spinner=False)
-def _session_state() -> dict:
-    return {"run": None, "request": None}
 
 
 def caption() -> None:
@@ -45,10 +36,8 @@ def caption() -> None:
 
 
 def render_shattered_panel(settings: Settings) -> None:
-    caption()
-    state = _session_state()
-    run: BackgroundRun | None = state["run"]
-    running = run is not None and not run.done
+    state = open_study("shattered", caption)
+    running = state.running
     cols = st.columns([4, 1, 1, 1, 1])
     branch = cols[4].segmented_control(
         "Layers per branch", [1, 2, 3], default=DEFAULT_BRANCH_LAYERS, required=True, key="shattered_branch",
@@ -72,8 +61,8 @@ def render_shattered_panel(settings: Settings) -> None:
         else:
             args = {"depths": list(chosen), "seeds": list(range(int(seeds))), "width": int(width), "norm": "batch",
                     "block": block, "branch_layers": branch}
-            state.update(request=args, run=start_queued(lambda r, pool: _shattered(r, pool, args), 1,
-                                                        label="shattered"))  # a worker process, on a GPU too
+            state.request = args
+            state.run = start_queued(lambda r, pool: _shattered(r, pool, args), 1, label="shattered")  # a worker, on a GPU too
             st.rerun()  # redraw with Run disabled and the refreshing results
     st.fragment(run_every=REFRESH_S if running else None)(_results)(state, running)
 
@@ -88,8 +77,8 @@ def _shattered(run: BackgroundRun, pool, args: dict):
             yield event.result
 
 
-def _results(state: dict, was_running: bool) -> None:
-    run: BackgroundRun | None = state["run"]
+def _results(state: Study, was_running: bool) -> None:
+    run: BackgroundRun | None = state.run
     if run is None:
         st.info("Press **Run**: about a hundred small nets, a few seconds.", icon=":material/info:")
         return

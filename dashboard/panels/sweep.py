@@ -11,7 +11,8 @@ import os
 import streamlit as st
 
 from dashboard.charts.studies import sweep_figure
-from resnet_core.remote.jobs import BackgroundRun, start_queued
+from dashboard.panels.study import Study, open_study
+from dashboard.runtime.background import BackgroundRun, start_queued
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.training.budget import check_settings
 from dashboard.text import literal
@@ -20,18 +21,6 @@ from resnet_core.analysis.sweep import DEFAULT_DEPTHS, plan_sweep, run_sweep, sw
 REFRESH_S = 1.0
 MAX_SWEEP_DEPTH = 110
 DEFAULT_STEPS = 200  # spirals, 200 steps: plain-56 ends near 57 % training error, resnet-56 near 2 %
-
-
-def _stop(state: dict) -> None:
-    run = state.get("run")
-    if run is not None:
-        run.cancel()
-
-
-@st.cache_resource(scope="session", on_release=_stop, show_spinner=False)
-def _session_state() -> dict:
-    """This tab's sweep; cancelled (its processes ended) a few seconds after the tab closes."""
-    return {"run": None, "total": 0, "label": ""}
 
 
 def caption() -> None:
@@ -54,10 +43,8 @@ def default_depths(settings: Settings) -> list[int]:
 
 
 def render_sweep_panel(settings: Settings) -> None:
-    caption()
-    state = _session_state()
-    run: BackgroundRun | None = state["run"]
-    running = run is not None and not run.done
+    state = open_study("sweep", caption)
+    running = state.running
     valid = settings.valid_depths(limit=MAX_SWEEP_DEPTH)
     cols = st.columns([4, 1, 1, 1])
     depths = cols[0].multiselect("Depths", valid, default=default_depths(settings), key="sweep_depths",
@@ -79,11 +66,11 @@ def render_sweep_panel(settings: Settings) -> None:
             st.error(literal(str(exc)), icon=":material/error:")
         else:
             n = int(workers)  # worker processes, on a GPU too: the server never imports torch
-            state.update(run=start_queued(lambda r, pool: _sweep(r, pool, jobs), n, label="sweep"),
-                         total=len(jobs), label=f"{settings.dataset}, {int(steps)} steps per run")
+            state.run = start_queued(lambda r, pool: _sweep(r, pool, jobs), n, label="sweep")
+            state.total, state.label = len(jobs), f"{settings.dataset}, {int(steps)} steps per run"
             st.rerun()  # redraw with Run disabled and the refreshing results
     if stop.button("Stop", disabled=not running, key="sweep_stop", icon=":material/stop:"):
-        state["run"].cancel()
+        state.run.cancel()
     st.fragment(run_every=REFRESH_S if running else None)(_results)(state, running)
 
 
@@ -92,21 +79,21 @@ def _sweep(run: BackgroundRun, pool, jobs):
     yield from run_sweep(jobs, pool=pool, on_progress=lambda f: run.set_progress(f, "training"))
 
 
-def _results(state: dict, was_running: bool) -> None:
-    run: BackgroundRun | None = state["run"]
+def _results(state: Study, was_running: bool) -> None:
+    run: BackgroundRun | None = state.run
     if run is None:
         st.info("Choose depths and seeds, then press **Run sweep**. On spirals, six depths × three seeds × two "
                 "families at 200 steps take about a minute on two free cores.", icon=":material/info:")
         return
     rows = run.snapshot()
-    total = state["total"]
+    total = state.total
     if not run.done:
         words = run.status or "starting"
         st.progress(run.progress, text=f"{len(rows)} of {total} runs done · {words} · {run.elapsed:.0f} s")
     elif run.cancelled:
         st.warning(f"Stopped after {len(rows)} of {total} runs.", icon=":material/stop_circle:")
     elif run.error is None:
-        st.caption(f"{total} runs in {run.elapsed:.0f} s ({state['label']}).")
+        st.caption(f"{total} runs in {run.elapsed:.0f} s ({state.label}).")
     if run.error:
         st.error(f"The sweep stopped: {literal(run.error)}", icon=":material/error:")
     if rows:

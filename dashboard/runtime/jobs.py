@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import threading
 import time
 import weakref
@@ -22,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resnet_core.remote.trainer import REMOTE_METHODS, ParallelTrainer, WorkerError, WorkerProcess
-from resnet_core.records import RunRecord
+from resnet_core.errors import describe
+from resnet_core.records import RunRecord, run_finished
 from resnet_core.settings import Settings
 
 import dashboard.runtime.scratch as scratch
@@ -32,9 +32,6 @@ STEP_CALL_S = 0.15        # aim for one worker round trip per ~150 ms: commands 
 IDLE_RELEASE_S = 20.0     # a paused or finished job keeps its worker this long while others wait
 REQUEST_TIMEOUT_S = 120.0
 
-# Errors that a user causes and whose message says what to change: shown without the class name.
-USER_ERRORS = ("DataError", "SettingsError", "RecordError", "ValueError")
-_QUALIFIED = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*): ")
 
 # Settings whose change leaves the models as they are: everything else asks for a reset.
 LIVE_FIELDS = ("lr", "steps")
@@ -236,7 +233,7 @@ class TrainingJob:
                     else:
                         self._release_if_idle()
                 except Exception as exc:  # noqa: BLE001 - shown in this session; the thread lives on
-                    self._fail(f"{type(exc).__name__}: {exc}")
+                    self._fail(describe(exc))
         finally:
             self._drop_trainer()
             if self._ticket is not None:
@@ -335,7 +332,7 @@ class TrainingJob:
     # ---- training ----------------------------------------------------------------------------
     def _finished(self) -> bool:
         t = self._trainer
-        return t is not None and (t.step >= self._settings.steps or not any(s == "ok" for s in t.status.values()))
+        return t is not None and run_finished(t.step, self._settings.steps, t.status)
 
     def _advance(self) -> None:
         if self._trainer is None and not self._start():
@@ -415,10 +412,6 @@ class TrainingJob:
         scratch.remove(folder)
 
     def _fail(self, message: str) -> None:
-        match = _QUALIFIED.match(message)
-        if match:  # "resnet_core.data.common.DataError: ..." -> "..." ; others keep a short class name
-            rest = message[match.end():]
-            message = rest if match.group(1) in USER_ERRORS else f"{match.group(1)}: {rest}"
         self._running, self._pending_steps = False, 0
         self._drop_trainer(keep_record=True)
         self._set(state="error", error=message)

@@ -6,8 +6,8 @@ sources), and the settings are rebuilt from the widgets after every interaction.
 run does not draw (the presenter view hides most) lose their state in Streamlit; they are
 re-seeded from the canonical settings when they come back.
 
-Options come from ``resnet_core.settings.CHOICES/RANGES`` and each data set's
-``defaults/ranges/help``, so a new option or data-set argument needs little or no code here.
+Labels, help, options and ranges come from the fields' own facts (``SETTING_META``) and each
+data set's ``defaults/ranges/help``, so a new option or data-set argument needs little or no code here.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import streamlit as st
 from resnet_core.data import DATASETS, DataError, points_csv_arrays
 from resnet_core.lessons import LESSONS
 from resnet_core.presets import get_preset, presets
-from resnet_core.settings import CHOICES, RANGES, Settings, SettingsError
+from resnet_core.settings import CHOICES, SETTING_META, Settings, SettingsError
 from resnet_core.training.budget import check_settings
 
 import dashboard.runtime.scratch as scratch
@@ -33,24 +33,12 @@ from dashboard.sidebar.url_state import UrlState, decode
 W = "w."  # widget keys: "w.width", "w.ds.spirals.arms", "w.m3.depth", ...
 CUSTOM = ""
 
-LABELS = {
-    "arch": {"mlp": "MLP", "cnn": "CNN"},
-    "block": {"post": "original", "pre": "pre-activation"},
-    "shortcut": {"identity": "identity (B: projection where shape changes)",
-                 "projection": "projection (C: 1×1 on every block)",
-                 "pad": "identity + zero padding (A: no parameters)"},
-    "init": {"he": "He (Kaiming)", "default": "PyTorch default", "zero": "zero: each branch starts as 0"},
-    "optimizer": {"sgd": "SGD + momentum", "adam": "Adam"},
-    "device": {"auto": "auto (GPU if any)", "cpu": "CPU", "cuda": "CUDA GPU"},
-}
 WIDTHS = (2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 LRS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 DECAYS = (0.0, 1e-5, 1e-4, 5e-4, 1e-3, 1e-2)
 BATCHES = (16, 32, 64, 128, 256, 512, 1024)
 # Plain widgets whose state is the setting's value as is.
-SIMPLE = ("arch", "width", "block", "shortcut", "init", "branch_layers", "stages", "optimizer", "lr",
-          "momentum", "weight_decay", "batch_size", "steps", "seed", "eval_every", "probe_every",
-          "paths_every", "device")
+SIMPLE = tuple(n for n, m in SETTING_META.items() if m.widget and (m.choices or m.range))
 
 
 @dataclass
@@ -124,12 +112,7 @@ def _apply_lesson() -> None:
         return
     lesson = LESSONS[name]
     try:
-        if hasattr(lesson, "settings"):
-            settings = lesson.settings()
-        else:  # a lesson given as plain data: its overrides, optionally on top of a preset
-            overrides = dict(getattr(lesson, "overrides", {}) or {})
-            base = overrides.pop("preset", None)
-            settings = Settings.from_dict({**(get_preset(base).settings().to_dict() if base else {}), **overrides})
+        settings = lesson.settings()
     except SettingsError as exc:
         st.session_state["control_error"] = f"lesson {code(name)}: {literal(exc)}"
         return
@@ -154,7 +137,7 @@ def render_sidebar() -> SidebarResult:
                   help="Large type and only the controls a lesson needs; also kept in the link.")
         if LESSONS:
             st.selectbox("Lesson", [CUSTOM, *LESSONS], key=W + "lesson", on_change=_apply_lesson,
-                         format_func=lambda n: "— none —" if n == CUSTOM else getattr(LESSONS[n], "title", n))
+                         format_func=lambda n: "— none —" if n == CUSTOM else LESSONS[n].title)
         st.selectbox("Preset", [CUSTOM, *presets()], key=W + "preset", on_change=_apply_preset,
                      format_func=lambda n: "— custom —" if n == CUSTOM else presets()[n].title,
                      help="A preset fills in every setting below.")
@@ -261,57 +244,60 @@ def _csv_upload() -> tuple[dict[str, Any], str | None]:
     return {"path": str(path)}, None
 
 
+def _choice(widget, name: str, **kwargs) -> None:
+    meta = SETTING_META[name]
+    widget(meta.label, CHOICES[name], key=W + name, format_func=meta.choices.get, help=meta.help, **kwargs)
+
+
+def _slider(name: str, kind: type = int, **kwargs) -> None:
+    meta = SETTING_META[name]
+    lo, hi = meta.range
+    st.slider(meta.label, kind(lo), kind(hi), key=W + name, help=meta.help, **kwargs)
+
+
+def _number(name: str, step: int) -> None:
+    meta = SETTING_META[name]
+    lo, hi = meta.range
+    st.number_input(meta.label, int(lo), int(hi), key=W + name, step=step, help=meta.help)
+
+
 def _network_section() -> None:
     ss = st.session_state
     st.subheader("Network")
-    st.segmented_control("Architecture", CHOICES["arch"], key=W + "arch", required=True, format_func=LABELS["arch"].get,
-                         help="MLP on 2D points; CNN = the paper's CIFAR net (3×3 convs, 6n+2 layers)")
-    _choice_slider("Width", W + "width", WIDTHS, help="units per layer (MLP) or filters of the first stage (CNN)")
-    st.segmented_control("Block", CHOICES["block"], key=W + "block", required=True, format_func=LABELS["block"].get,
-                         help="original: weight-BN-ReLU-weight-BN, add, ReLU (He et al. 2015); "
-                              "pre-activation: BN-ReLU-weight twice, add, nothing after (He et al. 2016)")
-    st.selectbox("Shortcut", CHOICES["shortcut"], key=W + "shortcut", format_func=LABELS["shortcut"].get)
-    st.toggle("BatchNorm", key=W + "norm", help="batch normalisation after every weight layer")
-    st.selectbox("Initialisation", CHOICES["init"], key=W + "init", format_func=LABELS["init"].get)
-    lo, hi = RANGES["branch_layers"]
-    st.slider("Weight layers per block", int(lo), int(hi), key=W + "branch_layers",
-              help="the paper uses 2; a one-layer branch is nearly linear and brings no advantage")
+    _choice(st.segmented_control, "arch", required=True)
+    _choice_slider("width", WIDTHS)
+    _choice(st.segmented_control, "block", required=True)
+    _choice(st.selectbox, "shortcut")
+    st.toggle(SETTING_META["norm"].label, key=W + "norm", help=SETTING_META["norm"].help)
+    _choice(st.selectbox, "init")
+    _slider("branch_layers")
     if ss[W + "arch"] == "mlp":
-        lo, hi = RANGES["stages"]
-        st.slider("Stages (MLP)", int(lo), int(hi), key=W + "stages", help="stages of doubling width")
+        _slider("stages")
 
 
 def _optimisation_section() -> None:
     ss = st.session_state
     st.subheader("Optimisation")
-    st.segmented_control("Optimizer", CHOICES["optimizer"], key=W + "optimizer", required=True, format_func=LABELS["optimizer"].get)
-    _choice_slider("Learning rate", W + "lr", LRS, fmt=lambda v: f"{v:g}",
-                   help="changes apply at the next step, mid-run too")
+    _choice(st.segmented_control, "optimizer", required=True)
+    _choice_slider("lr", LRS, fmt=lambda v: f"{v:g}")
     if ss[W + "optimizer"] == "sgd":
-        lo, hi = RANGES["momentum"]
-        st.slider("Momentum", float(lo), float(hi), key=W + "momentum", step=0.01)
-    _choice_slider("Weight decay", W + "weight_decay", DECAYS, fmt=lambda v: f"{v:g}")
-    _choice_slider("Batch size", W + "batch_size", BATCHES)
-    lo, hi = RANGES["steps"]
-    st.number_input("Steps", int(lo), int(hi), key=W + "steps", step=50,
-                    help="raise it mid-run to train on; lower it to stop earlier")
-    lo, hi = RANGES["seed"]
-    st.number_input("Seed", int(lo), int(hi), key=W + "seed", step=1,
-                    help="the same seed gives the same initial weights and batches")
+        _slider("momentum", float, step=0.01)
+    _choice_slider("weight_decay", DECAYS, fmt=lambda v: f"{v:g}")
+    _choice_slider("batch_size", BATCHES)
+    _number("steps", step=50)
+    _number("seed", step=1)
     with st.expander("Measurement", expanded=False):
-        for key, label, helptext in (("eval_every", "Evaluate every (steps)", "training and test error"),
-                                     ("probe_every", "Probe layers every (steps)", "gradient norms and responses"),
-                                     ("paths_every", "Path analysis every (steps)", "0 = only on request")):
-            lo, hi = RANGES[key]
-            st.number_input(label, int(lo), int(hi), key=W + key, step=1, help=helptext)
-        st.selectbox("Device", CHOICES["device"], key=W + "device", format_func=LABELS["device"].get)
+        for name in ("eval_every", "probe_every", "paths_every"):
+            _number(name, step=1)
+        _choice(st.selectbox, "device")
 
 
-def _choice_slider(label: str, key: str, options: tuple, fmt=None, help: str | None = None) -> Any:
+def _choice_slider(name: str, options: tuple, fmt=None) -> Any:
     """A select_slider over nice values that still shows an odd value a link brought in."""
+    meta, key = SETTING_META[name], W + name
     current = st.session_state[key]
     values = sorted(set(options) | {current})
-    return st.select_slider(label, values, key=key, format_func=fmt or str, help=help)
+    return st.select_slider(meta.label, values, key=key, format_func=fmt or str, help=meta.help)
 
 
 def _settings_from_widgets(models: list[str], dataset: str, dataset_args: dict[str, Any]) -> tuple[Settings | None, str | None]:

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from resnet_core.data import DATASETS, DataError, parse_dataset_args
 from resnet_core.presets import presets
-from resnet_core.settings import CHOICES, MAX_MODELS, RANGES, Settings, SettingsError, parse_model_name
+from resnet_core.settings import CHOICES, DEFAULTS, MAX_MODELS, RANGES, Settings, SettingsError, parse_model_name
 
 from dashboard.text import code, literal
 
@@ -154,7 +154,7 @@ def _setting(key: str, raw: str, default: Any, notes: list[str]) -> Any:
     if key not in RANGES:
         return default
     lo, hi = RANGES[key]
-    whole = isinstance(getattr(Settings(), key), int)
+    whole = isinstance(getattr(DEFAULTS, key), int)
     try:
         number = float(raw)
     except ValueError:

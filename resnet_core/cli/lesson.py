@@ -9,26 +9,15 @@ import argparse
 import sys
 import time
 
+from resnet_core.cli.output import RunFolder
+from resnet_core.cli.train import check_workers, train_headless
+from resnet_core.lessons import LESSONS, get_lesson
 from resnet_core.settings import SettingsError
 
 MARKS = {"shown": "✓ shown", "not yet": "… not yet", "not shown": "✗ not shown"}
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("lesson", help="run a guided lesson and check its claim on the run (exit 0 when it showed)")
-    p.add_argument("name", nargs="?", help="the lesson (see --list)")
-    p.add_argument("--list", action="store_true", help="list the lessons with their titles")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: the lesson's)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the lesson's)")
-    p.add_argument("--out", help="run folder to write (config.json, metrics.csv, ...)")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (only ever a run)")
-    p.add_argument("--workers", type=int, default=0, help="training processes (default: one per core, at most one per model)")
-    p.set_defaults(run=run_lesson)
-
-
-def run_lesson(args: argparse.Namespace) -> int:
-    from resnet_core.lessons import LESSONS, get_lesson
-
+def run(args: argparse.Namespace) -> int:
     _utf8_or_replace()
     if args.list:
         for lesson in LESSONS.values():
@@ -41,9 +30,6 @@ def run_lesson(args: argparse.Namespace) -> int:
         raise SettingsError("lesson: --out DIR is required (the run folder to write)")
     changes = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
     settings = lesson.settings(**changes)
-    from resnet_core.cli.output import RunFolder
-    from resnet_core.cli.train import check_workers, train_headless
-
     check_workers(args.workers)
     out = RunFolder(args.out, args.overwrite)
     print(f"{lesson.title}  (models {', '.join(settings.models)}; {settings.steps} steps; seed {settings.seed})")

@@ -7,32 +7,19 @@ import argparse
 import sys
 import time
 
-from resnet_core.cli import add_settings_flags, is_terminal, settings_from_args
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("sweep", help="train plain and residual nets over depths and seeds; write sweep.csv")
-    add_settings_flags(p)
-    p.add_argument("--depths", default="8,14,20,32,44,56",
-                   help="comma-separated depths (default 8,14,20,32,44,56); with --families they replace --models")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2); they replace --seed")
-    p.add_argument("--families", default="plain,resnet", help="plain, resnet or both (default)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="worker processes, one run each at a time (default: one per core)")
-    p.add_argument("--out", required=True, help="folder to write sweep.csv into")
-    p.add_argument("--overwrite", action="store_true", help="replace a sweep.csv already in --out")
-    p.set_defaults(run=run)
+from resnet_core.analysis.sweep import parse_int_list, plan_sweep, run_sweep, sweep_frame, sweep_summary
+from resnet_core.analysis.sweep.compute import default_workers
+from resnet_core.cli.output import SweepFile
+from resnet_core.cli.parser import is_terminal, settings_from_args
+from resnet_core.cli.train import check_workers
+from resnet_core.remote.jobs import JobError
+from resnet_core.settings import Settings
+from resnet_core.training.headless import one_torch_thread
+from resnet_core.training.lockstep import check_fits
+from resnet_core.training.tensors import load_dataset
 
 
 def run(args: argparse.Namespace) -> int:
-    from resnet_core.data import load_dataset
-    from resnet_core.remote.jobs import JobError
-    from resnet_core.training.lockstep import check_fits
-    from resnet_core.settings import Settings
-    from resnet_core.analysis.sweep import default_workers, parse_int_list, plan_sweep, run_sweep, sweep_frame
-    from resnet_core.cli.output import SweepFile
-    from resnet_core.cli.train import check_workers
-
     settings = settings_from_args(args)
     depths = parse_int_list(args.depths, "--depths")
     seeds = parse_int_list(args.seeds, "--seeds")
@@ -44,9 +31,7 @@ def run(args: argparse.Namespace) -> int:
     check_fits(Settings.from_dict(jobs[0]["settings"]), data)  # the deepest run: too big or too large a batch
     workers = args.workers or default_workers(settings, len(jobs))
     if workers == 0:  # on a GPU: in this process
-        import torch
-
-        torch.set_num_threads(1)
+        one_torch_thread()
     progress = RunsProgress(len(jobs)) if is_terminal() else None
     started = time.perf_counter()
     rows = []
@@ -67,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary(rows: list[dict], seconds: float, workers: int) -> str:
-    from resnet_core.analysis.sweep import sweep_frame, sweep_summary
-
     frame = sweep_frame(rows)
     table = sweep_summary(frame)
     lines = [f"{'family':8} {'depth':>5} {'final train err':>15} {'mean train err':>15} {'test err':>9}  seeds"]

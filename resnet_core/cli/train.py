@@ -1,36 +1,18 @@
-"""``train`` and ``presets``: the headless run that writes a run folder, and the preset list."""
+"""``train``: the headless run that writes a run folder."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
-from resnet_core.cli import add_settings_flags, is_terminal, settings_from_args
 from resnet_core.cli.output import RunFolder
+from resnet_core.cli.parser import is_terminal, settings_from_args
 from resnet_core.records import RunRecord
 from resnet_core.settings import SettingsError
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("presets", help="list presets with one line each")
-    p.set_defaults(run=run_presets)
-    p = sub.add_parser("train", help="train models in lockstep and write a run folder")
-    add_settings_flags(p)
-    p.add_argument("--out", required=True, help="run folder to write (config.json, metrics.csv, layers.csv, ...)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="processes training the models in parallel (default: one per core, at most one per model)")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (only ever a run)")
-    p.set_defaults(run=run_train)
-
-
-def run_presets(args: argparse.Namespace) -> int:
-    from resnet_core.presets import presets
-
-    for preset in presets().values():
-        print(f"{preset.name:16} {preset.description}")
-    return 0
+from resnet_core.training.headless import make_trainer, one_torch_thread
+from resnet_core.training.lockstep import check_fits
+from resnet_core.training.tensors import load_dataset
 
 
 def check_workers(workers: int) -> int:
@@ -42,7 +24,7 @@ def check_workers(workers: int) -> int:
     return workers
 
 
-def run_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     check_workers(args.workers)
     out = RunFolder(args.out, args.overwrite)
@@ -59,16 +41,10 @@ def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: 
     read the trained nets, and hand back the record. With ``out``, the tables stream into its
     partial folder as the run goes, and the folder is moved into place when the run is complete;
     nothing is written before every check has passed."""
-    from resnet_core.data import load_dataset
-    from resnet_core.training.lockstep import check_fits
-    from resnet_core.remote.trainer import make_trainer
-
     check_workers(workers)
     data = load_dataset(settings.dataset, settings.dataset_args)  # a bad file fails here, before any write
     check_fits(settings, data)
-    import torch
-
-    torch.set_num_threads(1)  # dispatch-bound layers: one thread per process beats two (bench/)
+    one_torch_thread()
     with make_trainer(settings, data=data, workers=workers) as trainer:
         record = trainer.record
         if out is not None:

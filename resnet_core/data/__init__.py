@@ -1,9 +1,11 @@
 """Datasets for Residual Lab: 2D point sets, 8x8 digits, CIFAR-10 and a user's points CSV.
 
-    load_dataset("spirals", {"arms": 4})            -> Dataset (train/test tensors)
-    load_arrays("spirals", {"arms": 4})             -> the same as numpy Arrays, without importing torch
+    load_arrays("spirals", {"arms": 4})             -> numpy Arrays (train/test), without importing torch
     parse_dataset_args("spirals", ["arms=4"])       -> {"arms": 4}, typed and range-checked
-    load_points_csv("points.csv")                   -> Dataset from columns x1, x2, label
+    points_csv_arrays("points.csv")                 -> Arrays from columns x1, x2, label
+
+The same as torch tensors: ``resnet_core.training.tensors`` (``load_dataset``, ``load_points_csv``,
+``Dataset``), which only the training side imports; the dashboard's server never loads torch.
 
 Every problem a user can cause (a name, an argument, a file) raises DataError with a one-line
 message saying what is wrong and what is allowed. The data depend only on the arguments: the same
@@ -23,13 +25,12 @@ import numpy as np
 
 import resnet_core.data.files as files
 import resnet_core.data.points as points
-from resnet_core.data.common import (Arrays, DataError, Dataset, channel_stats, scale_points, show, stratified_split,
-                              to_dataset)
+from resnet_core.data.common import Arrays, DataError, channel_stats, scale_points, show, stratified_split
 
-__all__ = ["DATASETS", "DATA_DIR", "ArgRange", "Arrays", "DataError", "Dataset", "DatasetSpec",
-           "load_arrays", "load_dataset", "load_points_csv", "parse_dataset_args", "points_csv_arrays"]
+__all__ = ["DATASETS", "DATA_DIR", "ArgRange", "Arrays", "DataError", "DatasetSpec",
+           "load_arrays", "parse_dataset_args", "points_csv_arrays"]
 
-DATA_DIR: Path = Path(__file__).resolve().parents[1] / "data"
+DATA_DIR: Path = Path(__file__).resolve().parents[2] / "data"
 
 
 @dataclass(frozen=True)
@@ -152,11 +153,6 @@ def parse_dataset_args(name: str, pairs: list[str]) -> dict:
 
 # ----------------------------------------------------------------------------------- the loaders
 
-def load_dataset(name: str, args: Mapping[str, object] | None = None) -> Dataset:
-    """The named dataset, built from `args` (missing keys take the spec's defaults)."""
-    return to_dataset(load_arrays(name, args))
-
-
 def load_arrays(name: str, args: Mapping[str, object] | None = None) -> Arrays:
     """The named dataset as numpy arrays: the same data as load_dataset, without torch."""
     spec = _spec(name)
@@ -168,12 +164,6 @@ def _split_points(name: str, x: np.ndarray, y: np.ndarray, n_classes: int, test_
     train, test = stratified_split(y, test_fraction, rng)
     x_train, x_test = scale_points(x[train], x[test], isotropic=isotropic)
     return Arrays(name, x_train, y[train], x_test, y[test], n_classes, class_names)
-
-
-def load_points_csv(source: str | os.PathLike | bytes, *, test_fraction: float = 0.2, data_seed: int = 0) -> Dataset:
-    """Points from a CSV with a header naming x1, x2 and label (other columns are ignored). Labels may
-    be whole numbers or text; either way they become 0..K-1 in sorted order."""
-    return to_dataset(points_csv_arrays(source, test_fraction=test_fraction, data_seed=data_seed))
 
 
 def points_csv_arrays(source: str | os.PathLike | bytes, *, test_fraction: float = 0.2, data_seed: int = 0) -> Arrays:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from resnet_core.records import RunRecord
-from resnet_core.settings import ModelSpec, SettingsError, parse_model_name
+from resnet_core.records import RunRecord, run_finished
+from resnet_core.settings import DEFAULTS, ModelSpec, SettingsError, parse_model_name
 
 SHOWN, NOT_YET, NOT_SHOWN = "shown", "not yet", "not shown"
 LATE = 0.25  # "where the run got to": the mean over the evaluations in the last quarter of the steps so far
@@ -67,9 +67,8 @@ class RunView:
 
     @property
     def finished(self) -> bool:
-        if self.target and self.step >= self.target:
-            return True
-        return bool(self.models) and all(self.diverged_at(m) is not None for m in self.models)
+        status = {m: "ok" if self.diverged_at(m) is None else "diverged" for m in self.models}
+        return run_finished(self.step, self.target or math.inf, status)
 
     def evaluations(self, model: str) -> pd.DataFrame:
         m = self.metrics
@@ -82,8 +81,7 @@ class RunView:
     def effective(self, spec: ModelSpec, option: str):
         """A model's own suffix (-b1, -pre, -nobn) if it has one, else the run's setting."""
         own = getattr(spec, option)
-        return own if own is not None else self.settings.get(option, {"block": "post", "norm": "batch",
-                                                                        "branch_layers": 2}[option])
+        return own if own is not None else self.settings.get(option, getattr(DEFAULTS, option))
 
     def pick(self, family: str, **options) -> list[str]:
         """Models of one family whose effective options match, deepest first."""

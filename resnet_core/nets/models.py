@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_core.settings import ModelSpec, Settings, parse_model_name
+from resnet_core.settings import ModelSpec, Settings, SettingsError, parse_model_name
 
 
 @dataclass
@@ -184,7 +184,7 @@ def build_model(name: str | ModelSpec, settings: Settings, input_shape: tuple[in
     use_bn = settings.norm == "batch"
     image = len(input_shape) == 3
     if settings.arch == "cnn" and not image:
-        raise ValueError("the CNN needs image data (digits or cifar10); use the MLP for points")
+        raise SettingsError("the CNN needs image data (digits or cifar10); use the MLP for points")
     cnn = settings.arch == "cnn"
 
     def weight(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> nn.Module:
@@ -242,11 +242,20 @@ def _initialise(net: Net, settings: Settings) -> None:
             if w.bias is not None:
                 nn.init.zeros_(w.bias)
     for j, block in enumerate(net.blocks):
-        if block.shortcut is not None and settings.init != "default":
-            for m in block.shortcut.modules():
-                if isinstance(m, (nn.Linear, nn.Conv2d)):
-                    gen = torch.Generator().manual_seed(model_seed(settings.seed, net.spec.depth, 10_000 + j))
-                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="linear", generator=gen)
+        # A projection shortcut is seeded like the units: its weights (and its bias, where there is no
+        # BN) never come from torch's global generator, so two runs of one setting start alike.
+        for m in (block.shortcut.modules() if block.shortcut is not None else ()):
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                seed = model_seed(settings.seed, net.spec.depth, 10_000 + j)
+                if settings.init == "default":
+                    with torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(seed)
+                        m.reset_parameters()
+                    continue
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="linear",
+                                        generator=torch.Generator().manual_seed(seed))
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         if settings.init == "zero" and block.residual:
             # Each branch starts at zero, so each block starts as the identity (Goyal et al. 2017;
             # Fixup). With a BN at the end of the branch its scale is zeroed; otherwise the last weight.

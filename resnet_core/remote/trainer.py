@@ -6,63 +6,33 @@ apiece oversubscribe two cores (5x slower, measured). Each worker therefore runs
 ``LockstepTrainer`` over its share of the models with ``torch.set_num_threads(1)``; all workers
 draw the same batches from the same seed, so the result is the same as one process's.
 
-A worker is a fresh interpreter (``python -m resnet_core.remote.trainer``) speaking JSON lines
-(``resnet_core.remote.transport``): nothing crossing a process boundary is ever unpickled. Only the
-workers import torch: the dashboard's server drives them without loading it.
+A worker is a fresh interpreter (``python -m resnet_core.training.worker``) speaking JSON lines
+(``resnet_core.remote.transport``): nothing crossing a process boundary is ever unpickled. This is
+the driving side and imports no torch: the dashboard's server drives workers without loading it.
 ``ParallelTrainer`` has the driving interface of ``LockstepTrainer`` (``train_step``, ``run``,
 ``set_lr``, ``set_steps``, ``step``, ``status``, ``record``, ``done``).
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import traceback
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from resnet_core.remote.transport import JsonProcess, ProcessGone, serve
-from resnet_core.records import LayerSnapshot, RunRecord
+from resnet_core.remote.transport import JsonProcess, ProcessGone
+from resnet_core.records import LayerSnapshot, RunRecord, run_finished
 from resnet_core.settings import ModelSpec, Settings
-from resnet_core.training.budget import out_of_memory, out_of_memory_message
-
-if TYPE_CHECKING:
-    from resnet_core.data import Dataset
-    from resnet_core.training.lockstep import LockstepTrainer
 
 # Trainer methods a parent may ask a worker to run; what they record is forwarded to the parent.
 REMOTE_METHODS = ("decision_regions", "lesion_study", "path_analysis")
 
 
 class WorkerError(RuntimeError):
-    """A training step failed inside a worker; the message is the worker's exception."""
+    """A training step failed inside a worker, or the worker is gone: the one line to show, and
+    whether it is the user's to fix (a setting, a file) or a fault of ours."""
 
-
-class ForwardingRecord(RunRecord):
-    """A worker's record: it keeps nothing, it queues what was recorded for the parent."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[list[Any]] = []
-
-    def add_metrics(self, rows) -> None:
-        self.events.append(["metrics", list(rows)])
-
-    def add_layers(self, model: str, s: LayerSnapshot) -> None:
-        self.events.append(["layers", model, s.step, s.grad_norm.tolist(), s.act_std.tolist(), s.branch_ratio.tolist()])
-
-    def add_paths(self, rows) -> None:
-        self.events.append(["paths", list(rows)])
-
-    def set_lesion(self, rows) -> None:
-        self.events.append(["lesion", list(rows)])
-
-    def set_regions(self, model: str, step: int, grid: dict) -> None:
-        self.events.append(["regions", model, step, grid])
-
-    def drain(self) -> list[list[Any]]:
-        events, self.events = self.events, []
-        return events
+    def __init__(self, message: str, user: bool = False):
+        super().__init__(message)
+        self.user = user
 
 
 def replay_events(record: RunRecord, events: list[list[Any]]) -> None:
@@ -82,56 +52,12 @@ def replay_events(record: RunRecord, events: list[list[Any]]) -> None:
             record.set_regions(event[1], event[2], event[3])
 
 
-class _Worker:
-    """A training process's side: a trainer built on ``init``, stepped on request, and every reply
-    carrying what it recorded since the last one."""
-
-    def __init__(self) -> None:
-        self.trainer: LockstepTrainer | None = None
-        self.record = ForwardingRecord()
-
-    def __call__(self, msg: dict[str, Any], send) -> None:
-        try:
-            send({"ok": True, **self._handle(msg)})
-        except Exception as exc:  # noqa: BLE001 - reported to the parent, which shows it
-            if out_of_memory(exc):
-                detail = out_of_memory_message()
-            else:
-                detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            send({"ok": False, "error": detail})
-
-    def _handle(self, msg: dict[str, Any]) -> dict[str, Any]:
-        cmd, trainer, reply = msg["cmd"], self.trainer, {}
-        if cmd == "init":
-            from resnet_core.training.lockstep import LockstepTrainer
-
-            self.record = ForwardingRecord()
-            trainer = self.trainer = LockstepTrainer(Settings.from_dict(msg["settings"]), record=self.record,
-                                                     only=tuple(msg["only"]))
-            reply = {"layer_names": self.record.layer_names, "config": self.record.config}
-        elif cmd == "step":
-            for _ in range(msg.get("n", 1)):
-                if trainer.done:
-                    break
-                trainer.train_step()
-        elif cmd == "set_lr":
-            trainer.set_lr(msg["lr"])
-        elif cmd == "set_steps":
-            trainer.set_steps(msg["steps"])
-        elif cmd == "call" and msg["method"] in REMOTE_METHODS:
-            getattr(trainer, msg["method"])(**msg.get("kwargs", {}))
-        else:
-            raise ValueError(f"unknown command {cmd!r}")
-        state = {"step": trainer.step, "status": trainer.status, "wall_s": trainer.wall_s} if trainer else {}
-        return {"events": self.record.drain(), **state, **reply}
-
-
 class WorkerProcess(JsonProcess):
-    """One long-lived training process (``python -m resnet_core.remote.trainer``); reusable for run after
-    run (``init`` resets it)."""
+    """One long-lived training process (``python -m resnet_core.training.worker``); reusable for run
+    after run (``init`` resets it)."""
 
     def __init__(self) -> None:
-        super().__init__("resnet_core.remote.trainer")
+        super().__init__("resnet_core.training.worker")
 
     def post(self, **msg: Any) -> None:
         try:
@@ -145,7 +71,7 @@ class WorkerProcess(JsonProcess):
         except ProcessGone as exc:
             raise WorkerError("the training process ended unexpectedly") from exc
         if not reply.get("ok"):
-            raise WorkerError(reply.get("error", "unknown error"))
+            raise WorkerError(reply.get("error", "unknown error"), user=bool(reply.get("user")))
         return reply
 
     def request(self, **msg: Any) -> dict[str, Any]:
@@ -206,7 +132,7 @@ class ParallelTrainer:
 
     @property
     def done(self) -> bool:
-        return self.step >= self.settings.steps or not any(s == "ok" for s in self.status.values())
+        return run_finished(self.step, self.settings.steps, self.status)
 
     def train_step(self, n: int = 1) -> None:
         self._absorb(self._all("step", n=n))
@@ -242,31 +168,3 @@ class ParallelTrainer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def default_workers(settings: Settings) -> int:
-    from resnet_core.training.lockstep import resolve_device
-
-    if resolve_device(settings.device).type == "cuda":
-        return 1
-    return max(1, min(os.cpu_count() or 1, len(settings.models)))
-
-
-@contextlib.contextmanager
-def make_trainer(settings: Settings, data: Dataset | None = None, workers: int = 0) -> Iterator[Any]:
-    """One process when that is all there is to use (a GPU, one core, one model), else several."""
-    n = workers or default_workers(settings)
-    if n <= 1:
-        from resnet_core.training.lockstep import LockstepTrainer
-
-        yield LockstepTrainer(settings, data=data)
-        return
-    trainer = ParallelTrainer(settings, workers=n)  # each worker loads the data itself
-    try:
-        yield trainer
-    finally:
-        trainer.close()
-
-
-if __name__ == "__main__":
-    serve(_Worker())

@@ -6,8 +6,9 @@ multiprocessing spawn, the child never re-imports the parent's ``__main__`` (und
 is the app script; under pytest, the test runner). A child whose parent dies reads the end of its
 stdin and exits, so no process outlives the server that started it.
 
-The training workers (``resnet_core.remote.trainer``) and the analysis workers (``resnet_core.remote.jobs``)
-are both such children: each module's ``__main__`` block calls ``serve`` with its handler.
+The training workers (``resnet_core.training.worker``) and the analysis workers
+(``resnet_core.analysis.worker``) are both such children: each module's ``__main__`` block sets one
+torch thread and calls ``serve`` with its handler.
 """
 from __future__ import annotations
 
@@ -15,12 +16,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from resnet_core.training.budget import MB, WORKER_LIMIT_ENV, worker_limit_bytes
-
-ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class ProcessGone(RuntimeError):
@@ -31,12 +29,12 @@ class JsonProcess:
     """One child interpreter running ``python -m module``; the parent's end of the conversation."""
 
     def __init__(self, module: str):
-        path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
+        # The packages are installed (pip install -e .), so the child finds them from any folder.
         # The child limits its own memory (``serve``): a run the estimate got wrong fails in it alone.
         limit = os.environ.get(WORKER_LIMIT_ENV) or str(worker_limit_bytes() // MB)
         self.process = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True, bufsize=1,
-                                        env={**os.environ, "PYTHONPATH": path, WORKER_LIMIT_ENV: limit})
+                                        env={**os.environ, WORKER_LIMIT_ENV: limit})
         self.broken = False
 
     @property
@@ -98,10 +96,10 @@ class JsonProcess:
 
 def limit_memory() -> None:
     """This process's data segment (heap and private mappings, where tensors live) capped at
-    ``RESIDUAL_LAB_WORKER_MEMORY_MB``, which the parent passes: past it an allocation fails here
-    (MemoryError, or torch's "can't allocate memory"), is reported as this run's error, and the
-    machine and every other session go on. RLIMIT_DATA rather than RLIMIT_AS: a GPU driver reserves
-    address space it never fills."""
+    ``RESIDUAL_LAB_WORKER_MEMORY_MB``, which the parent passes (0: no cap): past it an allocation
+    fails here (MemoryError, or torch's "can't allocate memory"), is reported as this run's error,
+    and the machine and every other session go on. RLIMIT_DATA rather than RLIMIT_AS: a GPU driver
+    reserves address space it never fills."""
     try:
         mb = int(os.environ.get(WORKER_LIMIT_ENV, ""))
     except ValueError:
@@ -117,17 +115,13 @@ def limit_memory() -> None:
 
 def serve(handle: Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], None]) -> None:
     """The child's side: ``handle(message, send)`` for each line on stdin, until ``{"cmd": "close"}``
-    or the end of stdin (the parent has gone). One torch thread: tiny layers are dispatch-bound,
-    and the processes share the machine's cores."""
+    or the end of stdin (the parent has gone)."""
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     # Nothing else may write into the protocol: Python's prints and C libraries' writes to file
     # descriptor 1 both go to stderr (the server's log) from here on.
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
     limit_memory()
-    import torch
-
-    torch.set_num_threads(1)
 
     def send(msg: dict[str, Any]) -> None:
         protocol.write(json.dumps(msg) + "\n")

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from resnet_core.data import Dataset, load_dataset
+from resnet_core.training.tensors import Dataset, load_dataset
 from resnet_core.analysis.paths.lesion import lesion_rows
 from resnet_core.nets.models import Net, Probe, build_model, parameter_count
 from resnet_core.analysis.paths.compute import analyse_paths, next_start_length, probe_points, rows_for_record
 from resnet_core.training.probes import calibrate_batch_norm, evaluate, layer_snapshot
-from resnet_core.records import RunRecord
+from resnet_core.records import RunRecord, run_finished
 from resnet_core.training import budget
 from resnet_core.settings import Settings, SettingsError
 
@@ -34,7 +34,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for, but torch sees no CUDA GPU here; use --device cpu or auto")
+        raise SettingsError("device cuda was asked for, but torch sees no CUDA GPU here; use --device cpu or auto")
     return torch.device(name)
 
 
@@ -129,7 +129,7 @@ class LockstepTrainer:
     # ---- control ---------------------------------------------------------------------------
     @property
     def done(self) -> bool:
-        return self.step >= self.settings.steps or not any(s == "ok" for s in self.status.values())
+        return run_finished(self.step, self.settings.steps, self.status)
 
     def set_lr(self, lr: float) -> None:
         """Takes effect at the next step (the dashboard's learning-rate slider mid-run)."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from resnet_core.data import Dataset, load_dataset
+from resnet_core.training.tensors import Dataset, load_dataset
 from resnet_core.analysis.landscape import COARSE, LINE_POINTS, SPAN, twin_depth, twin_settings
 from resnet_core.training.lockstep import LockstepTrainer
 from resnet_core.nets.models import Net

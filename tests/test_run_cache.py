@@ -1,0 +1,451 @@
+"""The run cache: a run is a pure function of its key, so one session trains it and the others are
+served its record, from a folder that survives restarts, stays bounded and is safe to share."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import resnet_core
+from dashboard.runtime import replay
+from dashboard.runtime.run_cache import (CACHE_ENV, INCOMING, LIMIT_ENV, RunCache, auto_device, code_digest,
+                                         code_versions, record_until, run_key)
+from resnet_core.records import RunRecord
+from resnet_core.settings import Settings
+from resnet_core.training.lockstep import REGION_EVERY, LockstepTrainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The degradation lesson in small: a shallow and a deeper plain MLP beside the residual twin.
+MLP = Settings(models=("plain-8", "plain-20", "resnet-20"), steps=30, eval_every=5, probe_every=1,
+               paths_every=10, dataset_args={"n": 300})
+# A small CIFAR-style CNN on the digits (three stages: the shortcut projects where the shape changes).
+CNN = Settings(dataset="digits", arch="cnn", width=4, models=("plain-8", "resnet-8"), steps=8, eval_every=4,
+               probe_every=1, paths_every=4, batch_size=32)
+TINY = Settings(models=("resnet-4",), steps=3, eval_every=3, probe_every=1, paths_every=0, batch_size=32,
+                dataset_args={"n": 100})
+
+
+def train(settings: Settings, steps: int | None = None, lesion: bool = False) -> RunRecord:
+    """A live run, with one torch thread as every trainer of the project (module fixtures are
+    made before the per-test one_thread fixture, so this sets it itself)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = LockstepTrainer(settings)
+        trainer.run(steps)
+        if lesion:
+            trainer.lesion_study()
+        return trainer.record
+    finally:
+        torch.set_num_threads(threads)
+
+
+def assert_same_run(a: RunRecord, b: RunRecord, *, wall_s: bool = False, history: bool = True) -> None:
+    """The tables a user sees are identical, value for value (wall_s too where asked), and so is
+    every decision map of the run (where asked)."""
+    drop = [] if wall_s else ["wall_s"]
+    pd.testing.assert_frame_equal(a.metrics_frame().drop(columns=drop), b.metrics_frame().drop(columns=drop),
+                                  check_exact=True)
+    for table in ("layers_frame", "paths_frame", "regions_frame", "lesion_frame"):
+        pd.testing.assert_frame_equal(getattr(a, table)(), getattr(b, table)(), check_exact=True, obj=table)
+    assert a.regions() == b.regions()
+    if history:
+        assert a.region_history() == b.region_history()
+
+
+# ------------------------------------------------------------------------------ determinism
+
+@pytest.mark.parametrize("settings", [
+    MLP, MLP.with_changes(norm="none"),
+    # the default init and a projection on every block, without BN: each shortcut has its own bias
+    MLP.with_changes(norm="none", init="default", shortcut="projection", block="pre", optimizer="adam", lr=0.01),
+    CNN, CNN.with_changes(norm="none"),
+], ids=["mlp-bn", "mlp-nobn", "mlp-projection-default-init", "cnn-bn", "cnn-nobn"])
+def test_two_live_runs_of_one_setting_record_the_same_tables(settings):
+    first, second = train(settings), train(settings)
+    assert len(first.paths_frame()) and len(first.layers_frame())  # there is something to compare
+    assert bool(first.region_history()) == (settings.arch == "mlp")  # decision maps: 2D data only
+    assert_same_run(first, second)
+
+
+def test_the_dashboards_worker_processes_record_the_same_run_as_one_process():
+    """The page trains through worker processes, the CLI in one: a key is one run either way (rows
+    arrive from the workers in their own order, so the tables are compared sorted)."""
+    from resnet_core.remote.trainer import ParallelTrainer
+
+    settings = MLP.with_changes(paths_every=0)  # the path analysis's first call in each worker is slow
+    local = train(settings)
+    with ParallelTrainer(settings, workers=2) as remote:
+        remote.run()
+        workers = remote.record
+    for table, order in (("metrics_frame", ["model", "step"]), ("layers_frame", ["model", "step", "layer"]),
+                         ("regions_frame", ["model", "y", "x"])):
+        a, b = (getattr(r, table)().drop(columns=["wall_s"], errors="ignore").sort_values(order, kind="stable")
+                .reset_index(drop=True) for r in (local, workers))
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=table)
+    assert local.regions() == workers.regions()
+
+
+# --------------------------------------------------------------------------------------- keys
+
+def test_every_setting_changes_the_key():
+    changes = {"dataset": "moons", "dataset_args": {"n": 301}, "models": ("plain-8", "plain-20"), "arch": "cnn",
+               "width": 16, "block": "pre", "norm": "none", "shortcut": "pad", "init": "zero", "branch_layers": 3,
+               "stages": 2, "optimizer": "adam", "lr": 0.01, "momentum": 0.5, "weight_decay": 1e-4,
+               "batch_size": 64, "steps": 31, "seed": 1, "eval_every": 6, "probe_every": 3, "paths_every": 11,
+               "device": "cuda"}
+    assert set(changes) == {f.name for f in dataclasses.fields(Settings)}  # a new setting must be added here
+    base = MLP.with_changes(device="cpu")
+    keys = {name: run_key(base.with_changes(**{name: value})) for name, value in changes.items()}
+    assert len(set(keys.values()) | {run_key(base)}) == len(changes) + 1
+
+
+def test_the_key_ignores_order_defaults_and_how_the_device_is_named():
+    s = MLP.with_changes(dataset_args={"n": 300, "noise": 0.15})
+    reordered = Settings.from_dict(dict(reversed(list(s.to_dict().items())))).with_changes(
+        dataset_args={"noise": 0.15, "n": 300})
+    assert run_key(reordered) == run_key(s)
+    assert run_key(s.with_changes(dataset_args={"n": 300})) == run_key(s)  # 0.15 is the default noise
+    assert run_key(s.with_changes(dataset_args={"n": "300"})) == run_key(s)  # as a URL or the CLI gives it
+    # "auto" is whatever it resolves to here: on a machine without a GPU, auto and cpu are one run
+    assert run_key(s.with_changes(device="auto")) == run_key(s.with_changes(device=auto_device()))
+    assert run_key(s.with_changes(device="auto"), device="cpu") == run_key(s.with_changes(device="cpu"))
+    assert run_key(s, device="cuda:0") == run_key(s, device="cuda") != run_key(s, device="cpu")
+
+
+def test_the_key_changes_with_the_versions_and_the_code():
+    s = MLP
+    versions = code_versions()
+    assert set(versions) >= {"residual-lab", "torch", "numpy", "code"}
+    assert run_key(s, versions=versions) == run_key(s)
+    for name in versions:
+        assert run_key(s, versions={**versions, name: versions[name] + "-other"}) != run_key(s), name
+
+
+def test_the_code_digest_follows_every_source_file(tmp_path):
+    copy = tmp_path / "resnet_core"
+    for path in Path(resnet_core.__file__).parent.rglob("*.py"):
+        target = copy / path.relative_to(Path(resnet_core.__file__).parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    assert code_digest(copy) == code_versions()["code"]
+    lockstep = copy / "training" / "lockstep.py"
+    lockstep.write_text(lockstep.read_text() + "\n# one comment more\n")
+    assert code_digest(copy) != code_versions()["code"]
+
+
+def test_the_package_version_is_the_one_pyproject_declares():
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert resnet_core.__version__ == declared == code_versions()["residual-lab"]
+
+
+POINTS = "x1,x2,label\n" + "".join(f"{i % 7},{(i * 3) % 5},{i % 2}\n" for i in range(40))
+
+
+def test_a_csv_is_keyed_by_its_content_not_its_path(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "elsewhere" / "b.csv"
+    b.parent.mkdir()
+    a.write_text(POINTS)
+    b.write_text(POINTS)
+    s = MLP.with_changes(dataset="csv", dataset_args={"path": str(a)})
+    key = run_key(s)
+    assert run_key(s.with_changes(dataset_args={"path": str(b)})) == key
+    b.write_text(POINTS.replace("6,", "5,", 1))  # one value edited, in place
+    assert run_key(s.with_changes(dataset_args={"path": str(b)})) != key
+    assert run_key(s.with_changes(dataset_args={"path": str(tmp_path / "missing.csv")})) != key
+
+
+def test_cifar_is_keyed_by_the_content_of_its_files(tmp_path):
+    def folder(name: str, last: bytes) -> Path:
+        root = tmp_path / name
+        root.mkdir()
+        for i, file in enumerate(["data_batch_1.bin", "test_batch.bin"]):
+            (root / file).write_bytes(bytes([i]) + bytes(3072) + last)
+        return root
+
+    s = CNN.with_changes(dataset="cifar10", dataset_args={"root": str(folder("one", b"")), "batches": 1})
+    assert run_key(s.with_changes(dataset_args={"root": str(folder("two", b"")), "batches": 1})) == run_key(s)
+    assert run_key(s.with_changes(dataset_args={"root": str(folder("three", b"x")), "batches": 1})) != run_key(s)
+
+
+# ----------------------------------------------------------------------- storing and serving
+
+@pytest.fixture(scope="module")
+def mlp_run() -> RunRecord:
+    return train(MLP, lesion=True)
+
+
+def test_a_stored_run_is_served_with_the_tables_it_was_put_with(tmp_path, mlp_run):
+    cache = RunCache(tmp_path / "runs" / "cache", limit_mb=50)
+    key = run_key(MLP)
+    assert cache.get(key) is None and not cache.contains(key)
+    assert cache.put(key, mlp_run) is True
+    assert cache.contains(key) and cache.keys() == [key]
+    assert_same_run(cache.get(key), mlp_run, wall_s=True)
+    # the entry is a plain run folder: the Records tab's replay lists it and reads it as it is
+    listed = replay.run_folders(tmp_path / "runs")
+    assert listed == [f"cache/{key}"]
+    replayed = replay.load(listed[0], tmp_path / "runs")
+    for table in ("metrics_frame", "layers_frame", "paths_frame", "lesion_frame", "regions_frame"):
+        pd.testing.assert_frame_equal(getattr(replayed, table)(), getattr(mlp_run, table)(), check_exact=True)
+    assert replayed.regions() == mlp_run.regions()  # regions.csv: still the latest map per model
+    assert cache.put(key, mlp_run) is False  # already there: the first put is kept
+
+
+def test_only_a_finished_run_of_that_very_key_is_stored(tmp_path, mlp_run):
+    cache = RunCache(tmp_path, limit_mb=50)
+    with pytest.raises(ValueError, match="finished"):
+        cache.put(run_key(MLP), train(MLP, steps=10))
+    with pytest.raises(ValueError, match="not a run of that key"):
+        cache.put(run_key(MLP.with_changes(seed=1)), mlp_run)
+    changed = RunRecord.read(mlp_run.write(tmp_path / "run"))
+    changed.config["settings"]["lr"] = 0.2  # what the dashboard records when the lr slider moves mid-run
+    with pytest.raises(ValueError, match="not a run of that key"):
+        cache.put(run_key(MLP), changed)
+    assert cache.keys() == []
+
+
+@pytest.mark.parametrize("step", [0, 7, 15, 22, 30])
+def test_a_stored_run_cut_at_a_step_is_what_a_live_run_had_recorded_by_then(tmp_path, mlp_run, step):
+    cache = RunCache(tmp_path, limit_mb=50)
+    cache.put(run_key(MLP), mlp_run)
+    live = train(MLP, steps=step)
+    cut = record_until(cache.get(run_key(MLP)), step)
+    assert cut.lesion_rows() == [] and mlp_run.lesion_rows()  # a lesion is run on demand after training
+    assert_same_run(cut, live, history=False)
+    assert {m: at for m, (at, _) in cut.regions().items()} == dict.fromkeys(MLP.models, step - step % (REGION_EVERY * MLP.eval_every))
+    assert cut.config == mlp_run.config
+
+
+# Without BN at lr 1 the deeper nets blow up within a few steps (a divergence is recorded during
+# the update that overflows, under the step it started from); the shallow one trains on.
+DIVERGING = Settings(models=("plain-4", "plain-14", "resnet-14"), norm="none", lr=1.0, steps=12, eval_every=2,
+                     probe_every=1, paths_every=0, dataset_args={"n": 300})
+
+
+@pytest.fixture(scope="module")
+def diverging_run() -> RunRecord:
+    return train(DIVERGING)
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 8, 9, 12])
+def test_a_cut_run_holds_the_divergences_a_live_run_had_seen(diverging_run, step):
+    diverged = diverging_run.metrics_frame().query("status == 'diverged'")
+    assert len(diverged) == 2 and set(diverged.step) <= set(range(1, 12))  # the cuts below fall around them
+    assert_same_run(record_until(diverging_run, step), train(DIVERGING, steps=step), history=False)
+
+
+def test_a_stopped_cnn_run_matches_the_cut_full_run():
+    full = train(CNN.with_changes(norm="none"))
+    live = train(CNN.with_changes(norm="none"), steps=5)
+    assert_same_run(record_until(full, 5), live, history=False)
+
+
+def test_the_cache_survives_a_restart(tmp_path, mlp_run):
+    """A new server process (a new RunCache from the environment) serves what an old one stored."""
+    RunCache(tmp_path / "cache", limit_mb=50).put(run_key(MLP), mlp_run)
+    script = textwrap.dedent("""
+        from dashboard.runtime.run_cache import RunCache, run_key
+        from resnet_core.settings import Settings
+        import json, sys
+        settings = Settings.from_dict(json.loads(sys.argv[1]))
+        cache = RunCache()
+        record = cache.get(run_key(settings))
+        for value in (cache.root, cache.limit_mb, record.metrics_frame().to_json(), len(record.region_history())):
+            print(value)
+    """)
+    env = {**os.environ, CACHE_ENV: str(tmp_path / "cache"), LIMIT_ENV: "12.5", "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", script, json.dumps(MLP.to_dict())], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    root, limit, metrics, maps = out.stdout.splitlines()
+    assert (Path(root), float(limit)) == (tmp_path / "cache", 12.5)
+    assert metrics == mlp_run.metrics_frame().to_json() and int(maps) == len(mlp_run.region_history())
+
+
+def test_a_limit_that_is_not_a_number_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv(LIMIT_ENV, "lots")
+    with pytest.raises(ValueError, match=LIMIT_ENV):
+        RunCache(tmp_path)
+    monkeypatch.setenv(LIMIT_ENV, "-1")
+    with pytest.raises(ValueError, match=LIMIT_ENV):
+        RunCache(tmp_path)
+
+
+# ---------------------------------------------------------------------------------- eviction
+
+@pytest.fixture(scope="module")
+def tiny_runs() -> dict[str, RunRecord]:
+    """Five small finished runs of five seeds, by key."""
+    return {run_key(s): train(s) for s in (TINY.with_changes(seed=seed) for seed in range(5))}
+
+
+def test_eviction_keeps_the_most_recently_used_within_the_limit(tmp_path, tiny_runs):
+    keys = list(tiny_runs)
+    probe = RunCache(tmp_path / "probe", limit_mb=50)
+    probe.put(keys[0], tiny_runs[keys[0]])
+    entry = probe.size_bytes()
+    cache = RunCache(tmp_path / "cache", limit_mb=3.5 * entry / 2**20)  # room for three entries
+    for key in keys[:3]:
+        assert cache.put(key, tiny_runs[key])
+    assert cache.keys() == keys[:3]
+    assert cache.get(keys[0]) is not None  # a use: keys[0] is now the most recent
+    assert cache.put(keys[3], tiny_runs[keys[3]])
+    assert cache.keys() == [keys[2], keys[0], keys[3]]  # keys[1], the least recently used, went
+    assert cache.put(keys[4], tiny_runs[keys[4]])
+    assert cache.keys() == [keys[0], keys[3], keys[4]]
+    assert cache.size_bytes() <= cache.limit_bytes
+    assert cache.get(keys[1]) is None and cache.get(keys[2]) is None
+    assert sorted(p.name for p in cache.root.iterdir()) == sorted(keys[0:1] + keys[3:] + [INCOMING, ".trash"])
+    assert not any((cache.root / ".trash").iterdir()) and not any((cache.root / INCOMING).iterdir())
+
+
+def test_a_run_larger_than_the_whole_limit_is_not_stored(tmp_path, tiny_runs):
+    key, record = next(iter(tiny_runs.items()))
+    small = RunCache(tmp_path / "small", limit_mb=0.001)
+    assert small.put(key, record) is False and small.keys() == [] and small.get(key) is None
+    off = RunCache(tmp_path / "off", limit_mb=0)
+    assert off.put(key, record) is False and off.keys() == []
+
+
+# -------------------------------------------------------------------------------- atomicity
+
+PUT_FROM_A_PROCESS = textwrap.dedent("""
+    import json, sys, time
+    from pathlib import Path
+    import torch
+    torch.set_num_threads(1)
+    from dashboard.runtime.run_cache import RunCache, run_key
+    from resnet_core.settings import Settings
+    from resnet_core.training.lockstep import LockstepTrainer
+    settings = Settings.from_dict(json.loads(sys.argv[1]))
+    root, go = Path(sys.argv[2]), Path(sys.argv[3])
+    record = LockstepTrainer(settings).run()
+    print("ready", flush=True)
+    while not go.exists():
+        time.sleep(0.001)
+    print(RunCache(root, limit_mb=50).put(run_key(settings), record), flush=True)
+""")
+
+
+def test_two_processes_putting_one_key_leave_one_whole_entry(tmp_path):
+    settings = MLP.with_changes(steps=10, paths_every=0)  # no path analysis: its first call is slow
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", PUT_FROM_A_PROCESS, json.dumps(settings.to_dict()),
+                               str(tmp_path / "cache"), str(go)], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        go.touch()  # both trained: now both put at once
+        results = [p.communicate(timeout=120)[0].strip() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert sorted(results) == ["False", "True"], results
+    cache = RunCache(tmp_path / "cache", limit_mb=50)
+    assert cache.keys() == [run_key(settings)]
+    assert not any((cache.root / INCOMING).iterdir())
+    # and the run another process stored is the run this one trains
+    assert_same_run(cache.get(run_key(settings)), train(settings))
+
+
+def test_a_half_written_folder_is_never_served(tmp_path, tiny_runs):
+    (key, record), (other_key, other) = list(tiny_runs.items())[:2]
+    runs = tmp_path / "runs"
+    cache = RunCache(runs / "cache", limit_mb=50)
+    # a process died while writing: its temporary folder holds some of the files
+    crashed = cache.root / INCOMING / f"{key}.99999.dead"
+    record.write(crashed)
+    (crashed / "layers.csv").unlink()
+    # and a folder under the key's own name that no put made (copied in by hand, say)
+    record.write(cache.path(key))
+    (cache.path(key) / "metrics.csv").write_text("step,model\n")
+    assert cache.get(key) is None and not cache.contains(key)
+    assert replay.run_folders(runs) == [f"cache/{key}"]  # temporary folders are never listed for replay
+    # a put goes ahead beside the leftovers and replaces the stray folder with a whole entry
+    fresh = cache.root / INCOMING / f"{other_key}.99998.writing"  # another process, still writing
+    record.write(fresh)
+    assert cache.put(key, record)
+    assert_same_run(cache.get(key), record, wall_s=True)
+    # a later put clears the temporary folders left over an hour ago, not the ones being written
+    old = time.time() - 2 * 3600
+    os.utime(crashed, (old, old))
+    assert cache.put(other_key, other)
+    assert not crashed.exists() and fresh.exists()
+    assert sorted(cache.keys()) == sorted([key, other_key])
+
+
+def test_the_server_side_imports_no_torch(tmp_path, tiny_runs):
+    key, record = next(iter(tiny_runs.items()))
+    RunCache(tmp_path, limit_mb=50).put(key, record)
+    script = textwrap.dedent(f"""
+        import sys
+        from dashboard.runtime.run_cache import RunCache, run_key, record_until
+        from resnet_core.settings import Settings
+        run_key(Settings()); run_key(Settings(dataset="digits", arch="cnn", models=("resnet-8",)))
+        cache = RunCache({str(tmp_path)!r}, limit_mb=50)
+        record_until(cache.get({key!r}), 2)
+        print("torch" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+EVICT_AND_PUT_AGAIN = textwrap.dedent("""
+    import json, sys
+    import torch
+    torch.set_num_threads(1)
+    from dashboard.runtime.run_cache import RunCache, run_key
+    from resnet_core.settings import Settings
+    from resnet_core.training.lockstep import LockstepTrainer
+    runs = [LockstepTrainer(Settings.from_dict(json.loads(a))).run() for a in sys.argv[2:4]]
+    keys = [run_key(Settings.from_dict(json.loads(a))) for a in sys.argv[2:4]]
+    cache = RunCache(sys.argv[1], limit_mb=float(sys.argv[4]))
+    print("ready", flush=True)
+    for i in range(24):  # room for one entry: each put evicts the least recently used key
+        cache.put(keys[i % 2], runs[i % 2])
+""")
+
+
+def test_a_reader_racing_evictions_gets_a_whole_run_or_none(tmp_path, tiny_runs):
+    """One process puts two keys in turn into a cache with room for one, so each put evicts the
+    other; meanwhile this one reads the first key again and again."""
+    (key, record), (other_key, other) = list(tiny_runs.items())[:2]
+    probe = RunCache(tmp_path / "probe", limit_mb=50)
+    probe.put(key, record)
+    limit_mb = 1.5 * probe.size_bytes() / 2**20
+    settings = [json.dumps(Settings.from_dict(r.config["settings"]).to_dict()) for r in (record, other)]
+    writer = subprocess.Popen([sys.executable, "-c", EVICT_AND_PUT_AGAIN, str(tmp_path / "cache"), *settings,
+                               str(limit_mb)], env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cache = RunCache(tmp_path / "cache", limit_mb=limit_mb)
+    served = []
+    try:
+        assert writer.stdout.readline().strip() == "ready", writer.stderr.read()
+        while writer.poll() is None:
+            got = cache.get(key)
+            if got is not None:
+                served.append(got)
+        assert writer.returncode == 0, writer.stderr.read()
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    for got in served:
+        assert_same_run(got, record)
+    assert len(cache.keys()) == 1 and not any((cache.root / INCOMING).iterdir())
