@@ -15,7 +15,7 @@ from resnet_core.records import RecordError, RunRecord
 
 import dashboard.runtime.replay as replay
 from dashboard.panels.live import View
-from dashboard.runtime.jobs import record_limit_mb
+from dashboard.runtime.scratch import run_files_limit_mb
 from dashboard.text import code, literal
 from dashboard.sidebar.url_state import UrlState
 
@@ -115,7 +115,7 @@ def _download(record: RunRecord | None, file_name: str, reader: str, what: str):
                       f"({MAX_DOWNLOAD_BYTES // 2**20} MB); the command line writes it to a run folder")
     if file_name == "layers.csv" and record.stream_truncated_at is not None:
         what += (f". This live run's file stops at step {record.stream_truncated_at}: a session keeps at most "
-                 f"{record_limit_mb()} MB of files")
+                 f"{run_files_limit_mb()} MB of files")
 
     def read(r: RunRecord = record, p: Path = path) -> bytes:
         r.flush()

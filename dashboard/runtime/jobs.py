@@ -12,7 +12,6 @@ is undefined behaviour. ``app.py`` wires these objects into ``st.cache_resource`
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -35,14 +34,6 @@ REQUEST_TIMEOUT_S = 120.0
 
 # Settings whose change leaves the models as they are: everything else asks for a reset.
 LIVE_FIELDS = ("lr", "steps")
-RECORD_FILES_MB = 256  # a live run's files (its downloads) at most; env RESIDUAL_LAB_SESSION_FILES_MB
-
-
-def record_limit_mb() -> int:
-    try:
-        return max(1, int(os.environ.get("RESIDUAL_LAB_SESSION_FILES_MB", "")))
-    except ValueError:
-        return RECORD_FILES_MB
 
 
 JOB_THREAD_NAME = "rl-training"  # the OS-level name too (top -H, the bench's CPU accounting)
@@ -114,8 +105,7 @@ class TrainingJob:
         self._settings = (settings or Settings()).checked()
         self._state = "idle"
         self._record: RunRecord | None = None
-        self._folder = None  # where the record streams its tables (this server's scratch folder) ...
-        self._streaming: RunRecord | None = None  # ... and that record (the page may have let go of it)
+        self._streaming: RunRecord | None = None  # the record whose full tables go to the scratch folder
         self._trainer: ParallelTrainer | None = None
         self._worker: WorkerProcess | None = None
         self._ticket: int | None = None
@@ -387,10 +377,8 @@ class TrainingJob:
         except WorkerError as exc:
             self._fail(str(exc))
             return False
-        self._discard_files()
-        folder = scratch.new_run_folder()  # the full tables, for the downloads; the record keeps a bounded history
-        trainer.record.stream_to(folder, max_bytes=record_limit_mb() * 1024 * 1024)
-        self._set(folder=folder, streaming=trainer.record)
+        scratch.discard_run(self._streaming)  # the full tables go to files (the downloads), the record
+        self._streaming = scratch.stream_run(trainer.record)  # keeps a bounded history
         if self._settings != settings:  # the learning rate or step count moved during start-up
             self._trainer = trainer
             self._apply_live(self._settings)
@@ -401,15 +389,7 @@ class TrainingJob:
         if self._record is not None:
             self._set(notice="This session's models were handed to another class member while idle; "
                              "training restarts from step 0.", record=None)
-            self._discard_files()
-
-    def _discard_files(self) -> None:
-        """The previous run's folder, once its record is no longer shown."""
-        folder, record = self._folder, self._streaming
-        if record is not None:
-            record.close_stream()
-        self._set(folder=None, streaming=None)
-        scratch.remove(folder)
+            self._streaming = scratch.discard_run(self._streaming)
 
     def _fail(self, message: str) -> None:
         self._running, self._pending_steps = False, 0
@@ -431,16 +411,14 @@ class TrainingJob:
         self._set(state="released")
 
     def _drop_trainer(self, keep_record: bool = False) -> None:
-        worker = self._worker
-        record = self._record
+        worker, record = self._worker, self._record
         with self._lock:
             self._trainer, self._worker = None, None
             if not keep_record:
                 self._record = None
         if worker is not None:
             self.pool.release(worker)
-        if keep_record:
-            if record is not None:
-                record.close_stream()  # nothing more comes; its files stay for the downloads
-        else:
-            self._discard_files()
+        if keep_record and record is not None:
+            record.close_stream()  # nothing more comes; its files stay for the downloads
+        elif not keep_record:
+            self._streaming = scratch.discard_run(self._streaming)

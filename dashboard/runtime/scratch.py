@@ -11,6 +11,7 @@ Nothing here calls Streamlit.
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 import threading
@@ -42,6 +43,32 @@ def uploads() -> Path:
 def new_run_folder() -> Path:
     """A fresh, empty folder for one live run's files."""
     return Path(tempfile.mkdtemp(prefix="run-", dir=_sub("runs")))
+
+
+RUN_FILES_MB = 256  # a live run's files (what its downloads hold) at most; env RESIDUAL_LAB_SESSION_FILES_MB
+
+
+def run_files_limit_mb() -> int:
+    try:
+        return max(1, int(os.environ.get("RESIDUAL_LAB_SESSION_FILES_MB", "")))
+    except ValueError:
+        return RUN_FILES_MB
+
+
+def stream_run(record):
+    """``record`` (a RunRecord) streams its full tables into a fresh folder here from now on;
+    returns the record."""
+    record.stream_to(new_run_folder(), max_bytes=run_files_limit_mb() * 1024 * 1024)
+    return record
+
+
+def discard_run(record) -> None:
+    """The end of a live run's files (``record``: a RunRecord from ``stream_run``, or None): it stops
+    streaming, and its folder goes. Returns None, for ``job.streaming = discard_run(job.streaming)``."""
+    if record is not None:
+        record.close_stream()
+        remove(record.folder)
+    return None
 
 
 def remove(folder: Path | None) -> None:
