@@ -4,7 +4,7 @@
 
 Each case trains a few steps (probed, evaluated, with its path analysis where it has one) in a
 fresh process, with the budget lifted, and reports that process's peak resident memory
-(``ru_maxrss``) beside ``resnet_core.training.budget.estimate_memory``. The figures calibrate the
+(``ru_maxrss``) beside ``resnet_core.sizing.budget.estimate_memory``. The figures calibrate the
 estimate; its docstring keeps the latest ones. The CIFAR-10 case reads files of random images
 in the binary format (the memory is the same as for the real ones).
 """
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from resnet_core.settings import Settings  # noqa: E402
-from resnet_core.training.budget import MB, data_shape, estimate_memory  # noqa: E402
+from resnet_core.sizing.budget import MB, data_shape, estimate_memory  # noqa: E402
 
 CASES = {
     "plain-402, width 96, batch 4096, SGD": dict(models=("plain-402",), width=96, batch_size=4096,

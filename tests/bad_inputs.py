@@ -62,7 +62,7 @@ def sidebar(query: str) -> Callable[[], str]:
         import dashboard.sidebar.url_state as url_state
         from resnet_core.lessons import LESSONS
         from resnet_core.settings import SettingsError
-        from resnet_core.training.budget import check_settings
+        from resnet_core.sizing.budget import check_settings
 
         state, notes = url_state.decode(dict(parse_qsl(query)), LESSONS)
         assert not notes, notes
@@ -80,7 +80,7 @@ def sweep_panel(depths: tuple[int, ...], **settings) -> Callable[[], str]:
     def run() -> str:
         from resnet_core.analysis.sweep import plan_sweep
         from resnet_core.settings import Settings, SettingsError
-        from resnet_core.training.budget import check_settings
+        from resnet_core.sizing.budget import check_settings
 
         with _environment(BUDGET):
             try:

@@ -129,7 +129,7 @@ def test_at_init_residual_gradients_stay_within_a_few_orders(norm, init):
     assert 1e-3 < first / last < 1e3
 
 
-# ---- the size of a net, counted without building it (resnet_core.nets.size) -----------------------
+# ---- the size of a net, counted without building it (resnet_core.sizing.layout) -----------------------
 def _combinations():
     for arch, shape in (("mlp", (2,)), ("mlp", (1, 8, 8)), ("cnn", (1, 8, 8)), ("cnn", (3, 9, 9))):
         for stages in ((1, 2, 3, 4) if arch == "mlp" else (3,)):
@@ -143,7 +143,7 @@ def _combinations():
 @pytest.mark.parametrize("arch,shape,stages,shortcut,branch_layers,block,norm", list(_combinations()))
 def test_the_size_formula_counts_the_parameters_of_the_built_net(arch, shape, stages, shortcut, branch_layers,
                                                                  block, norm):
-    from resnet_core.nets import size
+    from resnet_core.sizing import layout as size
 
     s = Settings(arch=arch, stages=stages if arch == "mlp" else 1, shortcut=shortcut, branch_layers=branch_layers,
                  block=block, norm=norm, width=6, models=("plain-4",))
@@ -169,7 +169,7 @@ def _response_sizes(net, shape) -> list[int]:
 
 def test_the_size_formula_matches_the_issue_example():
     """resnet-74, width 32, 4 stages: 1,585,795 weights (the old estimate said 75,776)."""
-    from resnet_core.nets import size
+    from resnet_core.sizing import layout as size
 
     s = Settings(width=32, stages=4, models=("resnet-74",)).checked()
     net = build_model("resnet-74", s, (2,), 3)

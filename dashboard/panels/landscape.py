@@ -15,7 +15,7 @@ from dashboard.runtime.background import BackgroundRun, start_queued
 from dashboard.text import literal
 from resnet_core.remote.jobs import JobPool
 from resnet_core.analysis.landscape import COARSE, FINE, LINE_POINTS, twin_depth, twin_settings
-from resnet_core.training.budget import check_settings
+from resnet_core.sizing.budget import check_settings
 from resnet_core.settings import Settings, SettingsError, check_depth
 
 REFRESH_S = 1.0

@@ -14,7 +14,7 @@ from dashboard.charts.studies import sweep_figure
 from dashboard.panels.study import Study, open_study
 from dashboard.runtime.background import BackgroundRun, start_queued
 from resnet_core.settings import Settings, SettingsError
-from resnet_core.training.budget import check_settings
+from resnet_core.sizing.budget import check_settings
 from dashboard.text import literal
 from resnet_core.analysis.sweep import DEFAULT_DEPTHS, plan_sweep, run_sweep, sweep_frame, sweep_summary
 

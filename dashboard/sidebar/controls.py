@@ -23,7 +23,7 @@ from resnet_core.data import DATASETS, DataError, points_csv_arrays
 from resnet_core.lessons import LESSONS
 from resnet_core.presets import get_preset, presets
 from resnet_core.settings import CHOICES, SETTING_META, Settings, SettingsError
-from resnet_core.training.budget import check_settings
+from resnet_core.sizing.budget import check_settings
 
 import dashboard.runtime.scratch as scratch
 from dashboard.text import code, literal

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from resnet_core.errors import describe
 from resnet_core.remote.transport import JsonProcess, ProcessGone
-from resnet_core.training.budget import out_of_memory, out_of_memory_message
+from resnet_core.sizing.budget import out_of_memory, out_of_memory_message
 
 # Jobs a worker may run: kind -> "module:function(args, report) -> dict". Nothing else is callable.
 JOB_KINDS = {

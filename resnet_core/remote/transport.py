@@ -18,7 +18,7 @@ import subprocess
 import sys
 from typing import Any, Callable, Iterator
 
-from resnet_core.training.budget import MB, WORKER_LIMIT_ENV, worker_limit_bytes
+from resnet_core.sizing.budget import MB, WORKER_LIMIT_ENV, worker_limit_bytes
 
 
 class ProcessGone(RuntimeError):

@@ -22,7 +22,7 @@ from resnet_core.nets.models import Net, Probe, build_model, parameter_count
 from resnet_core.analysis.paths.compute import analyse_paths, next_start_length, probe_points, rows_for_record
 from resnet_core.training.probes import calibrate_batch_norm, evaluate, layer_snapshot
 from resnet_core.records import RunRecord, run_finished
-from resnet_core.training import budget
+from resnet_core.sizing import budget
 from resnet_core.settings import Settings, SettingsError
 
 REGION_RESOLUTION = 48
@@ -58,7 +58,7 @@ class BatchStream:
 
 def check_fits(settings: Settings, data: Dataset, models: tuple[str, ...] | None = None) -> None:
     """Refuse, before anything is built, a run the data or the machine cannot hold: the weight cap
-    and the memory budget of ``resnet_core.training.budget``, counted on the real data's shape."""
+    and the memory budget of ``resnet_core.sizing.budget``, counted on the real data's shape."""
     budget.check_fits(settings, budget.shape_of(data), models)
 
 

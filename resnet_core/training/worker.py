@@ -15,7 +15,7 @@ from resnet_core.records import LayerSnapshot, RunRecord
 from resnet_core.remote.trainer import REMOTE_METHODS
 from resnet_core.remote.transport import serve
 from resnet_core.settings import Settings
-from resnet_core.training.budget import out_of_memory, out_of_memory_message
+from resnet_core.sizing.budget import out_of_memory, out_of_memory_message
 from resnet_core.training.lockstep import LockstepTrainer
 
 

@@ -32,9 +32,9 @@ def check_depths(depths, settings: Settings) -> tuple[int, ...]:
 
 def check_memory(depths, width: int = DEFAULT_WIDTH, norm: str = "batch", block: str = "post",
                  branch_layers: int = DEFAULT_BRANCH_LAYERS, points: int = POINTS) -> None:
-    """The run budget (``resnet_core.training.budget``) for the deepest plain and residual nets of a
+    """The run budget (``resnet_core.sizing.budget``) for the deepest plain and residual nets of a
     study: its nets are built and differentiated one pair at a time."""
-    from resnet_core.training.budget import DataShape, check_fits
+    from resnet_core.sizing.budget import DataShape, check_fits
 
     base = scalar_settings(width, norm, block, branch_layers)
     deepest = max(check_depths(depths, base))

@@ -33,7 +33,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from resnet_core.nets import size
+from resnet_core.sizing import layout as size
 from resnet_core.settings import Settings, SettingsError
 
 MAX_WEIGHTS = 20_000_000  # per run: what a classroom server can hold for each of its sessions
