@@ -19,7 +19,8 @@ from resnet_core.records.tables import (LAYER_COLUMNS, LESION_COLUMNS, METRIC_CO
 from resnet_core.settings import SettingsError, parse_model_name
 
 CONFIG_MAX_BYTES = 1 << 20  # a config.json is a few kilobytes; more is not a run's
-READ_CHUNK_ROWS = 200_000   # tables are read in chunks of this many rows and thinned as they come
+READ_CHUNK_ROWS = 50_000    # tables are read in chunks of this many rows and thinned as they come
+TEXT_COLUMNS = {"model": str, "name": str, "status": str}  # the rest are numbers, parsed as such
 
 
 class _Limited(io.RawIOBase):
@@ -85,14 +86,14 @@ class Reader:
             return
         with stream:
             try:
-                reader = pd.read_csv(stream, dtype=str, keep_default_na=False, chunksize=READ_CHUNK_ROWS)
+                reader = pd.read_csv(stream, dtype=TEXT_COLUMNS, chunksize=READ_CHUNK_ROWS)
                 first = True
                 line = 2
                 for chunk in reader:
                     if first:
                         _require(chunk, columns, self.where(file))
                         first = False
-                    yield _Typed(chunk.fillna(""), self.where(file), line)
+                    yield _Typed(chunk, self.where(file), line)
                     line += len(chunk)
                 if first:  # a header and no rows
                     yield None
@@ -201,7 +202,7 @@ class Reader:
             if typed is None:
                 continue
             frame = pd.DataFrame({"step": typed.whole("step"), "model": typed.models(), "layer": typed.whole("layer"),
-                                  "name": typed.frame["name"].to_numpy(), "grad_norm": typed.number("grad_norm"),
+                                  "name": typed.text("name"), "grad_norm": typed.number("grad_norm"),
                                   "act_std": typed.number("act_std"), "branch_ratio": typed.number("branch_ratio")})
             if pending is not None:
                 frame = pd.concat([pending, frame], ignore_index=True)
@@ -222,18 +223,26 @@ class _Typed:
 
     def _bad(self, column: str, mask: np.ndarray, what: str) -> None:
         i = int(np.flatnonzero(mask)[0])
-        value = str(self.frame[column].iloc[i])
+        cell = self.frame[column].iloc[i]
+        value = "" if isinstance(cell, float) and math.isnan(cell) else str(cell)
         shown = value if len(value) <= 40 else value[:40] + "…"
         raise RecordError(f"{self.where}: column {column} has {shown!r} on line {self.first_line + i}; {what}")
 
     def number(self, column: str) -> np.ndarray:
+        """The column as floats; empty cells (and "nan") are NaN, any other text is an error. pandas
+        parses a clean column as numbers already (8 bytes a cell, not a string each)."""
         raw = self.frame[column]
+        if pd.api.types.is_numeric_dtype(raw):
+            return raw.to_numpy(dtype=np.float64)
         values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        text = raw.str.strip().str.lower()
-        bad = np.isnan(values) & ~text.isin(["", "nan"]).to_numpy()
+        text = raw.astype(str).str.strip().str.lower()
+        bad = np.isnan(values) & raw.notna().to_numpy() & ~text.isin(["", "nan"]).to_numpy()
         if bad.any():
             self._bad(column, bad, "it must be a number (or empty)")
         return values
+
+    def text(self, column: str) -> np.ndarray:
+        return self.frame[column].fillna("").astype(str).to_numpy(dtype=object)
 
     def fraction(self, column: str) -> np.ndarray:
         values = self.number(column)
@@ -243,7 +252,9 @@ class _Typed:
         return values
 
     def whole(self, column: str, lo: int = 0) -> np.ndarray:
-        values = pd.to_numeric(self.frame[column], errors="coerce").to_numpy(dtype=np.float64)
+        raw = self.frame[column]
+        values = (raw.to_numpy(dtype=np.float64) if pd.api.types.is_numeric_dtype(raw)
+                  else pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64))
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(values) | (values != np.floor(values)) | (values < lo) | (values > 1e12)
         if bad.any():
@@ -251,13 +262,13 @@ class _Typed:
         return values.astype(np.int64)
 
     def models(self) -> np.ndarray:
-        names = self.frame["model"].to_numpy(dtype=object)
+        names = self.text("model")
         for name in pd.unique(names):
             _model_name(name, self.where)
         return names
 
     def choice(self, column: str, allowed: tuple[str, ...]) -> np.ndarray:
-        values = self.frame[column].to_numpy(dtype=object)
+        values = self.text(column)
         bad = ~np.isin(values, allowed)
         if bad.any():
             self._bad(column, bad, f"it must be one of {', '.join(allowed)}")
