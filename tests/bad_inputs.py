@@ -9,18 +9,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-# Run as a script, this checkout's packages come first: an installed copy (pip install -e of another
-# checkout) would otherwise answer, and the table would be that copy's.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from resnet_core.cli import main  # noqa: E402
-from resnet_core.data import DataError, points_csv_arrays  # noqa: E402
-from resnet_core.training.tensors import load_dataset  # noqa: E402
+from resnet_core.cli import main
+from resnet_core.data import DataError, points_csv_arrays
+from resnet_core.training.tensors import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
