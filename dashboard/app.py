@@ -29,6 +29,7 @@ from resnet_core.settings import Settings
 
 STARTING_EVERY_S = 0.25  # while the models are built: the first step shows as soon as it is taken
 CLICK_SETTLE_S = 0.8     # a Train or Step click's own run waits this long at most for the first step
+MAX_NOTES = 12  # lines of the warning about a link's values; the rest are counted
 
 
 @st.cache_resource(scope="session", on_release=jobs.TrainingJob.stop, validate=lambda job: job.alive,
@@ -78,10 +79,11 @@ def lesson_verdict(lesson: str, source) -> None:
 
 def apply_settings(job: jobs.TrainingJob, sidebar: controls.SidebarResult, notes: list[str]) -> None:
     """Sidebar -> job (reset, or a live change of lr/steps) and -> link."""
-    if notes:
-        st.warning("The link asked for values that are not allowed; adjusted:\n\n" + "\n".join(f"- {n}" for n in notes),
+    if notes:  # each note quotes the link's values as code (url_state), so none of them renders as markup
+        shown = notes[:MAX_NOTES] + ([f"… and {len(notes) - MAX_NOTES} more"] if len(notes) > MAX_NOTES else [])
+        st.warning("The link asked for values that are not allowed; adjusted:\n\n" + "\n".join(f"- {n}" for n in shown),
                    icon=":material/tune:")
-    if sidebar.error:
+    if sidebar.error:  # already escaped where it quotes the user (controls)
         st.error(sidebar.error, icon=":material/error:")
     elif sidebar.settings is not None and job.update_settings(sidebar.settings) == "reset":
         st.toast("That setting changes the models, so the run was reset: press Train to start again.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -21,16 +22,73 @@ ROOT = Path(__file__).resolve().parents[1]
 Case = tuple[str, str, Callable[[], str]]  # (where, what the user gave, how to get the message)
 
 
-def cli(*args: str) -> Callable[[], str]:
+def cli(*args: str, env: dict[str, str] | None = None, command: tuple[str, ...] = ("train",),
+        files: dict[str, str] | None = None) -> Callable[[], str]:
+    """A command run with these arguments: exit 2, one line, and nothing written. ``files``: --out
+    is a folder already holding them, which must be left exactly as it was."""
     def run() -> str:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, _environment(env or {}):
+            out = Path(tmp) / "run"
+            if files is not None:
+                out.mkdir()
+                for name, text in files.items():
+                    (out / name).write_text(text)
             err = io.StringIO()
+            steps = ["--steps", "5"] if command[0] != "lesson" else []
             with contextlib.redirect_stderr(err):
-                code = main(["train", "--out", f"{tmp}/run", "--steps", "5", *args])
+                code = main([*command, "--out", str(out), *steps, *args])
             assert code == 2, f"exit {code}"
-            assert not Path(f"{tmp}/run").exists(), "wrote a folder"
-            return err.getvalue().strip().replace(tmp, "<tmp>")
+            if files is None:
+                assert not out.exists(), "wrote a folder"
+            else:
+                assert {p.name: p.read_text() for p in out.iterdir()} == files, "changed the folder"
+            assert [p.name for p in Path(tmp).iterdir()] == (["run"] if files is not None else []), "wrote beside it"
+            cores = f"to {os.cpu_count() or 1}, this machine's cores"  # the table is the same on any machine
+            return err.getvalue().strip().replace(tmp, "<tmp>").replace(cores, "to N, this machine's cores")
     return run
+
+
+def sidebar(query: str) -> Callable[[], str]:
+    """A link whose values are each allowed but whose run is too big: the sidebar's error (the check
+    it calls on every change, before any worker is asked)."""
+    def run() -> str:
+        from urllib.parse import parse_qsl
+
+        import dashboard.sidebar.url_state as url_state
+        from resnet_core.lessons import LESSONS
+        from resnet_core.settings import SettingsError
+        from resnet_core.sizing.budget import check_settings
+
+        state, notes = url_state.decode(dict(parse_qsl(query)), LESSONS)
+        assert not notes, notes
+        with _environment(BUDGET):
+            try:
+                check_settings(state.settings)
+            except SettingsError as exc:
+                return str(exc)
+        raise AssertionError("accepted")
+    return run
+
+
+def sweep_panel(depths: tuple[int, ...], **settings) -> Callable[[], str]:
+    """The depth-sweep panel's Run: the plan, then the budget of its deepest run."""
+    def run() -> str:
+        from resnet_core.analysis.sweep import plan_sweep
+        from resnet_core.settings import Settings, SettingsError
+        from resnet_core.sizing.budget import check_settings
+
+        with _environment(BUDGET):
+            try:
+                jobs = plan_sweep(Settings(**settings).checked(), depths, (0,), steps=10)
+                check_settings(Settings.from_dict(jobs[0]["settings"]))
+            except SettingsError as exc:
+                return str(exc)
+        raise AssertionError("accepted")
+    return run
+
+
+BUDGET = {"RESIDUAL_LAB_RUN_MEMORY_MB": "6144"}  # the default on the 24 GB, 2-core machine the table was made on
+RUN_FILES = {"config.json": '{"settings": {}, "models": []}', "metrics.csv": "step\n", "layers.csv": "step\n"}
 
 
 def csv_upload(text: str | bytes) -> Callable[[], str]:
@@ -87,32 +145,74 @@ def replay_folder(name: str) -> Callable[[], str]:
     return run
 
 
-def broken_run(files: dict[str, str]) -> Callable[[], str]:
-    """A run folder under the runs directory whose files are not what a run writes."""
+def broken_run(files: dict[str, str | bytes | Callable[[Path], None]], env: dict[str, str] | None = None,
+               link: bool = False) -> Callable[[], str]:
+    """A run folder under the runs directory whose files are not what a run writes: each file is its
+    text (or bytes), or a function that makes it (a link, a pipe) at the path it is given. ``link``:
+    the folder itself is a link to one outside the runs directory."""
+    def make(runs: Path) -> str:
+        folder = runs.parent / "elsewhere" if link else runs / "demo"
+        folder.mkdir(parents=True)
+        for name, content in {"config.json": CONFIG, **files}.items():
+            if callable(content):
+                content(folder / name)
+            elif isinstance(content, bytes):
+                (folder / name).write_bytes(content)
+            else:
+                (folder / name).write_text(content)
+        if link:
+            (runs / "demo").symlink_to(folder)
+        return "demo"
+
     def run() -> str:
         import dashboard.runtime.replay as replay
         from resnet_core.records import RecordError
 
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / "runs" / "demo"
-            folder.mkdir(parents=True)
-            for name, text in {"config.json": "{}", **files}.items():
-                (folder / name).write_text(text)
+        with tempfile.TemporaryDirectory() as tmp, _environment(env or {}):
+            runs = Path(tmp) / "runs"
+            runs.mkdir()
+            name = make(runs)
             try:
-                replay.load("demo", Path(tmp) / "runs")
+                replay.load(name, runs)
             except RecordError as exc:
                 return str(exc).replace(tmp, "<tmp>")
         raise AssertionError("accepted")
+    run.make = make  # tests/test_app.py replays the same folders in the page
     return run
 
 
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def symlink(target: str) -> Callable[[Path], None]:
+    return lambda path: path.symlink_to(target)
+
+
+def fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+CONFIG = '{"settings": {"models": ["plain-4"]}, "models": [{"name": "plain-4", "depth": 4}]}'
 METRICS = "step,model,train_loss,train_error,test_error,wall_s,status\n0,plain-4,1.0,0.5,0.5,0.0,ok\n"
 LAYERS = "step,model,layer,name,grad_norm,act_std,branch_ratio\n0,plain-4,0,stem,1.0,1.0,\n"
+GOOD = {"metrics.csv": METRICS, "layers.csv": LAYERS}
 # Two models' maps: plain-4's lacks one of its 2 x 2 grid points.
 REGIONS = ("step,model,x,y,predicted,confidence\n"
            + "".join(f"0,{m},{x},{y},0,0.9\n" for m in ("plain-4", "resnet-6") for x in (0, 1) for y in (0, 1)
                      if (m, x, y) != ("plain-4", 1, 1)))
-
+PATHS = "step,model,length,n_paths,grad_norm,share,residual\n"
+UNEVEN = LAYERS + "5,plain-4,0,stem,1.0,1.0,\n5,plain-4,1,block1.1,1.0,1.0,\n"
 GOOD_ROWS = "".join(f"{i % 7 / 7},{i % 5 / 5},{i % 2}\n" for i in range(20))
 
 CASES: list[Case] = [
@@ -136,6 +236,19 @@ CASES: list[Case] = [
     ("CLI", "`--dataset-arg colour=red`", cli("--dataset-arg", "colour=red")),
     ("CLI", "`--bogus` (unknown flag)", cli("--bogus")),
     ("CLI", "`--dataset csv` without a file", cli("--dataset", "csv")),
+    ("CLI", "`--models resnet-74 --width 512 --stages 4` (the old estimate said 19M weights)",
+     cli("--models", "resnet-74", "--width", "512", "--stages", "4")),
+    ("CLI", "`--models plain-2002 --width 96 --batch-size 4096` (about 17 GB of activations)",
+     cli("--models", "plain-2002", "--width", "96", "--batch-size", "4096", "--dataset-arg", "n=8000", env=BUDGET)),
+    ("CLI", "`--workers 99`", cli("--workers", "99")),
+    ("CLI", "`--out` a folder holding the user's own `config.json` and `layers.csv`",
+     cli(files={"config.json": '{"mine": true}', "layers.csv": "my,own\n"})),
+    ("CLI", "the same with `--overwrite`", cli("--overwrite", files={"config.json": '{"mine": true}', "layers.csv": "my,own\n"})),
+    ("CLI", "`--out` a folder holding a run and a file of the user's", cli("--overwrite", files={**RUN_FILES, "notes.txt": "mine"})),
+    ("CLI", "`--out` a folder holding a run, without `--overwrite`", cli(files=RUN_FILES)),
+    ("CLI", "`lesson degradation --out` a folder of the user's", cli(command=("lesson", "degradation"), files={"notes.txt": "mine"})),
+    ("CLI", "`sweep --out` a folder holding other files", cli(command=("sweep",), files={"notes.txt": "mine"})),
+    ("CLI", "`sweep --workers 99`", cli("--workers", "99", command=("sweep",))),
     ("CSV", "no `label` column", csv_upload("x1,x2\n" + "1,2\n" * 20)),
     ("CSV", "text in a numeric column", csv_upload("x1,x2,label\n" + GOOD_ROWS + "abc,1,0\n")),
     ("CSV", "NaN in a numeric column", csv_upload("x1,x2,label\n" + GOOD_ROWS + "nan,1,0\n")),
@@ -146,6 +259,8 @@ CASES: list[Case] = [
     ("CSV", "over 10 MB", csv_upload(b"x1,x2,label\n" + b"0.123456789,0.123456789,1\n" * 420_000)),
     ("CSV", "a million rows (under 10 MB)", csv_upload(b"x1,x2,label\n" + b"1,2,0\n" * 1_000_000)),
     ("CSV", "three rows", csv_upload("x1,x2,label\n1,2,0\n2,3,1\n3,4,0\n")),
+    ("CSV", "values near ±1e308", csv_upload("x1,x2,label\n" + GOOD_ROWS + "1e308,-1e308,1\n")),
+    ("CSV", "a cell holding markup", csv_upload("x1,x2,label\n" + GOOD_ROWS + "[Click here](https://evil.example),1,0\n")),
     ("link", "`?models=plain-7`", link("models=plain-7")),
     ("link", "`?lr=-1`", link("lr=-1")),
     ("link", "`?lr=nan`", link("lr=nan")),
@@ -156,15 +271,54 @@ CASES: list[Case] = [
     ("link", "`?preset=nope`", link("preset=nope")),
     ("link", "`?dataset=mnist`", link("dataset=mnist")),
     ("link", "`?dataset=csv&data.path=/etc/passwd` (a file path in a link)", link("dataset=csv&data.path=/etc/passwd")),
+    ("link", "`?preset=[Your session expired](https://evil.example/login)`",
+     link("preset=%5BYour+session+expired%5D%28https%3A%2F%2Fevil.example%2Flogin%29")),
+    ("link", "`?models=` of 538 kB", link("models=" + "resnet-56," * 53_800)),
+    ("link", "a link of 500 parameters", link("&".join(f"p{i}=1" for i in range(500)))),
+    ("app", "`?width=512&stages=4&models=resnet-74&optimizer=adam&batch_size=4096&ds_n=200000`",
+     sidebar("width=512&stages=4&models=resnet-74&optimizer=adam&batch_size=4096&ds_n=200000")),
+    ("app", "`?models=plain-2002&width=96&batch_size=4096&ds_n=200000`",
+     sidebar("models=plain-2002&width=96&batch_size=4096&ds_n=200000")),
+    ("app", "`?batch_size=4096` (more than the data)", sidebar("batch_size=4096")),
+    ("app", "Depth sweep at width 512 up to depth 110", sweep_panel((20, 56, 110), width=512)),
     ("replay", "a folder outside the runs directory (`../elsewhere`)", replay_folder("../elsewhere")),
     ("replay", "an absolute path (`/etc`)", replay_folder("/etc")),
     ("replay", "a run folder without `metrics.csv`", broken_run({"layers.csv": LAYERS})),
     ("replay", "a `metrics.csv` without its `test_error` column",
      broken_run({"metrics.csv": METRICS.replace(",test_error", ""), "layers.csv": LAYERS})),
     ("replay", "a `paths.csv` whose rows do not match its header",
-     broken_run({"metrics.csv": METRICS, "layers.csv": LAYERS, "paths.csv": "step,model\n0,plain-4\n1,plain-4,2,3\n"})),
-    ("replay", "a `regions.csv` whose map misses a grid point",
-     broken_run({"metrics.csv": METRICS, "layers.csv": LAYERS, "regions.csv": REGIONS})),
+     broken_run({**GOOD, "paths.csv": "step,model\n0,plain-4\n1,plain-4,2,3\n"})),
+    ("replay", "a `regions.csv` whose map misses a grid point", broken_run({**GOOD, "regions.csv": REGIONS})),
+    ("replay", "text in a number column of `metrics.csv`",
+     broken_run({**GOOD, "metrics.csv": METRICS + "10,plain-4,abc,0.5,0.5,1.0,ok\n"})),
+    ("replay", "an error above 1 in `metrics.csv`", broken_run({**GOOD, "metrics.csv": METRICS.replace("0.5,0.5", "2.5,0.5")})),
+    ("replay", "a step of 1.5", broken_run({**GOOD, "metrics.csv": METRICS + "1.5,plain-4,1.0,0.5,0.5,0.0,ok\n"})),
+    ("replay", "a negative step", broken_run({**GOOD, "layers.csv": LAYERS.replace("\n0,", "\n-1,")})),
+    ("replay", "a status that is neither ok nor diverged", broken_run({**GOOD, "metrics.csv": METRICS.replace(",ok", ",maybe")})),
+    ("replay", "a model named with markup in `metrics.csv`",
+     broken_run({**GOOD, "metrics.csv": METRICS.replace("0,plain-4", "0,[x](https://evil.example)")})),
+    ("replay", "a model without a name in `config.json`",
+     broken_run({**GOOD, "config.json": '{"settings": {}, "models": [{"depth": 4}]}'})),
+    ("replay", "`config.json` nested 100,000 deep", broken_run({**GOOD, "config.json": "[" * 100_000 + "]" * 100_000})),
+    ("replay", "`config.json` that is not an object", broken_run({**GOOD, "config.json": "[1, 2, 3]"})),
+    ("replay", "`config.json` that is not JSON", broken_run({**GOOD, "config.json": "{settings: nope"})),
+    ("replay", "`config.json` of 2 MB", broken_run({**GOOD, "config.json": '{"pad": "' + "x" * 2_000_000 + '"}'})),
+    ("replay", "uneven layer counts (2 layers at step 5, 1 at step 0)", broken_run({**GOOD, "layers.csv": UNEVEN})),
+    ("replay", "layers numbered 0, 2 (one missing)",
+     broken_run({**GOOD, "layers.csv": LAYERS + "1,plain-4,0,stem,1,1,\n1,plain-4,2,head,1,1,\n"})),
+    ("replay", "text in a number column of `paths.csv`", broken_run({**GOOD, "paths.csv": PATHS + "0,plain-4,0,1,lots,1,0\n"})),
+    ("replay", "text in the `block` column of `lesion.csv`",
+     broken_run({**GOOD, "lesion.csv": "model,block,train_error\nplain-4,first,0.5\n"})),
+    ("replay", "an infinite grid point in `regions.csv`",
+     broken_run({**GOOD, "regions.csv": "step,model,x,y,predicted,confidence\n0,plain-4,inf,0,0,0.9\n"})),
+    ("replay", "an empty `metrics.csv`", broken_run({**GOOD, "metrics.csv": ""})),
+    ("replay", "a `metrics.csv` that is not UTF-8", broken_run({**GOOD, "metrics.csv": METRICS.encode() + b"0,plain-4,\xff,0,0,0,ok\n"})),
+    ("replay", "`layers.csv` a link to `/dev/zero`", broken_run({**GOOD, "layers.csv": symlink("/dev/zero")})),
+    ("replay", "`layers.csv` a link to a file outside the run", broken_run({**GOOD, "layers.csv": symlink("/etc/hostname")})),
+    ("replay", "`metrics.csv` a named pipe (FIFO)", broken_run({**GOOD, "metrics.csv": fifo})),
+    ("replay", "a `layers.csv` over the replay size limit (`RESIDUAL_LAB_REPLAY_MB=1`)",
+     broken_run({**GOOD, "layers.csv": LAYERS + "0,plain-4,1,x,1,1,\n" * 80_000}, env={"RESIDUAL_LAB_REPLAY_MB": "1"})),
+    ("replay", "a run folder that is a link to a folder outside the runs directory", broken_run(GOOD, link=True)),
     ("CIFAR-10", "a truncated `data_batch_1.bin`", cifar(3, extra_bytes=100)),
     ("CIFAR-10", "a label byte above 9", cifar(3, label=12)),
 ]
@@ -180,10 +334,13 @@ def table() -> str:
 HEADER = """# Bad input, and what Residual Lab answers
 
 Every input below was tried; each message is what the user sees, one line, no traceback, and
-nothing is lost (the CLI writes nothing; the app keeps its settings and its run; a link's bad
-values are clamped or replaced and listed in a warning at the top of the page; the sidebar's own
-widgets only offer valid values, and what they cannot rule out is refused by the same settings
-checks as the CLI's, shown with `st.error`). The table is
+nothing is lost (the CLI writes nothing, and a folder given as `--out` is left exactly as it was;
+the app keeps its settings and its run; a link's bad values are clamped or replaced and listed in a
+warning at the top of the page, each quoted as code so that none renders as a link; the sidebar's
+own widgets only offer valid values, and what they cannot rule out, a run too big for the machine
+included, is refused by the same checks as the CLI's, shown with `st.error`; a replayed folder
+that is not what a run writes is refused with the file and the line). Sizes are those of a 6 GB
+run budget (`RESIDUAL_LAB_RUN_MEMORY_MB=6144`, the default on a 24 GB, 2-core machine). The table is
 generated by `tests/bad_inputs.py` and `tests/test_bad_inputs.py` asserts every row.
 
 """

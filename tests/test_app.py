@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
+import bad_inputs  # noqa: F401  the crafted run folders
 import dashboard.runtime.replay as replay
 import dashboard.sidebar.url_state as url_state
 from dashboard.sidebar.url_state import UrlState
+from dashboard.text import shown
 import resnet_core.lessons as lessons
 from resnet_core.training.lockstep import LockstepTrainer
 from resnet_core.presets import get_preset, presets
@@ -102,7 +104,7 @@ def test_bad_query_values_are_clamped_or_replaced_with_a_message(app_test):
     assert (s.models, s.lr, s.width, s.block, s.steps) == (("plain-8", "resnet-56"), 1e-6, 512, "post", 400)
     assert "path" not in s.dataset_args
     [warning] = at.warning
-    for fragment in ("plain-7", "lr -1", "width 100000", "block 'banana'", "steps 'lots'", "path"):
+    for fragment in ("plain-7", "lr `-1`", "width `100000`", "block `banana`", "steps `lots`", "path"):
         assert fragment in warning.value
     assert at.query_params["width"] == "512" and at.query_params["block"] == "post"
 
@@ -284,7 +286,7 @@ def test_a_csv_upload_trains_on_the_users_points(app_test):
     at = app_test(url_state.encode(UrlState(TINY.with_changes(dataset="csv", dataset_args={}))))
     assert any("upload a CSV" in e.value for e in at.error)
     at.file_uploader(key="w.csv_upload").upload("bad.csv", b"a,b\n1,2\n", "text/csv").run()
-    assert any(e.value.startswith("bad.csv:") for e in at.error)  # the loader's own message
+    assert any(e.value.startswith("`bad.csv`:") for e in at.error)  # the loader's own message, the name as code
     at.file_uploader(key="w.csv_upload").clear().upload("points.csv", POINTS_CSV.encode(), "text/csv").run()
     assert not at.error
     path = at.session_state["settings"].dataset_args["path"]
@@ -310,3 +312,66 @@ def test_the_app_imports_without_torch():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("False"), out.stdout
+
+
+LINK = "[Your session expired](https://evil.example/login)"
+
+
+def outside_code(markdown: str) -> str:
+    """The parts of a Markdown text that are not inside `code spans`."""
+    return re.sub(r"`[^`]*`", "", markdown)
+
+
+def test_a_link_cannot_put_markup_in_the_pages_messages(app_test):
+    """A value from the link is quoted as code, so no link of the sender's renders in our warning box."""
+    at = app_test({"preset": LINK, "lesson": "![x](https://evil.example/i.png)", "evil](https://x)": "1"})
+    [warning] = at.warning
+    assert f"`{LINK}`" in warning.value and "`![x](https://evil.example/i.png)`" in warning.value
+    assert "](" not in outside_code(warning.value)
+
+
+def test_an_uploaded_files_text_is_shown_as_text(app_test):
+    """A cell of the CSV, quoted in the loader's message, and the file's name are escaped or code."""
+    at = app_test(url_state.encode(UrlState(TINY.with_changes(dataset="csv", dataset_args={}))))
+    bad = "x1,x2,label\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(12)) + f"{LINK},1,0\n"
+    at.file_uploader(key="w.csv_upload").upload("[a](https://evil.example).csv", bad.encode(), "text/csv").run()
+    [error] = [e.value for e in at.error if "non-numeric" in shown(e.value)]
+    assert error.startswith("`[a](https://evil.example).csv`:")
+    assert "](" not in outside_code(error) and "\\[Your session expired\\]\\(https" in error
+
+
+REPLAYS = {what: get for where, what, get in bad_inputs.CASES
+           if where == "replay" and hasattr(get, "make")}
+ON_THE_PAGE = [w for w in REPLAYS if any(k in w for k in (
+    "text in a number column of `metrics.csv`", "without a name", "nested", "uneven", "text in a number column of `paths",
+    "/dev/zero", "named pipe"))]
+
+
+@pytest.mark.parametrize("what", ON_THE_PAGE)
+def test_a_broken_run_folder_is_refused_on_the_page_in_one_line(app_test, tmp_path, monkeypatch, what):
+    """The issue's crafted folders, replayed from the Records tab: an error naming the file, no
+    traceback, no server path, and the live run is still there."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    name = REPLAYS[what].make(runs)
+    monkeypatch.setenv("RESIDUAL_LAB_RUNS", str(runs))
+    at = app_test()
+    at.session_state["tab"] = "Records"
+    at.run()
+    at.selectbox(key="replay_pick").set_value(name).run()
+    at.button(key="replay_go").click().run()
+    assert not at.exception
+    [error] = [shown(e.value) for e in at.error]
+    assert error == REPLAYS[what]().replace("<tmp>", str(tmp_path)) and str(tmp_path) not in error
+    assert step_of(at) == 0 and "replay" not in at.session_state
+
+
+def test_a_replayed_config_never_makes_the_server_read_a_file(tmp_path):
+    """A run folder whose config.json names /etc/passwd as its CSV (or a CIFAR-10 folder): the
+    settings the page shows the replay with keep neither path."""
+    from resnet_core.records import RunRecord
+
+    for dataset, key, path in (("csv", "path", "/etc/passwd"), ("cifar10", "root", "/dev")):
+        record = RunRecord({"settings": {**TINY.to_dict(), "dataset": dataset, "dataset_args": {key: path}}})
+        settings, note = replay.settings_of(record)
+        assert key not in settings.dataset_args and note is None

@@ -142,3 +142,24 @@ def test_a_lesson_end_to_end_shows_its_verdict(streamlit_server, page):
     shoot(page, "lesson.png")
     page.get_by_role("button", name="Pause", exact=True).click()
     assert "Traceback" not in streamlit_server.log()
+
+
+def test_a_links_values_render_as_text_not_as_links(streamlit_server, page):
+    """What the browser draws: the link's markdown stays text in our warning (no <a> of the sender's),
+    and an escaped message (the sidebar's error, full of parentheses and underscores) reads exactly
+    as the core wrote it, with no stray backslash."""
+    from urllib.parse import quote
+
+    evil = "[Your session expired](https://evil.example/login)"
+    page.goto(f"{streamlit_server.url}/?preset={quote(evil)}&lesson={quote('![x](https://evil.example/x.png)')}"
+              "&batch_size=4096")
+    page.get_by_text(STEP).wait_for(timeout=WAIT_MS)
+    warning = page.get_by_test_id("stAlert").filter(has_text="The link asked for values")
+    warning.wait_for()
+    assert evil in warning.inner_text()
+    assert page.locator("a[href*='evil.example'], img[src*='evil.example']").count() == 0
+    error = page.get_by_test_id("stAlert").filter(has_text="larger than the training set")
+    assert error.inner_text().strip().endswith(
+        "batch_size 4096 is larger than the training set (1600 points); use at most 1600")
+    assert "\\" not in error.inner_text()
+    assert "Traceback" not in streamlit_server.log()

@@ -86,3 +86,74 @@ def test_bad_argument_in_a_real_process_has_no_traceback(tmp_path):
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip() == "error: depth 13 is not valid for the MLP (2n+2): try 12 or 14"
+
+
+TINY_RUN = ["--models", "plain-4,resnet-6", "--width", "8", "--steps", "6", "--eval-every", "3",
+            "--dataset-arg", "n=200", "--workers", "1"]
+
+
+def test_a_folder_that_is_not_a_run_is_never_written_into(tmp_path, capsys):
+    """A user's own config.json and layers.csv: refused, with or without --overwrite, untouched."""
+    own = {"config.json": '{"my": "notes"}', "layers.csv": "my,own\n1,2\n"}
+    for name, text in own.items():
+        (tmp_path / name).write_text(text)
+    for extra in ([], ["--overwrite"]):
+        assert main(["train", "--out", str(tmp_path), *TINY_RUN, *extra]) == 2
+        err = capsys.readouterr().err
+        assert "holds files that are not a run (config.json, layers.csv)" in err and err.count("\n") == 1
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == own
+
+
+def test_overwrite_replaces_the_whole_earlier_run(tmp_path, capsys):
+    """The first run analysed paths; the second does not: no paths.csv of the first is left behind."""
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY_RUN, "--paths-every", "3"]) == 0
+    assert (out / "paths.csv").exists() and (out / "regions.csv").exists()
+    assert main(["train", "--out", str(out), *TINY_RUN, "--paths-every", "0"]) == 2  # not without asking
+    assert main(["train", "--out", str(out), *TINY_RUN, "--paths-every", "0", "--dataset", "moons",
+                 "--overwrite"]) == 0
+    capsys.readouterr()
+    assert not (out / "paths.csv").exists()
+    assert json.loads((out / "config.json").read_text())["settings"]["dataset"] == "moons"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no partial or old folder left beside it
+
+
+def test_a_run_that_dies_has_written_what_it_trained(tmp_path):
+    """Killed (no chance to clean up) half way: --out is not there, and the partial folder beside it
+    is a run folder holding the steps trained so far."""
+    import os
+    import signal
+    import time
+
+    from resnet_core.records import RunRecord
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "resnet_core", "train", "--models", "plain-4", "--width", "8", "--steps", "100000",
+           "--eval-every", "5", "--dataset-arg", "n=200", "--paths-every", "0", "--out", str(out)]
+    process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            partial = [p for p in tmp_path.iterdir() if p.name.startswith("run.partial-")]
+            if partial and (partial[0] / "metrics.csv").exists() and \
+                    len((partial[0] / "metrics.csv").read_text().splitlines()) > 3:
+                break
+            time.sleep(0.5)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not out.exists()
+    record = RunRecord.read(partial[0])
+    assert record.latest_step() >= 10 and len(record.snapshots("plain-4")) >= 5
+
+
+def test_workers_beyond_the_cores_are_refused(tmp_path, capsys):
+    import os
+
+    cores = os.cpu_count() or 1
+    assert main(["train", "--out", str(tmp_path / "run"), "--workers", str(cores + 1)]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: --workers must be from 0 (automatic) to {cores}, this "
+                                               f"machine's cores (got {cores + 1})")
+    assert not (tmp_path / "run").exists()

@@ -94,3 +94,27 @@ def test_a_server_restart_leaves_no_worker_and_no_stale_session(tmp_path):
         client.close()
     for log in ("first.log", "second.log"):
         assert "Traceback" not in (tmp_path / log).read_text()
+
+
+def test_a_run_bigger_than_its_process_may_hold_fails_that_run_only(monkeypatch):
+    """The estimate let it through (budget lifted), the worker's own memory limit did not: one line
+    says so, and the same process trains the next run."""
+    from resnet_core.remote.trainer import WorkerError, WorkerProcess
+    from resnet_core.settings import Settings
+
+    monkeypatch.setenv("RESIDUAL_LAB_RUN_MEMORY_MB", "100000")
+    monkeypatch.setenv("RESIDUAL_LAB_WORKER_MEMORY_MB", "900")
+    big = Settings(models=("plain-402",), width=96, batch_size=4096, steps=2, paths_every=0,
+                   dataset_args={"n": 8000})  # about 3.4 GB at its peak (bench/bench_memory.py)
+    worker = WorkerProcess()
+    try:
+        with pytest.raises(WorkerError) as caught:
+            worker.request(cmd="init", settings=big.to_dict(), only=list(big.models))
+            worker.request(cmd="step", n=1)
+        message = str(caught.value)
+        assert message.startswith("this run needed more memory than one run's process may use (900 MB)")
+        assert "\n" not in message
+        reply = worker.request(cmd="init", settings=TINY.to_dict(), only=list(TINY.models))
+        assert worker.request(cmd="step", n=2)["step"] == 2 and reply["layer_names"]
+    finally:
+        worker.close()

@@ -2,6 +2,7 @@
 by several sessions, the commands, and a run rebuilt after its trainer left its process."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -173,3 +174,43 @@ def test_requests_need_a_model_and_a_known_method(jobs):
     before = job.status().record.version
     job.request("decision_regions")
     assert job.status().record.version > before
+
+
+def test_a_live_run_streams_its_tables_to_a_private_folder_that_goes_with_it(jobs):
+    """Downloads are the run's files: every evaluation is there, in this server's own folder (0700),
+    and the folder goes when the run is reset."""
+    import os
+    import stat
+
+    import pandas as pd
+
+    import dashboard.runtime.scratch as scratch
+
+    job = jobs(TINY.with_changes(eval_every=1))
+    job.train()
+    wait_for(lambda: job.status().state == "done")
+    record = job.status().record
+    record.flush()
+    folder = record.folder
+    assert folder.parent.parent == scratch.root()
+    assert stat.S_IMODE(os.stat(scratch.root()).st_mode) == 0o700
+    metrics = pd.read_csv(folder / "metrics.csv")
+    assert len(metrics) == 2 * 31 and set(pd.read_csv(folder / "layers.csv").step) == set(range(0, 30, 5))
+    job.reset()
+    wait_for(lambda: job.status().record is None)
+    wait_for(lambda: not folder.exists())
+
+
+def test_the_scratch_folder_is_private_and_goes_at_exit(tmp_path):
+    """A fresh name per server process (nobody can have made it first), mode 0700, removed at exit."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import dashboard.runtime.scratch as s, os, stat\n"
+            "print(s.uploads(), oct(stat.S_IMODE(os.stat(s.root()).st_mode)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[1], env={**os.environ, "TMPDIR": str(tmp_path)})
+    uploads, mode = out.stdout.split()
+    assert mode == "0o700" and Path(uploads).parent.parent == tmp_path
+    assert not Path(uploads).exists() and list(tmp_path.iterdir()) == []

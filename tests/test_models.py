@@ -127,3 +127,50 @@ def test_at_init_residual_gradients_stay_within_a_few_orders(norm, init):
     s = Settings(norm=norm, init=init, models=("resnet-66",)).checked()
     first, last = _first_and_last_hidden_grad(s, "resnet-66")
     assert 1e-3 < first / last < 1e3
+
+
+# ---- the size of a net, counted without building it (resnet_core.sizing.layout) -----------------------
+def _combinations():
+    for arch, shape in (("mlp", (2,)), ("mlp", (1, 8, 8)), ("cnn", (1, 8, 8)), ("cnn", (3, 9, 9))):
+        for stages in ((1, 2, 3, 4) if arch == "mlp" else (3,)):
+            for shortcut in ("identity", "projection", "pad"):
+                for branch_layers in (1, 2, 3):
+                    for block in ("post", "pre"):
+                        for norm in ("batch", "none"):
+                            yield arch, shape, stages, shortcut, branch_layers, block, norm
+
+
+@pytest.mark.parametrize("arch,shape,stages,shortcut,branch_layers,block,norm", list(_combinations()))
+def test_the_size_formula_counts_the_parameters_of_the_built_net(arch, shape, stages, shortcut, branch_layers,
+                                                                 block, norm):
+    from resnet_core.sizing import layout as size
+
+    s = Settings(arch=arch, stages=stages if arch == "mlp" else 1, shortcut=shortcut, branch_layers=branch_layers,
+                 block=block, norm=norm, width=6, models=("plain-4",))
+    depth = s.valid_depths()[1]  # the second valid depth: at least one block per stage, some with two
+    for family in ("plain", "resnet"):
+        name = f"{family}-{depth}"
+        net = build_model(name, s.with_changes(models=(name,)), shape, 5)
+        assert size.parameter_count(name, s, shape, 5) == parameter_count(net), name
+        layers = [layer for layer in size.layout(name, s, shape, 5) if not layer.shortcut]
+        assert [layer.outputs for layer in layers] == _response_sizes(net, shape), name
+
+
+def _response_sizes(net, shape) -> list[int]:
+    """Values each weighted layer of the built net puts out for one example."""
+    from resnet_core.nets.models import Probe
+
+    probe = Probe()
+    net.eval()
+    with torch.no_grad():
+        net(torch.randn(1, *shape), probe)
+    return [r.numel() for r in probe.responses]
+
+
+def test_the_size_formula_matches_the_issue_example():
+    """resnet-74, width 32, 4 stages: 1,585,795 weights (the old estimate said 75,776)."""
+    from resnet_core.sizing import layout as size
+
+    s = Settings(width=32, stages=4, models=("resnet-74",)).checked()
+    net = build_model("resnet-74", s, (2,), 3)
+    assert parameter_count(net) == size.parameter_count("resnet-74", s, (2,), 3) == 1_585_795

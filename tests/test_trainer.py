@@ -164,3 +164,15 @@ def test_degradation_shows_for_every_seed(seed):
     mean = trainer.record.metrics_frame().groupby("model").train_error.mean()
     assert mean["plain-56"] >= mean["plain-20"] + 0.10
     assert mean["resnet-56"] <= mean["plain-56"] - 0.10
+
+
+def test_no_more_worker_processes_than_models():
+    """Asked for two processes for one model, the trainer starts one: an extra would sit idle,
+    holding torch, and was never closed."""
+    import psutil
+
+    before = {p.pid for p in psutil.Process().children()}
+    with ParallelTrainer(SMALL.with_changes(models=("resnet-14",), steps=2), workers=2) as trainer:
+        trainer.run()
+        started = {p.pid for p in psutil.Process().children()} - before
+        assert len(trainer.workers) == 1 and len(started) == 1 and trainer.step == 2

@@ -14,7 +14,9 @@ from dashboard.charts.studies import landscape_line_figure, landscape_range, lan
 from dashboard.panels.study import Study, open_study
 from dashboard.panels.shared import scheduler
 from dashboard.runtime.background import AnalysisRun, start_analysis
-from resnet_core.analysis.landscape import COARSE, FINE, LINE_POINTS, twin_depth
+from dashboard.text import literal
+from resnet_core.analysis.landscape import COARSE, FINE, LINE_POINTS, twin_depth, twin_settings
+from resnet_core.sizing.budget import check_settings
 from resnet_core.settings import Settings, SettingsError, check_depth
 
 REFRESH_S = 1.0
@@ -71,8 +73,9 @@ def render_landscape_panel(settings: Settings) -> None:
 def _start(state: Study, settings: Settings, request: dict) -> str | None:
     try:
         check_depth(settings, request["depth"])
+        check_settings(twin_settings(settings, request["depth"], request["steps"]))
     except SettingsError as exc:
-        return str(exc)
+        return literal(str(exc))
     args = {"settings": {**request["settings"]}, "depth": request["depth"], "steps": request["steps"],
             "grid": request["grid"], "line": LINE_POINTS, "seed": request["seed"]}
     state.request = request
@@ -103,7 +106,7 @@ def _results(state: Study, was_running: bool, kind: str) -> None:
     if not run.done:
         st.progress(run.progress, text=f"{run.status or 'starting'} · {run.elapsed:.0f} s")
     elif run.error:
-        st.error(f"The landscape could not be computed: {run.error}", icon=":material/error:")
+        st.error(f"The landscape could not be computed: {literal(run.error)}", icon=":material/error:")
     elif run.cancelled:
         st.warning("Stopped.", icon=":material/stop_circle:")
     else:

@@ -10,6 +10,8 @@ import streamlit as st
 
 from resnet_core.lessons import LESSONS, Verdict
 
+from dashboard.text import code
+
 # A Material icon for the hourglass: the emoji is missing from many Linux fonts (a box in Chromium).
 HEADINGS = {"shown": "✓ Shown on this run", "not yet": ":material/hourglass_top: Not yet",
             "not shown": "✗ Not shown on this run"}
@@ -22,7 +24,7 @@ def render_lesson_panel(lesson_name: str, record) -> None:
     """``record`` is the run on screen (live or replayed), or None before the first Train."""
     lesson = LESSONS.get(lesson_name)
     if lesson is None:
-        st.warning(f"There is no lesson called {lesson_name!r}; pick one in the sidebar.")
+        st.warning(f"There is no lesson called {code(lesson_name)}; pick one in the sidebar.")
         return
     with st.container(border=True):
         st.markdown(f"### {lesson.title}")

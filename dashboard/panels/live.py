@@ -21,6 +21,7 @@ from resnet_core.data import DATASETS, DataError, load_arrays
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
 
+from dashboard.text import code, literal
 import dashboard.charts as charts
 import dashboard.charts.layers as charts_layers
 import dashboard.charts.regions as charts_regions
@@ -137,13 +138,13 @@ def header(source: Callable[[], View], polling: bool = False) -> None:
         st.markdown(f"## Step {view.step}")
     with right:
         total = view.settings.steps
-        where = f" · replay of `{view.source}`" if view.state == "replay" else ""
+        where = f" · replay of {code(view.source)}" if view.state == "replay" else ""
         badge = REBUILDING_BADGE if view.rebuilding else STATE_BADGES.get(view.state, view.state)
         cached = f" · {CACHED_NOTICE}" if view.cached and view.state != "replay" else ""
         st.markdown(f"{badge} &nbsp; {view.step} of {total} steps{pace(view.steps_per_s)}{where}{cached}")
         st.progress(min(1.0, view.step / max(total, 1)))
     if view.error:
-        st.error(f"{view.error} — press **Reset** to start again.", icon=":material/error:")
+        st.error(f"{literal(view.error)} — press **Reset** to start again.", icon=":material/error:")
     if view.notice:
         st.toast(view.notice, icon=":material/info:")
     models = view.models

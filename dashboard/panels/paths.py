@@ -15,6 +15,7 @@ import streamlit as st
 
 import dashboard.charts.paths as charts_paths
 from dashboard.charts import model_colors
+from dashboard.text import literal
 from resnet_core.analysis.paths import path_counts, summary_from_rows
 from resnet_core.settings import Settings, SettingsError, parse_model_name
 
@@ -120,7 +121,7 @@ def _lesion_section(record, settings: Settings | None, request, refresh: float |
             try:
                 request("lesion_study")
             except Exception as exc:  # noqa: BLE001 - the job's message, shown instead of a traceback
-                st.error(f"The lesion study did not run: {exc}")
+                st.error(f"The lesion study did not run: {literal(exc)}")
     st.fragment(run_every=refresh)(_lesion_chart)(record, settings, request is not None)
 
 

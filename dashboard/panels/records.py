@@ -1,8 +1,13 @@
 """The Records tab: download the current run (tidy CSVs and the settings as JSON) and replay a run
-folder that the CLI wrote, in the same panels as a live run."""
+folder that the CLI wrote, in the same panels as a live run. Downloads are the run folder's files
+(a live run streams its tables into this server's scratch folder as it trains), not tables built
+from the record in memory, which keeps only the history the page draws."""
 from __future__ import annotations
 
 import json
+import os
+import stat
+from pathlib import Path
 
 import streamlit as st
 
@@ -10,6 +15,8 @@ from resnet_core.records import RecordError, RunRecord
 
 import dashboard.runtime.replay as replay
 from dashboard.panels.live import View
+from dashboard.runtime.scratch import run_files_limit_mb
+from dashboard.text import code, literal
 from dashboard.sidebar.url_state import UrlState
 
 TABLES = (("metrics.csv", "metrics_frame", "error and loss per model and evaluation step"),
@@ -36,12 +43,15 @@ def replay_view() -> View | None:
         record = _load(name, str(replay.runs_dir()), replay.stamp(path))
     except RecordError as exc:
         st.session_state.pop("replay", None)
-        st.error(str(exc), icon=":material/error:")
+        st.error(literal(exc), icon=":material/error:")
         return None
     settings, note = replay.settings_of(record)
     if note:
         st.info(note)
     return View(record, settings, record.latest_step(), "replay", name)
+
+
+MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024  # what one click may make the server hold
 
 
 def render(view: View, state: UrlState) -> None:
@@ -52,12 +62,11 @@ def render(view: View, state: UrlState) -> None:
         if record is None:
             st.caption("Nothing recorded yet: press Train or Step first.")
         for file_name, reader, what in TABLES:
-            frame_of = getattr(RunRecord, reader)
-            empty = record is None or (file_name in OPTIONAL_TABLES and not _has(record, reader))
+            data, help_text = _download(record, file_name, reader, what)
             st.download_button(
-                file_name, (lambda r=record, f=frame_of: f(r).to_csv(index=False)) if record is not None else "",
-                file_name=file_name, mime="text/csv", key=f"dl_{file_name}", on_click="ignore",
-                disabled=empty, icon=":material/download:", help=what)
+                file_name, data if data is not None else "", file_name=file_name, mime="text/csv",
+                key=f"dl_{file_name}", on_click="ignore", disabled=data is None, icon=":material/download:",
+                help=help_text)
         settings_json = json.dumps({"settings": view.settings.to_dict(), "preset": state.preset,
                                     "lesson": state.lesson}, indent=2)
         st.download_button("settings.json", settings_json, file_name="settings.json", mime="application/json",
@@ -67,7 +76,7 @@ def render(view: View, state: UrlState) -> None:
         st.subheader("Replay a recorded run")
         root = replay.runs_dir()
         folders = replay.run_folders(root)
-        st.caption(f"Run folders written by `python -m resnet_core train --out runs/NAME`, from `{root}`.")
+        st.caption(f"Run folders written by `python -m resnet_core train --out runs/NAME`, from {code(root, 200)}.")
         if not folders:
             st.info("No run folder found there yet.")
         else:
@@ -82,5 +91,35 @@ def render(view: View, state: UrlState) -> None:
                 st.rerun()
 
 
-def _has(record: RunRecord, reader: str) -> bool:
-    return len(getattr(record, reader)()) > 0
+def _download(record: RunRecord | None, file_name: str, reader: str, what: str):
+    """(the button's data, its help): the run folder's own file where the record has one (a live run
+    streams its tables there, a replay was read from there), so a download holds every row the run
+    recorded; a record without a folder gives what it holds. None: nothing to download."""
+    if record is None:
+        return None, what
+    folder = record.folder
+    if folder is None:
+        if file_name in OPTIONAL_TABLES and not len(getattr(record, reader)()):
+            return None, what
+        return (lambda r=record, f=getattr(RunRecord, reader): f(r).to_csv(index=False)), what
+    record.flush()
+    path = Path(folder) / file_name
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None, what
+    if not stat.S_ISREG(info.st_mode):
+        return None, what
+    if info.st_size > MAX_DOWNLOAD_BYTES:
+        return None, (f"{what}. {info.st_size / 2**20:,.0f} MB: more than the page hands out "
+                      f"({MAX_DOWNLOAD_BYTES // 2**20} MB); the command line writes it to a run folder")
+    if file_name == "layers.csv" and record.stream_truncated_at is not None:
+        what += (f". This live run's file stops at step {record.stream_truncated_at}: a session keeps at most "
+                 f"{run_files_limit_mb()} MB of files")
+
+    def read(r: RunRecord = record, p: Path = path) -> bytes:
+        r.flush()
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            return f.read(MAX_DOWNLOAD_BYTES + 1)[:MAX_DOWNLOAD_BYTES]
+    return read, what

@@ -14,7 +14,9 @@ from dashboard.panels.study import Study, open_study
 from dashboard.panels.shared import scheduler
 from dashboard.runtime.background import AnalysisRun, start_analysis
 from resnet_core.settings import Settings, SettingsError
-from resnet_core.analysis.shattered import DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, POINTS, check_depths, scalar_settings
+from resnet_core.analysis.shattered import (DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, POINTS, check_depths, check_memory,
+                                            scalar_settings)
+from dashboard.text import literal
 
 REFRESH_S = 1.0
 WIDTHS = (64, 128, 200)
@@ -54,8 +56,9 @@ def render_shattered_panel(settings: Settings) -> None:
             and not running:
         try:
             chosen = check_depths(depths, base)
+            check_memory(chosen, int(width), "batch", block, branch)
         except SettingsError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(literal(str(exc)), icon=":material/error:")
         else:
             args = {"depths": list(chosen), "seeds": list(range(int(seeds))), "width": int(width), "norm": "batch",
                     "block": block, "branch_layers": branch}
@@ -82,7 +85,7 @@ def _results(state: Study, was_running: bool) -> None:
     if not run.done:
         st.progress(run.progress, text=f"{run.status or 'starting'} · {run.elapsed:.0f} s")
     elif run.error:
-        st.error(f"Could not compute the gradients: {run.error}", icon=":material/error:")
+        st.error(f"Could not compute the gradients: {literal(run.error)}", icon=":material/error:")
     if results:
         result = results[-1]
         left, right = st.columns([1, 1], gap="large")

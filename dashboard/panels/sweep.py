@@ -14,6 +14,8 @@ from dashboard.panels.study import Study, open_study
 from dashboard.panels.shared import scheduler
 from dashboard.runtime.background import AnalysisRun, start_analysis
 from resnet_core.settings import Settings, SettingsError
+from resnet_core.sizing.budget import check_settings
+from dashboard.text import literal
 from resnet_core.analysis.sweep import DEFAULT_DEPTHS, plan_sweep, sweep_frame, sweep_summary
 
 REFRESH_S = 1.0
@@ -60,8 +62,9 @@ def render_sweep_panel(settings: Settings) -> None:
             and not running:
         try:
             jobs = plan_sweep(settings, depths, range(settings.seed, settings.seed + int(seeds)), steps=int(steps))
+            check_settings(Settings.from_dict(jobs[0]["settings"]))  # the deepest run, in each process
         except SettingsError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(literal(str(exc)), icon=":material/error:")
         else:
             # worker processes, on a GPU too: the server never imports torch
             state.run = start_analysis(scheduler(), "train", jobs, _on_event(len(jobs)), parallel=int(workers),
@@ -104,7 +107,7 @@ def _results(state: Study, was_running: bool) -> None:
     elif run.error is None:
         st.caption(f"{total} runs in {run.elapsed:.0f} s ({state.label}).")
     if run.error:
-        st.error(f"The sweep stopped: {run.error}", icon=":material/error:")
+        st.error(f"The sweep stopped: {literal(run.error)}", icon=":material/error:")
     if rows:
         frame = sweep_frame(rows)
         st.plotly_chart(sweep_figure(frame), key="sweep_chart")

@@ -2,17 +2,24 @@
 
 The page offers the folders found under the runs directory and never takes a free path: a name
 picked from the list is resolved again here and refused if it leads outside that directory
-(``..``, a symlink elsewhere).
+(``..``, a symlink elsewhere). Reading it, ``RunRecord.read`` opens only regular files of the folder
+itself (no link, pipe or device), at most ``MAX_FILE_BYTES`` each, and checks every column; its
+messages name the folder as it is listed, not by its place on the server. A replayed config.json
+never makes the server read a file: the data set's paths in it are dropped (``settings_of``).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from resnet_core.data import DATASETS
 from resnet_core.records import RecordError, RunRecord
 from resnet_core.settings import Settings, SettingsError
 
+from dashboard.text import literal
+
 REPO = Path(__file__).resolve().parents[2]
+MAX_FILE_BYTES = 128 * 1024 * 1024  # per file: a 1002-layer net probed 2,000 times; env RESIDUAL_LAB_REPLAY_MB
 
 
 def runs_dir() -> Path:
@@ -41,26 +48,53 @@ def _inside(root: Path, path: Path) -> bool:
 def resolve(name: str, root: Path | None = None) -> Path:
     """The folder for a listed name; RecordError for anything else."""
     root = root or runs_dir()
+    shown = name if len(name) <= 60 else name[:60] + "…"
     if name not in run_folders(root):
-        raise RecordError(f"{name!r} is not a run folder under {root}")
+        raise RecordError(f"{shown!r} is not a run folder under the runs folder")
     path = (root / name).resolve()
     if not _inside(root, path):
-        raise RecordError(f"{name!r} is outside the runs folder")
+        raise RecordError(f"{shown!r} is outside the runs folder")
     return path
 
 
+def max_file_bytes() -> int:
+    try:
+        return max(1, int(os.environ.get("RESIDUAL_LAB_REPLAY_MB", ""))) * 1024 * 1024
+    except ValueError:
+        return MAX_FILE_BYTES
+
+
 def stamp(path: Path) -> float:
-    """Newest modification time among the folder's files: a re-written run is read again."""
-    return max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=0.0)
+    """Newest modification time among the folder's files (not following links): a re-written run
+    is read again."""
+    times = []
+    for p in path.iterdir():
+        try:
+            times.append(p.lstat().st_mtime)
+        except OSError:
+            continue
+    return max(times, default=0.0)
 
 
 def load(name: str, root: Path | None = None) -> RunRecord:
-    return RunRecord.read(resolve(name, root))
+    return RunRecord.read(resolve(name, root), max_bytes=max_file_bytes(), name=name)
 
 
 def settings_of(record: RunRecord) -> tuple[Settings, str | None]:
-    """The settings a run was made with, or the defaults and a note when they cannot be read."""
+    """The settings a run was made with, or the defaults and a note when they cannot be read. The
+    data set's file arguments (a CSV's path, CIFAR-10's folder) are never taken from a replayed
+    folder: the defaults stand in for them."""
+    values = dict(record.config.get("settings", {}))
     try:
-        return Settings.from_dict(record.config.get("settings", {})), None
-    except (SettingsError, TypeError) as exc:
-        return Settings(), f"this run's settings could not be read ({exc}); showing it with the default settings"
+        dataset = values.get("dataset", Settings().dataset)
+        if dataset not in DATASETS:
+            raise SettingsError(f"dataset {str(dataset)[:40]!r} is unknown")
+        args = values.get("dataset_args") or {}
+        if not isinstance(args, dict):
+            raise SettingsError("dataset_args must be an object")
+        defaults = DATASETS[dataset].defaults
+        values["dataset_args"] = {k: v for k, v in args.items() if k in defaults and not isinstance(defaults[k], str)}
+        return Settings.from_dict(values), None
+    except (SettingsError, TypeError, ValueError, AttributeError) as exc:
+        return Settings(), (f"this run's settings could not be read ({literal(exc)}); "
+                            "showing it with the default settings")

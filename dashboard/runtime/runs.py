@@ -26,6 +26,7 @@ from resnet_core.records import RunRecord, run_finished
 from resnet_core.remote.trainer import WorkerError, replay_events
 from resnet_core.settings import Settings
 
+import dashboard.runtime.scratch as scratch
 from dashboard.runtime.run_cache import record_until
 from dashboard.runtime.scheduler import START_DEADLINE_S, Host, HostLost, Scheduler, Task, reply_deadline
 
@@ -226,6 +227,7 @@ class Run(Task):
             self.built = False
         host.remove(self)
         self._fail_requests("the run was reset")
+        scratch.discard_run(self.record)  # nobody views it any more: its files go
 
     def _build(self, host: Host) -> None:
         with self.lock:
@@ -234,10 +236,13 @@ class Run(Task):
         reply = host.call("init", START_DEADLINE_S, id=self.id, settings=settings.to_dict())
         with self.lock:
             self.built, self.trainer_step, self.applied = True, 0, 0
-            if self.record is None:
+            first = self.record is None
+            if first:
                 self.record = RunRecord(reply["config"], reply["layer_names"])
             self._note_turn(reply)
             self.progress.append((time.monotonic(), self.step))
+        if first:  # the full tables go to files (the downloads); the record keeps a bounded history
+            scratch.stream_run(self.record)
         if not rebuilding:
             self._absorb(reply)
         self._apply_changes_due(host)
@@ -338,6 +343,8 @@ class Run(Task):
             self.error = message
             built, self.built = self.built, False
             self.moved.notify_all()
+        if self.record is not None:
+            self.record.close_stream()  # nothing more comes; its files stay for the downloads
         if built and host is not None:
             try:
                 host.call("drop", id=self.id)
@@ -361,6 +368,8 @@ class Run(Task):
                 self.error = (f"{message[0].upper()}{message[1:]}; it was replaced, and this run's models went "
                               "with it") if "stopped answering" in message else message
             self.moved.notify_all()
+        if self.record is not None:
+            self.record.close_stream()
         if closing and self.host is not None:
             self.host.remove(self)
         self._fail_requests(message)

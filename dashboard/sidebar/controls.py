@@ -12,7 +12,7 @@ data set's ``defaults/ranges/help``, so a new option or data-set argument needs 
 from __future__ import annotations
 
 import hashlib
-import tempfile
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,10 @@ from resnet_core.data import DATASETS, DataError, points_csv_arrays
 from resnet_core.lessons import LESSONS
 from resnet_core.presets import get_preset, presets
 from resnet_core.settings import CHOICES, SETTING_META, Settings, SettingsError
+from resnet_core.sizing.budget import check_settings
 
+import dashboard.runtime.scratch as scratch
+from dashboard.text import code, literal
 from dashboard.sidebar.model_picker import model_rows, render_models, seed_models
 from dashboard.sidebar.url_state import UrlState, decode
 
@@ -111,7 +114,7 @@ def _apply_lesson() -> None:
     try:
         settings = lesson.settings()
     except SettingsError as exc:
-        st.session_state["control_error"] = f"lesson {name!r}: {exc}"
+        st.session_state["control_error"] = f"lesson {code(name)}: {literal(exc)}"
         return
     # Show the preset the lesson is made of, when it is one.
     preset = next((p for p, preset in presets().items() if preset.settings() == settings), None)
@@ -231,12 +234,13 @@ def _csv_upload() -> tuple[dict[str, Any], str | None]:
     try:
         points_csv_arrays(data)
     except DataError as exc:
-        return {}, f"{upload.name}: {exc}"
-    folder = Path(tempfile.gettempdir()) / "residual-lab-uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:20]}.csv"  # content-addressed: no user text in paths
+        return {}, f"{code(upload.name)}: {literal(exc)}"
+    # This server's own private folder (scratch: made 0700, removed at exit), not a shared one.
+    path = scratch.uploads() / f"{hashlib.sha256(data).hexdigest()[:20]}.csv"  # content-addressed: no user text in paths
     if not path.exists():
-        path.write_bytes(data)
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
     return {"path": str(path)}, None
 
 
@@ -302,8 +306,9 @@ def _settings_from_widgets(models: list[str], dataset: str, dataset_args: dict[s
     values["norm"] = "batch" if ss[W + "norm"] else "none"
     try:
         settings = Settings.from_dict({**values, "models": models, "dataset": dataset, "dataset_args": dataset_args})
+        check_settings(settings)  # the weight cap and the memory budget, before a worker is asked
     except SettingsError as exc:
-        return None, str(exc)
+        return None, literal(str(exc))
     return settings, None
 
 

@@ -18,11 +18,17 @@ from resnet_core.data import DATASETS, DataError, parse_dataset_args
 from resnet_core.presets import presets
 from resnet_core.settings import CHOICES, DEFAULTS, MAX_MODELS, RANGES, Settings, SettingsError, parse_model_name
 
+from dashboard.text import code, literal
+
 DATA_PREFIX = "ds_"
 VIEW_KEYS = ("preset", "lesson", "presenter")
 SETTING_KEYS = tuple(f.name for f in fields(Settings) if f.name != "dataset_args")
 IGNORED_KEYS = ("embed", "embed_options")  # Streamlit's own
 DEFAULT_PRESET = "degradation"  # a bare link opens the first lesson of every class
+# Lengths a link's parameters may have, checked before any parsing: six long model names, a preset.
+MAX_PARAMS = 64
+MAX_KEY_CHARS = 40
+MAX_VALUE_CHARS = {"models": MAX_MODELS * 24, "": 64}
 
 
 @dataclass(frozen=True)
@@ -64,19 +70,18 @@ def _text(value: Any) -> str:
 # ------------------------------------------------------------------------------------------- in
 def decode(query: Mapping[str, Any], lessons: Mapping[str, Any] | None = None) -> tuple[UrlState, list[str]]:
     """The view a link describes, and one line for every value that had to be adjusted."""
-    params = {k: (v[-1] if isinstance(v, (list, tuple)) and v else v) for k, v in query.items()}
-    params = {k: str(v) for k, v in params.items() if k not in IGNORED_KEYS}
     notes: list[str] = []
+    params = _capped(query, notes)
     if not params and DEFAULT_PRESET in presets():
         params = {"preset": DEFAULT_PRESET}
 
     preset = params.pop("preset", None)
     if preset is not None and preset not in presets():
-        notes.append(f"preset {preset!r} is unknown: using the defaults")
+        notes.append(f"preset {code(preset)} is unknown: using the defaults")
         preset = None
     lesson = params.pop("lesson", None)
     if lesson is not None and lesson not in (lessons or {}):
-        notes.append(f"lesson {lesson!r} is unknown: ignored")
+        notes.append(f"lesson {code(lesson)} is unknown: ignored")
         lesson = None
     presenter = params.pop("presenter", "0").strip().lower() in ("1", "true", "yes", "on")
 
@@ -91,7 +96,7 @@ def decode(query: Mapping[str, Any], lessons: Mapping[str, Any] | None = None) -
 
     dataset = params.pop("dataset", values["dataset"])
     if dataset not in DATASETS:
-        notes.append(f"dataset {dataset!r} is unknown: using {base.dataset}")
+        notes.append(f"dataset {code(dataset)} is unknown: using {base.dataset}")
         dataset = base.dataset
     if dataset != base.dataset:
         values["dataset_args"] = {}
@@ -102,21 +107,48 @@ def decode(query: Mapping[str, Any], lessons: Mapping[str, Any] | None = None) -
 
     shape = Settings(arch=values["arch"], branch_layers=values["branch_layers"], stages=values["stages"])
     models = _models(params.pop("models", None), shape, base, notes)
-    for key in sorted(params):
-        notes.append(f"ignored unknown link parameter {key!r}")
+    unknown = sorted(params)
+    if len(unknown) <= 3:
+        notes += [f"ignored unknown link parameter {code(key)}" for key in unknown]
+    else:
+        notes.append(f"ignored {len(unknown)} unknown link parameters: {', '.join(code(k) for k in unknown[:3])} "
+                     f"and {len(unknown) - 3} more")
     try:
         settings = Settings.from_dict({**values, "models": list(models)})
     except SettingsError as exc:  # cannot happen after the checks above, but a link must never crash
-        notes.append(f"{exc}: using the defaults")
+        notes.append(f"{literal(exc)}: using the defaults")
         settings = base
     return UrlState(settings, preset, lesson, presenter), notes
+
+
+def _capped(query: Mapping[str, Any], notes: list[str]) -> dict[str, str]:
+    """The link's parameters as text, each checked for length before anything parses it: a value
+    longer than any setting needs (half a megabyte of model names cost seconds of server time) is
+    dropped, and so is anything past the first ``MAX_PARAMS`` parameters."""
+    params: dict[str, str] = {}
+    for i, (key, value) in enumerate(query.items()):
+        if i == MAX_PARAMS:
+            notes.append(f"the link has {len(query):,} parameters, more than {MAX_PARAMS}: read the first {MAX_PARAMS}")
+            break
+        value = value[-1] if isinstance(value, (list, tuple)) and value else value
+        key, value = str(key), str(value)
+        if key in IGNORED_KEYS:
+            continue
+        limit = MAX_VALUE_CHARS.get(key, MAX_VALUE_CHARS[""])
+        if len(key) > MAX_KEY_CHARS or len(value) > limit:
+            long = len(key) if len(key) > MAX_KEY_CHARS else len(value)
+            notes.append(f"link parameter {code(key, 40)} is {long:,} characters long, more than "
+                         f"{MAX_KEY_CHARS if len(key) > MAX_KEY_CHARS else limit}: ignored")
+            continue
+        params[key] = value
+    return params
 
 
 def _setting(key: str, raw: str, default: Any, notes: list[str]) -> Any:
     if key in CHOICES:
         value = raw.strip().lower()
         if value not in CHOICES[key]:
-            notes.append(f"{key} {raw!r} is not one of {', '.join(CHOICES[key])}: using {default}")
+            notes.append(f"{key} {code(raw)} is not one of {', '.join(CHOICES[key])}: using {default}")
             return default
         return value
     if key not in RANGES:
@@ -128,7 +160,7 @@ def _setting(key: str, raw: str, default: Any, notes: list[str]) -> Any:
     except ValueError:
         number = math.nan
     if not math.isfinite(number):
-        notes.append(f"{key} {raw!r} is not a number: using {_text(default)}")
+        notes.append(f"{key} {code(raw)} is not a number: using {_text(default)}")
         return default
     clamped = min(max(number, lo), hi)
     if whole:
@@ -136,7 +168,7 @@ def _setting(key: str, raw: str, default: Any, notes: list[str]) -> Any:
     if clamped != number:
         why = "below" if number < lo else "above" if number > hi else "not a whole number"
         bound = _text(lo if number < lo else hi) if why != "not a whole number" else ""
-        notes.append(f"{key} {raw} is {why}{' ' + bound if bound else ''}: using {_text(clamped)}")
+        notes.append(f"{key} {code(raw)} is {why}{' ' + bound if bound else ''}: using {_text(clamped)}")
     return int(clamped) if whole else float(clamped)
 
 
@@ -145,7 +177,7 @@ def _dataset_args(name: str, raw: dict[str, str], base_args: Mapping[str, Any], 
     args = {k: v for k, v in dict(base_args).items() if k in spec.defaults}
     for key, value in raw.items():
         if key not in spec.defaults:
-            notes.append(f"data set {name} has no option {key!r}: ignored")
+            notes.append(f"data set {name} has no option {code(key)}: ignored")
             continue
         if isinstance(spec.defaults[key], str):
             notes.append(f"{key} is never taken from a link: ignored")
@@ -162,13 +194,13 @@ def _dataset_args(name: str, raw: dict[str, str], base_args: Mapping[str, Any], 
         except ValueError:
             number = math.nan
         if rule is None or not math.isfinite(number) or (rule.lo_open and number <= rule.lo):
-            notes.append(f"{key} {value!r} is not allowed for {name}: using {default}")
+            notes.append(f"{key} {code(value)} is not allowed for {name}: using {default}")
             continue
         clamped = min(max(number, rule.lo), rule.hi)
         whole = isinstance(spec.defaults[key], int)
         clamped = int(round(clamped)) if whole else clamped
         lo, hi = (int(b) if whole else b for b in (rule.lo, rule.hi))
-        notes.append(f"{key} {value} is outside {lo}..{hi}: using {clamped}")
+        notes.append(f"{key} {code(value)} is outside {lo}..{hi}: using {clamped}")
         args[key] = clamped
     return args
 
@@ -188,7 +220,7 @@ def _models(raw: str | None, shape: Settings, base: Settings, notes: list[str]) 
         try:
             spec = parse_model_name(name)
         except SettingsError:
-            notes.append(f"model {name!r} is not a model name like plain-20 or resnet-56-pre: dropped")
+            notes.append(f"model {code(name)} is not a model name like plain-20 or resnet-56-pre: dropped")
             continue
         depth = nearest_depth(shape.for_model(spec), spec.depth)
         fixed = name if depth == spec.depth else replace(spec, depth=depth).name

@@ -9,7 +9,8 @@ import argparse
 import sys
 import time
 
-from resnet_core.cli.train import check_out_dir, train_headless
+from resnet_core.cli.output import RunFolder
+from resnet_core.cli.train import check_workers, train_headless
 from resnet_core.lessons import LESSONS, get_lesson
 from resnet_core.settings import SettingsError
 
@@ -29,17 +30,17 @@ def run(args: argparse.Namespace) -> int:
         raise SettingsError("lesson: --out DIR is required (the run folder to write)")
     changes = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
     settings = lesson.settings(**changes)
-    out = check_out_dir(args.out, args.overwrite)
+    check_workers(args.workers)
+    out = RunFolder(args.out, args.overwrite)
     print(f"{lesson.title}  (models {', '.join(settings.models)}; {settings.steps} steps; seed {settings.seed})")
     started = time.perf_counter()
-    record = train_headless(settings, args.workers, analyses=tuple(lesson.after_training))
+    record = train_headless(settings, args.workers, analyses=tuple(lesson.after_training), out=out)
     seconds = time.perf_counter() - started
-    record.write(out)
     verdict = lesson.check(record)
     print(f"{MARKS.get(verdict.state, verdict.state)}: {verdict.summary}")
     for line in verdict.details:
         print(f"  - {line}")
-    print(f"{record.latest_step()} steps in {seconds:.1f} s; wrote {out}/")
+    print(f"{record.latest_step()} steps in {seconds:.1f} s; wrote {out.target}/")
     return 0 if verdict.shown else 1
 
 

@@ -80,7 +80,7 @@ def add_train(sub) -> None:
     p.add_argument("--out", required=True, help="run folder to write (config.json, metrics.csv, layers.csv, ...)")
     p.add_argument("--workers", type=int, default=0,
                    help="processes training the models in parallel (default: one per core, at most one per model)")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (only ever a run, all of it)")
     p.set_defaults(command="train")
 
 
@@ -105,6 +105,6 @@ def add_lesson(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the lesson's)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the lesson's)")
     p.add_argument("--out", help="run folder to write (config.json, metrics.csv, ...)")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (only ever a run, all of it)")
     p.add_argument("--workers", type=int, default=0, help="training processes (default: one per core, at most one per model)")
     p.set_defaults(command="lesson")

@@ -6,13 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-from resnet_core.analysis.sweep import parse_int_list, plan_sweep, run_sweep, sweep_frame, sweep_summary, write_sweep_csv
+from resnet_core.analysis.sweep import parse_int_list, plan_sweep, run_sweep, sweep_frame, sweep_summary
 from resnet_core.analysis.sweep.compute import default_workers
+from resnet_core.cli.output import SweepFile
 from resnet_core.cli.parser import is_terminal, settings_from_args
+from resnet_core.cli.train import check_workers
 from resnet_core.remote.jobs import JobError
-from resnet_core.settings import Settings, SettingsError
+from resnet_core.settings import Settings
 from resnet_core.training.headless import one_torch_thread
 from resnet_core.training.lockstep import check_fits
 from resnet_core.training.tensors import load_dataset
@@ -24,13 +25,8 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_int_list(args.seeds, "--seeds")
     families = tuple(f.strip() for f in args.families.split(",") if f.strip())
     jobs = plan_sweep(settings, depths, seeds, families=families)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise SettingsError(f"--out {args.out} is a file; give a folder for sweep.csv")
-    if (out / "sweep.csv").exists() and not args.overwrite:
-        raise SettingsError(f"--out {args.out} already holds a sweep.csv; choose another folder or pass --overwrite")
-    if args.workers < 0:
-        raise SettingsError("--workers must be 0 (automatic) or more")
+    out = SweepFile(args.out, args.overwrite)
+    check_workers(args.workers)
     data = load_dataset(settings.dataset, settings.dataset_args)  # a bad data argument fails here, before any run
     check_fits(Settings.from_dict(jobs[0]["settings"]), data)  # the deepest run: too big or too large a batch
     workers = args.workers or default_workers(settings, len(jobs))
@@ -42,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for row in run_sweep(jobs, workers=workers, on_progress=progress.update if progress else None):
             rows.append(row)
-            write_sweep_csv(rows, out)
+            out.write(sweep_frame(rows))
     except JobError as exc:  # a run failed in its worker: keep what finished, say why in one line
         if progress:
             progress.close()
@@ -51,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if progress:
         progress.close()
     print(summary(rows, time.perf_counter() - started, workers))
-    print(f"wrote {out / 'sweep.csv'}")
+    print(f"wrote {out.path}")
     return 0
 
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from pathlib import Path
 
+from resnet_core.cli.output import RunFolder
 from resnet_core.cli.parser import is_terminal, settings_from_args
 from resnet_core.records import RunRecord
 from resnet_core.settings import SettingsError
@@ -14,43 +15,56 @@ from resnet_core.training.lockstep import check_fits
 from resnet_core.training.tensors import load_dataset
 
 
-def check_out_dir(out: str, overwrite: bool) -> Path:
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise SettingsError(f"--out {out} is a file; give a folder for the run")
-    if (path / "metrics.csv").exists() and not overwrite:
-        raise SettingsError(f"--out {out} already holds a run; choose another folder or pass --overwrite")
-    return path
+def check_workers(workers: int) -> int:
+    """--workers: 0 picks one per core (at most one per model); more processes than cores only take
+    turns on them, and each holds a copy of torch and the data."""
+    cores = os.cpu_count() or 1
+    if not 0 <= workers <= cores:
+        raise SettingsError(f"--workers must be from 0 (automatic) to {cores}, this machine's cores (got {workers})")
+    return workers
 
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    out = check_out_dir(args.out, args.overwrite)
+    check_workers(args.workers)
+    out = RunFolder(args.out, args.overwrite)
     started = time.perf_counter()
     # lesion.csv: each block deleted in turn from the trained nets
-    record = train_headless(settings, args.workers, analyses=("lesion_study",))
-    record.write(out)
+    record = train_headless(settings, args.workers, analyses=("lesion_study",), out=out)
     print(summary(record, time.perf_counter() - started))
-    print(f"wrote {out}/")
+    print(f"wrote {out.target}/")
     return 0
 
 
-def train_headless(settings, workers: int, analyses: tuple[str, ...] = ()) -> RunRecord:
+def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: RunFolder | None = None) -> RunRecord:
     """Check what the run needs, train it (a progress bar on a terminal), run the analyses that
-    read the trained nets, and hand back the record. Nothing is written here."""
-    if workers < 0:
-        raise SettingsError("--workers must be 0 (automatic) or more")
+    read the trained nets, and hand back the record. With ``out``, the tables stream into its
+    partial folder as the run goes, and the folder is moved into place when the run is complete;
+    nothing is written before every check has passed."""
+    check_workers(workers)
     data = load_dataset(settings.dataset, settings.dataset_args)  # a bad file fails here, before any write
     check_fits(settings, data)
     one_torch_thread()
     with make_trainer(settings, data=data, workers=workers) as trainer:
-        progress = Progress(settings.steps) if is_terminal() else None
-        trainer.run(on_step=progress.update if progress else None)
-        if progress:
-            progress.close()
-        for analysis in analyses:
-            trainer.call(analysis)
-        return trainer.record
+        record = trainer.record
+        if out is not None:
+            record.stream_to(out.start())
+        try:
+            progress = Progress(settings.steps) if is_terminal() else None
+            trainer.run(on_step=progress.update if progress else None)
+            if progress:
+                progress.close()
+            for analysis in analyses:
+                trainer.call(analysis)
+        except BaseException as exc:
+            record.close_stream()
+            if out is not None:
+                out.abandon("interrupted" if isinstance(exc, KeyboardInterrupt) else "the run stopped")
+            raise
+        record.close_stream()
+        if out is not None:
+            out.commit()
+        return record
 
 
 def summary(record: RunRecord, seconds: float) -> str:

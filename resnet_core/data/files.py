@@ -29,6 +29,7 @@ MAX_CSV_BYTES = 10 * 1024 * 1024
 MAX_CSV_ROWS = 200_000
 MIN_CSV_ROWS = 10
 MAX_CSV_CLASSES = 100
+MAX_CSV_VALUE = 1e15
 CSV_COLUMNS = ("x1", "x2", "label")
 
 
@@ -133,6 +134,11 @@ def _number(text: str, column: str, line: int, where: str) -> float:
     if not math.isfinite(number):
         raise DataError(f"{where}: column {column} is {show(value)} on line {line}; "
                         "NaN and infinity are not allowed, x1 and x2 must be finite numbers")
+    if abs(number) > MAX_CSV_VALUE:
+        # Near 1e308 the mean and the spread that scale the points overflow to infinity, and every
+        # model would "diverge at step 0"; no coordinate needs more than 15 digits before the point.
+        raise DataError(f"{where}: column {column} is {show(value)} on line {line}, beyond ±{MAX_CSV_VALUE:g}; "
+                        "rescale the column (the points are scaled to [-1, 1] for training anyway)")
     return number
 
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 from resnet_core.errors import describe
 from resnet_core.remote.transport import JsonProcess, ProcessGone
+from resnet_core.sizing.budget import out_of_memory, out_of_memory_message
 
 # Jobs a worker may run: kind -> "module:function(args, report) -> dict". Nothing else is callable.
 JOB_KINDS = {
@@ -50,7 +51,7 @@ def run_job(msg: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None
         result = job_function(msg["kind"])(msg["args"], lambda partial: send({"id": job_id, "partial": partial}))
         send({"id": job_id, "result": result})
     except Exception as exc:  # noqa: BLE001 - sent to the parent, which shows it
-        send({"id": job_id, "error": describe(exc)})
+        send({"id": job_id, "error": out_of_memory_message() if out_of_memory(exc) else describe(exc)})
 
 
 @dataclass

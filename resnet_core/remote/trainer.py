@@ -99,10 +99,11 @@ def balance(specs: tuple[ModelSpec, ...], workers: int) -> list[tuple[str, ...]]
 class ParallelTrainer:
     def __init__(self, settings: Settings, workers: int | list[WorkerProcess] = 2):
         self.settings = settings.checked()
-        pool = workers if isinstance(workers, list) else [WorkerProcess() for _ in range(workers)]
+        # Never more processes than models: an extra one would sit idle holding torch.
+        count = min(len(workers) if isinstance(workers, list) else int(workers), len(self.settings.models))
+        groups = balance(self.settings.model_specs, max(1, count))
         self.owns_workers = not isinstance(workers, list)
-        groups = balance(self.settings.model_specs, len(pool))
-        self.workers = pool[:len(groups)]
+        self.workers = workers[:len(groups)] if isinstance(workers, list) else [WorkerProcess() for _ in groups]
         self.step, self.wall_s = 0, 0.0
         self.status: dict[str, str] = {}
         self.diverged_at: dict[str, int] = {}

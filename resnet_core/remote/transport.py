@@ -20,6 +20,7 @@ import sys
 import time
 from typing import Any, Callable, Iterator
 
+from resnet_core.sizing.budget import MB, WORKER_LIMIT_ENV, worker_limit_bytes
 
 class ProcessGone(RuntimeError):
     """The child's pipe failed: it has ended (killed, crashed) or is about to."""
@@ -37,8 +38,11 @@ class JsonProcess:
         # The packages are installed (pip install -e .), so the child finds them from any folder.
         # Unbuffered bytes on both pipes: the parent reads with a deadline (select on the descriptor),
         # which a buffered reader would defeat by holding lines the descriptor no longer shows.
+        # The child limits its own memory (``serve``): a run the estimate got wrong fails in it alone.
+        limit = os.environ.get(WORKER_LIMIT_ENV) or str(worker_limit_bytes() // MB)
         self.process = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, bufsize=0)
+                                        stdout=subprocess.PIPE, bufsize=0,
+                                        env={**os.environ, WORKER_LIMIT_ENV: limit})
         self.broken = False
         self._buffer = bytearray()
         self._scanned = 0  # bytes of the buffer known to hold no newline
@@ -119,6 +123,25 @@ class JsonProcess:
                 pass
 
 
+def limit_memory() -> None:
+    """This process's data segment (heap and private mappings, where tensors live) capped at
+    ``RESIDUAL_LAB_WORKER_MEMORY_MB``, which the parent passes (0: no cap): past it an allocation
+    fails here (MemoryError, or torch's "can't allocate memory"), is reported as this run's error,
+    and the machine and every other session go on. RLIMIT_DATA rather than RLIMIT_AS: a GPU driver
+    reserves address space it never fills."""
+    try:
+        mb = int(os.environ.get(WORKER_LIMIT_ENV, ""))
+    except ValueError:
+        return
+    if mb <= 0:
+        return
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    limit = mb * MB if hard == resource.RLIM_INFINITY else min(mb * MB, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
 def serve(handle: Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], None]) -> None:
     """The child's side: ``handle(message, send)`` for each line on stdin, until ``{"cmd": "close"}``
     or the end of stdin (the parent has gone)."""
@@ -127,6 +150,7 @@ def serve(handle: Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], N
     # descriptor 1 both go to stderr (the server's log) from here on.
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
+    limit_memory()
 
     def send(msg: dict[str, Any]) -> None:
         protocol.write(json.dumps(msg) + "\n")  # line-buffered: each message leaves at once

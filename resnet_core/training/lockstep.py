@@ -23,6 +23,7 @@ from resnet_core.analysis.paths.compute import analyse_paths, next_start_length,
 from resnet_core.training.probes import calibrate_batch_norm, evaluate, layer_snapshot
 from resnet_core.records import RunRecord, run_finished
 from resnet_core.remote.slicing import checkpoint
+from resnet_core.sizing import budget
 from resnet_core.settings import Settings, SettingsError
 
 REGION_RESOLUTION = 48
@@ -56,20 +57,10 @@ class BatchStream:
         return idx
 
 
-MAX_WEIGHTS = 20_000_000  # per run: what a classroom server can hold for each of its sessions
-
-
-def check_fits(settings: Settings, data: Dataset) -> None:
-    """Refuse, before anything is built, a run the data or the machine cannot hold."""
-    n = len(data.x_train)
-    if settings.batch_size > n:
-        raise SettingsError(f"batch_size {settings.batch_size} is larger than the training set "
-                            f"({n} points); use at most {n}")
-    per_layer = settings.width**2 * (9 * 16 if settings.arch == "cnn" else 1)  # the CNN's last stage is 4x wide
-    weights = sum(spec.depth * per_layer for spec in settings.model_specs)
-    if weights > MAX_WEIGHTS:
-        raise SettingsError(f"these models need about {weights / 1e6:.0f}M weights; at most "
-                            f"{MAX_WEIGHTS / 1e6:.0f}M fit: lower the width or the depth")
+def check_fits(settings: Settings, data: Dataset, models: tuple[str, ...] | None = None) -> None:
+    """Refuse, before anything is built, a run the data or the machine cannot hold: the weight cap
+    and the memory budget of ``resnet_core.sizing.budget``, counted on the real data's shape."""
+    budget.check_fits(settings, budget.shape_of(data), models)
 
 
 def make_optimizer(settings: Settings, params) -> torch.optim.Optimizer:
@@ -102,8 +93,8 @@ class LockstepTrainer:
         self.settings = settings.checked()
         self.device = resolve_device(self.settings.device)
         self.data = data or load_dataset(self.settings.dataset, self.settings.dataset_args)
-        check_fits(self.settings, self.data)
         names = only or self.settings.models
+        check_fits(self.settings, self.data, tuple(names))
         specs = [s for s in self.settings.model_specs if s.name in names]
         self.models: dict[str, Net] = {
             s.name: build_model(s, self.settings, self.data.input_shape, self.data.n_classes).to(self.device) for s in specs

@@ -29,6 +29,7 @@ from resnet_core.remote.slicing import SlicedJob
 from resnet_core.remote.trainer import REMOTE_METHODS
 from resnet_core.remote.transport import serve
 from resnet_core.settings import Settings
+from resnet_core.sizing.budget import out_of_memory, out_of_memory_message
 from resnet_core.training.lockstep import LockstepTrainer
 
 
@@ -83,7 +84,10 @@ class _Host:
         try:
             send({"ok": True, **self._handle(msg)})
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which shows it
-            send({"ok": False, "error": describe(exc), "user": is_user_error(exc)})
+            if out_of_memory(exc):  # this process's own memory limit (transport.limit_memory): what to lower
+                send({"ok": False, "error": out_of_memory_message(), "user": True})
+            else:
+                send({"ok": False, "error": describe(exc), "user": is_user_error(exc)})
 
     def _handle(self, msg: dict[str, Any]) -> dict[str, Any]:
         cmd, key = msg["cmd"], str(msg.get("id", ""))

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from resnet_core.training.tensors import Dataset, load_dataset
-from resnet_core.analysis.landscape import COARSE, LINE_POINTS, SPAN, twin_depth
+from resnet_core.analysis.landscape import COARSE, LINE_POINTS, SPAN, twin_depth, twin_settings
 from resnet_core.training.lockstep import LockstepTrainer
 from resnet_core.nets.models import Net
-from resnet_core.settings import RANGES, Settings, SettingsError
+from resnet_core.settings import Settings, SettingsError
 
 LOSS_POINTS = 1024  # training points the loss is measured on: enough for a smooth estimate
 IMAGE_LOSS_POINTS = 256  # images cost far more per point; a grid must still come back in class time
@@ -180,10 +180,7 @@ def train_twins(settings: Settings, depth: int | None = None, steps: int | None 
     (None: the settings' steps; 0: left as initialised)."""
     depth = depth or twin_depth(settings)
     steps = settings.steps if steps is None else int(steps)
-    # No per-layer probes or path analysis: only the trained weights are wanted.
-    s = settings.with_changes(models=(f"plain-{depth}", f"resnet-{depth}"), steps=max(steps, 1),
-                              probe_every=RANGES["probe_every"][1], paths_every=0)
-    trainer = LockstepTrainer(s, data=data)
+    trainer = LockstepTrainer(twin_settings(settings, depth, steps), data=data)
     if steps > 0:
         trainer.run(on_step=(lambda t: on_step(t.step, steps)) if on_step else None)
     return trainer.models

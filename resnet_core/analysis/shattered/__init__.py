@@ -28,3 +28,16 @@ def check_depths(depths, settings: Settings) -> tuple[int, ...]:
     for d in depths:
         check_depth(settings, d)
     return depths
+
+
+def check_memory(depths, width: int = DEFAULT_WIDTH, norm: str = "batch", block: str = "post",
+                 branch_layers: int = DEFAULT_BRANCH_LAYERS, points: int = POINTS) -> None:
+    """The run budget (``resnet_core.sizing.budget``) for the deepest plain and residual nets of a
+    study: its nets are built and differentiated one pair at a time."""
+    from resnet_core.sizing.budget import DataShape, check_fits
+
+    base = scalar_settings(width, norm, block, branch_layers)
+    deepest = max(check_depths(depths, base))
+    nets = base.with_changes(models=(f"plain-{deepest}", f"resnet-{deepest}"), batch_size=min(points, 4096),
+                             momentum=0.0, paths_every=0)
+    check_fits(nets, DataShape((1,), 1, points, 0))

@@ -27,7 +27,7 @@ from torch import nn
 from resnet_core.nets.models import Net, build_model
 from resnet_core.settings import ModelSpec, Settings, SettingsError, check_depth
 from resnet_core.analysis.shattered import (DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, DEFAULT_SEEDS, DEFAULT_WIDTH, POINTS, X_RANGE,
-                              check_depths, scalar_settings)
+                              check_depths, check_memory, scalar_settings)
 
 
 
@@ -94,6 +94,7 @@ def shattered_gradients(depths=DEFAULT_DEPTHS, seeds=DEFAULT_SEEDS, width: int =
     ``on_depth(partial_result, depths_left)`` is called after each depth (a live chart)."""
     base = scalar_settings(width, norm, block, branch_layers)
     depths = check_depths(depths, base)
+    check_memory(depths, width, norm, block, branch_layers, points)
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
         raise SettingsError("seeds: give at least one")

@@ -1,0 +1,82 @@
+"""This server process's own scratch folder: uploads and the files of the runs its sessions train.
+
+One private folder per server process, made by ``tempfile.mkdtemp`` (mode 0700, a fresh random
+name, so no other local user can have made it first or look inside) the first time it is needed,
+and removed when the process exits. Inside: ``uploads/`` (points CSVs, named by their content's
+hash) and ``runs/`` (one folder per live run, the tables a run streams as it trains; a session's
+folder goes when its run is reset or the session ends).
+
+Nothing here calls Streamlit.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+_ROOT: Path | None = None
+_LOCK = threading.Lock()
+
+
+def root() -> Path:
+    global _ROOT
+    with _LOCK:
+        if _ROOT is None or not _ROOT.is_dir():
+            _ROOT = Path(tempfile.mkdtemp(prefix="residual-lab-"))
+            atexit.register(shutil.rmtree, _ROOT, True)
+        return _ROOT
+
+
+def _sub(name: str) -> Path:
+    folder = root() / name
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+def uploads() -> Path:
+    return _sub("uploads")
+
+
+def new_run_folder() -> Path:
+    """A fresh, empty folder for one live run's files."""
+    return Path(tempfile.mkdtemp(prefix="run-", dir=_sub("runs")))
+
+
+RUN_FILES_MB = 256  # a live run's files (what its downloads hold) at most; env RESIDUAL_LAB_SESSION_FILES_MB
+
+
+def run_files_limit_mb() -> int:
+    try:
+        return max(1, int(os.environ.get("RESIDUAL_LAB_SESSION_FILES_MB", "")))
+    except ValueError:
+        return RUN_FILES_MB
+
+
+def stream_run(record):
+    """``record`` (a RunRecord) streams its full tables into a fresh folder here from now on;
+    returns the record."""
+    record.stream_to(new_run_folder(), max_bytes=run_files_limit_mb() * 1024 * 1024)
+    return record
+
+
+def discard_run(record) -> None:
+    """The end of a live run's files (``record``: a RunRecord from ``stream_run``, or None): it stops
+    streaming, and its folder goes. Returns None, for ``job.streaming = discard_run(job.streaming)``."""
+    if record is not None:
+        record.close_stream()
+        remove(record.folder)
+    return None
+
+
+def remove(folder: Path | None) -> None:
+    """Remove a run folder made here (and nothing outside the scratch folder)."""
+    if folder is None or _ROOT is None:
+        return
+    try:
+        Path(folder).resolve().relative_to(_ROOT.resolve())
+    except ValueError:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
