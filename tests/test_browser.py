@@ -111,7 +111,6 @@ def test_six_tabs_press_train_one_after_another_and_every_one_moves_within_3_s(s
             page.get_by_role("button", name="Train", exact=True).click()
             wait_until(page, lambda p: step_counter(p) > 0, timeout_ms=int(3 * MOVES_WITHIN_S * 1000))
             waited.append(time.monotonic() - clicked)
-        print("click to moving, s:", [f"{w:.2f}" for w in waited])
         assert max(waited) < MOVES_WITHIN_S, [f"{w:.2f}" for w in waited]
         first = [step_counter(page) for page in pages]
         for page, before in zip(pages, first):  # and they all go on moving, together
