@@ -25,6 +25,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from dashboard.runtime.class_runs import CACHED_NOTICE
+
 from class_server import BACKEND_LINE, HAPROXY, SCRIPT, ClassServer, kill_tree, start_class, wait_for
 from streamlit_client import StreamlitClient
 
@@ -147,10 +149,6 @@ def test_each_browser_stays_on_one_backend_while_both_serve(class_server, browse
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_run_trained_through_one_backend_is_a_cache_hit_through_the_other(tmp_path, browser):
-    try:
-        from dashboard.runtime.jobs import CACHE_NOTICE
-    except ImportError:
-        pytest.skip("run cache not built yet")
     need_haproxy()
     server = start_class(tmp_path / "logs", processes=2, env={"RESIDUAL_LAB_RUN_CACHE": str(tmp_path / "cache")})
     try:
@@ -161,11 +159,12 @@ def test_a_run_trained_through_one_backend_is_a_cache_hit_through_the_other(tmp_
         first.page.get_by_text("finished").first.wait_for(timeout=WAIT_MS)
         assert first.step() == 30
         assert first.backends() == {"backend1"}
+        assert not first.page.get_by_text(CACHED_NOTICE).count()  # the first session trained it itself
 
         second = Tab(browser, server.url, cookie="backend2")
         second.open(link)
         second.page.get_by_role("button", name="Train", exact=True).click()
-        second.page.get_by_text(CACHE_NOTICE).first.wait_for(timeout=WAIT_MS)
+        second.page.get_by_text(CACHED_NOTICE).first.wait_for(timeout=WAIT_MS)
         second.page.get_by_text("finished").first.wait_for(timeout=WAIT_MS)
         assert second.step() == 30
         assert second.backends() == {"backend2"}
