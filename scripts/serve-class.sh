@@ -20,10 +20,10 @@
 #
 # Shared and split between the processes:
 #   RESIDUAL_LAB_RUN_CACHE             one run cache for all (default runs/cache under the project)
-#   RESIDUAL_LAB_MAX_TRAINING          the machine's training budget, cores - 1 (what one process
-#                                      uses), split evenly: with 8 cores and 3 processes, 3, 2 and 2;
-#                                      never under 1. Set it to give every process that many instead.
-#   RESIDUAL_LAB_MAX_ANALYSIS_PROCESSES  likewise: the cores split evenly, at least 1 per process.
+#   RESIDUAL_LAB_PROCESSES             the machine's worker processes (training and analyses together),
+#                                      cores - 1 (what one server process uses), split evenly: with 8
+#                                      cores and 3 processes, 3, 2 and 2; never under 1. Set it to give
+#                                      every process that many instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -145,11 +145,9 @@ trap 'exit 129' HUP
 show_log() { echo "--- last lines of $1 ---" >&2; tail -n 20 "$1" >&2 || true; }
 
 start_backend() {  # backend $1 on its port; a restart appends to its log
-  local i=$1 share analysis
+  local i=$1 share
   share=$(( training_budget / processes + (i <= training_budget % processes ? 1 : 0) ))
-  analysis=$(( cores / processes + (i <= cores % processes ? 1 : 0) ))
-  RESIDUAL_LAB_MAX_TRAINING=${RESIDUAL_LAB_MAX_TRAINING:-$(( share > 0 ? share : 1 ))} \
-  RESIDUAL_LAB_MAX_ANALYSIS_PROCESSES=${RESIDUAL_LAB_MAX_ANALYSIS_PROCESSES:-$(( analysis > 0 ? analysis : 1 ))} \
+  RESIDUAL_LAB_PROCESSES=${RESIDUAL_LAB_PROCESSES:-${RESIDUAL_LAB_MAX_TRAINING:-$(( share > 0 ? share : 1 ))}} \
   PYTHONUNBUFFERED=1 setsid "$py" -m streamlit run dashboard/app.py --server.port "${ports[i-1]}" \
     --server.address 127.0.0.1 --server.headless true --browser.gatherUsageStats false \
     >>"$logs/backend$i.log" 2>&1 </dev/null &

@@ -170,12 +170,13 @@ def _env_int(name: str) -> int | None:
 
 
 def concurrent_processes() -> int:
-    """Processes that may hold a run at once on this server: the training cap and the analysis cap,
-    read from the same settings (and with the same defaults) as the two pools."""
+    """How many runs' memory the machine is shared between: the server's worker processes (env
+    RESIDUAL_LAB_PROCESSES, or its older name RESIDUAL_LAB_MAX_TRAINING; else cores - 1, as the
+    scheduler reads it) and one more per core, since a worker holds several sessions' runs at once
+    (3 on 2 cores: 6 GB a run on a 24 GB machine)."""
     cores = os.cpu_count() or 1
-    training = _env_int("RESIDUAL_LAB_MAX_TRAINING") or max(1, cores - 1)
-    analysis = _env_int("RESIDUAL_LAB_MAX_ANALYSIS_PROCESSES") or cores
-    return training + analysis
+    workers = _env_int("RESIDUAL_LAB_PROCESSES") or _env_int("RESIDUAL_LAB_MAX_TRAINING") or max(1, cores - 1)
+    return workers + cores
 
 
 def run_memory_budget() -> int:
