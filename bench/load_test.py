@@ -64,20 +64,21 @@ def server(log_path: Path, env: dict[str, str] | None = None):
             stop_streamlit(srv.process)
 
 
-def step_of(client: StreamlitClient) -> int | None:
+def _first(client: StreamlitClient, pattern: re.Pattern, kind: type):
+    """The first text on the client's page that matches, its group as a number; None if none does."""
     for text in client.page.texts:
-        m = STEP.search(text)
+        m = pattern.search(text)
         if m:
-            return int(m.group(1))
+            return kind(m.group(1))
     return None
+
+
+def step_of(client: StreamlitClient) -> int | None:
+    return _first(client, STEP, int)
 
 
 def pace_of(client: StreamlitClient) -> float | None:
-    for text in client.page.texts:
-        m = PACE.search(text)
-        if m:
-            return float(m.group(1))
-    return None
+    return _first(client, PACE, float)
 
 
 class BusyWorkers:

@@ -63,13 +63,19 @@ def test_a_class_on_one_setting_trains_it_once_and_every_session_sees_the_same_r
     assert_same(alone.status().record, second.status().record)
 
 
-def test_a_finished_run_is_replayed_from_the_cache_folder_by_another_server(pool, made, tmp_path):
+def trained_into_a_cache(pool, made, tmp_path):
+    """A session that trained RUN to the end, and the cache folder its run was written to."""
     cache = RunCache(tmp_path / "cache")
     runs = ClassRuns(pool, cache)
-    live = session(made, pool, runs)
-    live.train()
-    wait_for(lambda: live.status().state == "done")
+    trained = session(made, pool, runs)
+    trained.train()
+    wait_for(lambda: trained.status().state == "done")
     runs.wait_for_writes()
+    return cache, runs, trained
+
+
+def test_a_finished_run_is_replayed_from_the_cache_folder_by_another_server(pool, made, tmp_path):
+    cache, runs, live = trained_into_a_cache(pool, made, tmp_path)
     assert cache.keys() == [run_key(RUN)]
 
     restarted = Scheduler(size=1, warm=False)  # a fresh server process, the same cache folder
@@ -96,12 +102,7 @@ def test_a_finished_run_is_replayed_from_the_cache_folder_by_another_server(pool
 
 
 def test_a_change_mid_run_leaves_the_cache_and_goes_on_as_a_live_run_given_it(pool, made, tmp_path):
-    cache = RunCache(tmp_path / "cache")
-    runs = ClassRuns(pool, cache)
-    leader = session(made, pool, runs)
-    leader.train()
-    wait_for(lambda: leader.status().state == "done")
-    runs.wait_for_writes()
+    cache, runs, leader = trained_into_a_cache(pool, made, tmp_path)
     stored = cache.get(run_key(RUN))
 
     changed = session(made, pool, runs)
