@@ -13,6 +13,9 @@ from __future__ import annotations
 import dashboard.prestart  # noqa: F401  first: the first worker process warms up while the rest loads
 import dashboard.boot  # noqa: F401  heavy imports, then gc.freeze(), once per process
 
+import time
+import uuid
+
 import streamlit as st
 
 import dashboard.sidebar.controls as controls
@@ -23,7 +26,7 @@ import dashboard.panels.tabs as tabs
 import dashboard.panels.teaching as teaching
 import dashboard.sidebar.url_state as url_state
 from dashboard.panels.lesson import render_lesson_panel
-from dashboard.panels.shared import class_runs, scheduler
+from dashboard.panels.shared import class_runs, refresh_pacer, scheduler
 from resnet_core.lessons import LESSONS
 from resnet_core.settings import Settings
 
@@ -61,8 +64,19 @@ def main() -> None:
     st.session_state[panels.FULL_RUN_STATE] = view.state  # the header reruns the page once it changes
 
     def live(function, every: float):
-        """``function`` as a fragment that refreshes itself only while something trains."""
-        return st.fragment(run_every=(STARTING_EVERY_S if starting else every) if polling else None)(function)
+        """``function`` as a fragment that refreshes itself only while something trains: every
+        ``every`` seconds, or less often while many pages refresh (``runtime.refresh``)."""
+        if not polling:
+            return st.fragment(function)
+        key = f"{page_id()}@{every}"  # one page's fragments of one base pace
+        if starting:  # the header reruns the page once the models are built
+            pace = STARTING_EVERY_S
+            st.session_state.pop(panels.PACE_STATE, None)
+        else:
+            pace = refresh_pacer().every(every, key)
+            st.session_state[panels.PACE_STATE] = (every, pace, key)
+            st.session_state["_pace_checked"] = time.monotonic()
+        return st.fragment(run_every=pace)(refresh_pacer().timed(key, function))
 
     teaching.title()
     header = st.empty()  # filled by the open tab's fragment (see live_panels.header_in)
@@ -71,6 +85,11 @@ def main() -> None:
         live(lesson_verdict, tabs.LIVE_EVERY_S)(lesson, source)
     request = job.request if replay is None and view.record is not None else None
     tabs.render_tabs(tabs.Page(view, source, live, header, polling, request))
+
+
+def page_id() -> str:
+    """This browser tab, for the refresh pacer."""
+    return st.session_state.setdefault("_page_id", uuid.uuid4().hex)
 
 
 def lesson_verdict(lesson: str, source) -> None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
 import streamlit as st
 from streamlit.errors import StreamlitInvalidLayoutContextError
 
@@ -26,6 +29,8 @@ import dashboard.charts as charts
 import dashboard.charts.layers as charts_layers
 import dashboard.charts.regions as charts_regions
 from dashboard.runtime.class_runs import CACHED_NOTICE
+from dashboard.panels.shared import refresh_pacer
+from dashboard.runtime.run_cache import lineage
 
 HEATMAP_STEPS = 120
 
@@ -86,17 +91,57 @@ def shared(key: tuple, record: RunRecord | None, build: Callable[[], Any]) -> An
     return value
 
 
-def cached_figure(name: str, view: View, build: Callable[[], Any]) -> Any:
-    """The panel's figure for this record version, built once per version for all sessions."""
+class Drawn(go.Figure):
+    """A finished figure that many sessions draw: ``st.plotly_chart`` asks every session's every
+    refresh for ``to_dict()`` and then encodes its arrays, which was a quarter of the server's CPU
+    with a class watching one run; here both are done once, on the first draw. Not to be changed
+    after it is first drawn."""
+
+    @classmethod
+    def of(cls, figure: go.Figure) -> "Drawn":
+        """The figure itself, now drawn once (its class changed in place: a copy of a plotly figure
+        costs as much as building it)."""
+        figure.__class__ = cls
+        return figure
+
+    def to_dict(self) -> dict:
+        drawn = self.__dict__.get("_drawn")
+        if drawn is None:  # the arrays already in plotly's own encoding: encoding again is a copy
+            drawn = self.__dict__["_drawn"] = json.loads(pio.to_json(super().to_dict(), validate=False))
+        return drawn
+
+
+def cached_figure(name: str, view: View, build: Callable[[], Any], version: Any = None) -> Any:
+    """The panel's figure for this record version (or the ``version`` of the one table it draws),
+    built once per version for all sessions."""
     presenter = bool(st.session_state.get("presenter"))
 
     def styled():
         figure = build()
         if presenter:
             figure.update_layout(font_size=PRESENTER_FONT)
-        return figure
+        return Drawn.of(figure)
 
-    return shared(("figure", name, view.source, id(view.record), view.version, presenter), view.record, styled)
+    key = (id(view.record), view.version) if version is None else version
+    return shared(("figure", name, view.source, key, presenter), view.record, styled)
+
+
+def metrics_figure(name: str, view: View, build: Callable[[Any], Any]) -> Any:
+    """A figure of the metrics table alone (curves, cards), shared by every session that sees the
+    same rows of one run, wherever each stands between two evaluations."""
+    return cached_figure(name, view, lambda: build(metrics_of(view)), metrics_version(view))
+
+
+def metrics_version(view: View) -> tuple:
+    if view.record is None:
+        return (-1,)
+    return (*lineage(view.record), view.record.metrics_version)
+
+
+def metrics_of(view: View):
+    """The record's metrics table, built once per metrics version for all sessions (a refresh of
+    the curves or the cards between two evaluations builds nothing)."""
+    return shared(("metrics", metrics_version(view)), view.record, view.record.metrics_frame)
 
 
 def waiting_for_data(view: View, what: str) -> bool:
@@ -123,6 +168,18 @@ def pace(steps_per_s: float | None) -> str:
 
 
 FULL_RUN_STATE = "_full_run_state"  # session state: the job's state when the page last ran in full
+PACE_STATE = "_refresh_pace"        # session state: (base s, chosen s, pacer key) of the live refreshes
+RETUNE_EVERY_S = 10.0               # a page reconsiders its pace at most this often
+
+
+def retune_pace() -> bool:
+    """Whether this page should rerun in full to take up the pace the class's load now asks for
+    (``runtime.refresh``): checked at most every RETUNE_EVERY_S, so a crowd never reruns at once."""
+    pace, now = st.session_state.get(PACE_STATE), time.monotonic()
+    if pace is None or now - st.session_state.get("_pace_checked", 0.0) < RETUNE_EVERY_S:
+        return False
+    st.session_state["_pace_checked"] = now
+    return refresh_pacer().retune(*pace)
 
 
 def header(source: Callable[[], View], polling: bool = False) -> None:
@@ -131,7 +188,7 @@ def header(source: Callable[[], View], polling: bool = False) -> None:
     the page goes from its quick first refreshes to its usual pace."""
     view = source()
     started = st.session_state.get(FULL_RUN_STATE) == "starting" and view.state != "starting"
-    if polling and (not view.active or started):
+    if polling and (not view.active or started or retune_pace()):
         st.rerun()
     left, right = st.columns([1, 2], vertical_alignment="center")
     with left:
@@ -149,8 +206,8 @@ def header(source: Callable[[], View], polling: bool = False) -> None:
         st.toast(view.notice, icon=":material/info:")
     models = view.models
     if view.record is not None:
-        cards = shared(("cards", id(view.record), view.version, tuple(models)), view.record,
-                       lambda: charts.model_cards(view.record.metrics_frame(), models))
+        cards = shared(("cards", metrics_version(view), tuple(models)), view.record,
+                       lambda: charts.model_cards(metrics_of(view), models))
     else:
         cards = [charts.ModelCard(m, None, None, None) for m in models]
     for col, card in zip(st.columns(max(len(cards), 1)), cards):
@@ -183,11 +240,11 @@ def training_curves(source: Callable[[], View], show: str = "error") -> None:
     view = source()
     if waiting_for_data(view, "Training curves"):
         return
-    metrics = view.record.metrics_frame()
+    models = view.models
     if show == "loss":
-        fig = cached_figure("loss", view, lambda: charts.loss_figure(metrics, view.models))
+        fig = metrics_figure("loss", view, lambda metrics: charts.loss_figure(metrics, models))
     else:
-        fig = cached_figure("error", view, lambda: charts.error_figure(metrics, view.models))
+        fig = metrics_figure("error", view, lambda metrics: charts.error_figure(metrics, models))
     st.plotly_chart(fig, key="curves", config={"displaylogo": False})
 
 

@@ -14,6 +14,7 @@ import streamlit as st
 
 import dashboard.prestart as prestart
 from dashboard.runtime.class_runs import ClassRuns
+from dashboard.runtime.refresh import RefreshPacer
 from dashboard.runtime.run_cache import RunCache
 from dashboard.runtime.scheduler import Scheduler
 
@@ -32,3 +33,9 @@ def class_runs() -> ClassRuns:
         print(f"residual-lab: the run cache is off: {exc}", file=sys.stderr)
         cache = None
     return ClassRuns(scheduler(), cache)
+
+
+@st.cache_resource(show_spinner=False)
+def refresh_pacer() -> RefreshPacer:
+    """How often the live pages of this server refresh (``dashboard.runtime.refresh``)."""
+    return RefreshPacer()

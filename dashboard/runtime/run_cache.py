@@ -34,6 +34,7 @@ This module imports no torch: the dashboard's server uses it, and the server nev
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import os
@@ -64,6 +65,22 @@ STALE_TEMP_S = 3600.0  # a temporary folder this old was left by a process that 
 
 # ------------------------------------------------------------------------------ partial records
 
+_lineages = itertools.count(1)
+
+
+def lineage(record: RunRecord) -> tuple[int, bool]:
+    """(which run, whether this is a copy): the same for every copy ``record_until`` makes of one
+    record, so that sessions standing at different steps of one run share what only depends on a
+    table they see alike (two copies holding as many metric rows hold the same rows)."""
+    origin = record.__dict__.get("lineage")
+    if origin is not None:
+        return origin, True
+    own = record.__dict__.get("_lineage_id")
+    if own is None:
+        own = record.__dict__["_lineage_id"] = next(_lineages)
+    return own, False
+
+
 def record_until(record: RunRecord, step: int) -> RunRecord:
     """A copy of ``record`` holding exactly what the live run had recorded when it stood at ``step``
     (``trainer.step == step``, that many updates made): the evaluations and path rows of steps up
@@ -73,6 +90,7 @@ def record_until(record: RunRecord, step: int) -> RunRecord:
     make each call cost as much as the whole history). The lesion study, which a user runs on
     demand after training, is left out."""
     out = RunRecord(copy.deepcopy(record.config), {m: list(n) for m, n in record.layer_names.items()})
+    out.lineage = lineage(record)[0]
     metrics = record.metrics_frame()
     during_update = metrics["status"] == "diverged"
     out.add_metrics(_rows(metrics[(metrics["step"] < step) | ((metrics["step"] == step) & ~during_update)]))

@@ -186,6 +186,12 @@ class RunRecord:
         kept.sort(key=lambda pair: pair[0])
         return [row for _, row in kept]
 
+    @property
+    def metrics_version(self) -> int:
+        """Bumped by every metric row added, and by nothing else: what a chart of the curves
+        depends on (``version`` also moves with each layer snapshot, every other step)."""
+        return self._seq
+
     def metrics_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.metric_rows(), columns=METRIC_COLUMNS)
 

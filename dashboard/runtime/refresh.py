@@ -1,0 +1,83 @@
+"""How often the live pages refresh, so that a whole class's refreshes leave the server room to answer.
+
+Every live page re-runs its fragments on timers (``st.fragment(run_every=...)``), and all of them run
+in the server's one Python process. A page's refresh costs about 10 ms of that process's CPU
+(``bench/server_cost.py``); forty pages refreshing once a second would keep it busy most of the time,
+and a student's click would wait behind the others' refreshes. So the pages refresh at their base
+pace while the refreshes of all of them, at that pace, would take less than ``REFRESH_SHARE`` of
+the server's time; beyond it every page's intervals are stretched by the same factor, just enough
+(never past ``SLOWEST_S``). The cost is what the refreshes measure as they run (the CPU time of
+their own thread over the last ``WINDOW_S``), not an assumption.
+
+Nothing here calls Streamlit.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections import deque
+from typing import Callable, TypeVar
+
+REFRESH_SHARE = 0.3    # of one core: what the class's refreshes may take of the server's time
+SLOWEST_S = 5.0        # a page that trains never refreshes less often than this
+WINDOW_S = 6.0         # the refreshes the load is judged on
+RETUNE_RATIO = 1.5     # a page takes up a new pace (one full rerun) when it is off by this factor
+
+T = TypeVar("T")
+
+
+class RefreshPacer:
+    def __init__(self, share: float = REFRESH_SHARE, clock: Callable[[], float] = time.monotonic):
+        self.share, self.clock = share, clock
+        self._lock = threading.Lock()
+        self._events: deque[tuple[float, float]] = deque()  # (when, CPU s scaled back to the base pace)
+        self._stretch: dict[str, float] = {}               # each page's factor, as last chosen
+
+    def note(self, page: str, cpu_s: float) -> None:
+        """One refresh of ``page`` took ``cpu_s`` of the server's CPU."""
+        now = self.clock()
+        with self._lock:
+            # At its base pace the page would have refreshed `stretch` times as often.
+            self._events.append((now, max(cpu_s, 0.0) * self._stretch.get(page, 1.0)))
+            self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        while self._events and now - self._events[0][0] > WINDOW_S:
+            self._events.popleft()
+
+    def load(self) -> float:
+        """The share of one core the live pages' refreshes would take, all at their base pace."""
+        with self._lock:
+            self._trim(self.clock())
+            return sum(cpu for _, cpu in self._events) / WINDOW_S
+
+    def stretch(self) -> float:
+        """The factor every page's refresh intervals are stretched by now (1: none)."""
+        return max(1.0, self.load() / self.share)
+
+    def every(self, base_s: float, page: str) -> float:
+        """Seconds between ``page``'s refreshes of a fragment whose base pace is ``base_s``."""
+        factor = min(self.stretch(), SLOWEST_S / base_s) if base_s < SLOWEST_S else 1.0
+        with self._lock:
+            self._stretch[page] = factor
+            if len(self._stretch) > 4096:  # pages gone long ago
+                self._stretch.pop(next(iter(self._stretch)))
+        return round(base_s * factor, 2)
+
+    def retune(self, base_s: float, current_s: float, page: str) -> bool:
+        """Whether a page refreshing every ``current_s`` should take up a new pace: when the one it
+        would be given now is ``RETUNE_RATIO`` times longer or shorter."""
+        wanted = base_s * min(self.stretch(), max(SLOWEST_S / base_s, 1.0))
+        return wanted > current_s * RETUNE_RATIO or wanted * RETUNE_RATIO < current_s
+
+    def timed(self, page: str, function: Callable[..., T]) -> Callable[..., T]:
+        """``function``, its CPU time noted as one refresh of ``page``."""
+        @functools.wraps(function)
+        def refresh(*args, **kwargs) -> T:
+            started = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.note(page, time.thread_time() - started)
+        return refresh

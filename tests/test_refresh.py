@@ -1,0 +1,82 @@
+"""The live pages' refresh pace: their base pace while the class is small, stretched just enough
+once all their refreshes would take more than the server's share for them."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from dashboard.runtime.refresh import REFRESH_SHARE, SLOWEST_S, WINDOW_S, RefreshPacer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def class_refreshing(pacer: RefreshPacer, clock: Clock, pages: int, cost_s: float, seconds: float = WINDOW_S) -> None:
+    """``pages`` pages refreshing at the pace the pacer gives them, each refresh costing ``cost_s``."""
+    due = {f"p{i}": clock.now + i / pages for i in range(pages)}
+    end = clock.now + seconds
+    while clock.now < end:
+        page, at = min(due.items(), key=lambda kv: kv[1])
+        clock.now = at
+        pacer.note(page, cost_s)
+        due[page] = at + pacer.every(1.0, page)
+
+
+def test_a_few_pages_keep_their_base_pace():
+    clock = Clock()
+    pacer = RefreshPacer(clock=clock)
+    class_refreshing(pacer, clock, pages=5, cost_s=0.010)
+    assert pacer.every(1.0, "p0") == 1.0
+    assert pacer.every(2.5, "p0") == 2.5
+
+
+def test_a_class_is_slowed_just_enough_to_keep_refreshes_within_their_share():
+    clock = Clock()
+    pacer = RefreshPacer(clock=clock)
+    class_refreshing(pacer, clock, pages=40, cost_s=0.015, seconds=4 * WINDOW_S)
+    every = pacer.every(1.0, "p0")
+    # At the base pace the class would take 40 * 15 ms = 0.6 of a core; their share is 0.3.
+    assert every == pytest.approx(40 * 0.015 / REFRESH_SHARE, rel=0.15)
+    # ... and at that pace what they really take is the share, not more.
+    taken = 40 * 0.015 / every
+    assert taken <= REFRESH_SHARE * 1.15
+
+
+def test_the_pace_comes_back_when_the_class_leaves():
+    clock = Clock()
+    pacer = RefreshPacer(clock=clock)
+    class_refreshing(pacer, clock, pages=40, cost_s=0.015, seconds=2 * WINDOW_S)
+    assert pacer.every(1.0, "p0") > 1.5
+    assert pacer.retune(1.0, 1.0, "p0")
+    clock.now += WINDOW_S + 1  # everybody closed their tab
+    assert pacer.every(1.0, "p0") == 1.0
+    assert pacer.retune(1.0, 2.0, "p0") and not pacer.retune(1.0, 1.2, "p0")
+
+
+def test_never_slower_than_the_slowest_pace():
+    clock = Clock()
+    pacer = RefreshPacer(clock=clock)
+    class_refreshing(pacer, clock, pages=200, cost_s=0.05)
+    assert pacer.every(1.0, "p0") == SLOWEST_S
+    assert pacer.every(2.5, "p0") == SLOWEST_S
+
+
+def test_timed_notes_the_cpu_of_the_refresh_itself():
+    pacer = RefreshPacer()
+
+    def busy(n: int) -> int:
+        deadline = time.thread_time() + 0.05
+        while time.thread_time() < deadline:
+            n += 1
+        return n
+
+    wrapped = pacer.timed("page", busy)
+    assert wrapped.__qualname__ == busy.__qualname__  # Streamlit names a fragment by its function
+    assert wrapped(0) > 0
+    assert pacer.load() == pytest.approx(0.05 / WINDOW_S, rel=0.5)
