@@ -242,6 +242,8 @@ class Host:
         process, self.process = self.process, None
         if process is not None:
             process.close(wait_s=0.0)
+        if self.scheduler.closed:
+            return  # the server stops: its processes end on purpose, and nobody is left to tell
         with self.cond:
             tasks = list(self.tasks)
         for task in tasks:
