@@ -118,3 +118,48 @@ def test_worker_processes_run_both_analyses_on_request():
         paths, lesion = trainer.record.paths_frame(), trainer.record.lesion_frame()
     assert set(paths.model) == {"resnet-8"} and sorted(paths.step.unique()) == [0, 5, 10]
     assert sorted(lesion.model.unique()) == ["plain-8", "resnet-8"] and len(lesion) == 8
+
+
+def _one_at_a_time(net, x, y):
+    """The straightforward study: each deletion through the whole net on its own."""
+    from resnet_core.analysis.paths.adjoints import frozen_batch_norm
+    from resnet_core.nets.models import lesionable
+    with frozen_batch_norm(net, x), torch.no_grad():
+        errors = [float((net(x).argmax(1) != y).float().mean())]
+        for block in net.blocks:
+            if not lesionable(block):
+                errors.append(math.nan)
+                continue
+            block.removed = True
+            try:
+                errors.append(float((net(x).argmax(1) != y).float().mean()))
+            finally:
+                block.removed = False
+    return errors
+
+
+@pytest.mark.parametrize("model,changes,stack_bytes", [
+    ("resnet-42-pre", {}, 4 * 2**10), ("plain-14", {"stages": 3}, 2**10), ("resnet-14", {"stages": 3}, 3 * 2**10),
+    ("resnet-20", {"arch": "cnn", "dataset": "digits"}, 2**20)])
+def test_deletions_stacked_along_the_batch_match_one_at_a_time(spirals, monkeypatch, model, changes, stack_bytes):
+    """Several deletions at once (a few per stack here, so that stacks begin, grow and end mid-net)
+    give what deleting each block alone and running the whole net gives."""
+    from resnet_core.analysis.paths import lesion
+    s = Settings(models=(model,), **changes).checked()
+    if s.arch == "cnn":
+        x, y = torch.randn(40, 1, 8, 8), torch.randint(0, 10, (40,))
+        net = build_model(model, s, (1, 8, 8), 10)
+    else:
+        x, y = spirals.x_train[:64], spirals.y_train[:64]
+        net = build_model(model, s, spirals.input_shape, spirals.n_classes)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    for _ in range(5):  # a few steps, so BN's scales and the branches are no longer their initial ones
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    monkeypatch.setattr(lesion, "STACK_BYTES", stack_bytes)
+    got, want = lesion_errors(net, x, y), _one_at_a_time(net, x, y)
+    assert len(got) == len(want) == len(net.blocks) + 1
+    # BN is frozen, so a point's result does not depend on what else is in its batch: equal to the
+    # last bit here (a matmul kernel chosen by batch size could in principle round differently)
+    assert np.array_equal(got, want, equal_nan=True), (got, want)

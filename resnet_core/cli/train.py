@@ -8,11 +8,14 @@ import time
 
 from resnet_core.cli.output import RunFolder
 from resnet_core.cli.parser import is_terminal, settings_from_args
+from resnet_core.data import load_arrays
 from resnet_core.records import RunRecord
-from resnet_core.settings import SettingsError
-from resnet_core.training.headless import make_trainer, one_torch_thread
-from resnet_core.training.lockstep import check_fits
-from resnet_core.training.tensors import load_dataset
+from resnet_core.remote.trainer import ParallelTrainer, WorkerProcess
+from resnet_core.settings import Settings, SettingsError
+from resnet_core.sizing import budget
+
+# Device files that a CUDA (or ROCm) GPU needs; without any of them torch cannot see one.
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
 
 
 def check_workers(workers: int) -> int:
@@ -40,12 +43,54 @@ def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: 
     """Check what the run needs, train it (a progress bar on a terminal), run the analyses that
     read the trained nets, and hand back the record. With ``out``, the tables stream into its
     partial folder as the run goes, and the folder is moved into place when the run is complete;
-    nothing is written before every check has passed."""
+    nothing is written before every check has passed.
+
+    On a CPU the models train in worker processes and this process never imports torch: the
+    workers are started first, so that their start-up (an interpreter, torch) overlaps the
+    checks here, and they are ended if a check fails."""
     check_workers(workers)
-    data = load_dataset(settings.dataset, settings.dataset_args)  # a bad file fails here, before any write
-    check_fits(settings, data)
-    one_torch_thread()
-    with make_trainer(settings, data=data, workers=workers) as trainer:
+    count = workers or default_workers(settings)
+    if count <= 1:
+        return _train(settings, analyses, out, None)
+    pool = [WorkerProcess() for _ in range(min(count, len(settings.models)))]
+    wait_s = 0.0  # a check failed or the run stopped: end the workers at once
+    try:
+        record = _train(settings, analyses, out, pool)
+        wait_s = 2.0
+        return record
+    finally:
+        for worker in pool:
+            worker.close(wait_s)
+
+
+def default_workers(settings: Settings) -> int:
+    """One process per core, at most one per model, on a CPU; one (this process) on a GPU. Torch is
+    only imported to ask about the GPU where there could be one."""
+    if settings.device == "cpu" or (settings.device == "auto" and not gpu_possible()):
+        return max(1, min(os.cpu_count() or 1, len(settings.models)))
+    from resnet_core.training.headless import default_workers as by_device
+
+    return by_device(settings)
+
+
+def gpu_possible() -> bool:
+    return os.name != "posix" or any(os.path.exists(p) for p in GPU_DEVICE_FILES)
+
+
+def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: list | None) -> RunRecord:
+    if pool is None:  # one process: this one trains, with torch
+        from resnet_core.training.headless import make_trainer, one_torch_thread
+        from resnet_core.training.lockstep import check_fits
+        from resnet_core.training.tensors import load_dataset
+
+        data = load_dataset(settings.dataset, settings.dataset_args)  # a bad file fails here, before any write
+        check_fits(settings, data)
+        one_torch_thread()
+        trainer_in = make_trainer(settings, data=data, workers=1)
+    else:  # the workers load the data themselves; here it is only checked, as numpy arrays
+        budget.check_fits(settings, budget.shape_of(load_arrays(settings.dataset, settings.dataset_args)))
+        trainer_in = ParallelTrainer(settings, workers=pool)
+    with trainer_in as trainer:
         record = trainer.record
         if out is not None:
             record.stream_to(out.start())

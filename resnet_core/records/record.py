@@ -4,15 +4,16 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
-import pandas as pd
 
-from resnet_core.records.read import Reader
 from resnet_core.records.stream import Stream
 from resnet_core.records.tables import (LAYER_COLUMNS, LESION_COLUMNS, METRIC_COLUMNS, PATH_COLUMNS, PATH_OPTIONAL,
                                         LayerSnapshot, RecordError, StoredMap, jsonable, regions_frame)
+
+if TYPE_CHECKING:  # pandas is imported where a table is asked for: a process that only records
+    import pandas as pd  # (a worker, the CLI) never pays its 0.3 s
 
 # The history a record keeps in memory (the run folder keeps everything).
 METRIC_HISTORY = 1000       # evaluations per model
@@ -193,9 +194,13 @@ class RunRecord:
         return self._seq
 
     def metrics_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(self.metric_rows(), columns=METRIC_COLUMNS)
 
     def paths_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         with self._lock:
             groups = [(step, rows) for h in self._paths.values() for step, rows in zip(h.keys, h.items)]
             extra = [c for c in PATH_OPTIONAL if c in self._path_columns]
@@ -203,6 +208,8 @@ class RunRecord:
         return pd.DataFrame(rows, columns=PATH_COLUMNS + extra)
 
     def lesion_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         with self._lock:
             rows = list(self._lesion)
         return pd.DataFrame(rows, columns=LESION_COLUMNS)
@@ -228,6 +235,8 @@ class RunRecord:
         return steps, values
 
     def layers_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         frames = []
         with self._lock:
             items = [(m, list(h.items)) for m, h in self._layers.items()]
@@ -318,6 +327,8 @@ class RunRecord:
         Messages name the folder as ``name`` (default: its path)."""
         run = Path(run_dir)
         label = name if name is not None else str(run)
+        from resnet_core.records.read import Reader  # with pandas: only a reader of folders pays for it
+
         reader = Reader(run, label, max_bytes)
         try:
             return reader.read(cls)

@@ -9,13 +9,15 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from resnet_core.records.tables import (LAYER_COLUMNS, LESION_COLUMNS, METRIC_COLUMNS, PATH_COLUMNS, PATH_OPTIONAL,
                                         LayerSnapshot, jsonable, regions_frame)
+
+if TYPE_CHECKING:  # imported where a table is written whole (see record.py)
+    import pandas as pd
 
 FLUSH_EVERY_S = 2.0         # a streaming record writes its buffers out at least this often
 
@@ -114,6 +116,8 @@ class Stream:
         """The buffers out, and lesion.csv and regions.csv rewritten if they changed (the record's
         lock held: these are its current tables)."""
         if "lesion.csv" in self.dirty and lesion:
+            import pandas as pd
+
             _replace_csv(self.folder / "lesion.csv", pd.DataFrame(lesion, columns=LESION_COLUMNS))
         if "regions.csv" in self.dirty and regions:
             _replace_csv(self.folder / "regions.csv", regions_frame(dict(regions)))

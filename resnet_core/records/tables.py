@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-import pandas as pd
 
 from resnet_core.errors import UserError
+
+if TYPE_CHECKING:  # imported where a table is built (see record.py)
+    import pandas as pd
 
 METRIC_COLUMNS = ["step", "model", "train_loss", "train_error", "test_error", "wall_s", "status"]
 LAYER_COLUMNS = ["step", "model", "layer", "name", "grad_norm", "act_std", "branch_ratio"]
@@ -66,6 +68,8 @@ class StoredMap:
 
 
 def regions_frame(regions: dict[str, tuple[int, dict[str, Any]]]) -> pd.DataFrame:
+    import pandas as pd
+
     frames = []
     for model, (step, grid) in regions.items():
         n = grid["n"]

@@ -27,7 +27,7 @@ from resnet_core.records import LayerSnapshot, RunRecord
 from resnet_core.remote.jobs import job_function
 from resnet_core.remote.slicing import SlicedJob
 from resnet_core.remote.trainer import REMOTE_METHODS
-from resnet_core.remote.transport import serve
+from resnet_core.remote.transport import exit_now, serve
 from resnet_core.settings import Settings
 from resnet_core.sizing.budget import out_of_memory, out_of_memory_message
 from resnet_core.training.lockstep import LockstepTrainer
@@ -170,3 +170,4 @@ class _Host:
 if __name__ == "__main__":
     torch.set_num_threads(1)  # tiny layers are dispatch-bound, and the workers share the cores
     serve(_Host())
+    exit_now()

@@ -21,6 +21,7 @@ from resnet_core.nets.models import Net, lesionable
 
 CACHE_BYTES = 256 * 2**20   # the block inputs kept for re-use, at most
 TIME_POINTS = 2048 * 32     # points x blocks: 2048 points up to 32 blocks, fewer beyond (never under 256)
+STACK_BYTES = 512 * 2**10   # the deletions evaluated at once: as many variants of the points as fit
 
 
 def lesion_points(net: Net, x: torch.Tensor) -> int:
@@ -50,31 +51,51 @@ def _numel_per_point(net: Net, x1: torch.Tensor) -> list[int]:
 def lesion_errors(net: Net, x: torch.Tensor, y: torch.Tensor) -> list[float]:
     """Training error with nothing removed, then with each block removed in turn (NaN where a
     plain block changes the shape and cannot be removed). The inputs of every block are computed
-    once, so deleting block i costs only the blocks after it."""
+    once, so deleting block i costs only the blocks after it; and several deletions go through the
+    later blocks at once, stacked along the batch (``_deletions``)."""
     with frozen_batch_norm(net, x), torch.no_grad():
         h = net.features(x)
         inputs = []
         for block in net.blocks:
             inputs.append(h)
             h = block(h)
-        errors = [_error(net.head(h), y)]
-        for i, block in enumerate(net.blocks):
-            if not lesionable(block):
-                errors.append(math.nan)
-                continue
+        errors = _errors(net.head(h), y)
+        widest = max((t.numel() * t.element_size() for t in inputs), default=1)
+        per_stack = max(1, STACK_BYTES // widest)
+        n = len(net.blocks)
+        for start in range(0, n, per_stack):
+            errors += _deletions(net, inputs, y, range(start, min(n, start + per_stack)))
+    return errors
+
+
+def _deletions(net: Net, inputs: list[torch.Tensor], y: torch.Tensor, deleted: range) -> list[float]:
+    """The errors with each block of ``deleted`` removed (one variant of the points per deletion).
+    Going up the stack, the variant without block i joins the stack at block i (its input is the
+    cached one, through the removed block); from there every later block sees all the variants so
+    far as one batch. BN is frozen in eval mode, so each point of each variant is computed exactly
+    as it would be alone."""
+    stack: torch.Tensor | None = None
+    order: list[int] = []  # the deletions in the stack, in stacking order
+    for i in range(deleted.start, len(net.blocks)):
+        block = net.blocks[i]
+        if stack is not None:
+            stack = block(stack)
+        if i in deleted and lesionable(block):
             block.removed = True
             try:
                 h = block(inputs[i])
             finally:
                 block.removed = False
-            for later in net.blocks[i + 1:]:
-                h = later(h)
-            errors.append(_error(net.head(h), y))
-    return errors
+            stack = h if stack is None else torch.cat([stack, h])
+            order.append(i)
+    found = dict(zip(order, _errors(net.head(stack), y) if stack is not None else []))
+    return [found.get(i, math.nan) for i in deleted]
 
 
-def _error(logits: torch.Tensor, y: torch.Tensor) -> float:
-    return float((logits.argmax(1) != y).float().mean())
+def _errors(logits: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """The error of each variant of the points stacked in ``logits`` (variant after variant)."""
+    wrong = (logits.argmax(1).view(-1, len(y)) != y).float()
+    return [float(e) for e in wrong.mean(1)]
 
 
 def lesion_rows(net: Net, x: torch.Tensor, y: torch.Tensor, model: str) -> list[dict[str, Any]]:
