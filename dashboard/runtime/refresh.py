@@ -56,9 +56,13 @@ class RefreshPacer:
         """The factor every page's refresh intervals are stretched by now (1: none)."""
         return max(1.0, self.load() / self.share)
 
+    def _factor(self, base_s: float) -> float:
+        """The stretch a fragment of base pace ``base_s`` gets: the class's, up to SLOWEST_S."""
+        return min(self.stretch(), SLOWEST_S / base_s) if base_s < SLOWEST_S else 1.0
+
     def every(self, base_s: float, page: str) -> float:
         """Seconds between ``page``'s refreshes of a fragment whose base pace is ``base_s``."""
-        factor = min(self.stretch(), SLOWEST_S / base_s) if base_s < SLOWEST_S else 1.0
+        factor = self._factor(base_s)
         with self._lock:
             self._stretch[page] = factor
             if len(self._stretch) > 4096:  # pages gone long ago
@@ -68,7 +72,7 @@ class RefreshPacer:
     def retune(self, base_s: float, current_s: float, page: str) -> bool:
         """Whether a page refreshing every ``current_s`` should take up a new pace: when the one it
         would be given now is ``RETUNE_RATIO`` times longer or shorter."""
-        wanted = base_s * min(self.stretch(), max(SLOWEST_S / base_s, 1.0))
+        wanted = base_s * self._factor(base_s)
         return wanted > current_s * RETUNE_RATIO or wanted * RETUNE_RATIO < current_s
 
     def timed(self, page: str, function: Callable[..., T]) -> Callable[..., T]:

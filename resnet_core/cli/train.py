@@ -10,7 +10,7 @@ from resnet_core.cli.output import RunFolder
 from resnet_core.cli.parser import is_terminal, settings_from_args
 from resnet_core.data import load_arrays
 from resnet_core.records import RunRecord
-from resnet_core.remote.trainer import ParallelTrainer, WorkerProcess
+from resnet_core.remote.trainer import ParallelTrainer, WorkerProcess, per_core
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.sizing import budget
 
@@ -67,7 +67,7 @@ def default_workers(settings: Settings) -> int:
     """One process per core, at most one per model, on a CPU; one (this process) on a GPU. Torch is
     only imported to ask about the GPU where there could be one."""
     if settings.device == "cpu" or (settings.device == "auto" and not gpu_possible()):
-        return max(1, min(os.cpu_count() or 1, len(settings.models)))
+        return per_core(len(settings.models))
     from resnet_core.training.headless import default_workers as by_device
 
     return by_device(settings)

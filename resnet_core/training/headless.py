@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any, Iterator
 
 import torch
 
-from resnet_core.remote.trainer import ParallelTrainer
+from resnet_core.remote.trainer import ParallelTrainer, per_core
 from resnet_core.settings import Settings
 from resnet_core.training.lockstep import LockstepTrainer, resolve_device
 from resnet_core.training.tensors import Dataset
@@ -22,7 +21,7 @@ def one_torch_thread() -> None:
 def default_workers(settings: Settings) -> int:
     if resolve_device(settings.device).type == "cuda":
         return 1
-    return max(1, min(os.cpu_count() or 1, len(settings.models)))
+    return per_core(len(settings.models))
 
 
 @contextlib.contextmanager

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any, Callable
 
 import torch
 
 from resnet_core.analysis.sweep import PROGRESS_EVERY
+from resnet_core.remote.trainer import per_core
 from resnet_core.settings import Settings
 from resnet_core.training.lockstep import LockstepTrainer, resolve_device
 from resnet_core.training.tensors import Dataset, load_dataset
@@ -62,7 +62,7 @@ def default_workers(settings: Settings, runs: int) -> int:
     """One process per core (at most one per run); on a GPU, this process (0)."""
     if resolve_device(settings.device).type == "cuda":
         return 0
-    return max(1, min(os.cpu_count() or 1, runs))
+    return per_core(runs)
 
 
 # ---------------------------------------------------------------------------- the sweep
