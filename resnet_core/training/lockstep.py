@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from resnet_core.training.tensors import Dataset, load_dataset
 from resnet_core.analysis.paths.lesion import lesion_rows
+from resnet_core.nets import mlp_stack
 from resnet_core.nets.models import Net, Probe, build_model, parameter_count
 from resnet_core.analysis.paths.compute import analyse_paths, next_start_length, probe_points, rows_for_record
 from resnet_core.training.probes import calibrate_batch_norm, evaluate, layer_snapshot
@@ -158,7 +159,7 @@ class LockstepTrainer:
             opt = self.optimizers[name]
             probe = Probe() if probing else None
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(net(xb, probe), yb)
+            loss = F.cross_entropy(mlp_stack.forward(net, xb, probe), yb)
             loss.backward()
             if not math.isfinite(loss.item()):
                 self._diverge(name)
