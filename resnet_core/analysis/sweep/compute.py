@@ -10,7 +10,7 @@ import torch
 from resnet_core.analysis.sweep import PROGRESS_EVERY
 from resnet_core.remote.trainer import per_core
 from resnet_core.settings import Settings
-from resnet_core.training.lockstep import LockstepTrainer, resolve_device
+from resnet_core.training.lockstep import LockstepTrainer, make_optimizer, resolve_device
 from resnet_core.training.tensors import Dataset, load_dataset
 
 
@@ -30,9 +30,11 @@ def _data(settings: Settings) -> Dataset:
 
 
 def _warm_up() -> None:
-    """The first optimizer a process builds imports half of torch (about 3 s): pay that before
-    a run's clock starts, so that wall_s compares runs and not their places in the queue."""
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    """The first step of a process pays torch's lazy start (its first kernels, autograd): pay that
+    before a run's clock starts, so that wall_s compares runs and not their places in the queue."""
+    w = torch.zeros(1, requires_grad=True)
+    (w * 2).sum().backward()
+    make_optimizer(Settings(), [w]).step()
 
 
 def train_one(job: dict[str, Any], report: Callable[[dict[str, Any]], None] = lambda _: None) -> dict[str, Any]:
