@@ -3,7 +3,8 @@
 A session training a run while its sweep runs three jobs gets the same part of a process as a
 classmate who only trains: half each, not a quarter against three quarters. The turn order is
 checked with tasks that only count their turns, on hosts whose "process" answers at once (no
-torch, no timing: the order is exact)."""
+torch, no timing: the order is exact); then once end to end, with a real worker process, a real
+training run and a real sweep, and the rule for a run that a class shares."""
 from __future__ import annotations
 
 import threading
@@ -12,8 +13,13 @@ from collections import Counter
 import pytest
 
 import dashboard.runtime.scheduler as scheduler_module
+from dashboard.runtime.background import _JobTask, start_analysis
+from dashboard.runtime.class_runs import ClassRuns
+from dashboard.runtime.jobs import TrainingJob
+from dashboard.runtime.runs import Run
 from dashboard.runtime.scheduler import QUANTUM_S, ROUND_S, Scheduler, Task, owner_of
-from test_jobs import wait_for
+from resnet_core.analysis.sweep import plan_sweep
+from test_jobs import TINY, wait_for
 
 
 class AnswersAtOnce:
@@ -173,3 +179,63 @@ def test_a_new_session_goes_to_the_process_with_the_fewest_sessions_active(hosts
     assert len(set(first)) == 1 and b is c and b is not first[0]
     # one session's four jobs beside it, it gets a half; beside two sessions, a third
     assert scheduler.add(busy("session-d")) is first[0]
+
+
+# ---- end to end: real sessions, a real worker process ---------------------------------------------
+
+LONG = TINY.with_changes(steps=100_000)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    scheduler = Scheduler(size=1)
+    yield scheduler
+    scheduler.close()
+
+
+def test_a_classmates_sweep_leaves_a_training_session_half_the_process(pool, monkeypatch):
+    """Session A trains; session B starts a sweep of three runs at once, all on one process."""
+    turns: list = []
+    for cls in (Run, _JobTask):
+        def counted(self, host, quantum_s, turn=cls.turn):
+            turns.append(owner_of(self))
+            turn(self, host, quantum_s)
+        monkeypatch.setattr(cls, "turn", counted)
+    a = TrainingJob(pool, LONG, owner="session-a")
+    sweep = None
+    try:
+        a.train()
+        wait_for(lambda: a.status().step > 0)
+        jobs = plan_sweep(LONG, depths=(4,), seeds=(0, 1), steps=100_000)
+        sweep = start_analysis(pool, "train", jobs, lambda run, event: None, parallel=3, owner="session-b")
+        wait_for(lambda: Counter(turns)["session-b"] >= 3)  # each of B's three jobs has started
+        since = len(turns)
+        wait_for(lambda: len(turns) >= since + 40)
+        window = Counter(turns[since:since + 40])
+        assert window["session-a"] >= 18 and window["session-a"] + window["session-b"] == 40  # about half
+        assert pool.stats()["active"] == 4  # and B's three jobs all run meanwhile
+    finally:
+        if sweep is not None:
+            sweep.cancel()
+            sweep.wait(30)
+        a.stop()
+
+
+def test_a_run_the_class_shares_is_charged_to_nobody_in_it(pool):
+    """The first session to train a lesson trains it for everyone: while it alone views the run,
+    the run is in its share; once a classmate follows it too, the run has a share of its own."""
+    runs = ClassRuns(pool)
+    first = TrainingJob(pool, LONG.with_changes(seed=7), runs, owner="session-a")
+    second = TrainingJob(pool, LONG.with_changes(seed=7), runs, owner="session-b")
+    try:
+        first.train()
+        wait_for(lambda: first.status().step > 0)
+        run = first._source
+        assert run.owner == "session-a"
+        second.train()
+        assert second._source is run and run.owner == run.id
+        second.reset()  # the classmate leaves: the run is the first session's again
+        assert run.owner == "session-a"
+    finally:
+        first.stop()
+        second.stop()
