@@ -14,7 +14,6 @@ import dashboard.prestart  # noqa: F401  first: the first worker process warms u
 import dashboard.boot  # noqa: F401  heavy imports, then gc.freeze(), once per process
 
 import time
-import uuid
 
 import streamlit as st
 
@@ -26,7 +25,7 @@ import dashboard.panels.tabs as tabs
 import dashboard.panels.teaching as teaching
 import dashboard.sidebar.url_state as url_state
 from dashboard.panels.lesson import render_lesson_panel
-from dashboard.panels.shared import class_runs, refresh_pacer, scheduler
+from dashboard.panels.shared import class_runs, page_id, refresh_pacer, scheduler
 from resnet_core.lessons import LESSONS
 from resnet_core.settings import Settings
 
@@ -41,8 +40,9 @@ def training_job(_settings: Settings | None) -> jobs.TrainingJob:
     """This browser tab's trainer; released (and stopped) a few seconds after the tab closes.
     A job found stopped (its thread ended) is replaced. It starts with the page's settings (the
     leading underscore keeps them out of the cache key), so opening the page issues no reset
-    and the page has nothing to wait for."""
-    return jobs.TrainingJob(scheduler(), _settings, class_runs())
+    and the page has nothing to wait for. Its runs are charged to this tab (``page_id``), which
+    shares the worker processes with every other tab, whatever each has running."""
+    return jobs.TrainingJob(scheduler(), _settings, class_runs(), owner=page_id())
 
 
 def main() -> None:
@@ -85,11 +85,6 @@ def main() -> None:
         live(lesson_verdict, tabs.LIVE_EVERY_S)(lesson, source)
     request = job.request if replay is None and view.record is not None else None
     tabs.render_tabs(tabs.Page(view, source, live, header, polling, request))
-
-
-def page_id() -> str:
-    """This browser tab, for the refresh pacer."""
-    return st.session_state.setdefault("_page_id", uuid.uuid4().hex)
 
 
 def lesson_verdict(lesson: str, source) -> None:

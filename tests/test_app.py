@@ -127,6 +127,18 @@ def test_buttons_drive_the_training_job(app_test):
     assert not at.exception
 
 
+def test_a_tabs_training_is_charged_to_that_tab_in_the_scheduler(app_test):
+    """Turns are shared per browser tab (dashboard.runtime.scheduler): the tab's run is in its share."""
+    from dashboard.runtime.jobs import _LIVE_JOBS
+
+    at = app_test(url_state.encode(UrlState(TINY.with_changes(seed=41))))  # a run nobody trained before
+    at.button(key="step").click().run()
+    wait_until(at, lambda: step_of(at) == 1)
+    tab = at.session_state["_page_id"]
+    [job] = [j for j in _LIVE_JOBS if j.owner == tab]
+    assert job._source.owner == tab
+
+
 def test_changing_a_model_mid_run_resets_with_a_notice(app_test):
     at = app_test(TINY_QUERY)
     at.button(key="step").click().run()

@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard.charts.studies import landscape_line_figure, landscape_range, landscape_surface_figure
 from dashboard.panels.study import Study, open_study
-from dashboard.panels.shared import scheduler
+from dashboard.panels.shared import page_id, scheduler
 from dashboard.runtime.background import AnalysisRun, start_analysis
 from dashboard.text import literal
 from resnet_core.analysis.landscape import COARSE, FINE, LINE_POINTS, twin_depth, twin_settings
@@ -80,7 +80,8 @@ def _start(state: Study, settings: Settings, request: dict) -> str | None:
             "grid": request["grid"], "line": LINE_POINTS, "seed": request["seed"]}
     state.request = request
     # a worker process, on a GPU too: the server never imports torch
-    state.run = start_analysis(scheduler(), "landscape", [args], _on_event, affinity=state.affinity, label="landscape")
+    state.run = start_analysis(scheduler(), "landscape", [args], _on_event, affinity=state.affinity, label="landscape",
+                               owner=page_id())
     return None
 
 

@@ -1,5 +1,6 @@
 """What every session of this server process shares: the scheduler of its worker processes, and
-the runs by key (one computation per key, the run cache behind it).
+the runs by key (one computation per key, the run cache behind it); and what names a session to
+them (``page_id``).
 
 One ``Scheduler`` per server (``st.cache_resource``), made on the server's first page view, with
 the worker process ``dashboard.prestart`` started as that view began; closed (its processes ended) when Streamlit
@@ -9,6 +10,7 @@ one budget of processes (env ``RESIDUAL_LAB_PROCESSES``) covers them all.
 from __future__ import annotations
 
 import sys
+import uuid
 
 import streamlit as st
 
@@ -39,3 +41,9 @@ def class_runs() -> ClassRuns:
 def refresh_pacer() -> RefreshPacer:
     """How often the live pages of this server refresh (``dashboard.runtime.refresh``)."""
     return RefreshPacer()
+
+
+def page_id() -> str:
+    """This browser tab: the refresh pacer's key for its page, and the owner the scheduler charges
+    the tab's training and analyses to (one share of the worker processes per tab)."""
+    return st.session_state.setdefault("_page_id", uuid.uuid4().hex)

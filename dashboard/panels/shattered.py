@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboard.charts.studies import correlation_figure, gradient_curves_figure
 from dashboard.panels.study import Study, open_study
-from dashboard.panels.shared import scheduler
+from dashboard.panels.shared import page_id, scheduler
 from dashboard.runtime.background import AnalysisRun, start_analysis
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.analysis.shattered import (DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, POINTS, check_depths, check_memory,
@@ -63,7 +63,8 @@ def render_shattered_panel(settings: Settings) -> None:
             args = {"depths": list(chosen), "seeds": list(range(int(seeds))), "width": int(width), "norm": "batch",
                     "block": block, "branch_layers": branch}
             state.request = args
-            state.run = start_analysis(scheduler(), "shattered", [args], _on_event, label="shattered")  # a worker, on a GPU too
+            # a worker, on a GPU too; in this tab's share, with its training
+            state.run = start_analysis(scheduler(), "shattered", [args], _on_event, label="shattered", owner=page_id())
             st.rerun()  # redraw with Run disabled and the refreshing results
     st.fragment(run_every=REFRESH_S if running else None)(_results)(state, running)
 

@@ -2,8 +2,9 @@
 with its caption, keeps one run per browser tab, and shows it while it computes.
 
 A study's state lives as long as its browser tab: a few seconds after the tab closes its run is
-cancelled. Its jobs run on the server's scheduler; ``affinity`` keeps a tab's jobs on one worker
-process where it can (the landscape's process keeps the twins it trained last).
+cancelled. Its jobs run on the server's scheduler, charged to the tab (``shared.page_id``): with
+its training they get one share of the worker processes. ``affinity`` keeps a tab's jobs on one
+worker process where it can (the landscape's process keeps the twins it trained last).
 """
 from __future__ import annotations
 

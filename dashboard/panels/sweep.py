@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboard.charts.studies import sweep_figure
 from dashboard.panels.study import Study, open_study
-from dashboard.panels.shared import scheduler
+from dashboard.panels.shared import page_id, scheduler
 from dashboard.runtime.background import AnalysisRun, start_analysis
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.sizing.budget import check_settings
@@ -68,7 +68,7 @@ def render_sweep_panel(settings: Settings) -> None:
         else:
             # worker processes, on a GPU too: the server never imports torch
             state.run = start_analysis(scheduler(), "train", jobs, _on_event(len(jobs)), parallel=int(workers),
-                                       label="sweep")
+                                       label="sweep", owner=page_id())  # one share with the tab's training
             state.total, state.label = len(jobs), f"{settings.dataset}, {int(steps)} steps per run"
             st.rerun()  # redraw with Run disabled and the refreshing results
     if stop.button("Stop", disabled=not running, key="sweep_stop", icon=":material/stop:"):

@@ -7,6 +7,10 @@ there, so an analysis neither waits behind a long run nor adds a process beyond 
 budget. ``on_event(run, event)`` turns each partial result and result into what the page shows
 (``run.add``, ``run.set_progress``); it is called on the scheduler's thread and must be quick.
 
+The jobs are charged to ``owner``, the browser session that asked for the analysis: however many
+run at once, they and that session's training run take turns in one share of the process
+(``scheduler``). Without an owner (the CLI, tests) each job is its own.
+
 The page reads ``snapshot()``, ``progress``, ``status``, ``error`` and ``done`` whenever it
 refreshes; ``cancel()`` stops the jobs at their next checkpoint. Nothing here calls Streamlit.
 """
@@ -32,9 +36,10 @@ class AnalysisRun:
 
     def __init__(self, scheduler: Scheduler, kind: str, jobs: list[dict[str, Any]],
                  on_event: Callable[["AnalysisRun", JobEvent], None], parallel: int = 1,
-                 affinity: str | None = None, label: str = "job"):
+                 affinity: str | None = None, label: str = "job", owner: str | None = None):
         job_function(kind)  # an unknown kind fails here, in the caller
         self.scheduler, self.kind, self.label, self.affinity = scheduler, kind, label, affinity
+        self.owner = owner  # the session whose share of the processes its jobs use (None: each its own)
         self.on_event = on_event
         self.results: list[Any] = []
         self.progress = 0.0
@@ -144,7 +149,7 @@ class _JobTask(Task):
     def __init__(self, run: AnalysisRun, index: int, args: dict[str, Any]):
         self.run, self.index, self.args = run, index, args
         self.id = f"job-{next(_ids)}"
-        self.affinity = run.affinity
+        self.affinity, self.owner = run.affinity, run.owner
         self.started = False
         self.finished = False
         self.longest_turn_s = 0.0
@@ -200,6 +205,7 @@ class _JobTask(Task):
 
 def start_analysis(scheduler: Scheduler, kind: str, jobs: list[dict[str, Any]],
                    on_event: Callable[[AnalysisRun, JobEvent], None], parallel: int = 1,
-                   affinity: str | None = None, label: str = "job") -> AnalysisRun:
-    """Run ``jobs`` on the server's scheduler, ``parallel`` at a time; see the module's docstring."""
-    return AnalysisRun(scheduler, kind, jobs, on_event, parallel, affinity, label)
+                   affinity: str | None = None, label: str = "job", owner: str | None = None) -> AnalysisRun:
+    """Run ``jobs`` on the server's scheduler, ``parallel`` at a time, in ``owner``'s share; see the
+    module's docstring."""
+    return AnalysisRun(scheduler, kind, jobs, on_event, parallel, affinity, label, owner)

@@ -77,7 +77,7 @@ class Replay:
     done = True
     closing = False
 
-    def want(self, viewer: int, step: int | None) -> None:
+    def want(self, viewer: int, step: int | None, session: str | None = None) -> None:
         """A finished run goes nowhere: viewers move through what it recorded."""
 
     def push(self, item: Any) -> None:

@@ -14,6 +14,10 @@ chart exactly as a live run's at that step. A change of the learning rate or the
 run others share (or on a replay) forks: a run of this session's own is replayed to the cursor's
 step, gets the change there, and goes on live; meanwhile the page stays at that step.
 
+The session is the job's ``owner`` (``app.py`` passes the page's id): the scheduler shares the
+worker processes' turns per session (``scheduler``), and a run viewed by this session alone is
+charged to it (``runs``).
+
 Methods are called from script threads; they change the job's wishes at once and leave the work
 to the runs' turns, so a slow process never blocks the page. Nothing here calls Streamlit:
 ``app.py`` wires these objects into ``st.cache_resource``.
@@ -86,8 +90,10 @@ def stop_all_jobs() -> None:
 class TrainingJob:
     """One session's training: what it asked for, the run it views and where it stands in it."""
 
-    def __init__(self, scheduler: Scheduler, settings: Settings | None = None, runs: ClassRuns | None = None):
-        self.scheduler, self.runs = scheduler, runs
+    def __init__(self, scheduler: Scheduler, settings: Settings | None = None, runs: ClassRuns | None = None,
+                 owner: str | None = None):
+        """``owner``: the browser session, whose share of the processes the runs it alone views use."""
+        self.scheduler, self.runs, self.owner = scheduler, runs, owner
         self.id = next(_viewer_ids)
         self._lock = threading.Lock()
         self._settings = (settings or Settings()).checked()
@@ -119,7 +125,7 @@ class TrainingJob:
             self._playing, self._goal = True, END
             self._anchor = (self._cursor, time.monotonic())
             target = self._fork or source
-        target.want(self.id, END)
+        target.want(self.id, END, self.owner)
 
     def pause(self) -> None:
         with self._lock:
@@ -130,7 +136,7 @@ class TrainingJob:
             self._playing = False
             self._goal = self._cursor
             at_head = self._glued and fork is None and isinstance(source, Run) and source.step == self._cursor
-        (fork or source).want(self.id, self._goal if fork is None else max(self._goal, fork.hold_until))
+        (fork or source).want(self.id, self._goal if fork is None else max(self._goal, fork.hold_until), self.owner)
         if at_head:
             source.push(("regions",))  # a paused class looks at the models as they are now
 
@@ -144,7 +150,7 @@ class TrainingJob:
             self._goal = self._cursor + int(n)
             self._sync()
             target = self._fork or source
-        target.want(self.id, self._goal)
+        target.want(self.id, self._goal, self.owner)
 
     def reset(self, settings: Settings | None = None) -> None:
         with self._lock:
@@ -197,7 +203,7 @@ class TrainingJob:
         if in_place is not None:
             in_place.push((name, value))
             if self._playing:
-                in_place.want(self.id, END)
+                in_place.want(self.id, END, self.owner)
 
     def request(self, method: str, **kwargs: Any) -> None:
         """Run one of ``REMOTE_METHODS`` on the trained models (in the worker) at the step shown and
@@ -285,7 +291,7 @@ class TrainingJob:
         fork.hold_until = k
         self._fork = fork
         self.scheduler.add(fork)
-        fork.want(self.id, max(k, self._goal))
+        fork.want(self.id, max(k, self._goal), self.owner)
         source.want(self.id, None)  # this session no longer wants that run further
         return fork
 

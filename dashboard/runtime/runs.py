@@ -11,6 +11,14 @@ rebuilt on demand: a run is a pure function of its settings, its seed and the ch
 (at the steps they were made), so the process replays those steps, recording nothing, up to where
 it was (CPU training here is deterministic; see tests/test_jobs.py).
 
+Whose share a run's turns come from (``Task.owner``, see ``scheduler``): the session viewing it,
+when one session does, so that session's run and its analyses together get one share. A run that
+viewers of several sessions follow (a class on one lesson, through ``class_runs``) is charged to
+none of them: it is its own owner, with a share of its own, so following the teacher's run costs
+nobody a part of their own. A run without a viewer, or with one of no session (tests, benchmarks),
+is its own owner as well. The owner follows the viewers as they come and go: a run is its own
+once a second session joins, and its last session's again once the others leave.
+
 Nothing here calls Streamlit, and this module imports no torch.
 """
 from __future__ import annotations
@@ -106,20 +114,24 @@ class Run(Task):
         self.busy = False                   # a turn is under way: the step may still move
         self.closing = False
         self.targets: dict[int, int] = {}   # viewer id -> the step it wants to see
+        self.sessions: dict[int, str | None] = {}  # viewer id -> its session (whose share it uses)
         self.control: deque[Any] = deque()  # ("lr" | "steps", value), ("regions",), _Request
         self.progress: deque[tuple[float, int]] = deque(maxlen=400)  # (monotonic, step) after each turn
         self.longest_turn_s = 0.0
         self.idle_since = time.monotonic()
 
     # ---- what viewers ask (any thread) -----------------------------------------------------
-    def want(self, viewer: int, step: int | None) -> None:
-        """Viewer ``viewer`` wants the run to reach ``step`` (None: it no longer watches)."""
+    def want(self, viewer: int, step: int | None, session: str | None = None) -> None:
+        """Viewer ``viewer`` (of browser session ``session``) wants the run to reach ``step`` (None: it
+        no longer watches)."""
         with self.lock:
             if step is None:
                 self.targets.pop(viewer, None)
+                self.sessions.pop(viewer, None)
                 close = not self.targets
             else:
                 self.targets[viewer] = step
+                self.sessions[viewer] = session
                 close = False
         if close:
             self.close()
@@ -152,6 +164,15 @@ class Run(Task):
         return (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
 
     # ---- the scheduler's side ----------------------------------------------------------------
+    @property
+    def owner(self) -> str:
+        """The one session viewing this run, else the run itself; see the module's docstring."""
+        with self.lock:
+            sessions = set(self.sessions.values())
+        if len(sessions) == 1 and None not in sessions:
+            return sessions.pop()
+        return self.id
+
     def _wanted(self) -> int:
         return min(max(self.targets.values(), default=0), self.settings.steps)
 

@@ -1,14 +1,24 @@
-"""The server's one budget of worker processes, shared fairly by everything that computes.
+"""The server's one budget of worker processes, shared fairly by the sessions that compute.
 
 ``Scheduler`` holds ``size`` worker processes (env ``RESIDUAL_LAB_PROCESSES``; else one per core
 but one, the last core left to serve the pages). Each process is a ``Host``: one thread of this
-server drives it, giving turns to the tasks bound to it, round robin. A task is a session's run
-(``jobs.Run``: a trainer that lives in that process) or one analysis job (``background``: a sweep's
-run, a loss landscape, shattered gradients). A turn is one quantum of the process's time, about
-``QUANTUM_S`` (less when many tasks are active, so that a round stays near ``ROUND_S``): a few
-training steps, or a slice of an analysis job. Nobody waits in a queue behind a long run; a task
-with nothing to do (a paused or finished session) is skipped and costs nothing. A new task goes
-to the least busy process and gets the next turn there.
+server drives it, giving turns to the tasks bound to it. A task is a session's run (``runs.Run``:
+a trainer that lives in that process) or one analysis job (``background``: a sweep's run, a loss
+landscape, shattered gradients). A turn is one quantum of the process's time, about
+``QUANTUM_S``: a few training steps, or a slice of an analysis job.
+
+Turns are shared per owner, not per task. A task's ``owner`` is the browser session that asked
+for it (a run several sessions view is its own owner: see ``runs``; a task without one, in a test
+or a benchmark, is its own owner too). A share is one place in the host's round robin of owners
+that have something to do: the owner served longest ago gets the next turn, and gives it to the
+one of its tasks served longest ago. So every owner with a runnable task gets the same part of
+the process, however many tasks it has: a session training a run while its 6-run sweep goes on
+gets as much as a classmate with only a run, not seven times as much, and its run and its sweep
+split that share. Quanta shrink when many owners are active, so that a round of them stays near
+``ROUND_S``. Nobody waits in a queue behind a long run; an owner with nothing to do (a paused or
+finished session) is skipped and costs nothing, its share going to the others. A new task goes
+to the process where the fewest owners are active and, if its owner is new there, gets the next
+turn.
 
 Every reply has a deadline: a process that does not answer in time (stopped, stuck) is killed and
 replaced, and each task it held is told (``Task.lost``), so its session can say so and Reset. The
@@ -29,7 +39,7 @@ from resnet_core.remote.trainer import WorkerError, WorkerProcess
 from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone
 
 QUANTUM_S = 0.12        # a task's turn at most: commands stay snappy, the round trip is ~1 % of it
-ROUND_S = 1.0           # with many tasks active, quanta shrink so each gets a turn about once a second
+ROUND_S = 1.0           # with many owners active, quanta shrink so each gets a turn about once a second
 MIN_QUANTUM_S = 0.03    # but no smaller: one step of a small net is 5-20 ms here
 REPLY_DEADLINE_S = 30.0  # a quantum's reply (one step can overrun it; a task may allow more)
 START_DEADLINE_S = 120.0  # a fresh process importing torch and warming up, on a loaded machine
@@ -66,6 +76,12 @@ def _name_os_thread(name: str) -> None:
         pass
 
 
+def owner_of(task: "Task") -> Any:
+    """Whose share ``task``'s turns come from: its owner, or the task itself when it has none."""
+    owner = task.owner
+    return task if owner is None else owner
+
+
 class HostLost(RuntimeError):
     """The conversation with a worker process is over: it died, or sent no reply in time."""
 
@@ -77,9 +93,10 @@ class SchedulerClosed(RuntimeError):
 class Task:
     """Work that takes turns on one host. Subclasses say when they have something to do, do one
     turn of it, and hear when their process is lost. ``runnable`` is called under the host's lock:
-    it must be quick and must not call back into the scheduler."""
+    it must be quick and must not call back into the scheduler; so must ``owner``, read there too."""
 
     host: "Host | None" = None
+    owner: str | None = None      # whose share its turns come from: a session; None: the task's own
     affinity: str | None = None   # tasks with the same affinity go to the same process when they can
     idle_since: float = 0.0       # set by the task when it stops having things to do
     resident: bool = False        # holds state in its process (a trainer) that evict() may drop
@@ -113,6 +130,8 @@ class Host:
         self._spare = spare  # a process started (and told to warm up) before the scheduler existed
         self.current: Task | None = None
         self.turns = 0
+        self._picks = 0
+        self._served: dict[Any, int] = {}  # owner -> the pick that last gave it a turn (see _pick)
         self.warm_s: float | None = None
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._main, name=f"{HOST_THREAD_NAME}-{index}", daemon=True)
@@ -165,22 +184,33 @@ class Host:
         with self.cond:
             self.cond.notify_all()
 
-    def load(self) -> tuple[int, int]:
-        """(active tasks, tasks): where a new task should go."""
+    def load(self) -> tuple[int, int, int]:
+        """(active owners, active tasks, tasks): where a new task should go."""
         with self.cond:
-            return sum(1 for t in self.tasks if t.runnable()), len(self.tasks)
+            active = [t for t in self.tasks if t.runnable()]
+            return len({owner_of(t) for t in active}), len(active), len(self.tasks)
 
     def _pick(self) -> tuple[Task | None, int]:
-        """The next runnable task, round robin, and how many are runnable."""
-        runnable = [t for t in self.tasks if t.runnable()]
+        """The next task, and how many owners have a runnable one: the owner served longest ago (one
+        never served here first), and of its runnable tasks the one served longest ago."""
+        present: set[Any] = set()
+        runnable: dict[Any, list[Task]] = {}  # owner -> its runnable tasks, served longest ago first
+        for task in self.tasks:               # kept in that order: a task turned goes to the back
+            owner = owner_of(task)
+            present.add(owner)
+            if task.runnable():
+                runnable.setdefault(owner, []).append(task)
+        for gone in self._served.keys() - present:
+            del self._served[gone]
         if not runnable:
             return None, 0
-        for _ in range(len(self.tasks)):
-            task = self.tasks[0]
-            self.tasks.rotate(-1)
-            if task in runnable:
-                return task, len(runnable)
-        return None, 0
+        owner = min(runnable, key=lambda o: self._served.get(o, -1))
+        task = runnable[owner][0]
+        self.tasks.remove(task)
+        self.tasks.append(task)
+        self._picks += 1
+        self._served[owner] = self._picks
+        return task, len(runnable)
 
     # ---- the thread ---------------------------------------------------------------------------
     def _main(self) -> None:
@@ -197,7 +227,7 @@ class Host:
                 if self.scheduler.closed:
                     break
                 self.current = task
-            quantum = max(MIN_QUANTUM_S, min(QUANTUM_S, ROUND_S / max(active, 1)))
+            quantum = max(MIN_QUANTUM_S, min(QUANTUM_S, ROUND_S / max(active, 1)))  # active: owners
             self._guard(lambda: (self._ensure_process(), task.turn(self, quantum)), task)
             with self.cond:
                 self.current = None
@@ -279,7 +309,12 @@ class Scheduler:
         with self._lock:
             host = self._affinity.get(task.affinity) if task.affinity else None
             if host is None:
-                # least active first, then fewest tasks, then one whose process already runs
+                # Fewest active owners first: a new session's share there is the biggest (one in
+                # owners + 1), and as a new owner it gets the next turn on any host, so its first
+                # step comes as soon as anywhere. Counting tasks instead would put it beside two
+                # sessions rather than beside one session's four sweep jobs, with a third, not a
+                # half. Then fewest active tasks (one session's jobs spread over equal hosts), then
+                # fewest tasks, then one whose process already runs.
                 host = min(self.hosts, key=lambda h: (*h.load(), h.process is None, h.index))
             if task.affinity:
                 self._affinity[task.affinity] = host
@@ -288,7 +323,7 @@ class Scheduler:
 
     def stats(self) -> dict[str, int]:
         loads = [h.load() for h in self.hosts]
-        return {"size": self.size, "active": sum(a for a, _ in loads), "tasks": sum(n for _, n in loads),
+        return {"size": self.size, "active": sum(a for _, a, _ in loads), "tasks": sum(n for _, _, n in loads),
                 "processes": sum(1 for h in self.hosts if h.process is not None)}
 
     def pids(self) -> list[int]:
