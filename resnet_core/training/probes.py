@@ -16,6 +16,7 @@ from resnet_core.records import LayerSnapshot
 EVAL_BATCH = 2048
 
 
+@torch.no_grad()
 def layer_snapshot(net: Net, probe: Probe, step: int) -> LayerSnapshot:
     """After ``loss.backward()`` on a probed forward pass: one value per weighted layer."""
     weights = net.weights()
@@ -24,20 +25,20 @@ def layer_snapshot(net: Net, probe: Probe, step: int) -> LayerSnapshot:
     act_std = per_tensor(probe.responses, _std)
     ratio = np.full(len(weights), np.nan)
     if probe.branches:
-        norm = lambda t: t.flatten(1).norm(dim=1)  # noqa: E731
-        r = per_tensor(probe.branches, norm) / per_tensor(probe.skips, norm).clamp_min(1e-30)
+        r = torch.stack(torch._foreach_norm(probe.branches)) / torch.stack(torch._foreach_norm(probe.skips)).clamp_min(1e-30)
         # The ratio belongs to the last weighted layer of each block.
         ratio[net.block_ends()] = r.cpu().numpy()
     return LayerSnapshot(step, grad_norm.cpu().double().numpy(), act_std.cpu().double().numpy(), ratio)
 
 
 def _std(t: torch.Tensor) -> torch.Tensor:
-    """Per-row sample std from E[x^2] - E[x]^2: 3x faster than the two-pass form and 15x faster
-    than ``std(dim=1)`` on one thread. Layer responses have |mean| of the order of their std, so
-    float32 cancellation stays far below what a chart shows."""
+    """Per-row sample std from E[x^2] - E[x]^2, with no temporary the size of ``t`` (at these sizes
+    allocating one cost more than the arithmetic): 15x faster than ``std(dim=1)`` on one thread.
+    Layer responses have |mean| of the order of their std, so float32 cancellation stays far below
+    what a chart shows."""
     flat = t.flatten(1)
     n = flat.shape[1]
-    var = (flat * flat).mean(1) - flat.mean(1) ** 2
+    var = torch.linalg.vector_norm(flat, dim=1).square() / n - flat.mean(1).square()
     return (var.clamp_min(0) * (n / max(n - 1, 1))).sqrt()
 
 
