@@ -45,7 +45,7 @@ def wait_until(at, condition, timeout: float = 60.0) -> None:
             raise AssertionError(f"the run stopped: {stopped[0]}")
         if time.monotonic() > deadline:
             from dashboard.runtime.jobs import _LIVE_JOBS
-            states = [(j.status().state, j.status().error, j.pool.stats()) for j in _LIVE_JOBS]
+            states = [(j.status().state, j.status().error, j.scheduler.stats()) for j in _LIVE_JOBS]
             raise AssertionError(f"condition not met; page says step {step_of(at)}; jobs: {states}")
         time.sleep(0.2)
         at.run()
