@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -89,3 +90,27 @@ def test_a_line_that_is_not_a_message_ends_the_conversation():
         assert list(garbled.messages()) == []  # a reader thread ends instead of dying on it
     finally:
         garbled.close()
+
+
+def niceness(pid: int) -> int:
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads niceness from /proc (Linux)")
+def test_a_server_s_workers_give_way_to_the_server_and_the_cli_s_do_not():
+    from dashboard.runtime.scheduler import Scheduler
+
+    ours = niceness(os.getpid())
+    plain = JsonProcess("noisy_child")
+    scheduler = Scheduler(size=1, warm=True)  # the first host starts its process at once
+    try:
+        plain.send({"x": 1})
+        assert plain.receive(timeout=60) == {"echo": 1}
+        assert niceness(plain.pid) == ours  # the CLI's and ParallelTrainer's workers: as their parent
+        deadline = time.monotonic() + 120
+        while not scheduler.pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert niceness(scheduler.pids()[0]) == min(19, ours + 10)  # a server's: pages first
+    finally:
+        plain.close()
+        scheduler.close()

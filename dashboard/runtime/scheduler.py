@@ -36,7 +36,7 @@ from typing import Any
 
 from resnet_core.errors import describe
 from resnet_core.remote.trainer import WorkerError, WorkerProcess
-from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone
+from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone, server_worker_nice
 
 QUANTUM_S = 0.12        # a task's turn at most: commands stay snappy, the round trip is ~1 % of it
 ROUND_S = 1.0           # with many owners active, quanta shrink so each gets a turn about once a second
@@ -255,7 +255,7 @@ class Host:
         started = time.perf_counter()
         spare, self._spare = self._spare, None
         try:
-            self.process = spare if spare is not None and spare.alive else WorkerProcess()
+            self.process = spare if spare is not None and spare.alive else WorkerProcess(nice=server_worker_nice())
         except OSError as exc:
             raise HostLost(f"a worker process could not be started ({exc})") from exc
         try:

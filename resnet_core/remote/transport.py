@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 from resnet_core.sizing.budget import MB, WORKER_LIMIT_ENV, worker_limit_bytes
 
+
 class ProcessGone(RuntimeError):
     """The child's pipe failed: it has ended (killed, crashed) or is about to."""
 
@@ -34,7 +35,9 @@ class NoReply(ProcessGone):
 class JsonProcess:
     """One child interpreter running ``python -m module``; the parent's end of the conversation."""
 
-    def __init__(self, module: str):
+    def __init__(self, module: str, nice: int = 0):
+        """``nice``: how much lower than this process's the child's CPU priority is: a server's
+        workers give way to the server answering pages."""
         # The packages are installed (pip install -e .), so the child finds them from any folder.
         # Unbuffered bytes on both pipes: the parent reads with a deadline (select on the descriptor),
         # which a buffered reader would defeat by holding lines the descriptor no longer shows.
@@ -43,6 +46,8 @@ class JsonProcess:
         self.process = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, bufsize=0,
                                         env={**os.environ, WORKER_LIMIT_ENV: limit})
+        if nice > 0:
+            _lower_priority(self.process.pid, nice)
         self.broken = False
         self._buffer = bytearray()
         self._scanned = 0  # bytes of the buffer known to hold no newline
@@ -121,6 +126,26 @@ class JsonProcess:
                 stream.close()
             except OSError:
                 pass
+
+
+def server_worker_nice() -> int:
+    """How much lower a server's worker processes' CPU priority is than the server's own: env
+    RESIDUAL_LAB_WORKER_NICE, else 10. Pages first, training second: where the machine is short of
+    cores (two servers behind a proxy, the class's browsers on the teacher's laptop) the kernel
+    gives the server answering a click the CPU before a training step; a worker still gets every
+    cycle nobody else wants. (The CLI's workers run at its own priority.)"""
+    try:
+        return max(0, min(19, int(os.environ.get("RESIDUAL_LAB_WORKER_NICE", "10"))))
+    except ValueError:
+        return 10
+
+
+def _lower_priority(pid: int, nice: int) -> None:
+    """The child's niceness raised by ``nice`` from the parent's, at once (before it imports torch)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice))
+    except (OSError, AttributeError):
+        pass  # not allowed, or not POSIX: the child runs at its parent's priority
 
 
 def limit_memory() -> None:
