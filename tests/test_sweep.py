@@ -13,6 +13,7 @@ from resnet_core.cli import main
 from dashboard.runtime.background import start_analysis
 from dashboard.runtime.jobs import TrainingJob
 from dashboard.runtime.scheduler import Scheduler
+from test_jobs import wait_for
 from resnet_core.remote.jobs import JobError, JobPool
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.analysis.sweep import SWEEP_COLUMNS, plan_sweep, run_sweep, sweep_frame, sweep_summary, write_sweep_csv
@@ -139,14 +140,16 @@ def test_one_budget_of_processes_holds_training_and_a_sweep_together(one_process
     job = TrainingJob(one_process, TINY.with_changes(models=("plain-4", "resnet-6"), width=8, steps=100_000))
     try:
         job.train()
+        wait_for(lambda: job.status().step > 0)
         jobs = plan_sweep(TINY.with_changes(steps=300), depths=(4, 8), seeds=(0,))
+        before = job.status().step
         run = start_analysis(one_process, "train", jobs, collect_rows, parallel=2)
         seen = set()
         while not run.done:
             seen.update(training_workers())
             time.sleep(0.2)
         assert run.error is None and len(run.snapshot()) == len(jobs)
-        assert job.status().step > 100  # training went on meanwhile
+        assert job.status().step - before >= 20  # training went on meanwhile, not starved by the sweep
         assert len(seen) == 1 and seen == set(one_process.pids())
     finally:
         job.stop()

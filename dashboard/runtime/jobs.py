@@ -12,11 +12,9 @@ moves through what the run recorded at the pace the run was trained at, until it
 page is shown the record as it stood at the cursor (``run_cache.record_until``): every table and
 chart exactly as a live run's at that step. A change of the learning rate or the step count on a
 run others share (or on a replay) forks: a run of this session's own is replayed to the cursor's
-step, gets the change there, and goes on live; meanwhile the page stays at that step.
-
-The session is the job's ``owner`` (``app.py`` passes the page's id): the scheduler shares the
-worker processes' turns per session (``scheduler``), and a run viewed by this session alone is
-charged to it (``runs``).
+step, gets the change there, and goes on live; meanwhile the page stays at that step. The job's
+``owner`` is its session (the page's id), whose share of the processes pays for the runs it alone
+views (``scheduler``, ``runs``).
 
 Methods are called from script threads; they change the job's wishes at once and leave the work
 to the runs' turns, so a slow process never blocks the page. Nothing here calls Streamlit:
@@ -90,9 +88,7 @@ def stop_all_jobs() -> None:
 class TrainingJob:
     """One session's training: what it asked for, the run it views and where it stands in it."""
 
-    def __init__(self, scheduler: Scheduler, settings: Settings | None = None, runs: ClassRuns | None = None,
-                 owner: str | None = None):
-        """``owner``: the browser session, whose share of the processes the runs it alone views use."""
+    def __init__(self, scheduler: Scheduler, settings: Settings | None = None, runs: ClassRuns | None = None, owner: str | None = None):
         self.scheduler, self.runs, self.owner = scheduler, runs, owner
         self.id = next(_viewer_ids)
         self._lock = threading.Lock()
@@ -383,9 +379,8 @@ class TrainingJob:
     def _rate(self) -> float | None:
         now = time.monotonic()
         recent = [(t, s) for t, s in self._samples if now - t <= RATE_WINDOW_S]
-        if len(recent) < 2 or recent[-1][0] <= recent[0][0]:
-            return None
-        return (recent[-1][1] - recent[0][1]) / (now - recent[0][0])
+        steady = len(recent) >= 2 and recent[-1][0] > recent[0][0]
+        return (recent[-1][1] - recent[0][1]) / (now - recent[0][0]) if steady else None
 
     @property
     def settings(self) -> Settings:

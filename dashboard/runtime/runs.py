@@ -11,13 +11,10 @@ rebuilt on demand: a run is a pure function of its settings, its seed and the ch
 (at the steps they were made), so the process replays those steps, recording nothing, up to where
 it was (CPU training here is deterministic; see tests/test_jobs.py).
 
-Whose share a run's turns come from (``Task.owner``, see ``scheduler``): the session viewing it,
-when one session does, so that session's run and its analyses together get one share. A run that
-viewers of several sessions follow (a class on one lesson, through ``class_runs``) is charged to
-none of them: it is its own owner, with a share of its own, so following the teacher's run costs
-nobody a part of their own. A run without a viewer, or with one of no session (tests, benchmarks),
-is its own owner as well. The owner follows the viewers as they come and go: a run is its own
-once a second session joins, and its last session's again once the others leave.
+Whose share pays for a run's turns (``Task.owner``, see ``scheduler``): the one session viewing
+it, so its run and its analyses share one. A run viewers of several sessions follow (a class on
+one lesson, ``class_runs``), or of none, is its own owner: following the teacher's run costs nobody
+a part of theirs. The owner follows the viewers as they come and go.
 
 Nothing here calls Streamlit, and this module imports no torch.
 """
@@ -122,8 +119,7 @@ class Run(Task):
 
     # ---- what viewers ask (any thread) -----------------------------------------------------
     def want(self, viewer: int, step: int | None, session: str | None = None) -> None:
-        """Viewer ``viewer`` (of browser session ``session``) wants the run to reach ``step`` (None: it
-        no longer watches)."""
+        """Viewer ``viewer`` (of session ``session``) wants the run to reach ``step`` (None: it has gone)."""
         with self.lock:
             if step is None:
                 self.targets.pop(viewer, None)
@@ -159,9 +155,8 @@ class Run(Task):
         with self.lock:
             now = time.monotonic()
             recent = [(t, s) for t, s in self.progress if now - t <= RATE_WINDOW_S]
-        if len(recent) < 2 or recent[-1][0] <= recent[0][0]:
-            return None
-        return (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
+        steady = len(recent) >= 2 and recent[-1][0] > recent[0][0]
+        return (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0]) if steady else None
 
     # ---- the scheduler's side ----------------------------------------------------------------
     @property
@@ -169,9 +164,7 @@ class Run(Task):
         """The one session viewing this run, else the run itself; see the module's docstring."""
         with self.lock:
             sessions = set(self.sessions.values())
-        if len(sessions) == 1 and None not in sessions:
-            return sessions.pop()
-        return self.id
+        return sessions.pop() if len(sessions) == 1 and None not in sessions else self.id
 
     def _wanted(self) -> int:
         return min(max(self.targets.values(), default=0), self.settings.steps)
