@@ -13,7 +13,7 @@ stay with autograd. The result is bit for bit what ``Net.forward`` and ``loss.ba
 (tests/test_mlp_stack.py checks every block kind, BatchNorm on and off), so a run is the same run
 whichever way it trained.
 
-Only the training pass of an MLP in training mode goes this way; evaluation, the path analysis and
+Only the training pass of an MLP in training mode, on the CPU, goes this way; evaluation, the path analysis and
 the lesion study use ``Net`` itself. ``RESIDUAL_LAB_ENGINE=autograd`` turns it off.
 """
 from __future__ import annotations
@@ -74,7 +74,10 @@ ENABLED = os.environ.get("RESIDUAL_LAB_ENGINE", "") != "autograd"
 
 def supported(net: Net) -> bool:
     """An MLP whose blocks are all linear layers with 1D BN or none (what ``build_model`` makes for
-    ``arch="mlp"``)."""
+    ``arch="mlp"``), on the CPU: there a step is dispatch-bound, and autograd's BN is this kernel
+    (on a GPU it is cuDNN's, and launches are asynchronous anyway)."""
+    if net.head.weight_layer.weight.device.type != "cpu":
+        return False
     def linear_unit(u: Unit) -> bool:
         return isinstance(u.weight_layer, nn.Linear) and (u.norm is None or isinstance(u.norm, nn.BatchNorm1d))
 
