@@ -1,0 +1,194 @@
+"""S MLPs of one architecture as one: every layer's weights stacked along a new first dimension, so
+that one kernel call serves all S members (a sweep's seeds of one family and depth).
+
+These nets are dispatch-bound: at batch 128 and width 32 a step costs its number of kernel calls,
+not its arithmetic. A linear layer of the S members is one ``bmm`` over (S, B, in) @ (S, in, out);
+a BatchNorm is one call over the members laid side by side on the channel dimension, (B, S*C),
+so each member keeps its own statistics (BN is per channel). Measured on this machine, each of
+these kernels gives every member exactly what its own call would (tests/test_stacked_sweep.py).
+
+The members' own ``Net``s stay: after stacking, their parameters and BN buffers are views into
+the stacked tensors, so the evaluation, which goes through ``Net`` (``training.probes.evaluate``),
+sees the stacked weights as they train, and writes BN statistics where the stacked pass reads them.
+
+Activations are (S, B, C) tensors; around a BN they are seen as (B, S*C), one copy each way.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resnet_core.nets.models import Net, Unit
+
+
+class _Linear(torch.autograd.Function):
+    """x (S, B, in) @ W (S, out, in)^T + b (S, out), with the gradients computed in the layouts of
+    autograd's own ``mm`` derivatives for one member (g^T @ x for the weight, g @ W for the input),
+    which is what makes the stacked gradients equal the members' bit for bit."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        if bias is None:
+            return torch.bmm(x, weight.transpose(1, 2))
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        g_x = torch.bmm(g, weight) if ctx.needs_input_grad[0] else None
+        g_weight = torch.bmm(g.transpose(1, 2), x)
+        g_bias = g.sum(1) if ctx.has_bias else None
+        return g_x, g_weight, g_bias
+
+
+class StackedLinear(NamedTuple):
+    weight: torch.Tensor  # (S, out, in)
+    bias: torch.Tensor | None  # (S, out)
+
+
+class StackedNorm(NamedTuple):
+    """The S members' BatchNorm1d side by side: parameters and running statistics of shape (S*C,)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    momentum: float
+    eps: float
+
+
+class StackedUnit(NamedTuple):
+    linear: StackedLinear
+    norm: StackedNorm | None
+    pre: bool  # BN -> ReLU -> linear; else linear -> BN
+
+
+class StackedBlock(NamedTuple):
+    units: tuple[StackedUnit, ...]
+    shortcut: StackedUnit | None  # a projection (post: linear -> BN); None: the identity
+    residual: bool
+    pre: bool
+
+
+def stackable(net: Net) -> bool:
+    """An MLP of linear layers and 1D BN (what ``build_model`` makes for ``arch="mlp"``)."""
+    def unit_ok(u: Unit | None) -> bool:
+        return u is None or (isinstance(u.weight_layer, nn.Linear)
+                             and (u.norm is None or isinstance(u.norm, nn.BatchNorm1d))
+                             and (u.reshape is None or isinstance(u.reshape, nn.Flatten)))
+
+    def shortcut_ok(s: nn.Module | None) -> bool:
+        return s is None or isinstance(s, nn.Linear) or (
+            isinstance(s, nn.Sequential) and len(s) == 2 and isinstance(s[0], nn.Linear)
+            and isinstance(s[1], nn.BatchNorm1d))
+
+    return all(unit_ok(u) for u in net.units()) and all(shortcut_ok(b.shortcut) for b in net.blocks)
+
+
+class StackedMLP:
+    """The members' nets, stacked. ``parameters`` are new leaf tensors (for one optimizer); each
+    member's own parameters and BN buffers become views into them."""
+
+    def __init__(self, nets: list[Net]):
+        if not nets or not all(stackable(n) for n in nets):
+            raise ValueError("only MLPs of linear layers and BatchNorm1d can be stacked")
+        self.nets = nets
+        self.size = len(nets)
+        self.parameters: list[torch.Tensor] = []
+        self.buffers: list[torch.Tensor] = []
+        first = nets[0]
+        self.pre = first.pre
+        self.stem = self._unit([n.stem for n in nets])
+        self.blocks = tuple(self._block([n.blocks[i] for n in nets]) for i in range(len(first.blocks)))
+        self.head = self._unit([n.head for n in nets])
+        self.tracked = [m.num_batches_tracked for n in nets for m in n.modules() if isinstance(m, nn.BatchNorm1d)]
+
+    # ---- building: stack the members' tensors, then make theirs views of the stack ------------
+    def _stack(self, tensors: list[torch.Tensor], flat: bool, parameter: bool) -> torch.Tensor:
+        with torch.no_grad():
+            stacked = (torch.cat if flat else torch.stack)([t.detach() for t in tensors]).clone()
+            views = stacked.split(len(tensors[0])) if flat else stacked.unbind(0)
+            for t, view in zip(tensors, views):
+                t.data = view  # the member's own tensor now reads and writes the stack
+        if parameter:
+            stacked.requires_grad_(True)
+            self.parameters.append(stacked)
+        else:
+            self.buffers.append(stacked)
+        return stacked
+
+    def _linear(self, layers: list[nn.Linear]) -> StackedLinear:
+        weight = self._stack([m.weight for m in layers], False, True)
+        bias = None if layers[0].bias is None else self._stack([m.bias for m in layers], False, True)
+        return StackedLinear(weight, bias)
+
+    def _norm(self, norms: list[nn.BatchNorm1d | None]) -> StackedNorm | None:
+        if norms[0] is None:
+            return None
+        first = norms[0]
+        return StackedNorm(self._stack([m.weight for m in norms], True, True), self._stack([m.bias for m in norms], True, True),
+                           self._stack([m.running_mean for m in norms], True, False),
+                           self._stack([m.running_var for m in norms], True, False), first.momentum, first.eps)
+
+    def _unit(self, units: list[Unit]) -> StackedUnit:
+        return StackedUnit(self._linear([u.weight_layer for u in units]), self._norm([u.norm for u in units]), units[0].pre)
+
+    def _block(self, blocks) -> StackedBlock:
+        units = tuple(self._unit([b.units[j] for b in blocks]) for j in range(len(blocks[0].units)))
+        shortcut = None
+        if blocks[0].shortcut is not None:
+            parts = [b.shortcut if isinstance(b.shortcut, nn.Sequential) else [b.shortcut] for b in blocks]
+            shortcut = StackedUnit(self._linear([p[0] for p in parts]),
+                                   self._norm([p[1] if len(p) > 1 else None for p in parts]), pre=False)
+        return StackedBlock(units, shortcut, blocks[0].residual, blocks[0].pre)
+
+    # ---- the training pass ------------------------------------------------------------------
+    def _norm_forward(self, h: torch.Tensor, n: StackedNorm) -> torch.Tensor:
+        s, b, c = h.shape
+        side_by_side = h.transpose(0, 1).reshape(b, s * c)  # (B, S*C): one BN, per-member channels
+        out = torch.native_batch_norm(side_by_side, n.weight, n.bias, n.running_mean, n.running_var, True,
+                                      n.momentum, n.eps)[0]
+        return out.view(b, s, c).transpose(0, 1)
+
+    def _unit_forward(self, x: torch.Tensor, u: StackedUnit) -> torch.Tensor:
+        """The unit as ``models.Unit`` computes it, without the ReLU that follows a post unit."""
+        if u.pre:
+            if u.norm is not None:
+                x = self._norm_forward(x, u.norm)
+            x = torch.relu(x)
+        x = _Linear.apply(x, u.linear.weight, u.linear.bias)
+        if not u.pre and u.norm is not None:
+            x = self._norm_forward(x, u.norm)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (S, B, classes) of inputs (S, B, features), in training mode (BN on batch
+        statistics, running statistics updated), as each member's ``Net.forward`` would give them."""
+        if self.tracked:
+            torch._foreach_add_(self.tracked, 1)
+        x = self._unit_forward(x.flatten(2), self.stem)
+        if not self.pre:
+            x = torch.relu(x)
+        for block in self.blocks:
+            h = x
+            last = len(block.units) - 1
+            for j, unit in enumerate(block.units):
+                h = self._unit_forward(h, unit)
+                if not block.pre and j < last:
+                    h = torch.relu(h)
+            if block.residual:
+                s = x if block.shortcut is None else self._unit_forward(x, block.shortcut)
+                h = s + h
+            x = h if block.pre else torch.relu(h)
+        return self._unit_forward(x, self.head)
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each member's mean cross-entropy on its own batch: (S,)."""
+        logits = self.forward(x)
+        s, b, k = logits.shape
+        return F.cross_entropy(logits.reshape(s * b, k), y.reshape(s * b), reduction="none").view(s, b).mean(1)
