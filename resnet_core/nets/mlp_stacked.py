@@ -11,7 +11,7 @@ The members' own ``Net``s stay: after stacking, their parameters and BN buffers 
 the stacked tensors, so the evaluation, which goes through ``Net`` (``training.probes.evaluate``),
 sees the stacked weights as they train, and writes BN statistics where the stacked pass reads them.
 
-Activations are (S, B, C) tensors; around a BN they are seen as (B, S*C), one copy each way.
+Activations are contiguous (S, B, C) tensors; a BN sees them as (B, S*C), one copy each way.
 """
 from __future__ import annotations
 
@@ -153,7 +153,9 @@ class StackedMLP:
         side_by_side = h.transpose(0, 1).reshape(b, s * c)  # (B, S*C): one BN, per-member channels
         out = torch.native_batch_norm(side_by_side, n.weight, n.bias, n.running_mean, n.running_var, True,
                                       n.momentum, n.eps)[0]
-        return out.view(b, s, c).transpose(0, 1)
+        # Back to a contiguous (S, B, C): an elementwise kernel (ReLU, its backward) on the strided
+        # view took 11 us against 2 us, more than the copy (3 us).
+        return out.view(b, s, c).transpose(0, 1).contiguous()
 
     def _unit_forward(self, x: torch.Tensor, u: StackedUnit) -> torch.Tensor:
         """The unit as ``models.Unit`` computes it, without the ReLU that follows a post unit."""
