@@ -12,6 +12,10 @@ the stacked tensors, so the evaluation, which goes through ``Net`` (``training.p
 sees the stacked weights as they train, and writes BN statistics where the stacked pass reads them.
 
 Activations are contiguous (S, B, C) tensors; a BN sees them as (B, S*C), one copy each way.
+The block stack's training pass is written out (``_Stack``), as ``mlp_stack`` writes out one net's:
+at these sizes autograd's per-operation bookkeeping cost more than the kernels it saved. Stem,
+head and loss stay with autograd (``_Linear`` gives a linear layer's gradients in the layouts of
+autograd's own ``mm`` derivatives).
 """
 from __future__ import annotations
 
@@ -73,6 +77,137 @@ class StackedBlock(NamedTuple):
     shortcut: StackedUnit | None  # a projection (post: linear -> BN); None: the identity
     residual: bool
     pre: bool
+
+# ------------------------------------------------------------- the block stack, written out
+# As ``mlp_stack`` does for one net: the blocks' forward calls the kernels directly and keeps what
+# the backward needs; the backward calls the kernels autograd's derivative formulas would, in the
+# same layouts, so each member's gradients are bit for bit those of its own autograd graph.
+_bn_backward = torch.ops.aten.native_batch_norm_backward.default
+_threshold_backward = torch.ops.aten.threshold_backward.default
+_MASK = [True, True, True]
+
+
+def _side_by_side(h: torch.Tensor) -> torch.Tensor:
+    """(S, B, C) -> (B, S*C), a copy: one BN call, each member on its own channels."""
+    s, b, c = h.shape
+    return h.transpose(0, 1).reshape(b, s * c)
+
+
+def _stacked_back(h: torch.Tensor, s: int) -> torch.Tensor:
+    """(B, S*C) -> contiguous (S, B, C)."""
+    b = h.shape[0]
+    return h.view(b, s, -1).transpose(0, 1).contiguous()
+
+
+def _stack_forward(blocks: tuple, x: torch.Tensor, saved: list) -> torch.Tensor:
+    keep, relu, size = saved.append, torch.relu, x.shape[0]
+
+    def norm(h: torch.Tensor, n: StackedNorm) -> torch.Tensor:
+        h = _side_by_side(h)
+        out, mean, invstd = torch.native_batch_norm(h, n.weight, n.bias, n.running_mean, n.running_var, True,
+                                                    n.momentum, n.eps)
+        keep((h, mean, invstd))
+        return _stacked_back(out, size)
+
+    def linear(h: torch.Tensor, lin: StackedLinear) -> torch.Tensor:
+        keep(h)
+        if lin.bias is None:
+            return torch.bmm(h, lin.weight.transpose(1, 2))
+        return torch.baddbmm(lin.bias.unsqueeze(1), h, lin.weight.transpose(1, 2))
+
+    for units, shortcut, residual, pre in blocks:
+        h = x
+        last = len(units) - 1
+        for j, (lin, n, _) in enumerate(units):
+            if pre:
+                h = relu(h if n is None else norm(h, n))
+                h = linear(h, lin)
+            else:
+                h = linear(h, lin)
+                if n is not None:
+                    h = norm(h, n)
+                if j < last:
+                    h = relu(h)
+                    keep(h)
+        if residual:
+            s = x
+            if shortcut is not None:
+                s = linear(x, shortcut.linear)
+                if shortcut.norm is not None:
+                    s = norm(s, shortcut.norm)
+            h = s + h
+        if not pre:
+            h = relu(h)
+            keep(h)
+        x = h
+    return x
+
+
+def _stack_backward(blocks: tuple, g: torch.Tensor, saved: list, grads: list) -> torch.Tensor:
+    take, give, size = saved.pop, grads.append, g.shape[0]
+
+    def norm(g: torch.Tensor, n: StackedNorm) -> torch.Tensor:
+        h, mean, invstd = take()
+        g, g_weight, g_bias = _bn_backward(_side_by_side(g), h, n.weight, n.running_mean, n.running_var, mean,
+                                           invstd, True, n.eps, _MASK)
+        give((n.weight, g_weight))
+        give((n.bias, g_bias))
+        return _stacked_back(g, size)
+
+    def linear(g: torch.Tensor, lin: StackedLinear) -> torch.Tensor:
+        x = take()
+        give((lin.weight, torch.bmm(g.transpose(1, 2), x)))
+        if lin.bias is not None:
+            give((lin.bias, g.sum(1)))
+        return torch.bmm(g, lin.weight)
+
+    for units, shortcut, residual, pre in reversed(blocks):
+        if not pre:
+            g = _threshold_backward(g, take(), 0)
+        g_skip = None
+        if residual:
+            g_skip = g
+            if shortcut is not None:
+                if shortcut.norm is not None:
+                    g_skip = norm(g_skip, shortcut.norm)
+                g_skip = linear(g_skip, shortcut.linear)
+        last = len(units) - 1
+        for j in range(last, -1, -1):
+            lin, n, _ = units[j]
+            if pre:
+                r = saved[-1]  # the ReLU's result, the linear layer's input (popped by linear)
+                g = _threshold_backward(linear(g, lin), r, 0)
+                if n is not None:
+                    g = norm(g, n)
+            else:
+                if j < last:
+                    g = _threshold_backward(g, take(), 0)
+                if n is not None:
+                    g = norm(g, n)
+                g = linear(g, lin)
+        g = g if g_skip is None else g + g_skip
+    return g
+
+
+class _Stack(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, blocks: tuple) -> torch.Tensor:  # type: ignore[override]
+        saved: list = []
+        out = _stack_forward(blocks, x, saved)
+        ctx.blocks, ctx.saved = blocks, saved
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        saved, ctx.saved, grads = ctx.saved, None, []
+        g = _stack_backward(ctx.blocks, g.contiguous(), saved, grads)
+        for param, grad in grads:  # the stacked parameters are not the Function's inputs
+            if param.grad is None:
+                param.grad = grad
+            else:
+                param.grad += grad
+        return g, None
+
 
 
 def stackable(net: Net) -> bool:
@@ -176,17 +311,8 @@ class StackedMLP:
         x = self._unit_forward(x.flatten(2), self.stem)
         if not self.pre:
             x = torch.relu(x)
-        for block in self.blocks:
-            h = x
-            last = len(block.units) - 1
-            for j, unit in enumerate(block.units):
-                h = self._unit_forward(h, unit)
-                if not block.pre and j < last:
-                    h = torch.relu(h)
-            if block.residual:
-                s = x if block.shortcut is None else self._unit_forward(x, block.shortcut)
-                h = s + h
-            x = h if block.pre else torch.relu(h)
+        if self.blocks:
+            x = _Stack.apply(x.contiguous(), self.blocks)
         return self._unit_forward(x, self.head)
 
     def losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
