@@ -8,8 +8,8 @@ so each member keeps its own statistics (BN is per channel). Measured on this ma
 these kernels gives every member exactly what its own call would (tests/test_stacked_sweep.py).
 
 The members' own ``Net``s stay: after stacking, their parameters and BN buffers are views into
-the stacked tensors, so the evaluation, which goes through ``Net`` (``training.probes.evaluate``),
-sees the stacked weights as they train, and writes BN statistics where the stacked pass reads them.
+the stacked tensors, so each ``Net`` always holds its member's current weights and statistics
+(``training.probes.evaluate`` on it gives what ``StackedMLP.evaluate`` gives for all at once).
 
 Activations are contiguous (S, B, C) tensors; a BN sees them as (B, S*C), one copy each way.
 The block stack's training pass is written out (``_Stack``), as ``mlp_stack`` writes out one net's:
@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_core.nets.models import Net, Unit
+
+EVAL_BATCH = 2048  # as training.probes.EVAL_BATCH (nets/ cannot import training/)
 
 
 class _Linear(torch.autograd.Function):
@@ -282,33 +284,70 @@ class StackedMLP:
                                    self._norm([p[1] if len(p) > 1 else None for p in parts]), pre=False)
         return StackedBlock(units, shortcut, blocks[0].residual, blocks[0].pre)
 
-    # ---- the training pass ------------------------------------------------------------------
-    def _norm_forward(self, h: torch.Tensor, n: StackedNorm) -> torch.Tensor:
+    # ---- the passes ---------------------------------------------------------------------------
+    def _norm_forward(self, h: torch.Tensor, n: StackedNorm, training: bool = True,
+                      momentum: float | None = None) -> torch.Tensor:
         s, b, c = h.shape
-        side_by_side = h.transpose(0, 1).reshape(b, s * c)  # (B, S*C): one BN, per-member channels
-        out = torch.native_batch_norm(side_by_side, n.weight, n.bias, n.running_mean, n.running_var, True,
-                                      n.momentum, n.eps)[0]
+        out = torch.native_batch_norm(_side_by_side(h), n.weight, n.bias, n.running_mean, n.running_var, training,
+                                      n.momentum if momentum is None else momentum, n.eps)[0]
         # Back to a contiguous (S, B, C): an elementwise kernel (ReLU, its backward) on the strided
         # view took 11 us against 2 us, more than the copy (3 us).
-        return out.view(b, s, c).transpose(0, 1).contiguous()
+        return _stacked_back(out, s)
 
-    def _unit_forward(self, x: torch.Tensor, u: StackedUnit) -> torch.Tensor:
+    def _unit_forward(self, x: torch.Tensor, u: StackedUnit, *bn_mode) -> torch.Tensor:
         """The unit as ``models.Unit`` computes it, without the ReLU that follows a post unit."""
         if u.pre:
             if u.norm is not None:
-                x = self._norm_forward(x, u.norm)
+                x = self._norm_forward(x, u.norm, *bn_mode)
             x = torch.relu(x)
         x = _Linear.apply(x, u.linear.weight, u.linear.bias)
         if not u.pre and u.norm is not None:
-            x = self._norm_forward(x, u.norm)
+            x = self._norm_forward(x, u.norm, *bn_mode)
         return x
+
+    def _predict(self, x: torch.Tensor, training: bool, momentum: float | None) -> torch.Tensor:
+        """Logits without the training pass's bookkeeping, BN as asked (see ``evaluate``)."""
+        mode = (training, momentum)
+        x = self._unit_forward(x, self.stem, *mode)
+        if not self.pre:
+            x = torch.relu(x)
+        for block in self.blocks:
+            h = x
+            last = len(block.units) - 1
+            for j, unit in enumerate(block.units):
+                h = self._unit_forward(h, unit, *mode)
+                if not block.pre and j < last:
+                    h = torch.relu(h)
+            if block.residual:
+                h = (x if block.shortcut is None else self._unit_forward(x, block.shortcut, *mode)) + h
+            x = h if block.pre else torch.relu(h)
+        return self._unit_forward(x, self.head, *mode)
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_stats: bool = False) -> list[tuple[float, float]]:
+        """Each member's (mean cross-entropy, error fraction) on the same points, as
+        ``training.probes.evaluate`` computes them for its own net: in chunks of ``EVAL_BATCH``;
+        ``batch_stats`` normalising with each chunk's statistics and leaving the running ones
+        as they are (momentum 0), else with the running ones (eval mode)."""
+        size = self.size
+        loss_sum = [torch.zeros((), device=x.device) for _ in range(size)]
+        wrong = torch.zeros(size, device=x.device)
+        for start in range(0, len(x), EVAL_BATCH):
+            xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
+            logits = self._predict(xb.flatten(1).unsqueeze(0).expand(size, -1, -1), batch_stats,
+                                   0.0 if batch_stats else None)
+            for i in range(size):  # one call each: the sum's order is then the member's own
+                loss_sum[i] += F.cross_entropy(logits[i], yb, reduction="sum")
+            wrong += (logits.argmax(2) != yb).sum(1)
+        n = max(len(x), 1)
+        return [(float(loss) / n, float(w) / n) for loss, w in zip(loss_sum, wrong.tolist())]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (S, B, classes) of inputs (S, B, features), in training mode (BN on batch
         statistics, running statistics updated), as each member's ``Net.forward`` would give them."""
         if self.tracked:
             torch._foreach_add_(self.tracked, 1)
-        x = self._unit_forward(x.flatten(2), self.stem)
+        x = self._unit_forward(x.flatten(2), self.stem)  # BN in training mode, as a training step
         if not self.pre:
             x = torch.relu(x)
         if self.blocks:
