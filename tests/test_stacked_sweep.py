@@ -140,3 +140,19 @@ def test_a_net_that_cannot_be_stacked_trains_seed_by_seed_in_its_job():
         own = train_one({"family": "resnet", "depth": 10, "seed": seed,
                          "settings": settings.with_changes(seed=seed).to_dict()})
         assert {k: v for k, v in row.items() if k != "wall_s"} == {k: v for k, v in own.items() if k != "wall_s"}
+
+
+def test_seeds_that_would_not_fit_one_runs_memory_together_train_seed_by_seed(monkeypatch):
+    from resnet_core.analysis.sweep import compute
+    from resnet_core.sizing import budget
+    from resnet_core.training import stacked as stacked_module
+
+    settings = BASE.with_changes(models=("plain-8",))
+    one_run = budget.check_fits(settings, budget.shape_of(_data(settings))).total
+    monkeypatch.setattr(budget, "run_memory_budget", lambda: int(one_run * 2.5))  # two fit, three do not
+    assert stacked_module.group_fits(settings, _data(settings), 2)
+    assert not stacked_module.group_fits(settings, _data(settings), 3)
+    built = []
+    monkeypatch.setattr(compute, "StackedTrainer", lambda *a, **k: built.append(a) or StackedTrainer(*a, **k))
+    rows = train_one({"family": "plain", "depth": 8, "seeds": [0, 1, 2], "settings": settings.to_dict()})["rows"]
+    assert not built and [r["seed"] for r in rows] == [0, 1, 2]

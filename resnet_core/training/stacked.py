@@ -26,6 +26,7 @@ from resnet_core.nets.mlp_stacked import StackedMLP, stackable
 from resnet_core.nets.models import Net, build_model
 from resnet_core.remote.slicing import checkpoint
 from resnet_core.settings import Settings
+from resnet_core.sizing import budget
 from resnet_core.training.lockstep import EVAL_LIMIT, BatchStream, check_fits, make_optimizer, resolve_device
 from resnet_core.training.probes import calibrate_batch_norm
 from resnet_core.training.tensors import Dataset, load_dataset
@@ -47,6 +48,13 @@ def can_stack(settings: Settings) -> bool:
     return stackable(build_model(spec, s, (2,), 2))
 
 
+def group_fits(settings: Settings, data: Dataset, members: int) -> bool:
+    """Whether ``members`` runs of these settings fit one run's memory budget together (a worker
+    limits itself to about one run's). A run that does not fit alone raises, as it would alone."""
+    estimate = budget.check_fits(settings.checked(), budget.shape_of(data))
+    return estimate.total * members <= budget.run_memory_budget()
+
+
 class StackedTrainer:
     """``settings`` names one MLP; ``seeds`` the members. ``metrics[i]`` holds member i's rows of
     metrics.csv (step, model, train_loss, train_error, test_error, wall_s, status), as
@@ -57,7 +65,7 @@ class StackedTrainer:
         self.seeds = list(seeds)
         self.device = resolve_device(self.settings.device)
         self.data = data or load_dataset(self.settings.dataset, self.settings.dataset_args)
-        check_fits(self.settings, self.data)
+        check_fits(self.settings, self.data)  # each member as a run of its own
         spec = self.settings.model_specs[0]
         self.name = spec.name
         d = self.data

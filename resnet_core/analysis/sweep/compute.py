@@ -13,7 +13,7 @@ from resnet_core.analysis.sweep import PROGRESS_EVERY
 from resnet_core.remote.trainer import per_core
 from resnet_core.settings import Settings
 from resnet_core.training.lockstep import LockstepTrainer, make_optimizer, resolve_device
-from resnet_core.training.stacked import StackedTrainer, can_stack
+from resnet_core.training.stacked import StackedTrainer, can_stack, group_fits
 from resnet_core.training.tensors import Dataset, load_dataset
 
 
@@ -76,12 +76,13 @@ def train_stacked(job: dict[str, Any], report: Callable[[dict[str, Any]], None] 
     """The seeds of one (family, depth) trained as one (``training.stacked.StackedTrainer``), each
     seed's row as its own run would give it. ``wall_s`` of each row is the group's wall time: the
     seeds trained together, so none has a time of its own (the sum over a sweep's rows counts a
-    group once per seed). A net that cannot be stacked is trained seed by seed, in this job."""
+    group once per seed). A net that cannot be stacked, or seeds that would not fit one run's
+    memory together, are trained seed by seed, in this job."""
     _warm_up()
     started = time.perf_counter()
     settings = Settings.from_dict(job["settings"])
     seeds = [int(s) for s in job["seeds"]]
-    if not can_stack(settings):
+    if not can_stack(settings) or not group_fits(settings, _data(settings), len(seeds)):
         rows = []
         for k, seed in enumerate(seeds):  # progress over the whole job, seed after seed
             def seed_report(p: dict[str, Any], k: int = k) -> None:
