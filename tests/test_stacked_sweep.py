@@ -156,3 +156,15 @@ def test_seeds_that_would_not_fit_one_runs_memory_together_train_seed_by_seed(mo
     monkeypatch.setattr(compute, "StackedTrainer", lambda *a, **k: built.append(a) or StackedTrainer(*a, **k))
     rows = train_one({"family": "plain", "depth": 8, "seeds": [0, 1, 2], "settings": settings.to_dict()})["rows"]
     assert not built and [r["seed"] for r in rows] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("changes,seeds", [
+    ({"init": "zero", "block": "post"}, SEEDS),
+    ({"init": "zero", "block": "pre", "norm": "none", "lr": 0.01}, SEEDS),
+    ({"width": 24, "stages": 2}, [0, 1, 2, 3, 4, 5]),  # slices off the optimizer's vector grid, six members
+])
+def test_zero_init_odd_widths_and_more_members_are_bit_for_bit_too(changes, seeds):
+    settings = BASE.with_changes(models=("resnet-14",), **changes)
+    trainer = stacked(settings, seeds)
+    for i, seed in enumerate(seeds):
+        assert same_rows([tuple(r[k] for k in METRICS) for r in trainer.metrics[i]], alone(settings, seed)), seed
