@@ -206,7 +206,7 @@ def test_a_classmates_sweep_leaves_a_training_session_half_the_process(pool, mon
     try:
         a.train()
         wait_for(lambda: a.status().step > 0)
-        jobs = plan_sweep(LONG, depths=(4,), seeds=(0, 1), steps=100_000)
+        jobs = plan_sweep(LONG, depths=(4,), seeds=(0, 1), steps=100_000, stack=False)  # a job per run
         sweep = start_analysis(pool, "train", jobs, lambda run, event: None, parallel=3, owner="session-b")
         wait_for(lambda: Counter(turns)["session-b"] >= 3)  # each of B's three jobs has started
         since = len(turns)

@@ -16,7 +16,7 @@ from dashboard.runtime.scheduler import Scheduler
 from test_jobs import wait_for
 from resnet_core.remote.jobs import JobError, JobPool
 from resnet_core.settings import Settings, SettingsError
-from resnet_core.analysis.sweep import SWEEP_COLUMNS, plan_sweep, run_sweep, sweep_frame, sweep_summary, write_sweep_csv
+from resnet_core.analysis.sweep import SWEEP_COLUMNS, plan_sweep, run_count, run_sweep, sweep_frame, sweep_summary, write_sweep_csv
 
 
 TINY = Settings(steps=20, eval_every=10, dataset_args={"n": 400})
@@ -31,7 +31,7 @@ def two_workers():
 
 
 def test_a_plan_has_one_run_per_family_depth_and_seed_deepest_first():
-    jobs = plan_sweep(TINY, depths=(8, 4), seeds=(0, 1, 2))
+    jobs = plan_sweep(TINY, depths=(8, 4), seeds=(0, 1, 2), stack=False)
     assert len(jobs) == 2 * 3 * 2
     assert [j["depth"] for j in jobs] == [8] * 6 + [4] * 6
     assert {(j["family"], j["depth"], j["seed"]) for j in jobs} == {
@@ -62,7 +62,7 @@ def test_rows_stream_as_runs_finish_and_make_sweep_csv(tmp_path):
     first = next(stream)  # one run done, the others not yet started
     assert seen_progress[-1] == pytest.approx(1 / len(jobs))
     rows = [first, *stream]
-    assert len(rows) == len(jobs) and seen_progress[-1] == 1.0
+    assert len(rows) == run_count(jobs) == 8 and seen_progress[-1] == 1.0
     assert all(set(r) == set(SWEEP_COLUMNS) for r in rows)
     path = write_sweep_csv(rows, tmp_path)
     frame = pd.read_csv(path)

@@ -16,7 +16,7 @@ from dashboard.runtime.background import AnalysisRun, start_analysis
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.sizing.budget import check_settings
 from dashboard.text import literal
-from resnet_core.analysis.sweep import DEFAULT_DEPTHS, plan_sweep, sweep_frame, sweep_summary
+from resnet_core.analysis.sweep import DEFAULT_DEPTHS, plan_sweep, result_rows, run_count, sweep_frame, sweep_summary
 
 REFRESH_S = 1.0
 MAX_SWEEP_DEPTH = 110
@@ -69,7 +69,7 @@ def render_sweep_panel(settings: Settings) -> None:
             # worker processes, on a GPU too: the server never imports torch
             state.run = start_analysis(scheduler(), "train", jobs, _on_event(len(jobs)), parallel=int(workers),
                                        label="sweep", owner=page_id())  # one share with the tab's training
-            state.total, state.label = len(jobs), f"{settings.dataset}, {int(steps)} steps per run"
+            state.total, state.label = run_count(jobs), f"{settings.dataset}, {int(steps)} steps per run"
             st.rerun()  # redraw with Run disabled and the refreshing results
     if stop.button("Stop", disabled=not running, key="sweep_stop", icon=":material/stop:"):
         state.run.cancel()
@@ -77,7 +77,8 @@ def render_sweep_panel(settings: Settings) -> None:
 
 
 def _on_event(total: int):
-    """Each run's progress into the bar, each finished run's row into the results."""
+    """Each job's progress into the bar, each finished job's rows (one per seed when its seeds
+    trained stacked) into the results."""
     fraction = [0.0] * total
 
     def on_event(run: AnalysisRun, event) -> None:
@@ -85,7 +86,8 @@ def _on_event(total: int):
             fraction[event.index] = event.partial["step"] / max(event.partial["steps"], 1)
         else:
             fraction[event.index] = 1.0
-            run.add(event.result)
+            for row in result_rows(event.result):
+                run.add(row)
         run.set_progress(sum(fraction) / max(total, 1), "training")
 
     return on_event

@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 
-from resnet_core.analysis.sweep import parse_int_list, plan_sweep, run_sweep, sweep_frame, sweep_summary
+from resnet_core.analysis.sweep import parse_int_list, plan_sweep, run_count, run_sweep, sweep_frame, sweep_summary
 from resnet_core.analysis.sweep.compute import default_workers
 from resnet_core.cli.output import SweepFile
 from resnet_core.cli.parser import is_terminal, settings_from_args
@@ -29,10 +29,10 @@ def run(args: argparse.Namespace) -> int:
     check_workers(args.workers)
     data = load_dataset(settings.dataset, settings.dataset_args)  # a bad data argument fails here, before any run
     check_fits(Settings.from_dict(jobs[0]["settings"]), data)  # the deepest run: too big or too large a batch
-    workers = args.workers or default_workers(settings, len(jobs))
+    workers = args.workers or default_workers(settings, len(jobs))  # jobs, not runs: a stacked job is one process's
     if workers == 0:  # on a GPU: in this process
         one_torch_thread()
-    progress = RunsProgress(len(jobs)) if is_terminal() else None
+    progress = RunsProgress(run_count(jobs)) if is_terminal() else None
     started = time.perf_counter()
     rows = []
     try:
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     except JobError as exc:  # a run failed in its worker: keep what finished, say why in one line
         if progress:
             progress.close()
-        print(f"error: the sweep stopped after {len(rows)} of {len(jobs)} runs: {exc}", file=sys.stderr)
+        print(f"error: the sweep stopped after {len(rows)} of {run_count(jobs)} runs: {exc}", file=sys.stderr)
         return 1
     if progress:
         progress.close()

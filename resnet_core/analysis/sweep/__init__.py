@@ -1,13 +1,18 @@
 """The depth sweep: plain and residual nets over a list of depths and seeds (He et al. 2015,
 Table 6 and Fig. 6), one independent run per (family, depth, seed).
 
-Runs share nothing, so each is a job of ``jobpool.JobPool``: worker processes with one torch
-thread each, results back as JSON rows as each run finishes (a live chart fills in as they come).
+Runs share nothing, so they are jobs of ``jobpool.JobPool``: worker processes with one torch
+thread each, results back as JSON rows as runs finish (a live chart fills in as they come).
+An MLP's seeds of one (family, depth) have the same parameter shapes, so by default they are one
+job trained stacked (``training.stacked``: one kernel call per layer for all seeds, each seed's
+numbers those of its own run), which answers one row per seed. ``RESIDUAL_LAB_STACK=0`` or
+``plan_sweep(..., stack=False)`` plans one job per seed instead (the CNN always does).
 
     rows = list(run_sweep(plan_sweep(settings, depths=(8, 20, 56), seeds=(0, 1, 2)), workers=2))
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -20,6 +25,7 @@ DEFAULT_SEEDS = (0, 1, 2)
 FAMILIES = ("plain", "resnet")
 MAX_RUNS = 240  # a sweep is for a lesson, not a cluster: 20 depths x 6 seeds x 2 families
 PROGRESS_EVERY = 25  # steps between a run's progress messages
+STACK = os.environ.get("RESIDUAL_LAB_STACK", "1") != "0"  # train a sweep point's seeds as one
 
 # ---------------------------------------------------------------------------- planning a sweep
 
@@ -35,9 +41,14 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...]:
 
 
 def plan_sweep(settings: Settings, depths: Iterable[int] = DEFAULT_DEPTHS, seeds: Iterable[int] = DEFAULT_SEEDS,
-               steps: int | None = None, families: Iterable[str] = FAMILIES) -> list[dict[str, Any]]:
-    """One job per (family, depth, seed), deepest first (the longest runs start first, so the
-    workers finish together). Every depth is checked with the Settings rules before anything runs."""
+               steps: int | None = None, families: Iterable[str] = FAMILIES,
+               stack: bool | None = None) -> list[dict[str, Any]]:
+    """Jobs deepest first (the longest runs start first, so the workers finish together). Every
+    depth is checked with the Settings rules before anything runs.
+
+    Stacked (``stack``, by default ``STACK``; MLPs only): one job per (family, depth) with the list
+    of its ``seeds``, trained as one, answering one row per seed. Otherwise one job per (family,
+    depth, seed) with its ``seed``."""
     base = settings.checked()
     depths = sorted(set(int(d) for d in depths))
     seeds = sorted(set(int(s) for s in seeds))
@@ -57,6 +68,13 @@ def plan_sweep(settings: Settings, depths: Iterable[int] = DEFAULT_DEPTHS, seeds
     # No per-layer probes, no path analysis: a sweep wants errors only, as fast as they come.
     base = base.with_changes(steps=steps or base.steps, probe_every=RANGES["probe_every"][1], paths_every=0)
     jobs = []
+    if stack if stack is not None else STACK:
+        if stackable(base):
+            for depth in sorted(depths, reverse=True):
+                for family in families:
+                    run = base.with_changes(models=(f"{family}-{depth}",), seed=seeds[0])
+                    jobs.append({"family": family, "depth": depth, "seeds": seeds, "settings": run.to_dict()})
+            return jobs
     for depth in sorted(depths, reverse=True):
         for seed in seeds:
             for family in families:
@@ -65,9 +83,26 @@ def plan_sweep(settings: Settings, depths: Iterable[int] = DEFAULT_DEPTHS, seeds
     return jobs
 
 
+def stackable(settings: Settings) -> bool:
+    """MLPs whose blocks ``training.stacked`` knows: all but zero-padded shortcuts between stages
+    (checked again, on the built net, where the job runs)."""
+    return settings.arch == "mlp" and not (settings.shortcut == "pad" and settings.stages > 1)
+
+
+def run_count(jobs: list[dict[str, Any]]) -> int:
+    """Runs (rows of sweep.csv) the jobs make: a stacked job makes one per seed."""
+    return sum(len(job["seeds"]) if "seeds" in job else 1 for job in jobs)
+
+
+def result_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of sweep.csv in one job's answer: a stacked job's list, or the one row."""
+    return list(result["rows"]) if "rows" in result else [result]
+
+
 def run_sweep(jobs: list[dict[str, Any]], workers: int = 1, pool: JobPool | None = None,
               on_progress: Callable[[float], None] | None = None) -> Iterator[dict[str, Any]]:
-    """Rows of sweep.csv as each run finishes (partial results for a live chart)."""
+    """Rows of sweep.csv as runs finish (partial results for a live chart); a stacked job's rows
+    come together, when it finishes."""
     own = pool is None
     pool = pool or JobPool(workers)
     fraction = [0.0] * len(jobs)
@@ -80,7 +115,7 @@ def run_sweep(jobs: list[dict[str, Any]], workers: int = 1, pool: JobPool | None
             if on_progress is not None:
                 on_progress(sum(fraction) / max(len(jobs), 1))
             if event.result is not None:
-                yield event.result
+                yield from result_rows(event.result)
     finally:
         if own:
             pool.close()

@@ -1,16 +1,19 @@
-"""One run of a depth sweep, in a worker process: the model trained and its row of sweep.csv."""
+"""One job of a depth sweep, in a worker process: one run and its row of sweep.csv, or a sweep
+point's seeds trained stacked (``training.stacked``) and their rows."""
 from __future__ import annotations
 
 import json
 import time
 from typing import Any, Callable
 
+import pandas as pd
 import torch
 
 from resnet_core.analysis.sweep import PROGRESS_EVERY
 from resnet_core.remote.trainer import per_core
 from resnet_core.settings import Settings
 from resnet_core.training.lockstep import LockstepTrainer, make_optimizer, resolve_device
+from resnet_core.training.stacked import StackedTrainer, can_stack, group_fits
 from resnet_core.training.tensors import Dataset, load_dataset
 
 
@@ -37,8 +40,24 @@ def _warm_up() -> None:
     make_optimizer(Settings(), [w]).step()
 
 
+def sweep_row(family: str, depth: int, seed: int, metrics: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    """A run's row of sweep.csv from its rows of metrics.csv. A diverged run has empty errors."""
+    ok = [m for m in metrics if m["status"] == "ok"]
+    diverged = len(ok) < len(metrics)
+    last = ok[-1] if ok and not diverged else None
+    errors = pd.Series([m["train_error"] for m in ok], dtype="float64")  # NaN (an overflowed evaluation) skipped
+    return {"family": family, "depth": depth, "seed": seed,
+            "train_error": None if last is None else float(last["train_error"]),
+            "test_error": None if last is None else float(last["test_error"]),
+            "mean_train_error": None if diverged else float(errors.mean()),
+            "wall_s": round(wall_s, 3)}
+
+
 def train_one(job: dict[str, Any], report: Callable[[dict[str, Any]], None] = lambda _: None) -> dict[str, Any]:
-    """Train one model of a sweep; its row of sweep.csv. A diverged run has empty errors."""
+    """Train one model of a sweep; its row of sweep.csv. A job with ``seeds`` instead of ``seed``
+    trains them stacked (``train_stacked``) and answers ``{"rows": [one row per seed]}``."""
+    if "seeds" in job:
+        return train_stacked(job, report)
     _warm_up()
     started = time.perf_counter()
     settings = Settings.from_dict(job["settings"])
@@ -49,15 +68,38 @@ def train_one(job: dict[str, Any], report: Callable[[dict[str, Any]], None] = la
             report({"step": t.step, "steps": settings.steps})
 
     trainer.run(on_step=progress)
-    metrics = trainer.record.metrics_frame()
-    ok = metrics[metrics.status == "ok"]
-    diverged = (metrics.status != "ok").any()
-    last = ok.iloc[-1] if len(ok) and not diverged else None
-    return {"family": job["family"], "depth": job["depth"], "seed": job["seed"],
-            "train_error": None if last is None else float(last.train_error),
-            "test_error": None if last is None else float(last.test_error),
-            "mean_train_error": None if diverged else float(ok.train_error.mean()),
-            "wall_s": round(time.perf_counter() - started, 3)}
+    return sweep_row(job["family"], job["depth"], job["seed"], trainer.record.metric_rows(),
+                     time.perf_counter() - started)
+
+
+def train_stacked(job: dict[str, Any], report: Callable[[dict[str, Any]], None] = lambda _: None) -> dict[str, Any]:
+    """The seeds of one (family, depth) trained as one (``training.stacked.StackedTrainer``), each
+    seed's row as its own run would give it. ``wall_s`` of each row is the group's wall time: the
+    seeds trained together, so none has a time of its own (the sum over a sweep's rows counts a
+    group once per seed). A net that cannot be stacked, or seeds that would not fit one run's
+    memory together, are trained seed by seed, in this job."""
+    _warm_up()
+    started = time.perf_counter()
+    settings = Settings.from_dict(job["settings"])
+    seeds = [int(s) for s in job["seeds"]]
+    if not can_stack(settings) or not group_fits(settings, _data(settings), len(seeds)):
+        rows = []
+        for k, seed in enumerate(seeds):  # progress over the whole job, seed after seed
+            def seed_report(p: dict[str, Any], k: int = k) -> None:
+                report({"step": k * p["steps"] + p["step"], "steps": len(seeds) * p["steps"]})
+            rows.append(train_one({"family": job["family"], "depth": job["depth"], "seed": seed,
+                                   "settings": settings.with_changes(seed=seed).to_dict()}, seed_report))
+        return {"rows": rows}
+    trainer = StackedTrainer(settings, seeds, data=_data(settings))
+
+    def progress(t: StackedTrainer) -> None:
+        if t.step % PROGRESS_EVERY == 0:
+            report({"step": t.step, "steps": settings.steps})
+
+    trainer.run(on_step=progress)
+    wall_s = time.perf_counter() - started
+    return {"rows": [sweep_row(job["family"], job["depth"], seed, metrics, wall_s)
+                     for seed, metrics in zip(seeds, trainer.metrics)]}
 
 
 def default_workers(settings: Settings, runs: int) -> int:

@@ -1,0 +1,361 @@
+"""S MLPs of one architecture as one: every layer's weights stacked along a new first dimension, so
+that one kernel call serves all S members (a sweep's seeds of one family and depth).
+
+These nets are dispatch-bound: at batch 128 and width 32 a step costs its number of kernel calls,
+not its arithmetic. A linear layer of the S members is one ``bmm`` over (S, B, in) @ (S, in, out);
+a BatchNorm is one call over the members laid side by side on the channel dimension, (B, S*C),
+so each member keeps its own statistics (BN is per channel). Measured on this machine, each of
+these kernels gives every member exactly what its own call would (tests/test_stacked_sweep.py).
+
+The members' own ``Net``s stay: after stacking, their parameters and BN buffers are views into
+the stacked tensors, so each ``Net`` always holds its member's current weights and statistics
+(``training.probes.evaluate`` on it gives what ``StackedMLP.evaluate`` gives for all at once).
+
+Activations are contiguous (S, B, C) tensors; a BN sees them as (B, S*C), one copy each way.
+The block stack's training pass is written out (``_Stack``), as ``mlp_stack`` writes out one net's:
+at these sizes autograd's per-operation bookkeeping cost more than the kernels it saved. Stem,
+head and loss stay with autograd (``_Linear`` gives a linear layer's gradients in the layouts of
+autograd's own ``mm`` derivatives).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resnet_core.nets.models import Net, Unit
+
+EVAL_BATCH = 2048  # as training.probes.EVAL_BATCH (nets/ cannot import training/)
+
+
+class _Linear(torch.autograd.Function):
+    """x (S, B, in) @ W (S, out, in)^T + b (S, out), with the gradients computed in the layouts of
+    autograd's own ``mm`` derivatives for one member (g^T @ x for the weight, g @ W for the input),
+    which is what makes the stacked gradients equal the members' bit for bit."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        if bias is None:
+            return torch.bmm(x, weight.transpose(1, 2))
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        g_x = torch.bmm(g, weight) if ctx.needs_input_grad[0] else None
+        g_weight = torch.bmm(g.transpose(1, 2), x)
+        g_bias = g.sum(1) if ctx.has_bias else None
+        return g_x, g_weight, g_bias
+
+
+class StackedLinear(NamedTuple):
+    weight: torch.Tensor  # (S, out, in)
+    bias: torch.Tensor | None  # (S, out)
+
+
+class StackedNorm(NamedTuple):
+    """The S members' BatchNorm1d side by side: parameters and running statistics of shape (S*C,)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    momentum: float
+    eps: float
+
+
+class StackedUnit(NamedTuple):
+    linear: StackedLinear
+    norm: StackedNorm | None
+    pre: bool  # BN -> ReLU -> linear; else linear -> BN
+
+
+class StackedBlock(NamedTuple):
+    units: tuple[StackedUnit, ...]
+    shortcut: StackedUnit | None  # a projection (post: linear -> BN); None: the identity
+    residual: bool
+    pre: bool
+
+# ------------------------------------------------------------- the block stack, written out
+# As ``mlp_stack`` does for one net: the blocks' forward calls the kernels directly and keeps what
+# the backward needs; the backward calls the kernels autograd's derivative formulas would, in the
+# same layouts, so each member's gradients are bit for bit those of its own autograd graph.
+_bn_backward = torch.ops.aten.native_batch_norm_backward.default
+_threshold_backward = torch.ops.aten.threshold_backward.default
+_MASK = [True, True, True]
+
+
+def _side_by_side(h: torch.Tensor) -> torch.Tensor:
+    """(S, B, C) -> (B, S*C), a copy: one BN call, each member on its own channels."""
+    s, b, c = h.shape
+    return h.transpose(0, 1).reshape(b, s * c)
+
+
+def _stacked_back(h: torch.Tensor, s: int) -> torch.Tensor:
+    """(B, S*C) -> contiguous (S, B, C)."""
+    b = h.shape[0]
+    return h.view(b, s, -1).transpose(0, 1).contiguous()
+
+
+def _stack_forward(blocks: tuple, x: torch.Tensor, saved: list) -> torch.Tensor:
+    keep, relu, size = saved.append, torch.relu, x.shape[0]
+
+    def norm(h: torch.Tensor, n: StackedNorm) -> torch.Tensor:
+        h = _side_by_side(h)
+        out, mean, invstd = torch.native_batch_norm(h, n.weight, n.bias, n.running_mean, n.running_var, True,
+                                                    n.momentum, n.eps)
+        keep((h, mean, invstd))
+        return _stacked_back(out, size)
+
+    def linear(h: torch.Tensor, lin: StackedLinear) -> torch.Tensor:
+        keep(h)
+        if lin.bias is None:
+            return torch.bmm(h, lin.weight.transpose(1, 2))
+        return torch.baddbmm(lin.bias.unsqueeze(1), h, lin.weight.transpose(1, 2))
+
+    for units, shortcut, residual, pre in blocks:
+        h = x
+        last = len(units) - 1
+        for j, (lin, n, _) in enumerate(units):
+            if pre:
+                h = relu(h if n is None else norm(h, n))
+                h = linear(h, lin)
+            else:
+                h = linear(h, lin)
+                if n is not None:
+                    h = norm(h, n)
+                if j < last:
+                    h = relu(h)
+                    keep(h)
+        if residual:
+            s = x
+            if shortcut is not None:
+                s = linear(x, shortcut.linear)
+                if shortcut.norm is not None:
+                    s = norm(s, shortcut.norm)
+            h = s + h
+        if not pre:
+            h = relu(h)
+            keep(h)
+        x = h
+    return x
+
+
+def _stack_backward(blocks: tuple, g: torch.Tensor, saved: list, grads: list) -> torch.Tensor:
+    take, give, size = saved.pop, grads.append, g.shape[0]
+
+    def norm(g: torch.Tensor, n: StackedNorm) -> torch.Tensor:
+        h, mean, invstd = take()
+        g, g_weight, g_bias = _bn_backward(_side_by_side(g), h, n.weight, n.running_mean, n.running_var, mean,
+                                           invstd, True, n.eps, _MASK)
+        give((n.weight, g_weight))
+        give((n.bias, g_bias))
+        return _stacked_back(g, size)
+
+    def linear(g: torch.Tensor, lin: StackedLinear) -> torch.Tensor:
+        x = take()
+        give((lin.weight, torch.bmm(g.transpose(1, 2), x)))
+        if lin.bias is not None:
+            give((lin.bias, g.sum(1)))
+        return torch.bmm(g, lin.weight)
+
+    for units, shortcut, residual, pre in reversed(blocks):
+        if not pre:
+            g = _threshold_backward(g, take(), 0)
+        g_skip = None
+        if residual:
+            g_skip = g
+            if shortcut is not None:
+                if shortcut.norm is not None:
+                    g_skip = norm(g_skip, shortcut.norm)
+                g_skip = linear(g_skip, shortcut.linear)
+        last = len(units) - 1
+        for j in range(last, -1, -1):
+            lin, n, _ = units[j]
+            if pre:
+                r = saved[-1]  # the ReLU's result, the linear layer's input (popped by linear)
+                g = _threshold_backward(linear(g, lin), r, 0)
+                if n is not None:
+                    g = norm(g, n)
+            else:
+                if j < last:
+                    g = _threshold_backward(g, take(), 0)
+                if n is not None:
+                    g = norm(g, n)
+                g = linear(g, lin)
+        g = g if g_skip is None else g + g_skip
+    return g
+
+
+class _Stack(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, blocks: tuple) -> torch.Tensor:  # type: ignore[override]
+        saved: list = []
+        out = _stack_forward(blocks, x, saved)
+        ctx.blocks, ctx.saved = blocks, saved
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        saved, ctx.saved, grads = ctx.saved, None, []
+        g = _stack_backward(ctx.blocks, g.contiguous(), saved, grads)
+        for param, grad in grads:  # the stacked parameters are not the Function's inputs
+            if param.grad is None:
+                param.grad = grad
+            else:
+                param.grad += grad
+        return g, None
+
+
+
+def stackable(net: Net) -> bool:
+    """An MLP of linear layers and 1D BN (what ``build_model`` makes for ``arch="mlp"``)."""
+    def unit_ok(u: Unit | None) -> bool:
+        return u is None or (isinstance(u.weight_layer, nn.Linear)
+                             and (u.norm is None or isinstance(u.norm, nn.BatchNorm1d))
+                             and (u.reshape is None or isinstance(u.reshape, nn.Flatten)))
+
+    def shortcut_ok(s: nn.Module | None) -> bool:
+        return s is None or isinstance(s, nn.Linear) or (
+            isinstance(s, nn.Sequential) and len(s) == 2 and isinstance(s[0], nn.Linear)
+            and isinstance(s[1], nn.BatchNorm1d))
+
+    return all(unit_ok(u) for u in net.units()) and all(shortcut_ok(b.shortcut) for b in net.blocks)
+
+
+class StackedMLP:
+    """The members' nets, stacked. ``parameters`` are new leaf tensors (for one optimizer); each
+    member's own parameters and BN buffers become views into them."""
+
+    def __init__(self, nets: list[Net]):
+        if not nets or not all(stackable(n) for n in nets):
+            raise ValueError("only MLPs of linear layers and BatchNorm1d can be stacked")
+        self.nets = nets
+        self.size = len(nets)
+        self.parameters: list[torch.Tensor] = []
+        self.buffers: list[torch.Tensor] = []
+        first = nets[0]
+        self.pre = first.pre
+        self.stem = self._unit([n.stem for n in nets])
+        self.blocks = tuple(self._block([n.blocks[i] for n in nets]) for i in range(len(first.blocks)))
+        self.head = self._unit([n.head for n in nets])
+        self.tracked = [m.num_batches_tracked for n in nets for m in n.modules() if isinstance(m, nn.BatchNorm1d)]
+
+    # ---- building: stack the members' tensors, then make theirs views of the stack ------------
+    def _stack(self, tensors: list[torch.Tensor], flat: bool, parameter: bool) -> torch.Tensor:
+        with torch.no_grad():
+            stacked = (torch.cat if flat else torch.stack)([t.detach() for t in tensors]).clone()
+            views = stacked.split(len(tensors[0])) if flat else stacked.unbind(0)
+            for t, view in zip(tensors, views):
+                t.data = view  # the member's own tensor now reads and writes the stack
+        if parameter:
+            stacked.requires_grad_(True)
+            self.parameters.append(stacked)
+        else:
+            self.buffers.append(stacked)
+        return stacked
+
+    def _linear(self, layers: list[nn.Linear]) -> StackedLinear:
+        weight = self._stack([m.weight for m in layers], False, True)
+        bias = None if layers[0].bias is None else self._stack([m.bias for m in layers], False, True)
+        return StackedLinear(weight, bias)
+
+    def _norm(self, norms: list[nn.BatchNorm1d | None]) -> StackedNorm | None:
+        if norms[0] is None:
+            return None
+        first = norms[0]
+        return StackedNorm(self._stack([m.weight for m in norms], True, True), self._stack([m.bias for m in norms], True, True),
+                           self._stack([m.running_mean for m in norms], True, False),
+                           self._stack([m.running_var for m in norms], True, False), first.momentum, first.eps)
+
+    def _unit(self, units: list[Unit]) -> StackedUnit:
+        return StackedUnit(self._linear([u.weight_layer for u in units]), self._norm([u.norm for u in units]), units[0].pre)
+
+    def _block(self, blocks) -> StackedBlock:
+        units = tuple(self._unit([b.units[j] for b in blocks]) for j in range(len(blocks[0].units)))
+        shortcut = None
+        if blocks[0].shortcut is not None:
+            parts = [b.shortcut if isinstance(b.shortcut, nn.Sequential) else [b.shortcut] for b in blocks]
+            shortcut = StackedUnit(self._linear([p[0] for p in parts]),
+                                   self._norm([p[1] if len(p) > 1 else None for p in parts]), pre=False)
+        return StackedBlock(units, shortcut, blocks[0].residual, blocks[0].pre)
+
+    # ---- the passes ---------------------------------------------------------------------------
+    def _norm_forward(self, h: torch.Tensor, n: StackedNorm, training: bool = True,
+                      momentum: float | None = None) -> torch.Tensor:
+        s, b, c = h.shape
+        out = torch.native_batch_norm(_side_by_side(h), n.weight, n.bias, n.running_mean, n.running_var, training,
+                                      n.momentum if momentum is None else momentum, n.eps)[0]
+        # Back to a contiguous (S, B, C): an elementwise kernel (ReLU, its backward) on the strided
+        # view took 11 us against 2 us, more than the copy (3 us).
+        return _stacked_back(out, s)
+
+    def _unit_forward(self, x: torch.Tensor, u: StackedUnit, *bn_mode) -> torch.Tensor:
+        """The unit as ``models.Unit`` computes it, without the ReLU that follows a post unit."""
+        if u.pre:
+            if u.norm is not None:
+                x = self._norm_forward(x, u.norm, *bn_mode)
+            x = torch.relu(x)
+        x = _Linear.apply(x, u.linear.weight, u.linear.bias)
+        if not u.pre and u.norm is not None:
+            x = self._norm_forward(x, u.norm, *bn_mode)
+        return x
+
+    def _predict(self, x: torch.Tensor, training: bool, momentum: float | None) -> torch.Tensor:
+        """Logits without the training pass's bookkeeping, BN as asked (see ``evaluate``)."""
+        mode = (training, momentum)
+        x = self._unit_forward(x, self.stem, *mode)
+        if not self.pre:
+            x = torch.relu(x)
+        for block in self.blocks:
+            h = x
+            last = len(block.units) - 1
+            for j, unit in enumerate(block.units):
+                h = self._unit_forward(h, unit, *mode)
+                if not block.pre and j < last:
+                    h = torch.relu(h)
+            if block.residual:
+                h = (x if block.shortcut is None else self._unit_forward(x, block.shortcut, *mode)) + h
+            x = h if block.pre else torch.relu(h)
+        return self._unit_forward(x, self.head, *mode)
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_stats: bool = False) -> list[tuple[float, float]]:
+        """Each member's (mean cross-entropy, error fraction) on the same points, as
+        ``training.probes.evaluate`` computes them for its own net: in chunks of ``EVAL_BATCH``;
+        ``batch_stats`` normalising with each chunk's statistics and leaving the running ones
+        as they are (momentum 0), else with the running ones (eval mode)."""
+        size = self.size
+        loss_sum = [torch.zeros((), device=x.device) for _ in range(size)]
+        wrong = torch.zeros(size, device=x.device)
+        for start in range(0, len(x), EVAL_BATCH):
+            xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
+            logits = self._predict(xb.flatten(1).unsqueeze(0).expand(size, -1, -1), batch_stats,
+                                   0.0 if batch_stats else None)
+            for i in range(size):  # one call each: the sum's order is then the member's own
+                loss_sum[i] += F.cross_entropy(logits[i], yb, reduction="sum")
+            wrong += (logits.argmax(2) != yb).sum(1)
+        n = max(len(x), 1)
+        return [(float(loss) / n, float(w) / n) for loss, w in zip(loss_sum, wrong.tolist())]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (S, B, classes) of inputs (S, B, features), in training mode (BN on batch
+        statistics, running statistics updated), as each member's ``Net.forward`` would give them."""
+        if self.tracked:
+            torch._foreach_add_(self.tracked, 1)
+        x = self._unit_forward(x.flatten(2), self.stem)  # BN in training mode, as a training step
+        if not self.pre:
+            x = torch.relu(x)
+        if self.blocks:
+            x = _Stack.apply(x.contiguous(), self.blocks)
+        return self._unit_forward(x, self.head)
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each member's mean cross-entropy on its own batch: (S,)."""
+        logits = self.forward(x)
+        s, b, k = logits.shape
+        return F.cross_entropy(logits.reshape(s * b, k), y.reshape(s * b), reduction="none").view(s, b).mean(1)
