@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from resnet_core.remote.transport import JsonProcess, server_worker_nice
+from resnet_core.remote.transport import JsonProcess
 
 TRAINING_WORKER = "resnet_core.training.worker"  # what resnet_core.remote.trainer.WorkerProcess runs
 
@@ -23,7 +23,7 @@ def start() -> None:
     with _lock:
         if _spare is None:
             try:
-                _spare = JsonProcess(TRAINING_WORKER, nice=server_worker_nice())
+                _spare = JsonProcess(TRAINING_WORKER)
                 _spare.send({"cmd": "warm"})
             except (OSError, RuntimeError):
                 _spare = None  # the scheduler starts one itself, and reports if it cannot

@@ -27,8 +27,11 @@ class AnswersAtOnce:
 
     pid = 0
 
-    def __init__(self, nice: int = 0) -> None:
+    def __init__(self) -> None:
         self.alive = True
+
+    def lower_priority(self, nice: int) -> None:
+        pass
 
     def send(self, msg: dict) -> None:
         pass

@@ -97,20 +97,20 @@ def niceness(pid: int) -> int:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads niceness from /proc (Linux)")
-def test_a_server_s_workers_give_way_to_the_server_and_the_cli_s_do_not():
+def test_a_server_s_workers_give_way_to_the_server_once_warm_and_the_cli_s_do_not():
     from dashboard.runtime.scheduler import Scheduler
 
     ours = niceness(os.getpid())
     plain = JsonProcess("noisy_child")
-    scheduler = Scheduler(size=1, warm=True)  # the first host starts its process at once
+    scheduler = Scheduler(size=1, warm=True)  # the first host starts and warms its process at once
     try:
         plain.send({"x": 1})
         assert plain.receive(timeout=60) == {"echo": 1}
         assert niceness(plain.pid) == ours  # the CLI's and ParallelTrainer's workers: as their parent
-        deadline = time.monotonic() + 120
-        while not scheduler.pids() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120  # warmed at the server's priority, then pages first
+        while not (scheduler.hosts[0].warm_s and scheduler.pids()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert niceness(scheduler.pids()[0]) == min(19, ours + 10)  # a server's: pages first
+        assert niceness(scheduler.pids()[0]) == min(19, ours + 10)
     finally:
         plain.close()
         scheduler.close()

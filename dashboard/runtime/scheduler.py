@@ -255,7 +255,7 @@ class Host:
         started = time.perf_counter()
         spare, self._spare = self._spare, None
         try:
-            self.process = spare if spare is not None and spare.alive else WorkerProcess(nice=server_worker_nice())
+            self.process = spare if spare is not None and spare.alive else WorkerProcess()
         except OSError as exc:
             raise HostLost(f"a worker process could not be started ({exc})") from exc
         try:
@@ -265,6 +265,9 @@ class Host:
                 self.call("warm", START_DEADLINE_S)
         except WorkerError:
             pass  # the warm-up is an optimisation; a real run reports its own error
+        # Warmed at the server's priority (the first Train of the day waits for it); from now on
+        # it gives way to the server answering pages.
+        self.process.lower_priority(server_worker_nice())
         self.warm_s = time.perf_counter() - started
 
     def _lose(self, message: str) -> None:

@@ -57,8 +57,8 @@ class WorkerProcess(JsonProcess):
     """One long-lived training process (``python -m resnet_core.training.worker``); reusable for run
     after run (``init`` resets it)."""
 
-    def __init__(self, nice: int = 0) -> None:
-        super().__init__("resnet_core.training.worker", nice=nice)
+    def __init__(self) -> None:
+        super().__init__("resnet_core.training.worker")
 
     def post(self, **msg: Any) -> None:
         try:

@@ -35,9 +35,7 @@ class NoReply(ProcessGone):
 class JsonProcess:
     """One child interpreter running ``python -m module``; the parent's end of the conversation."""
 
-    def __init__(self, module: str, nice: int = 0):
-        """``nice``: how much lower than this process's the child's CPU priority is: a server's
-        workers give way to the server answering pages."""
+    def __init__(self, module: str):
         # The packages are installed (pip install -e .), so the child finds them from any folder.
         # Unbuffered bytes on both pipes: the parent reads with a deadline (select on the descriptor),
         # which a buffered reader would defeat by holding lines the descriptor no longer shows.
@@ -46,8 +44,6 @@ class JsonProcess:
         self.process = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, bufsize=0,
                                         env={**os.environ, WORKER_LIMIT_ENV: limit})
-        if nice > 0:
-            _lower_priority(self.process.pid, nice)
         self.broken = False
         self._buffer = bytearray()
         self._scanned = 0  # bytes of the buffer known to hold no newline
@@ -55,6 +51,16 @@ class JsonProcess:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def lower_priority(self, nice: int) -> None:
+        """The child's niceness set ``nice`` above this process's (a server's workers give way to the
+        server answering pages). Only ever lowered: raising it back needs privileges."""
+        if nice <= 0:
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, self.pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice))
+        except (OSError, AttributeError):
+            pass  # not allowed, or not POSIX: the child runs at its parent's priority
 
     def send(self, msg: dict[str, Any]) -> None:
         data = memoryview((json.dumps(msg) + "\n").encode())
@@ -138,14 +144,6 @@ def server_worker_nice() -> int:
         return max(0, min(19, int(os.environ.get("RESIDUAL_LAB_WORKER_NICE", "10"))))
     except ValueError:
         return 10
-
-
-def _lower_priority(pid: int, nice: int) -> None:
-    """The child's niceness raised by ``nice`` from the parent's, at once (before it imports torch)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice))
-    except (OSError, AttributeError):
-        pass  # not allowed, or not POSIX: the child runs at its parent's priority
 
 
 def limit_memory() -> None:
