@@ -88,8 +88,7 @@ class Run(Task):
         """``changes``: made at the steps they name, as it gets there (a run forked from another at
         the step a session changed a setting). ``key``: the run cache's key of the run while it has
         no changes; ``on_finish(run)`` once it is finished so, ``on_change(run)`` when it gets one."""
-        self.scheduler = scheduler
-        self.id = f"run-{next(Run._ids)}"
+        self.scheduler, self.id = scheduler, f"run-{next(Run._ids)}"
         self.lock = threading.Lock()
         self.moved = threading.Condition(self.lock)  # notified after every turn that changed something
         self.settings = settings            # as they are now (lr and steps may have moved)
@@ -107,15 +106,13 @@ class Run(Task):
         self.status: dict[str, str] = {}
         self.diverged_at: dict[str, int] = {}
         self.error: str | None = None
-        self.built = False
+        self.built, self.closing = False, False
         self.busy = False                   # a turn is under way: the step may still move
-        self.closing = False
         self.targets: dict[int, int] = {}   # viewer id -> the step it wants to see
         self.sessions: dict[int, str | None] = {}  # viewer id -> its session (whose share it uses)
         self.control: deque[Any] = deque()  # ("lr" | "steps", value), ("regions",), _Request
         self.progress: deque[tuple[float, int]] = deque(maxlen=400)  # (monotonic, step) after each turn
-        self.longest_turn_s = 0.0
-        self.idle_since = time.monotonic()
+        self.longest_turn_s, self.idle_since = 0.0, time.monotonic()
 
     # ---- what viewers ask (any thread) -----------------------------------------------------
     def want(self, viewer: int, step: int | None, session: str | None = None) -> None:
@@ -383,7 +380,10 @@ class Run(Task):
                               "with it") if "stopped answering" in message else message
             self.moved.notify_all()
         if self.record is not None:
-            self.record.close_stream()
+            try:
+                self.record.close_stream()
+            except OSError:  # a stopping server's workers die first, and its scratch folder may be gone
+                pass
         if closing and self.host is not None:
             self.host.remove(self)
         self._fail_requests(message)
