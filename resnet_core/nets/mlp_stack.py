@@ -34,28 +34,38 @@ _linear = torch._C._nn.linear
 _MASK = [True, True, True]
 
 
-class _Layer(NamedTuple):
-    """One linear layer (bias where there is no BN) and the BN after it (post) or before it (pre),
-    as bare tensors: a module's attribute look-up costs more than some of these kernels."""
+class NormPlan(NamedTuple):
+    """A BatchNorm1d as bare tensors (a module's attribute look-up costs more than some kernels)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    momentum: float
+    eps: float
+
+
+class LayerPlan(NamedTuple):
+    """One linear layer (bias where there is no BN) and the BN after it (post) or before it (pre)."""
 
     weight: torch.Tensor
     bias: torch.Tensor | None
-    norm: tuple | None  # (weight, bias, running_mean, running_var, momentum, eps)
+    norm: NormPlan | None
 
 
-class _Block(NamedTuple):
-    layers: tuple[_Layer, ...]
+class BlockPlan(NamedTuple):
+    layers: tuple[LayerPlan, ...]
     pre: bool
     residual: bool
-    shortcut: _Layer | None  # a projection (its BN, if any, after it); None: the identity
+    shortcut: LayerPlan | None  # a projection (its BN, if any, after it); None: the identity
 
 
-def _layer(linear: nn.Linear, bn: nn.BatchNorm1d | None) -> _Layer:
-    norm = None if bn is None else (bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps)
-    return _Layer(linear.weight, linear.bias, norm)
+def _layer(linear: nn.Linear, bn: nn.BatchNorm1d | None) -> LayerPlan:
+    norm = None if bn is None else NormPlan(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps)
+    return LayerPlan(linear.weight, linear.bias, norm)
 
 
-def _plan(net: Net) -> tuple[_Block, ...]:
+def _plan(net: Net) -> tuple[BlockPlan, ...]:
     """The net's blocks as bare tensors. BN's momentum is read here: evaluation and calibration
     change it for a while, but only through the modules, never during a training pass."""
     blocks = []
@@ -65,7 +75,7 @@ def _plan(net: Net) -> tuple[_Block, ...]:
             proj, *rest = block.shortcut if isinstance(block.shortcut, nn.Sequential) else [block.shortcut]
             shortcut = _layer(proj, rest[0] if rest else None)
         layers = tuple(_layer(u.weight_layer, u.norm) for u in block.units)
-        blocks.append(_Block(layers, block.pre, block.residual, shortcut))
+        blocks.append(BlockPlan(layers, block.pre, block.residual, shortcut))
     return tuple(blocks)
 
 
@@ -78,6 +88,7 @@ def supported(net: Net) -> bool:
     (on a GPU it is cuDNN's, and launches are asynchronous anyway)."""
     if net.head.weight_layer.weight.device.type != "cpu":
         return False
+
     def linear_unit(u: Unit) -> bool:
         return isinstance(u.weight_layer, nn.Linear) and (u.norm is None or isinstance(u.norm, nn.BatchNorm1d))
 
@@ -89,32 +100,61 @@ def supported(net: Net) -> bool:
     return all(linear_shortcut(b) and all(linear_unit(u) for u in b.units) for b in net.blocks)
 
 
+class Kernels:
+    """What a linear layer and a BN are, forward and backward, for one net: activations (B, C).
+    ``mlp_stacked.StackedKernels`` is the same for S nets trained as one. The backward calls what
+    autograd's derivative formulas call, in the layouts they pick."""
+
+    def linear(self, x: torch.Tensor, layer: LayerPlan) -> torch.Tensor:
+        return _linear(x, layer.weight, layer.bias)
+
+    def norm(self, h: torch.Tensor, n: NormPlan) -> tuple[torch.Tensor, tuple]:
+        """The output, and what the backward needs. What BatchNorm1d.forward asks of the kernel in
+        training mode (its num_batches_tracked is counted once a step for all the net's BNs)."""
+        out, mean, invstd = _bn(h, n.weight, n.bias, n.running_mean, n.running_var, True, n.momentum, n.eps)
+        return out, (h, mean, invstd)
+
+    def linear_backward(self, g: torch.Tensor, layer: LayerPlan, x: torch.Tensor, give) -> torch.Tensor:
+        # autograd's mm derivatives for x @ weight.t(): the input's grad as g @ weight, the weight's
+        # computed in weight.t()'s column-major layout, (g.t() @ x); the bias's summed to its shape.
+        give((layer.weight, g.t().mm(x)))
+        if layer.bias is not None:
+            give((layer.bias, g.sum_to_size(layer.bias.shape)))
+        return g.mm(layer.weight)
+
+    def norm_backward(self, g: torch.Tensor, n: NormPlan, saved: tuple, give) -> torch.Tensor:
+        h, mean, invstd = saved
+        g, g_weight, g_bias = _bn_backward(g, h, n.weight, n.running_mean, n.running_var, mean, invstd, True, n.eps, _MASK)
+        give((n.weight, g_weight))
+        give((n.bias, g_bias))
+        return g
+
+
 # ---------------------------------------------------------------------------------- forward
-def _forward(plan: tuple[_Block, ...], x: torch.Tensor, probe: Probe | None, saved: list) -> torch.Tensor:
+def _forward(plan: tuple[BlockPlan, ...], x: torch.Tensor, probe: Probe | None, saved: list,
+             k: Kernels) -> torch.Tensor:
     """The stack's output; ``saved`` gets, in order, what the backward pops: each linear layer's
-    input, each BN's (input, mean, invstd), each ReLU's result."""
+    input, each BN's saved tensors, each ReLU's result."""
     keep, relu = saved.append, torch.relu
 
-    def norm(h: torch.Tensor, n: tuple) -> torch.Tensor:
-        # What BatchNorm1d.forward asks of the kernel in training mode (its num_batches_tracked is
-        # counted once a step for all the net's BNs, in ``forward``).
-        out, mean, invstd = _bn(h, n[0], n[1], n[2], n[3], True, n[4], n[5])
-        keep((h, mean, invstd))
+    def norm(h: torch.Tensor, n: NormPlan) -> torch.Tensor:
+        out, for_backward = k.norm(h, n)
+        keep(for_backward)
         return out
 
     for layers, pre, residual, shortcut in plan:
         h = x
         last = len(layers) - 1
-        for j, (weight, bias, n) in enumerate(layers):
+        for j, layer in enumerate(layers):
             if pre:
-                h = relu(h if n is None else norm(h, n))
+                h = relu(h if layer.norm is None else norm(h, layer.norm))
                 keep(h)  # the ReLU's result is the linear layer's input
-                h = _linear(h, weight, bias)
+                h = k.linear(h, layer)
             else:
                 keep(h)
-                h = _linear(h, weight, bias)
-                if n is not None:
-                    h = norm(h, n)
+                h = k.linear(h, layer)
+                if layer.norm is not None:
+                    h = norm(h, layer.norm)
             if probe is not None:
                 probe.responses.append(h)
             if not pre and j < last:
@@ -124,7 +164,7 @@ def _forward(plan: tuple[_Block, ...], x: torch.Tensor, probe: Probe | None, sav
             s = x
             if shortcut is not None:
                 keep(x)
-                s = _linear(x, shortcut.weight, shortcut.bias)
+                s = k.linear(x, shortcut)
                 if shortcut.norm is not None:
                     s = norm(s, shortcut.norm)
             if probe is not None:
@@ -139,25 +179,9 @@ def _forward(plan: tuple[_Block, ...], x: torch.Tensor, probe: Probe | None, sav
 
 
 # --------------------------------------------------------------------------------- backward
-def _backward(plan: tuple[_Block, ...], g: torch.Tensor, saved: list, grads: list) -> torch.Tensor:
+def _backward(plan: tuple[BlockPlan, ...], g: torch.Tensor, saved: list, grads: list, k: Kernels) -> torch.Tensor:
     """The gradient at the stack's input; ``grads`` gets (parameter, gradient) pairs."""
     take, give = saved.pop, grads.append
-
-    def norm(g: torch.Tensor, n: tuple) -> torch.Tensor:
-        h, mean, invstd = take()
-        g, g_weight, g_bias = _bn_backward(g, h, n[0], n[2], n[3], mean, invstd, True, n[5], _MASK)
-        give((n[0], g_weight))
-        give((n[1], g_bias))
-        return g
-
-    def linear(g: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-        # autograd's mm derivatives for x @ weight.t(): the input's grad as g @ weight, the weight's
-        # computed in weight.t()'s column-major layout, (g.t() @ x); the bias's summed to its shape.
-        give((weight, g.t().mm(x)))
-        if bias is not None:
-            give((bias, g.sum_to_size(bias.shape)))
-        return g.mm(weight)
-
     for layers, pre, residual, shortcut in reversed(plan):
         if not pre:
             g = _threshold_backward(g, take(), 0)
@@ -166,44 +190,49 @@ def _backward(plan: tuple[_Block, ...], g: torch.Tensor, saved: list, grads: lis
             g_skip = g
             if shortcut is not None:
                 if shortcut.norm is not None:
-                    g_skip = norm(g_skip, shortcut.norm)
-                g_skip = linear(g_skip, shortcut.weight, shortcut.bias, take())
+                    g_skip = k.norm_backward(g_skip, shortcut.norm, take(), give)
+                g_skip = k.linear_backward(g_skip, shortcut, take(), give)
         last = len(layers) - 1
         for j in range(last, -1, -1):
-            weight, bias, n = layers[j]
+            layer = layers[j]
             if pre:
                 r = take()  # the ReLU's result, the linear layer's input
-                g = _threshold_backward(linear(g, weight, bias, r), r, 0)
-                if n is not None:
-                    g = norm(g, n)
+                g = _threshold_backward(k.linear_backward(g, layer, r, give), r, 0)
+                if layer.norm is not None:
+                    g = k.norm_backward(g, layer.norm, take(), give)
             else:
                 if j < last:
                     g = _threshold_backward(g, take(), 0)
-                if n is not None:
-                    g = norm(g, n)
-                g = linear(g, weight, bias, take())
+                if layer.norm is not None:
+                    g = k.norm_backward(g, layer.norm, take(), give)
+                g = k.linear_backward(g, layer, take(), give)
         g = g if g_skip is None else g + g_skip
     return g
 
 
-class _Stack(torch.autograd.Function):
+class BlockStack(torch.autograd.Function):
+    """The block stack as one node of autograd's graph: ``BlockStack.apply(x, plan, kernels, probe)``."""
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, plan: list[_Block], probe: Probe | None) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, plan: tuple[BlockPlan, ...], k: Kernels, probe: Probe | None) -> torch.Tensor:  # type: ignore[override]
         saved: list = []
-        out = _forward(plan, x, probe, saved)
-        ctx.plan, ctx.saved = plan, saved
+        out = _forward(plan, x, probe, saved, k)
+        ctx.plan, ctx.kernels, ctx.saved = plan, k, saved
         return out
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):  # type: ignore[override]
         saved, ctx.saved, grads = ctx.saved, None, []
-        g = _backward(ctx.plan, g, saved, grads)
+        g = _backward(ctx.plan, g.contiguous(), saved, grads, ctx.kernels)
         for param, grad in grads:  # the parameters are not the Function's inputs: no AccumulateGrad
             if param.grad is None:
                 param.grad = grad
             else:
                 param.grad += grad
-        return g, None, None
+        return g, None, None, None
+
+
+_ONE_NET = Kernels()
 
 
 def forward(net: Net, x: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
@@ -224,7 +253,7 @@ def forward(net: Net, x: torch.Tensor, probe: Probe | None = None) -> torch.Tens
         h = F.relu(h)
     if tracked:
         torch._foreach_add_(tracked, 1)
-    h = _Stack.apply(h, plan, probe)
+    h = BlockStack.apply(h, plan, _ONE_NET, probe)
     out = net.head(h)
     if probe is not None:
         probe.responses.append(out)

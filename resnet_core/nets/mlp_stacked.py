@@ -12,8 +12,9 @@ the stacked tensors, so each ``Net`` always holds its member's current weights a
 (``training.probes.evaluate`` on it gives what ``StackedMLP.evaluate`` gives for all at once).
 
 Activations are contiguous (S, B, C) tensors; a BN sees them as (B, S*C), one copy each way.
-The block stack's training pass is written out (``_Stack``), as ``mlp_stack`` writes out one net's:
-at these sizes autograd's per-operation bookkeeping cost more than the kernels it saved. Stem,
+The block stack's training pass is written out: ``mlp_stack`` walks the blocks, as for one net,
+with this module's kernels (``StackedKernels``); at these sizes autograd's per-operation
+bookkeeping cost more than the kernels it saved. Stem,
 head and loss stay with autograd (``_Linear`` gives a linear layer's gradients in the layouts of
 autograd's own ``mm`` derivatives).
 """
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_core.nets.mlp_stack import BlockPlan, BlockStack, Kernels, LayerPlan, NormPlan
 from resnet_core.nets.models import Net, Unit
 
 EVAL_BATCH = 2048  # as training.probes.EVAL_BATCH (nets/ cannot import training/)
@@ -52,40 +54,20 @@ class _Linear(torch.autograd.Function):
         return g_x, g_weight, g_bias
 
 
-class StackedLinear(NamedTuple):
-    weight: torch.Tensor  # (S, out, in)
-    bias: torch.Tensor | None  # (S, out)
-
-
-class StackedNorm(NamedTuple):
-    """The S members' BatchNorm1d side by side: parameters and running statistics of shape (S*C,)."""
-
-    weight: torch.Tensor
-    bias: torch.Tensor
-    running_mean: torch.Tensor
-    running_var: torch.Tensor
-    momentum: float
-    eps: float
-
-
 class StackedUnit(NamedTuple):
-    linear: StackedLinear
-    norm: StackedNorm | None
+    """A stem or head of the S members: the stacked layer (weights (S, out, in), biases (S, out), BN
+    tensors (S*C,): ``mlp_stack``'s plan, of stacked tensors), and its order."""
+
+    layer: LayerPlan
     pre: bool  # BN -> ReLU -> linear; else linear -> BN
 
 
-class StackedBlock(NamedTuple):
-    units: tuple[StackedUnit, ...]
-    shortcut: StackedUnit | None  # a projection (post: linear -> BN); None: the identity
-    residual: bool
-    pre: bool
-
 # ------------------------------------------------------------- the block stack, written out
-# As ``mlp_stack`` does for one net: the blocks' forward calls the kernels directly and keeps what
-# the backward needs; the backward calls the kernels autograd's derivative formulas would, in the
-# same layouts, so each member's gradients are bit for bit those of its own autograd graph.
+# ``mlp_stack`` walks the blocks, forward and backward; these are its kernels for S members at once:
+# a linear layer one bmm, a BN one call on the members side by side. The backward calls what
+# autograd's derivative formulas call, in the same layouts, so each member's gradients are bit for
+# bit those of its own autograd graph.
 _bn_backward = torch.ops.aten.native_batch_norm_backward.default
-_threshold_backward = torch.ops.aten.threshold_backward.default
 _MASK = [True, True, True]
 
 
@@ -101,115 +83,36 @@ def _stacked_back(h: torch.Tensor, s: int) -> torch.Tensor:
     return h.view(b, s, -1).transpose(0, 1).contiguous()
 
 
-def _stack_forward(blocks: tuple, x: torch.Tensor, saved: list) -> torch.Tensor:
-    keep, relu, size = saved.append, torch.relu, x.shape[0]
+class StackedKernels(Kernels):
+    """Activations (S, B, C); weights (S, out, in), biases (S, out), BN tensors (S*C,)."""
 
-    def norm(h: torch.Tensor, n: StackedNorm) -> torch.Tensor:
+    def __init__(self, size: int):
+        self.size = size
+
+    def linear(self, x: torch.Tensor, layer: LayerPlan) -> torch.Tensor:
+        if layer.bias is None:
+            return torch.bmm(x, layer.weight.transpose(1, 2))
+        return torch.baddbmm(layer.bias.unsqueeze(1), x, layer.weight.transpose(1, 2))
+
+    def norm(self, h: torch.Tensor, n: NormPlan) -> tuple[torch.Tensor, tuple]:
         h = _side_by_side(h)
         out, mean, invstd = torch.native_batch_norm(h, n.weight, n.bias, n.running_mean, n.running_var, True,
                                                     n.momentum, n.eps)
-        keep((h, mean, invstd))
-        return _stacked_back(out, size)
+        return _stacked_back(out, self.size), (h, mean, invstd)
 
-    def linear(h: torch.Tensor, lin: StackedLinear) -> torch.Tensor:
-        keep(h)
-        if lin.bias is None:
-            return torch.bmm(h, lin.weight.transpose(1, 2))
-        return torch.baddbmm(lin.bias.unsqueeze(1), h, lin.weight.transpose(1, 2))
+    def linear_backward(self, g: torch.Tensor, layer: LayerPlan, x: torch.Tensor, give) -> torch.Tensor:
+        give((layer.weight, torch.bmm(g.transpose(1, 2), x)))
+        if layer.bias is not None:
+            give((layer.bias, g.sum(1)))
+        return torch.bmm(g, layer.weight)
 
-    for units, shortcut, residual, pre in blocks:
-        h = x
-        last = len(units) - 1
-        for j, (lin, n, _) in enumerate(units):
-            if pre:
-                h = relu(h if n is None else norm(h, n))
-                h = linear(h, lin)
-            else:
-                h = linear(h, lin)
-                if n is not None:
-                    h = norm(h, n)
-                if j < last:
-                    h = relu(h)
-                    keep(h)
-        if residual:
-            s = x
-            if shortcut is not None:
-                s = linear(x, shortcut.linear)
-                if shortcut.norm is not None:
-                    s = norm(s, shortcut.norm)
-            h = s + h
-        if not pre:
-            h = relu(h)
-            keep(h)
-        x = h
-    return x
-
-
-def _stack_backward(blocks: tuple, g: torch.Tensor, saved: list, grads: list) -> torch.Tensor:
-    take, give, size = saved.pop, grads.append, g.shape[0]
-
-    def norm(g: torch.Tensor, n: StackedNorm) -> torch.Tensor:
-        h, mean, invstd = take()
+    def norm_backward(self, g: torch.Tensor, n: NormPlan, saved: tuple, give) -> torch.Tensor:
+        h, mean, invstd = saved
         g, g_weight, g_bias = _bn_backward(_side_by_side(g), h, n.weight, n.running_mean, n.running_var, mean,
                                            invstd, True, n.eps, _MASK)
         give((n.weight, g_weight))
         give((n.bias, g_bias))
-        return _stacked_back(g, size)
-
-    def linear(g: torch.Tensor, lin: StackedLinear) -> torch.Tensor:
-        x = take()
-        give((lin.weight, torch.bmm(g.transpose(1, 2), x)))
-        if lin.bias is not None:
-            give((lin.bias, g.sum(1)))
-        return torch.bmm(g, lin.weight)
-
-    for units, shortcut, residual, pre in reversed(blocks):
-        if not pre:
-            g = _threshold_backward(g, take(), 0)
-        g_skip = None
-        if residual:
-            g_skip = g
-            if shortcut is not None:
-                if shortcut.norm is not None:
-                    g_skip = norm(g_skip, shortcut.norm)
-                g_skip = linear(g_skip, shortcut.linear)
-        last = len(units) - 1
-        for j in range(last, -1, -1):
-            lin, n, _ = units[j]
-            if pre:
-                r = saved[-1]  # the ReLU's result, the linear layer's input (popped by linear)
-                g = _threshold_backward(linear(g, lin), r, 0)
-                if n is not None:
-                    g = norm(g, n)
-            else:
-                if j < last:
-                    g = _threshold_backward(g, take(), 0)
-                if n is not None:
-                    g = norm(g, n)
-                g = linear(g, lin)
-        g = g if g_skip is None else g + g_skip
-    return g
-
-
-class _Stack(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, blocks: tuple) -> torch.Tensor:  # type: ignore[override]
-        saved: list = []
-        out = _stack_forward(blocks, x, saved)
-        ctx.blocks, ctx.saved = blocks, saved
-        return out
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        saved, ctx.saved, grads = ctx.saved, None, []
-        g = _stack_backward(ctx.blocks, g.contiguous(), saved, grads)
-        for param, grad in grads:  # the stacked parameters are not the Function's inputs
-            if param.grad is None:
-                param.grad = grad
-            else:
-                param.grad += grad
-        return g, None
-
+        return _stacked_back(g, self.size)
 
 
 def stackable(net: Net) -> bool:
@@ -244,6 +147,7 @@ class StackedMLP:
         self.blocks = tuple(self._block([n.blocks[i] for n in nets]) for i in range(len(first.blocks)))
         self.head = self._unit([n.head for n in nets])
         self.tracked = [m.num_batches_tracked for n in nets for m in n.modules() if isinstance(m, nn.BatchNorm1d)]
+        self.kernels = StackedKernels(self.size)
 
     # ---- building: stack the members' tensors, then make theirs views of the stack ------------
     def _stack(self, tensors: list[torch.Tensor], flat: bool, parameter: bool) -> torch.Tensor:
@@ -259,33 +163,30 @@ class StackedMLP:
             self.buffers.append(stacked)
         return stacked
 
-    def _linear(self, layers: list[nn.Linear]) -> StackedLinear:
-        weight = self._stack([m.weight for m in layers], False, True)
-        bias = None if layers[0].bias is None else self._stack([m.bias for m in layers], False, True)
-        return StackedLinear(weight, bias)
-
-    def _norm(self, norms: list[nn.BatchNorm1d | None]) -> StackedNorm | None:
-        if norms[0] is None:
-            return None
-        first = norms[0]
-        return StackedNorm(self._stack([m.weight for m in norms], True, True), self._stack([m.bias for m in norms], True, True),
-                           self._stack([m.running_mean for m in norms], True, False),
-                           self._stack([m.running_var for m in norms], True, False), first.momentum, first.eps)
+    def _layer(self, linears: list[nn.Linear], norms: list[nn.BatchNorm1d | None]) -> LayerPlan:
+        weight = self._stack([m.weight for m in linears], False, True)
+        bias = None if linears[0].bias is None else self._stack([m.bias for m in linears], False, True)
+        norm = None
+        if norms[0] is not None:
+            norm = NormPlan(self._stack([m.weight for m in norms], True, True), self._stack([m.bias for m in norms], True, True),
+                            self._stack([m.running_mean for m in norms], True, False),
+                            self._stack([m.running_var for m in norms], True, False), norms[0].momentum, norms[0].eps)
+        return LayerPlan(weight, bias, norm)
 
     def _unit(self, units: list[Unit]) -> StackedUnit:
-        return StackedUnit(self._linear([u.weight_layer for u in units]), self._norm([u.norm for u in units]), units[0].pre)
+        return StackedUnit(self._layer([u.weight_layer for u in units], [u.norm for u in units]), units[0].pre)
 
-    def _block(self, blocks) -> StackedBlock:
-        units = tuple(self._unit([b.units[j] for b in blocks]) for j in range(len(blocks[0].units)))
+    def _block(self, blocks) -> BlockPlan:
+        layers = tuple(self._layer([b.units[j].weight_layer for b in blocks], [b.units[j].norm for b in blocks])
+                       for j in range(len(blocks[0].units)))
         shortcut = None
         if blocks[0].shortcut is not None:
             parts = [b.shortcut if isinstance(b.shortcut, nn.Sequential) else [b.shortcut] for b in blocks]
-            shortcut = StackedUnit(self._linear([p[0] for p in parts]),
-                                   self._norm([p[1] if len(p) > 1 else None for p in parts]), pre=False)
-        return StackedBlock(units, shortcut, blocks[0].residual, blocks[0].pre)
+            shortcut = self._layer([p[0] for p in parts], [p[1] if len(p) > 1 else None for p in parts])
+        return BlockPlan(layers, blocks[0].pre, blocks[0].residual, shortcut)
 
     # ---- the passes ---------------------------------------------------------------------------
-    def _norm_forward(self, h: torch.Tensor, n: StackedNorm, training: bool = True,
+    def _norm_forward(self, h: torch.Tensor, n: NormPlan, training: bool = True,
                       momentum: float | None = None) -> torch.Tensor:
         s, b, c = h.shape
         out = torch.native_batch_norm(_side_by_side(h), n.weight, n.bias, n.running_mean, n.running_var, training,
@@ -294,34 +195,34 @@ class StackedMLP:
         # view took 11 us against 2 us, more than the copy (3 us).
         return _stacked_back(out, s)
 
-    def _unit_forward(self, x: torch.Tensor, u: StackedUnit, *bn_mode) -> torch.Tensor:
+    def _unit_forward(self, x: torch.Tensor, layer: LayerPlan, pre: bool, *bn_mode) -> torch.Tensor:
         """The unit as ``models.Unit`` computes it, without the ReLU that follows a post unit."""
-        if u.pre:
-            if u.norm is not None:
-                x = self._norm_forward(x, u.norm, *bn_mode)
+        if pre:
+            if layer.norm is not None:
+                x = self._norm_forward(x, layer.norm, *bn_mode)
             x = torch.relu(x)
-        x = _Linear.apply(x, u.linear.weight, u.linear.bias)
-        if not u.pre and u.norm is not None:
-            x = self._norm_forward(x, u.norm, *bn_mode)
+        x = _Linear.apply(x, layer.weight, layer.bias)
+        if not pre and layer.norm is not None:
+            x = self._norm_forward(x, layer.norm, *bn_mode)
         return x
 
     def _predict(self, x: torch.Tensor, training: bool, momentum: float | None) -> torch.Tensor:
         """Logits without the training pass's bookkeeping, BN as asked (see ``evaluate``)."""
         mode = (training, momentum)
-        x = self._unit_forward(x, self.stem, *mode)
+        x = self._unit_forward(x, *self.stem, *mode)
         if not self.pre:
             x = torch.relu(x)
         for block in self.blocks:
             h = x
-            last = len(block.units) - 1
-            for j, unit in enumerate(block.units):
-                h = self._unit_forward(h, unit, *mode)
+            last = len(block.layers) - 1
+            for j, layer in enumerate(block.layers):
+                h = self._unit_forward(h, layer, block.pre, *mode)
                 if not block.pre and j < last:
                     h = torch.relu(h)
             if block.residual:
-                h = (x if block.shortcut is None else self._unit_forward(x, block.shortcut, *mode)) + h
+                h = (x if block.shortcut is None else self._unit_forward(x, block.shortcut, False, *mode)) + h
             x = h if block.pre else torch.relu(h)
-        return self._unit_forward(x, self.head, *mode)
+        return self._unit_forward(x, *self.head, *mode)
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_stats: bool = False) -> list[tuple[float, float]]:
@@ -347,12 +248,12 @@ class StackedMLP:
         statistics, running statistics updated), as each member's ``Net.forward`` would give them."""
         if self.tracked:
             torch._foreach_add_(self.tracked, 1)
-        x = self._unit_forward(x.flatten(2), self.stem)  # BN in training mode, as a training step
+        x = self._unit_forward(x.flatten(2), *self.stem)  # BN in training mode, as a training step
         if not self.pre:
             x = torch.relu(x)
         if self.blocks:
-            x = _Stack.apply(x.contiguous(), self.blocks)
-        return self._unit_forward(x, self.head)
+            x = BlockStack.apply(x.contiguous(), self.blocks, self.kernels, None)
+        return self._unit_forward(x, *self.head)
 
     def losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Each member's mean cross-entropy on its own batch: (S,)."""
