@@ -1,5 +1,6 @@
-"""A real ``streamlit run dashboard/app.py`` on a free 127.0.0.1 port, and how to read its page in
-Chromium: for the tests and the benches alike."""
+"""A real server on a free 127.0.0.1 port, started as scripts/app.sh starts it (``python -m
+dashboard.serve``: ``streamlit run dashboard/app.py`` with its first worker started at once), and
+how to read its page in Chromium: for the tests and the benches alike."""
 from __future__ import annotations
 
 import os
@@ -37,10 +38,10 @@ class StreamlitServer:
         return self.log_path.read_text(errors="replace")
 
 
-def start_streamlit(log_path: Path, env: dict[str, str] | None = None, script: str = "dashboard/app.py") -> StreamlitServer:
+def start_streamlit(log_path: Path, env: dict[str, str] | None = None) -> StreamlitServer:
     """A real server in its own process group (so its worker processes end with it)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
+    cmd = [sys.executable, "-m", "dashboard.serve", "--server.port", str(port),  # as scripts/app.sh starts it
            "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     log = log_path.open("w")
     process = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

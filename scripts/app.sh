@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m streamlit run dashboard/app.py "$@"
+# dashboard.serve is `streamlit run dashboard/app.py` with the first worker process started at once
+exec .venv/bin/python -m dashboard.serve "$@"

@@ -10,7 +10,7 @@
 #   --no-setup      skip `scripts/setup.sh` and use .venv as it is
 #
 # What it starts, all as plain foreground children of this script, and stops again on Ctrl-C or
-# SIGTERM: N `streamlit run dashboard/app.py` on free 127.0.0.1 ports, and Debian's haproxy in
+# SIGTERM: N `python -m dashboard.serve` (`streamlit run dashboard/app.py`, as scripts/app.sh) on free 127.0.0.1 ports, and Debian's haproxy in
 # front of them with a generated config. haproxy sends a new browser to the backend with the fewest
 # open sessions and sets a cookie (SERVERID) naming it; the browser sends that cookie with every
 # request, the WebSocket upgrade on /_stcore/stream included, so a session stays in the process
@@ -148,7 +148,7 @@ start_backend() {  # backend $1 on its port; a restart appends to its log
   local i=$1 share
   share=$(( training_budget / processes + (i <= training_budget % processes ? 1 : 0) ))
   RESIDUAL_LAB_PROCESSES=${RESIDUAL_LAB_PROCESSES:-${RESIDUAL_LAB_MAX_TRAINING:-$(( share > 0 ? share : 1 ))}} \
-  PYTHONUNBUFFERED=1 setsid "$py" -m streamlit run dashboard/app.py --server.port "${ports[i-1]}" \
+  PYTHONUNBUFFERED=1 setsid "$py" -m dashboard.serve --server.port "${ports[i-1]}" \
     --server.address 127.0.0.1 --server.headless true --browser.gatherUsageStats false \
     >>"$logs/backend$i.log" 2>&1 </dev/null &
   pids[i-1]=$!
