@@ -40,9 +40,10 @@ VECTOR_ELEMENTS = 32
 
 def can_stack(settings: Settings) -> bool:
     """Whether a run of these settings can be trained stacked: an MLP of one model whose blocks
-    ``StackedMLP`` knows (no zero-padded shortcuts)."""
+    ``StackedMLP`` knows (no zero-padded shortcuts), on the CPU (on a GPU autograd's BN is cuDNN's,
+    so the stacked kernels would not give each member its own run's numbers bit for bit)."""
     s = settings.checked()
-    if s.arch != "mlp" or len(s.models) != 1:
+    if s.arch != "mlp" or len(s.models) != 1 or resolve_device(s.device).type != "cpu":
         return False
     spec = s.model_specs[0]
     return stackable(build_model(spec, s, (2,), 2))
