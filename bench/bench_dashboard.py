@@ -83,9 +83,10 @@ def measure_tab(pages, meter: SocketMeter, server: psutil.Process, tab: str, win
 
 
 def thread_cpu(server: psutil.Process) -> tuple[float, float]:
-    """(CPU seconds of the whole server, of its training threads): the jobs name their OS threads
-    (dashboard.runtime.jobs.JOB_THREAD_NAME), so training can be told apart from serving the page."""
-    from dashboard.runtime.jobs import JOB_THREAD_NAME
+    """(CPU seconds of the whole server, of the threads that drive its worker processes): the
+    scheduler names their OS threads (HOST_THREAD_NAME-i), so training can be told apart from
+    serving the page."""
+    from dashboard.runtime.scheduler import HOST_THREAD_NAME
 
     total = training = 0.0
     for t in server.threads():
@@ -95,7 +96,7 @@ def thread_cpu(server: psutil.Process) -> tuple[float, float]:
             name = Path(f"/proc/{server.pid}/task/{t.id}/comm").read_text().strip()
         except OSError:
             continue
-        if name == JOB_THREAD_NAME[:15]:
+        if name.startswith(HOST_THREAD_NAME):
             training += cpu
     return total, training
 
