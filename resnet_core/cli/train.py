@@ -79,7 +79,7 @@ def gpu_possible() -> bool:
 
 def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: list | None) -> RunRecord:
     if pool is None:  # one process: this one trains, with torch
-        from resnet_core.training.headless import make_trainer, one_torch_thread
+        from resnet_core.training.headless import every_core, make_trainer, one_torch_thread
         from resnet_core.training.lockstep import check_fits
         from resnet_core.training.tensors import load_dataset
 
@@ -99,6 +99,8 @@ def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: lis
             trainer.run(on_step=progress.update if progress else None)
             if progress:
                 progress.close()
+            if pool is None and analyses:
+                every_core()  # the steps are done; the analyses are compute-bound
             for analysis in analyses:
                 trainer.call(analysis)
         except BaseException as exc:
