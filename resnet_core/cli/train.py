@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -99,10 +100,9 @@ def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: lis
             trainer.run(on_step=progress.update if progress else None)
             if progress:
                 progress.close()
-            if pool is None and analyses:
-                every_core()  # the steps are done; the analyses are compute-bound
-            for analysis in analyses:
-                trainer.call(analysis)
+            with every_core() if pool is None else contextlib.nullcontext():  # the steps are done
+                for analysis in analyses:
+                    trainer.call(analysis)
         except BaseException as exc:
             record.close_stream()
             if out is not None:

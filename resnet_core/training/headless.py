@@ -19,11 +19,18 @@ def one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
-def every_core() -> None:
+@contextlib.contextmanager
+def every_core() -> Iterator[None]:
     """For the analyses after a one-process run's training: nothing else runs then, and unlike the
     steps they are compute-bound (the lesion study of resnet-1002 re-runs 125,000 blocks on 256
-    points: 2.55 s on one thread, 1.56 s on two here, the same rows)."""
+    points: 2.55 s on one thread, 1.56 s on two here, the same rows). The thread count is put back
+    after."""
+    before = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def default_workers(settings: Settings) -> int:
