@@ -88,9 +88,11 @@ def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: lis
         check_fits(settings, data)
         one_torch_thread()
         trainer_in = make_trainer(settings, data=data, workers=1)
+        analysing = every_core  # the steps done, the compute-bound analyses take both cores
     else:  # the workers load the data themselves; here it is only checked, as numpy arrays
         budget.check_fits(settings, budget.shape_of(load_arrays(settings.dataset, settings.dataset_args)))
         trainer_in = ParallelTrainer(settings, workers=pool)
+        analysing = contextlib.nullcontext  # the analyses run in the workers, one thread each
     with trainer_in as trainer:
         record = trainer.record
         if out is not None:
@@ -100,7 +102,7 @@ def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: lis
             trainer.run(on_step=progress.update if progress else None)
             if progress:
                 progress.close()
-            with every_core() if pool is None else contextlib.nullcontext():  # the steps are done
+            with analysing():
                 for analysis in analyses:
                     trainer.call(analysis)
         except BaseException as exc:
