@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_core.nets.models import Block, Net, Probe, Unit
+from resnet_core.nets.models import Net, Probe, Unit
 
 _bn = torch.native_batch_norm
 _bn_backward = torch.ops.aten.native_batch_norm_backward.default
@@ -82,22 +82,25 @@ def _plan(net: Net) -> tuple[BlockPlan, ...]:
 ENABLED = os.environ.get("RESIDUAL_LAB_ENGINE", "") != "autograd"
 
 
-def supported(net: Net) -> bool:
-    """An MLP whose blocks are all linear layers with 1D BN or none (what ``build_model`` makes for
-    ``arch="mlp"``), on the CPU: there a step is dispatch-bound, and autograd's BN is this kernel
-    (on a GPU it is cuDNN's, and launches are asynchronous anyway)."""
-    if net.head.weight_layer.weight.device.type != "cpu":
-        return False
+def linear_unit(u: Unit) -> bool:
+    """A linear layer with a 1D BN or none: an MLP's unit as ``build_model`` makes it."""
+    return isinstance(u.weight_layer, nn.Linear) and (u.norm is None or isinstance(u.norm, nn.BatchNorm1d))
 
-    def linear_unit(u: Unit) -> bool:
-        return isinstance(u.weight_layer, nn.Linear) and (u.norm is None or isinstance(u.norm, nn.BatchNorm1d))
 
-    def linear_shortcut(b: Block) -> bool:
-        s = b.shortcut
+def linear_blocks(net: Net) -> bool:
+    """Every block of linear units, its shortcut the identity or a linear projection (with its BN):
+    what the plan (``_plan``) can hold."""
+    def linear_shortcut(s: nn.Module | None) -> bool:
         return s is None or isinstance(s, nn.Linear) or (
             isinstance(s, nn.Sequential) and len(s) == 2 and isinstance(s[0], nn.Linear) and isinstance(s[1], nn.BatchNorm1d))
 
-    return all(linear_shortcut(b) and all(linear_unit(u) for u in b.units) for b in net.blocks)
+    return all(linear_shortcut(b.shortcut) and all(linear_unit(u) for u in b.units) for b in net.blocks)
+
+
+def supported(net: Net) -> bool:
+    """An MLP's blocks (``linear_blocks``), on the CPU: there a step is dispatch-bound, and
+    autograd's BN is this kernel (on a GPU it is cuDNN's, and launches are asynchronous anyway)."""
+    return net.head.weight_layer.weight.device.type == "cpu" and linear_blocks(net)
 
 
 class Kernels:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_core.nets.mlp_stack import BlockPlan, BlockStack, Kernels, LayerPlan, NormPlan
+from resnet_core.nets.mlp_stack import BlockPlan, BlockStack, Kernels, LayerPlan, NormPlan, linear_blocks, linear_unit
 from resnet_core.nets.models import Net, Unit
 
 EVAL_BATCH = 2048  # as training.probes.EVAL_BATCH (nets/ cannot import training/)
@@ -116,18 +116,12 @@ class StackedKernels(Kernels):
 
 
 def stackable(net: Net) -> bool:
-    """An MLP of linear layers and 1D BN (what ``build_model`` makes for ``arch="mlp"``)."""
-    def unit_ok(u: Unit | None) -> bool:
-        return u is None or (isinstance(u.weight_layer, nn.Linear)
-                             and (u.norm is None or isinstance(u.norm, nn.BatchNorm1d))
-                             and (u.reshape is None or isinstance(u.reshape, nn.Flatten)))
+    """An MLP of linear layers and 1D BN (what ``build_model`` makes for ``arch="mlp"``): blocks
+    ``mlp_stack``'s plan holds, and a stem and head that only flatten their input, if anything."""
+    def ends_ok(u: Unit) -> bool:
+        return linear_unit(u) and (u.reshape is None or isinstance(u.reshape, nn.Flatten))
 
-    def shortcut_ok(s: nn.Module | None) -> bool:
-        return s is None or isinstance(s, nn.Linear) or (
-            isinstance(s, nn.Sequential) and len(s) == 2 and isinstance(s[0], nn.Linear)
-            and isinstance(s[1], nn.BatchNorm1d))
-
-    return all(unit_ok(u) for u in net.units()) and all(shortcut_ok(b.shortcut) for b in net.blocks)
+    return ends_ok(net.stem) and ends_ok(net.head) and linear_blocks(net)
 
 
 class StackedMLP:
