@@ -27,20 +27,14 @@ from pathlib import Path
 
 import psutil
 
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, card_errors, start_streamlit, stop_streamlit
+from streamlit_server import STEP, chromium, card_errors, start_streamlit, step_of, stop_streamlit
 
 REPO = Path(__file__).resolve().parents[1]
-
-STEP = re.compile(r"^Step (\d+)$")
 
 
 def separated(errors: dict[str, float]) -> bool:
     e = errors
     return len(e) == 3 and e["plain-56"] >= max(e["plain-20"], e["resnet-56"]) + 10
-
-
-def step_of(page) -> int:
-    return int(STEP.match(page.get_by_text(STEP).inner_text().strip()).group(1))
 
 
 class SocketMeter:
@@ -106,12 +100,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=1, help="pages training at once")
     parser.add_argument("--window", type=float, default=6.0, help="seconds measured per tab (a run lasts ~15-20 s)")
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
-
     log = Path("/tmp") / f"bench_dashboard_{int(time.time())}.log"
-    with sync_playwright() as p:
-        # The browser is open before the clock starts, as a teacher's is: its own start is not the app's.
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:  # open before the clock starts, as a teacher's is
         pages = [browser.new_page(viewport={"width": 1400, "height": 900}) for _ in range(args.sessions)]
         meters = [SocketMeter(page) for page in pages]
         started = time.monotonic()
@@ -144,7 +134,6 @@ def main() -> None:
                       f"page {cpu - train:5.1f} ms  ({r['frames']} frames, {r['steps']} steps in the window)")
         finally:
             stop_streamlit(srv.process)
-        browser.close()
     print("server log has a traceback!" if "Traceback" in log.read_text() else f"server log clean ({log})")
 
 

@@ -13,19 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop_streamlit
-
-STEP = re.compile(r"^Step (\d+)$")
-
-
-def step_of(page) -> int:
-    return int(STEP.match(page.get_by_text(STEP).inner_text().strip()).group(1))
+from streamlit_server import STEP, chromium, start_streamlit, step_of, stop_streamlit
 
 
 def one_run(browser, think: float, log: Path) -> tuple[float, float]:
@@ -63,18 +56,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--think", type=float, default=0.0, help="seconds between the page being ready and the click")
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        clicks = []
+    clicks = []
+    with chromium() as browser:
         for i in range(args.runs):
             load = os.getloadavg()[0]
             ready, moved = one_run(browser, args.think, Path("/tmp") / f"cold_start_{i}.log")
             clicks.append(moved)
             print(f"run {i + 1}: server start to interactive {ready:.2f} s; click to step 1 {moved:.2f} s "
                   f"(load average {load:.1f})", flush=True)
-        browser.close()
     print(f"click to step 1: median {statistics.median(clicks):.2f} s, worst {max(clicks):.2f} s, "
           f"runs {', '.join(f'{c:.2f}' for c in clicks)}")
 

@@ -12,18 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
 
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop_streamlit
-
-STEP = re.compile(r"^Step (\d+)$")
-
-
-def step_of(page) -> int:
-    return int(STEP.match(page.get_by_text(STEP).inner_text().strip()).group(1))
+from streamlit_server import STEP, chromium, start_streamlit, step_of, stop_streamlit
 
 
 def one_run(browser, tabs: int, log: Path) -> list[float]:
@@ -56,18 +49,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tabs", type=int, default=6)
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
-
     slowest = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         for i in range(args.runs):
             load = os.getloadavg()[0]
             waited = one_run(browser, args.tabs, Path("/tmp") / f"six_tabs_{i}.log")
             slowest.append(max(waited))
             print(f"run {i + 1}: click to moving, tab by tab: {', '.join(f'{w:.2f}' for w in waited)} s "
                   f"(load average {load:.1f})", flush=True)
-        browser.close()
     print(f"slowest tab of each run: {', '.join(f'{s:.2f}' for s in slowest)} s; "
           f"{sum(s <= 3.0 for s in slowest)} of {len(slowest)} runs with every tab within 3 s")
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 MODELS = ("plain-20", "plain-56", "resnet-56")  # the degradation preset, as its cards are labelled
+STEP = re.compile(r"^Step (\d+)$")  # the page's step counter
 
 
 def free_port() -> int:
@@ -69,6 +71,25 @@ def stop_streamlit(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=5)
+
+
+@contextmanager
+def chromium():
+    """Debian's Chromium, driven by Playwright, open for the whole bench (as a teacher's browser is:
+    its own start is not the app's)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def step_of(page) -> int:
+    """The step the page's counter shows."""
+    return int(STEP.match(page.get_by_text(STEP).inner_text().strip()).group(1))
 
 
 def card_errors(page, models=MODELS) -> dict[str, float]:

@@ -9,16 +9,12 @@ from pathlib import Path
 import pytest
 
 from conftest import MODELS, card_errors
+from streamlit_server import STEP, step_of as step_counter
 
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
-STEP = re.compile(r"^Step (\d+)$")
 WAIT_MS = 90_000
-
-
-def step_counter(page) -> int:
-    return int(STEP.match(page.get_by_text(STEP).inner_text().strip()).group(1))
 
 
 def separated(page) -> bool:
