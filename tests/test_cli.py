@@ -157,3 +157,23 @@ def test_workers_beyond_the_cores_are_refused(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (f"error: --workers must be from 0 (automatic) to {cores}, this "
                                                f"machine's cores (got {cores + 1})")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_summary_reads_the_last_evaluation_and_the_mean_of_each_model(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--models", "plain-4,plain-14,resnet-14", "--norm", "none", "--lr", "1", "--steps", "30",
+            "--eval-every", "5", "--dataset-arg", "n=300", "--paths-every", "0", "--workers", "1", "--out", str(out)]
+    assert main(args) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:-2]}
+    metrics = pd.read_csv(out / "metrics.csv")
+    for model, rows in metrics.groupby("model"):
+        ok = rows[rows.status == "ok"]
+        words = lines[model].split()
+        if (rows.status == "diverged").any():  # without BN at lr 1 the deeper nets blow up (test_trainer)
+            assert lines[model].endswith(f"diverged at step {rows[rows.status == 'diverged'].step.iloc[0]}")
+        else:
+            assert words[-1] == "ok"
+        if len(ok):
+            last = ok.iloc[-1]
+            assert words[1:4] == [f"{last.train_error:.1%}", f"{last.test_error:.1%}", f"{ok.train_error.mean():.1%}"]
+    assert set(lines) == {"plain-4", "plain-14", "resnet-14"}

@@ -174,3 +174,22 @@ def test_the_size_formula_matches_the_issue_example():
     s = Settings(width=32, stages=4, models=("resnet-74",)).checked()
     net = build_model("resnet-74", s, (2,), 3)
     assert parameter_count(net) == size.parameter_count("resnet-74", s, (2,), 3) == 1_585_795
+
+
+@pytest.mark.parametrize("arch,shape", [("mlp", (2,)), ("cnn", (1, 8, 8))])
+def test_train_and_eval_switch_every_module_as_torch_does(arch, shape):
+    s = Settings(arch=arch, width=8, models=("resnet-20",)).checked()
+    net = build_model("resnet-20", s, shape, 3)
+    x = torch.randn(4, *shape)
+    for mode in (False, True, False):
+        net.train(mode)
+        assert all(m.training is mode for m in net.modules())
+        torch.nn.Module.train(net, not mode)  # torch's own walk agrees with it afterwards
+        assert all(m.training is (not mode) for m in net.modules())
+    net.eval()
+    before = [bn.running_mean.clone() for bn in net.modules() if isinstance(bn, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d)]
+    net(x)  # in eval mode BN uses and keeps its running statistics
+    after = [bn.running_mean for bn in net.modules() if isinstance(bn, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d)]
+    assert before and all(torch.equal(a, b) for a, b in zip(before, after))
+    with pytest.raises(ValueError):
+        net.train("yes")

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from resnet_core.cli.output import RunFolder
 from resnet_core.cli.parser import is_terminal, settings_from_args
@@ -15,6 +17,10 @@ from resnet_core.remote.trainer import ParallelTrainer, WorkerProcess, per_core
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.sizing import budget
 
+if TYPE_CHECKING:
+    from resnet_core.training.second_core import SecondCore
+
+SECOND_CORE_DEPTH = 200
 # Device files that a CUDA (or ROCm) GPU needs; without any of them torch cannot see one.
 GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
 
@@ -52,7 +58,22 @@ def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: 
     check_workers(workers)
     count = workers or default_workers(settings)
     if count <= 1:
-        return _train(settings, analyses, out, None)
+        # A one-model run on a CPU with a core to spare: its analyses go to a second process
+        # (training/second_core.py), started now so that its start overlaps this one's.
+        helper = None
+        if workers == 0 and second_core_pays(settings):
+            process = WorkerProcess()  # before this process imports torch: the two imports overlap
+            from resnet_core.training.second_core import SecondCore
+
+            helper = SecondCore(settings, process)
+        wait_s = 0.0
+        try:
+            record = _train(settings, analyses, out, None, helper)
+            wait_s = 2.0
+            return record
+        finally:
+            if helper is not None:
+                helper.close(wait_s)
     pool = [WorkerProcess() for _ in range(min(count, len(settings.models)))]
     wait_s = 0.0  # a check failed or the run stopped: end the workers at once
     try:
@@ -74,21 +95,32 @@ def default_workers(settings: Settings) -> int:
     return by_device(settings)
 
 
+def second_core_pays(settings: Settings) -> bool:
+    """Whether a one-model run gains from a second process for its analyses: a CPU run with a core
+    to spare, where the analyses cost more than starting an interpreter with torch (about a second
+    of the spare core): deep nets (SECOND_CORE_DEPTH layers and more; bench/bench_process.py)."""
+    on_cpu = settings.device == "cpu" or (settings.device == "auto" and not gpu_possible())
+    deepest = max(spec.depth for spec in settings.model_specs)
+    return on_cpu and (os.cpu_count() or 1) >= 2 and len(settings.models) == 1 and deepest >= SECOND_CORE_DEPTH
+
+
 def gpu_possible() -> bool:
     return os.name != "posix" or any(os.path.exists(p) for p in GPU_DEVICE_FILES)
 
 
-def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: list | None) -> RunRecord:
+def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: list | None,
+           helper: SecondCore | None = None) -> RunRecord:
     if pool is None:  # one process: this one trains, with torch
-        from resnet_core.training.headless import every_core, make_trainer, one_torch_thread
-        from resnet_core.training.lockstep import check_fits
+        from resnet_core.training.headless import every_core, one_torch_thread
+        from resnet_core.training.lockstep import LockstepTrainer, check_fits
         from resnet_core.training.tensors import load_dataset
 
         data = load_dataset(settings.dataset, settings.dataset_args)  # a bad file fails here, before any write
         check_fits(settings, data)
         one_torch_thread()
-        trainer_in = make_trainer(settings, data=data, workers=1)
-        analysing = every_core  # the steps done, the compute-bound analyses take both cores
+        trainer_in = LockstepTrainer(settings, data=data, analyst=helper)
+        # the steps done, the compute-bound analyses take both cores: shared with the helper, or all here
+        analysing = contextlib.nullcontext if helper else every_core
     else:  # the workers load the data themselves; here it is only checked, as numpy arrays
         budget.check_fits(settings, budget.shape_of(load_arrays(settings.dataset, settings.dataset_args)))
         trainer_in = ParallelTrainer(settings, workers=pool)
@@ -105,6 +137,7 @@ def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: lis
             with analysing():
                 for analysis in analyses:
                     trainer.call(analysis)
+                trainer.settle()
         except BaseException as exc:
             record.close_stream()
             if out is not None:
@@ -117,16 +150,23 @@ def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: lis
 
 
 def summary(record: RunRecord, seconds: float) -> str:
-    metrics = record.metrics_frame()
+    """Each model's last evaluation, mean training error over the run, and status: read off the
+    record's rows (a table library would cost the run 0.2-0.3 s to import, for six numbers)."""
+    by_model: dict[str, list[dict]] = {}
+    for row in record.metric_rows():
+        by_model.setdefault(row["model"], []).append(row)
     lines = [f"{'model':18} {'final train err':>15} {'test err':>9} {'mean train err':>15}  status"]
-    for model, g in metrics.groupby("model", sort=False):
-        ok = g[g.status == "ok"]
-        last = ok.iloc[-1] if len(ok) else None
-        status = "diverged at step %d" % g[g.status == "diverged"].step.iloc[0] if (g.status == "diverged").any() else "ok"
-        if last is None:
+    for model, rows in by_model.items():
+        ok = [r for r in rows if r["status"] == "ok"]
+        diverged = [r["step"] for r in rows if r["status"] == "diverged"]
+        status = f"diverged at step {diverged[0]}" if diverged else "ok"
+        if not ok:
             lines.append(f"{model:18} {'-':>15} {'-':>9} {'-':>15}  {status}")
             continue
-        lines.append(f"{model:18} {last.train_error:>15.1%} {last.test_error:>9.1%} {ok.train_error.mean():>15.1%}  {status}")
+        seen = [r["train_error"] for r in ok if not math.isnan(r["train_error"])]  # a gap where an evaluation overflowed
+        mean = math.fsum(seen) / len(seen) if seen else math.nan
+        last = ok[-1]
+        lines.append(f"{model:18} {last['train_error']:>15.1%} {last['test_error']:>9.1%} {mean:>15.1%}  {status}")
     lines.append(f"{record.latest_step()} steps in {seconds:.1f} s")
     return "\n".join(lines)
 

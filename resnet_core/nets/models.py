@@ -132,6 +132,19 @@ class Net(nn.Module):
     def residual(self) -> bool:
         return self.spec.residual
 
+    def train(self, mode: bool = True) -> "Net":
+        """``nn.Module.train``: the mode of every module set, as by the recursive walk it replaces,
+        which costs 10 ms for resnet-1002 (its 4,007 modules' ``__setattr__``); every evaluation
+        and analysis switches twice. A net's modules are fixed once it is built."""
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
+        modules = self.__dict__.get("_every_module")
+        if modules is None:
+            modules = self.__dict__["_every_module"] = list(self.modules())
+        for module in modules:
+            module.__dict__["training"] = mode
+        return self
+
     def units(self) -> list[Unit]:
         """Every weighted layer in depth order: len(units()) == depth."""
         return [self.stem, *(u for b in self.blocks for u in b.units), self.head]

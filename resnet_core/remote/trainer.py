@@ -165,6 +165,9 @@ class ParallelTrainer:
     def call(self, method: str, **kwargs: Any) -> None:
         self._absorb(self._all("call", method=method, kwargs=kwargs))
 
+    def settle(self) -> None:
+        """Nothing to wait for: every call returns once the workers have answered it."""
+
     def close(self) -> None:
         if self.owns_workers:
             for worker in self.workers:

@@ -102,6 +102,22 @@ class JsonProcess:
             self.broken = True
             raise ProcessGone("the process sent something that is not a message") from None
 
+    def ready(self) -> bool:
+        """Whether ``receive`` would return (or fail) at once: a whole message has arrived, or the
+        pipe has closed. Reads what is there without waiting."""
+        while not self.broken and self._buffer.find(b"\n", self._scanned) < 0:
+            try:
+                readable, _, _ = select.select([self.process.stdout], [], [], 0)
+                if not readable:
+                    return False
+                chunk = os.read(self.process.stdout.fileno(), 1 << 16)
+            except (OSError, ValueError):
+                chunk = b""
+            if chunk == b"":
+                self.broken = True
+            self._buffer += chunk
+        return True
+
     def messages(self) -> Iterator[dict[str, Any]]:
         """Every message until the child ends or the conversation is lost (for a reader thread)."""
         while not self.broken:

@@ -22,6 +22,7 @@ from resnet_core.nets import mlp_stack
 from resnet_core.nets.models import Net, Probe, build_model, parameter_count
 from resnet_core.analysis.paths.compute import analyse_paths, next_start_length, probe_points, rows_for_record
 from resnet_core.training import optim
+from resnet_core.training.analysts import Analyst, Inline
 from resnet_core.training.probes import calibrate_batch_norm, evaluate, layer_snapshot
 from resnet_core.records import RunRecord, run_finished
 from resnet_core.remote.slicing import checkpoint
@@ -86,9 +87,11 @@ def run_config(settings: Settings, data: Dataset, models: list[dict[str, Any]], 
 
 class LockstepTrainer:
     def __init__(self, settings: Settings, data: Dataset | None = None, record: RunRecord | None = None,
-                 only: tuple[str, ...] | None = None):
+                 only: tuple[str, ...] | None = None, analyst: Analyst | None = None):
         """``only`` restricts this trainer to some of the settings' models (one worker's share);
-        batches and initial weights are the same as if it trained all of them."""
+        batches and initial weights are the same as if it trained all of them. ``analyst``: who
+        runs the analyses of the nets as they train (``analysts.py``): by default this trainer,
+        between its steps."""
         self.settings = settings.checked()
         self.device = resolve_device(self.settings.device)
         self.data = data or load_dataset(self.settings.dataset, self.settings.dataset_args)
@@ -119,12 +122,10 @@ class LockstepTrainer:
         self.wall_s = 0.0
         for net in self.models.values():
             calibrate_batch_norm(net, self.eval_sets["train"][0][:1024])
-        self.record.add_metrics(self.evaluate_all())
-        if not self.data.is_image:
-            self.decision_regions()
         self._path_cutoffs: dict[str, int] = {}  # each model's last cutoff: where the next analysis starts
-        if self.settings.paths_every > 0:
-            self.path_analysis()
+        self.analyst = analyst if analyst is not None else Inline()
+        self.analyst.attach(self)
+        self.analyst.analyse(self, self.analyses_due())
 
     # ---- control ---------------------------------------------------------------------------
     @property
@@ -167,14 +168,38 @@ class LockstepTrainer:
             opt.step()
         self.wall_s += time.perf_counter() - started
         self.step += 1
-        if self.step % s.eval_every == 0 or self.step == s.steps:
-            self.record.add_metrics(self.evaluate_all())
-            if not self.data.is_image and (self.step % (REGION_EVERY * s.eval_every) == 0 or self.step == s.steps):
-                self.decision_regions()
-        if s.paths_every > 0 and (self.step % s.paths_every == 0 or self.step == s.steps):
-            self.path_analysis()
+        due = self.analyses_due()
+        if due:
+            self.analyst.analyse(self, due)
+
+    # ---- what is recorded of the nets as they train --------------------------------------------
+    def analyses_due(self) -> tuple[str, ...]:
+        """The analyses the current step records: everything at step 0 and at the last step, else
+        each at its cadence (decision maps at every third evaluation, on 2D data)."""
+        s, k = self.settings, self.step
+        evaluating = k % s.eval_every == 0 or k == s.steps
+        due = ["evaluation"] if evaluating else []
+        if evaluating and not self.data.is_image and (k % (REGION_EVERY * s.eval_every) == 0 or k == s.steps):
+            due.append("decision_regions")
+        if s.paths_every > 0 and (k % s.paths_every == 0 or k == s.steps):
+            due.append("path_analysis")
+        return tuple(due)
+
+    def analyse(self, due: tuple[str, ...]) -> None:
+        """Run the analyses named (``analyses_due``) on the nets as they are, here."""
+        for method in due:
+            getattr(self, method)()
+
+    def evaluation(self) -> None:
+        self.record.add_metrics(self.evaluate_all())
+
+    def settle(self) -> None:
+        """Wait until the analyses asked for so far are in the record (a ``SecondCore`` runs them
+        while the steps go on)."""
+        self.analyst.settle()
 
     def _diverge(self, name: str) -> None:
+        self.analyst.settle()  # the evaluations before this step come first in the record
         self.status[name] = "diverged"
         self.diverged_at[name] = self.step
         self.record.add_metrics([{"step": self.step, "model": name, "train_loss": math.nan, "train_error": math.nan,
@@ -229,6 +254,9 @@ class LockstepTrainer:
 
     def lesion_study(self) -> None:
         """Every model's training error with each block deleted in turn (resnet_core.analysis.paths.lesion)."""
+        self.analyst.lesion_study(self)
+
+    def lesion_here(self) -> None:
         x, y = self.eval_sets["train"]
         rows = []
         for name, net in self.models.items():
@@ -241,7 +269,8 @@ class LockstepTrainer:
         getattr(self, method)(**kwargs)
 
     def close(self) -> None:
-        """Nothing to release in-process; here so every trainer can be closed alike."""
+        """Ends the analyst's process, if it has one; here so every trainer can be closed alike."""
+        self.analyst.close()
 
     def __enter__(self) -> "LockstepTrainer":
         return self

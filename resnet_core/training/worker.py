@@ -12,6 +12,8 @@ Commands (``id`` defaults to "", which is how ``ParallelTrainer`` drives a proce
   init {settings, only?}      build a trainer            step {n}              n steps
   run {n, budget_s}           steps until n or the budget is spent (at least one)
   set_lr {lr}, set_steps {steps}, call {method, kwargs}, drop
+  analyse {due, state?}       a mirrored trainer's analyses     lesion_part {model, part, state?}
+                              (init with mirror: true: ``training/second_core.py``)
   job {kind, args}            a sliced analysis job      slice {budget_s}      let it run a while
   cancel                      stop a job                 warm, ping
 """
@@ -30,7 +32,9 @@ from resnet_core.remote.trainer import REMOTE_METHODS
 from resnet_core.remote.transport import exit_now, serve
 from resnet_core.settings import Settings
 from resnet_core.sizing.budget import out_of_memory, out_of_memory_message
+from resnet_core.training.analysts import Mirror
 from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.training.second_core import MirrorSide
 
 
 class ForwardingRecord(RunRecord):
@@ -78,6 +82,7 @@ class _Host:
 
     def __init__(self) -> None:
         self.trainers: dict[str, tuple[LockstepTrainer, ForwardingRecord]] = {}
+        self.mirrors: dict[str, MirrorSide] = {}
         self.jobs: dict[str, SlicedJob] = {}
 
     def __call__(self, msg: dict[str, Any], send) -> None:
@@ -97,17 +102,23 @@ class _Host:
             return warm_up()
         if cmd in ("job", "slice", "cancel"):
             return self._job(cmd, key, msg)
-        if cmd == "drop":
+        if cmd == "drop" or cmd == "init":
             self.trainers.pop(key, None)
-            return {}
+            mirror = self.mirrors.pop(key, None)
+            if mirror is not None:
+                mirror.close()
+            if cmd == "drop":
+                return {}
         started = time.perf_counter()
         reply: dict[str, Any] = {}
         if cmd == "init":
-            self.trainers.pop(key, None)
             record = ForwardingRecord()
             trainer = LockstepTrainer(Settings.from_dict(msg["settings"]), record=record,
-                                      only=tuple(msg["only"]) if msg.get("only") else None)
+                                      only=tuple(msg["only"]) if msg.get("only") else None,
+                                      analyst=Mirror() if msg.get("mirror") else None)
             self.trainers[key] = (trainer, record)
+            if msg.get("mirror"):
+                self.mirrors[key] = MirrorSide(trainer)
             reply = {"layer_names": record.layer_names, "config": record.config}
         elif key not in self.trainers:
             raise ValueError(f"no trainer {key!r} in this process: init it first")
@@ -125,6 +136,8 @@ class _Host:
             trainer.set_steps(msg["steps"])
         elif cmd == "call" and msg["method"] in REMOTE_METHODS:
             getattr(trainer, msg["method"])(**msg.get("kwargs", {}))
+        elif cmd in ("analyse", "lesion_part") and key in self.mirrors:
+            reply = self.mirrors[key].handle(trainer, msg)
         elif cmd != "init":
             raise ValueError(f"unknown command {cmd!r}")
         return {"events": record.drain(), "step": trainer.step, "status": trainer.status, "wall_s": trainer.wall_s,

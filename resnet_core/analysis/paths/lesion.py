@@ -11,6 +11,7 @@ then frozen, as at test time: the deleted block is missed, not compensated for.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -48,24 +49,53 @@ def _numel_per_point(net: Net, x1: torch.Tensor) -> list[int]:
     return sizes
 
 
+class LesionStudy:
+    """The study of one trained net on points (x, y), in parts that can be computed in any order,
+    here or in another process holding the same weights (``training/second_core.py``).
+
+    On entering, BN is frozen at the statistics of (x, y) through the intact net and the input of
+    every block is computed once, so deleting block i costs only the blocks after it. ``parts``
+    are ranges of deletions that go through the later blocks together, stacked along the batch
+    (``_deletions``); ``part(i)`` gives their errors. BN is restored on leaving."""
+
+    def __init__(self, net: Net, x: torch.Tensor, y: torch.Tensor):
+        self.net, self.x, self.y = net, x, y
+        self.inputs: list[torch.Tensor] = []
+        self.intact = math.nan  # the error with nothing removed
+        self.parts: list[range] = []
+        self._frozen = contextlib.ExitStack()
+
+    def __enter__(self) -> "LesionStudy":
+        self._frozen.enter_context(frozen_batch_norm(self.net, self.x))
+        self._frozen.enter_context(torch.no_grad())
+        h = self.net.features(self.x)
+        for block in self.net.blocks:
+            self.inputs.append(h)
+            h = block(h)
+        self.intact = _errors(self.net.head(h), self.y)[0]
+        widest = max((t.numel() * t.element_size() for t in self.inputs), default=1)
+        per_stack = max(1, STACK_BYTES // widest)
+        n = len(self.net.blocks)
+        self.parts = [range(start, min(n, start + per_stack)) for start in range(0, n, per_stack)]
+        return self
+
+    def part(self, index: int) -> list[float]:
+        return self.deletions(self.parts[index])
+
+    def deletions(self, deleted: range) -> list[float]:
+        """The errors with each block of ``deleted`` removed (a part, or any range of blocks)."""
+        return _deletions(self.net, self.inputs, self.y, deleted)
+
+    def __exit__(self, *exc: object) -> None:
+        self.inputs = []
+        self._frozen.close()
+
+
 def lesion_errors(net: Net, x: torch.Tensor, y: torch.Tensor) -> list[float]:
     """Training error with nothing removed, then with each block removed in turn (NaN where a
-    plain block changes the shape and cannot be removed). The inputs of every block are computed
-    once, so deleting block i costs only the blocks after it; and several deletions go through the
-    later blocks at once, stacked along the batch (``_deletions``)."""
-    with frozen_batch_norm(net, x), torch.no_grad():
-        h = net.features(x)
-        inputs = []
-        for block in net.blocks:
-            inputs.append(h)
-            h = block(h)
-        errors = _errors(net.head(h), y)
-        widest = max((t.numel() * t.element_size() for t in inputs), default=1)
-        per_stack = max(1, STACK_BYTES // widest)
-        n = len(net.blocks)
-        for start in range(0, n, per_stack):
-            errors += _deletions(net, inputs, y, range(start, min(n, start + per_stack)))
-    return errors
+    plain block changes the shape and cannot be removed): every part of a ``LesionStudy``."""
+    with LesionStudy(net, x, y) as study:
+        return [study.intact] + [e for i in range(len(study.parts)) for e in study.part(i)]
 
 
 def _deletions(net: Net, inputs: list[torch.Tensor], y: torch.Tensor, deleted: range) -> list[float]:
@@ -102,7 +132,11 @@ def lesion_rows(net: Net, x: torch.Tensor, y: torch.Tensor, model: str) -> list[
     """Rows for ``RunRecord.set_lesion`` (records.LESION_COLUMNS): block -1 is the intact net,
     blocks count from 0 (the first block after the stem)."""
     points = lesion_points(net, x)
-    errors = lesion_errors(net, x[:points], y[:points])
+    return rows_of(model, lesion_errors(net, x[:points], y[:points]))
+
+
+def rows_of(model: str, errors: list[float]) -> list[dict[str, Any]]:
+    """``errors``: the intact net's, then each deletion's, as ``lesion_errors`` orders them."""
     return [{"model": model, "block": i - 1, "train_error": e} for i, e in enumerate(errors)]
 
 

@@ -1,0 +1,87 @@
+"""A one-model run's analyses in a second process (training/second_core.py): the record is the one
+the analyses give in the trainer's own process, number for number; only when rows arrive differs."""
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from resnet_core.analysis.paths import lesion
+from resnet_core.cli import main
+from resnet_core.cli import train as cli_train
+from resnet_core.remote.trainer import WorkerError
+from resnet_core.settings import Settings
+from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.training.second_core import SecondCore
+
+
+def settings(**kw) -> Settings:
+    base = dict(models=("resnet-20",), width=8, steps=12, eval_every=4, paths_every=6, probe_every=2,
+                dataset_args={"n": 300}, seed=3)
+    return Settings(**{**base, **kw}).checked()
+
+
+def tables(record) -> dict[str, pd.DataFrame]:
+    """Every table of a record, wall-clock times left out (they differ between any two runs)."""
+    return {"metrics": record.metrics_frame().drop(columns="wall_s"), "layers": record.layers_frame(),
+            "paths": record.paths_frame(), "lesion": record.lesion_frame(),
+            "regions": pd.DataFrame([(s, m, g["classes"], g["confidence"]) for s, m, g in record.region_history()])}
+
+
+def trained(s: Settings, analyst=None):
+    with LockstepTrainer(s, analyst=analyst) as trainer:
+        trainer.run()
+        trainer.lesion_study()
+        trainer.settle()
+        return tables(trainer.record)
+
+
+@pytest.mark.parametrize("kw", [{}, {"block": "post", "models": ("plain-14",)}, {"norm": "none", "lr": 1.0, "steps": 40}],
+                         ids=["resnet-pre-act", "plain-post-act", "diverges"])
+def test_the_record_is_the_one_the_trainer_gives_by_itself(monkeypatch, kw):
+    # Small parts, so that both processes take some of the lesion study (it is split by the parent).
+    monkeypatch.setattr(lesion, "STACK_BYTES", 300 * 8 * 4)
+    s = settings(**kw)
+    helper = SecondCore(s)
+    alone, shared = trained(s), trained(s, helper)
+    for name, table in alone.items():
+        pd.testing.assert_frame_equal(shared[name], table, obj=name)
+    if "lr" in kw:  # the run diverged: its row follows the evaluations before it, as by itself
+        assert list(alone["metrics"].status)[-1] == "diverged" and alone["lesion"].empty
+    else:
+        assert len(alone["lesion"]) == 1 + len(LockstepTrainer(s).models[s.models[0]].blocks)
+        assert helper.parts_there > 0  # the other process took some of the lesion study
+
+
+def test_the_cli_gives_deep_one_model_runs_a_second_process_and_writes_the_same_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli_train, "SECOND_CORE_DEPTH", 20)
+    args = ["train", "--models", "resnet-20", "--width", "8", "--steps", "12", "--eval-every", "4",
+            "--paths-every", "6", "--dataset-arg", "n=300"]
+    before = set(Path("/dev/shm").iterdir()) if Path("/dev/shm").is_dir() else set()
+    assert main([*args, "--out", str(tmp_path / "two")]) == 0
+    assert main([*args, "--workers", "1", "--out", str(tmp_path / "one")]) == 0
+    for name in ("metrics.csv", "layers.csv", "paths.csv", "lesion.csv", "regions.csv"):
+        one, two = (pd.read_csv(tmp_path / run / name) for run in ("one", "two"))
+        if name == "metrics.csv":
+            one, two = one.drop(columns="wall_s"), two.drop(columns="wall_s")
+        pd.testing.assert_frame_equal(two, one, obj=name)
+    after = set(Path("/dev/shm").iterdir()) if Path("/dev/shm").is_dir() else set()
+    assert not [p for p in after - before if p.name.startswith("residual-lab-state-")]  # state files removed
+
+
+def test_only_deep_one_model_cpu_runs_use_it():
+    assert cli_train.second_core_pays(Settings(models=("resnet-1002",), device="cpu").checked()) == ((os.cpu_count() or 1) >= 2)
+    assert not cli_train.second_core_pays(Settings(models=("resnet-56",), device="cpu").checked())
+    assert not cli_train.second_core_pays(Settings(models=("resnet-1002", "plain-20"), device="cpu").checked())
+
+
+def test_a_second_process_that_dies_is_an_error_not_a_hang():
+    s = settings(steps=40)
+    helper = SecondCore(s)
+    with LockstepTrainer(s, analyst=helper) as trainer:
+        trainer.settle()
+        helper.worker.process.kill()
+        helper.worker.process.wait(timeout=30)
+        with pytest.raises(WorkerError, match="ended|stopped"):
+            trainer.run()
+            trainer.settle()
