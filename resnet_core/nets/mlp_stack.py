@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_core.nets import native
 from resnet_core.nets.models import Net, Probe, Unit
 
 _bn = torch.native_batch_norm
@@ -79,7 +80,11 @@ def _plan(net: Net) -> tuple[BlockPlan, ...]:
     return tuple(blocks)
 
 
-ENABLED = os.environ.get("RESIDUAL_LAB_ENGINE", "") != "autograd"
+# RESIDUAL_LAB_ENGINE: "autograd" (Net and autograd, no written-out pass), "python" (the written-out
+# pass walked in Python), else the native walk where it is built (``native``) and the Python walk elsewhere.
+ENGINE = os.environ.get("RESIDUAL_LAB_ENGINE", "")
+ENABLED = ENGINE != "autograd"
+NATIVE = ENGINE != "python"
 
 
 def linear_unit(u: Unit) -> bool:
@@ -235,6 +240,69 @@ class BlockStack(torch.autograd.Function):
         return g, None, None, None
 
 
+# ------------------------------------------------------------------------------ native walk
+class NativeStack(NamedTuple):
+    """A uniform plan (every block alike, identity shortcuts) as the flat lists the native walk takes
+    (``native/mlp_stack.cpp``: layer i is weights[i] with biases[i], or with BN i)."""
+
+    weights: list[torch.Tensor]
+    biases: list[torch.Tensor]
+    bn_weight: list[torch.Tensor]
+    bn_bias: list[torch.Tensor]
+    running_mean: list[torch.Tensor]
+    running_var: list[torch.Tensor]
+    momentum: float
+    eps: float
+    per_block: int
+    pre: bool
+    residual: bool
+
+
+def native_stack(plan: tuple[BlockPlan, ...]) -> NativeStack | None:
+    """The plan for the native walk, where it is uniform and the walk is built; else None."""
+    if not plan or not NATIVE or not native.load():
+        return None
+    first = plan[0]
+    if any(b.shortcut is not None or (b.pre, b.residual, len(b.layers)) != (first.pre, first.residual, len(first.layers))
+           for b in plan):
+        return None
+    layers = [layer for b in plan for layer in b.layers]
+    norms = [layer.norm for layer in layers]
+    if all(n is None for n in norms) and all(layer.bias is not None for layer in layers):
+        return NativeStack([la.weight for la in layers], [la.bias for la in layers], [], [], [], [], 0.0, 0.0,
+                           len(first.layers), first.pre, first.residual)
+    if any(n is None for n in norms) or any(layer.bias is not None for layer in layers) or \
+            len({(n.momentum, n.eps) for n in norms}) != 1 or norms[0].momentum is None:
+        return None
+    return NativeStack([la.weight for la in layers], [], [n.weight for n in norms], [n.bias for n in norms],
+                       [n.running_mean for n in norms], [n.running_var for n in norms], float(norms[0].momentum),
+                       float(norms[0].eps), len(first.layers), first.pre, first.residual)
+
+
+class NativeBlockStack(torch.autograd.Function):
+    """``BlockStack`` with the walk in C++: ``NativeBlockStack.apply(x, stack, probe)``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, n: NativeStack, probe: Probe | None) -> torch.Tensor:  # type: ignore[override]
+        out, saved, responses, branches, skips = torch.ops.residual_lab.mlp_stack_forward(
+            x, n.weights, n.biases, n.bn_weight, n.bn_bias, n.running_mean, n.running_var, n.momentum, n.eps,
+            n.per_block, n.pre, n.residual, probe is not None)
+        if probe is not None:
+            probe.responses += responses
+            probe.branches += branches
+            probe.skips += skips
+        ctx.stack, ctx.saved = n, saved
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        n, saved, ctx.saved = ctx.stack, ctx.saved, None
+        g = torch.ops.residual_lab.mlp_stack_backward(  # sets the parameters' .grad itself
+            g.contiguous(), saved, n.weights, n.biases, n.bn_weight, n.bn_bias, n.running_mean, n.running_var, n.eps,
+            n.per_block, n.pre, n.residual)
+        return g, None, None
+
+
 _ONE_NET = Kernels()
 
 
@@ -245,10 +313,11 @@ def forward(net: Net, x: torch.Tensor, probe: Probe | None = None) -> torch.Tens
     engine = getattr(net, "_mlp_stack", None)
     if engine is None:
         tracked = [m.num_batches_tracked for b in net.blocks for m in b.modules() if isinstance(m, nn.BatchNorm1d)]
-        engine = net._mlp_stack = (_plan(net), tracked) if ENABLED and supported(net) else ()
+        plan = _plan(net) if ENABLED and supported(net) else ()
+        engine = net._mlp_stack = (plan, tracked, native_stack(plan)) if plan else ()
     if not engine or not net.training or any(b.removed for b in net.blocks):
         return net(x, probe)
-    plan, tracked = engine
+    plan, tracked, walk = engine
     h = net.stem(x)
     if probe is not None:
         probe.responses.append(h)
@@ -256,7 +325,7 @@ def forward(net: Net, x: torch.Tensor, probe: Probe | None = None) -> torch.Tens
         h = F.relu(h)
     if tracked:
         torch._foreach_add_(tracked, 1)
-    h = BlockStack.apply(h, plan, _ONE_NET, probe)
+    h = NativeBlockStack.apply(h, walk, probe) if walk is not None else BlockStack.apply(h, plan, _ONE_NET, probe)
     out = net.head(h)
     if probe is not None:
         probe.responses.append(out)

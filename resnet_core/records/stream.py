@@ -9,15 +9,12 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from resnet_core.records.tables import (LAYER_COLUMNS, LESION_COLUMNS, METRIC_COLUMNS, PATH_COLUMNS, PATH_OPTIONAL,
-                                        LayerSnapshot, jsonable, regions_frame)
-
-if TYPE_CHECKING:  # imported where a table is written whole (see record.py)
-    import pandas as pd
+                                        REGION_COLUMNS, LayerSnapshot, jsonable)
 
 FLUSH_EVERY_S = 2.0         # a streaming record writes its buffers out at least this often
 
@@ -116,11 +113,10 @@ class Stream:
         """The buffers out, and lesion.csv and regions.csv rewritten if they changed (the record's
         lock held: these are its current tables)."""
         if "lesion.csv" in self.dirty and lesion:
-            import pandas as pd
-
-            _replace_csv(self.folder / "lesion.csv", pd.DataFrame(lesion, columns=LESION_COLUMNS))
+            _replace_csv(self.folder / "lesion.csv", LESION_COLUMNS,
+                         ([_cell(r.get(c)) for c in LESION_COLUMNS] for r in lesion))
         if "regions.csv" in self.dirty and regions:
-            _replace_csv(self.folder / "regions.csv", regions_frame(dict(regions)))
+            _replace_csv(self.folder / "regions.csv", REGION_COLUMNS, _region_rows(regions))
         self.dirty.clear()
         self._flush_files()
 
@@ -133,7 +129,21 @@ class Stream:
         self.files.clear()
 
 
-def _replace_csv(path: Path, frame: pd.DataFrame) -> None:
+def _replace_csv(path: Path, header: list[str], rows: Iterable[list[str]]) -> None:
+    """The file replaced whole, as pandas' to_csv would write it (the tables are small; a table
+    library would cost the run 0.2-0.3 s to import at its end)."""
     tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        f.write(",".join(header) + "\n")
+        csv.writer(f, lineterminator="\n").writerows(rows)
     os.replace(tmp, path)
+
+
+def _region_rows(regions: dict[str, tuple[int, dict[str, Any]]]) -> Iterator[list[str]]:
+    """``tables.regions_frame``'s rows: each model's latest map, one row per grid point, x fastest."""
+    for model, (step, grid) in regions.items():
+        n = grid["n"]
+        xs, ys = _floats(np.linspace(*grid["x"], n)), _floats(np.linspace(*grid["y"], n))
+        cells = zip(grid["classes"], _floats(grid["confidence"]))
+        for i, (predicted, confidence) in enumerate(cells):
+            yield [str(int(step)), model, xs[i % n], ys[i // n], str(int(predicted)), confidence]

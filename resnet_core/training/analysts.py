@@ -10,20 +10,25 @@ that process's side: its trainer analyses only what it is asked to.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from resnet_core.training.lockstep import LockstepTrainer
+
+class Trainer(Protocol):
+    """What an analyst asks of the trainer it serves (a ``LockstepTrainer``)."""
+
+    def analyse(self, due: tuple[str, ...]) -> None: ...
+
+    def lesion_here(self) -> None: ...
 
 
 class Analyst(Protocol):
-    def attach(self, trainer: LockstepTrainer) -> None:
+    def attach(self, trainer: Trainer) -> None:
         """The trainer is built (weights initialised, BN calibrated), before any analysis."""
 
-    def analyse(self, trainer: LockstepTrainer, due: tuple[str, ...]) -> None:
+    def analyse(self, trainer: Trainer, due: tuple[str, ...]) -> None:
         """The analyses ``due`` of the nets as they are now."""
 
-    def lesion_study(self, trainer: LockstepTrainer) -> None: ...
+    def lesion_study(self, trainer: Trainer) -> None: ...
 
     def settle(self) -> None:
         """Return once every analysis asked for is in the trainer's record."""
@@ -34,13 +39,13 @@ class Analyst(Protocol):
 class Inline:
     """Each analysis at once, in this process: the record is complete when a step returns."""
 
-    def attach(self, trainer: LockstepTrainer) -> None:
+    def attach(self, trainer: Trainer) -> None:
         pass
 
-    def analyse(self, trainer: LockstepTrainer, due: tuple[str, ...]) -> None:
+    def analyse(self, trainer: Trainer, due: tuple[str, ...]) -> None:
         trainer.analyse(due)
 
-    def lesion_study(self, trainer: LockstepTrainer) -> None:
+    def lesion_study(self, trainer: Trainer) -> None:
         trainer.lesion_here()
 
     def settle(self) -> None:
@@ -54,5 +59,5 @@ class Mirror(Inline):
     """The trainer of a ``SecondCore``'s process: it never steps, and it analyses the states it is
     sent only when asked, so nothing is due by itself (not even at step 0)."""
 
-    def analyse(self, trainer: LockstepTrainer, due: tuple[str, ...]) -> None:
+    def analyse(self, trainer: Trainer, due: tuple[str, ...]) -> None:
         pass
