@@ -85,3 +85,20 @@ def test_a_second_process_that_dies_is_an_error_not_a_hang():
         with pytest.raises(WorkerError, match="ended|stopped"):
             trainer.run()
             trainer.settle()
+
+
+def test_a_cli_run_whose_second_process_cannot_start_ends_with_one_line(tmp_path):
+    """A worker that cannot load what it needs within its memory limit: exit 1, one line, no traceback."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "resnet_core", "train", "--models", "resnet-202", "--width", "8", "--steps", "3",
+           "--dataset-arg", "n=200", "--out", str(tmp_path / "run")]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RESIDUAL_LAB_WORKER_MEMORY_MB": "40"})
+    assert done.returncode == 1, done.stderr
+    # the worker reports what failed it (here an import it had no memory for), or that it ended
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()

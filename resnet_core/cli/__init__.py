@@ -13,6 +13,7 @@ from typing import Sequence
 
 from resnet_core.cli.parser import OneLineParser, UsageError, add_lesson, add_sweep, add_train
 from resnet_core.errors import UserError, one_line
+from resnet_core.remote.trainer import WorkerError
 
 COMMANDS = {"presets": "resnet_core.cli.presets", "train": "resnet_core.cli.train",
             "sweep": "resnet_core.cli.sweep", "lesson": "resnet_core.cli.lesson"}
@@ -34,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     except UserError as exc:
         return _fail(f"error: {exc}")
+    except WorkerError as exc:  # a worker process failed or ended: its one line, not a traceback
+        print(one_line(f"error: {exc}"), file=sys.stderr)
+        return 2 if exc.user else 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -306,15 +306,57 @@ class NativeBlockStack(torch.autograd.Function):
 _ONE_NET = Kernels()
 
 
-def forward(net: Net, x: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
-    """``net(x, probe)`` for a training step, with the block stack's backward written out (see the
-    module's docstring); ``net`` itself where the engine does not apply: not an MLP, not in
-    training mode, a block removed (a lesion), or the engine switched off."""
+def _engine(net: Net) -> tuple:
+    """(plan, the blocks' BN counters, the native walk or None), or () where the engine does not
+    apply (not an MLP, or switched off); made once per net."""
     engine = getattr(net, "_mlp_stack", None)
     if engine is None:
         tracked = [m.num_batches_tracked for b in net.blocks for m in b.modules() if isinstance(m, nn.BatchNorm1d)]
         plan = _plan(net) if ENABLED and supported(net) else ()
         engine = net._mlp_stack = (plan, tracked, native_stack(plan)) if plan else ()
+    return engine
+
+
+def blocks(net: Net, h: torch.Tensor, first: int = 0, last: int | None = None) -> torch.Tensor:
+    """``net.blocks[first:last]`` applied to ``h`` in the net's mode, outside autograd (an evaluation,
+    a lesion study): walked natively where the walk is built, with the modules' own calls in
+    their order (bit for bit, tests/test_native.py), else through the modules."""
+    last = len(net.blocks) if last is None else last
+    engine = () if torch.is_grad_enabled() else _engine(net)
+    walk = engine[2] if engine else None
+    momentum = _momentum(net)
+    if walk is None or (walk.bn_weight and momentum is None) or any(b.removed for b in net.blocks[first:last]):
+        for block in net.blocks[first:last]:
+            h = block(h)
+        return h
+    tracked = engine[1]
+    if net.training and tracked:  # BatchNorm1d counts its training-mode calls
+        torch._foreach_add_(tracked[first * walk.per_block:last * walk.per_block], 1)
+    return torch.ops.residual_lab.mlp_stack_infer(
+        h, walk.weights, walk.biases, walk.bn_weight, walk.bn_bias, walk.running_mean, walk.running_var,
+        walk.momentum if momentum is None else momentum, walk.eps, walk.per_block, walk.pre, walk.residual,
+        net.training, first, last)
+
+
+def infer(net: Net, x: torch.Tensor) -> torch.Tensor:
+    """``net(x)`` outside autograd, its block stack as ``blocks`` walks it."""
+    return net.head(blocks(net, net.features(x)))
+
+
+def _momentum(net: Net) -> float | None:
+    """The blocks' BN momentum as it is now (an evaluation sets it to 0 for a while)."""
+    for block in net.blocks:
+        for unit in block.units:
+            if unit.norm is not None:
+                return unit.norm.momentum
+    return None
+
+
+def forward(net: Net, x: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
+    """``net(x, probe)`` for a training step, with the block stack's backward written out (see the
+    module's docstring); ``net`` itself where the engine does not apply: not an MLP, not in
+    training mode, a block removed (a lesion), or the engine switched off."""
+    engine = _engine(net)
     if not engine or not net.training or any(b.removed for b in net.blocks):
         return net(x, probe)
     plan, tracked, walk = engine

@@ -232,7 +232,7 @@ class LockstepTrainer:
                 continue
             was = net.training
             net.eval()
-            prob = torch.softmax(net(grid), 1)
+            prob = torch.softmax(mlp_stack.infer(net, grid), 1)
             net.train(was)
             conf, cls = prob.max(1)
             self.record.set_regions(name, self.step, {

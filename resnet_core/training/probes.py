@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from resnet_core.nets import mlp_stack
 from resnet_core.nets.models import Net, Probe
 from resnet_core.records import LayerSnapshot
 
@@ -77,7 +78,7 @@ def evaluate(net: Net, x: torch.Tensor, y: torch.Tensor, batch_stats: bool = Fal
     wrong = torch.zeros((), device=x.device)
     for start in range(0, len(x), EVAL_BATCH):
         xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
-        logits = net(xb)
+        logits = mlp_stack.infer(net, xb)
         loss_sum += F.cross_entropy(logits, yb, reduction="sum")
         wrong += (logits.argmax(1) != yb).sum()
     for bn, momentum in zip(norms, saved):

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from resnet_core.analysis.paths.adjoints import frozen_batch_norm
+from resnet_core.nets import mlp_stack
 from resnet_core.nets.models import Net, lesionable
 
 CACHE_BYTES = 256 * 2**20   # the block inputs kept for re-use, at most
@@ -69,9 +70,9 @@ class LesionStudy:
         self._frozen.enter_context(frozen_batch_norm(self.net, self.x))
         self._frozen.enter_context(torch.no_grad())
         h = self.net.features(self.x)
-        for block in self.net.blocks:
+        for i in range(len(self.net.blocks)):
             self.inputs.append(h)
-            h = block(h)
+            h = mlp_stack.blocks(self.net, h, i, i + 1)
         self.intact = _errors(self.net.head(h), self.y)[0]
         widest = max((t.numel() * t.element_size() for t in self.inputs), default=1)
         per_stack = max(1, STACK_BYTES // widest)
@@ -106,11 +107,11 @@ def _deletions(net: Net, inputs: list[torch.Tensor], y: torch.Tensor, deleted: r
     as it would be alone."""
     stack: torch.Tensor | None = None
     order: list[int] = []  # the deletions in the stack, in stacking order
-    for i in range(deleted.start, len(net.blocks)):
+    for i in range(deleted.start, deleted.stop):
         block = net.blocks[i]
         if stack is not None:
-            stack = block(stack)
-        if i in deleted and lesionable(block):
+            stack = mlp_stack.blocks(net, stack, i, i + 1)
+        if lesionable(block):
             block.removed = True
             try:
                 h = block(inputs[i])
@@ -118,6 +119,8 @@ def _deletions(net: Net, inputs: list[torch.Tensor], y: torch.Tensor, deleted: r
                 block.removed = False
             stack = h if stack is None else torch.cat([stack, h])
             order.append(i)
+    if stack is not None:  # every variant on through the blocks after the last deletion, as one batch
+        stack = mlp_stack.blocks(net, stack, deleted.stop)
     found = dict(zip(order, _errors(net.head(stack), y) if stack is not None else []))
     return [found.get(i, math.nan) for i in deleted]
 

@@ -44,6 +44,9 @@ def build() -> Path:
         partial = target.with_suffix(f".partial-{os.getpid()}")
         subprocess.run(compile_command(partial), check=True, capture_output=True, text=True)
         partial.replace(target)  # whole or not at all: another process may be loading it
+        for stale in BUILD.glob("residual_lab_native-*.so"):  # for an older torch or source
+            if stale != target:
+                stale.unlink(missing_ok=True)
     return target
 
 

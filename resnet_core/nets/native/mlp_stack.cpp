@@ -141,9 +141,42 @@ Tensor backward(const Tensor& grad, TensorList saved, TensorList weights, Tensor
   return g;
 }
 
+// Blocks [first, last) of the stack without autograd's bookkeeping (an evaluation, a lesion study):
+// the modules' own calls, at::batch_norm as BatchNorm1d makes it (running statistics, or batch
+// statistics with `momentum` in training mode), at::relu, at::linear, at::add.
+Tensor infer(const Tensor& input, TensorList weights, TensorList biases, TensorList bn_weight, TensorList bn_bias,
+             TensorList running_mean, TensorList running_var, double momentum, double eps, int64_t per_block,
+             bool pre, bool residual, bool training, int64_t first, int64_t last) {
+  const Stack s{weights, biases, bn_weight, bn_bias, running_mean, running_var, momentum, eps, per_block, pre, residual};
+  auto norm = [&](const Tensor& h, int64_t i) {
+    return at::batch_norm(h, bn_weight[i], bn_bias[i], running_mean[i], running_var[i], training, momentum, eps, true);
+  };
+  Tensor x = input;
+  for (int64_t block = first; block < last; ++block) {
+    Tensor h = x;
+    for (int64_t j = 0; j < per_block; ++j) {
+      const int64_t i = block * per_block + j;
+      if (pre) {
+        h = s.linear(at::relu(s.has_norm() ? norm(h, i) : h), i);
+      } else {
+        h = s.linear(h, i);
+        if (s.has_norm()) h = norm(h, i);
+        if (j < per_block - 1) h = at::relu(h);
+      }
+    }
+    if (residual) h = at::add(x, h);
+    x = pre ? h : at::relu(h);
+  }
+  return x;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(residual_lab, m) {
+  m.def("mlp_stack_infer(Tensor x, Tensor[] weights, Tensor[] biases, Tensor[] bn_weight, Tensor[] bn_bias, "
+        "Tensor[] running_mean, Tensor[] running_var, float momentum, float eps, int per_block, bool pre, "
+        "bool residual, bool training, int first, int last) -> Tensor",
+        &infer);
   m.def("mlp_stack_forward(Tensor x, Tensor[] weights, Tensor[] biases, Tensor[] bn_weight, Tensor[] bn_bias, "
         "Tensor[] running_mean, Tensor[] running_var, float momentum, float eps, int per_block, bool pre, "
         "bool residual, bool probe) -> (Tensor, Tensor[], Tensor[], Tensor[], Tensor[])",
