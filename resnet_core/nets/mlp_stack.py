@@ -42,8 +42,14 @@ class NormPlan(NamedTuple):
     bias: torch.Tensor
     running_mean: torch.Tensor
     running_var: torch.Tensor
-    momentum: float
     eps: float
+    module: nn.BatchNorm1d
+
+    @property
+    def momentum(self) -> float | None:
+        """Read at each use: an evaluation or a calibration sets it for a while, and the plan may be
+        made during one."""
+        return self.module.momentum
 
 
 class LayerPlan(NamedTuple):
@@ -62,13 +68,12 @@ class BlockPlan(NamedTuple):
 
 
 def _layer(linear: nn.Linear, bn: nn.BatchNorm1d | None) -> LayerPlan:
-    norm = None if bn is None else NormPlan(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps)
+    norm = None if bn is None else NormPlan(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps, bn)
     return LayerPlan(linear.weight, linear.bias, norm)
 
 
 def _plan(net: Net) -> tuple[BlockPlan, ...]:
-    """The net's blocks as bare tensors. BN's momentum is read here: evaluation and calibration
-    change it for a while, but only through the modules, never during a training pass."""
+    """The net's blocks as bare tensors."""
     blocks = []
     for block in net.blocks:
         shortcut = None
@@ -251,7 +256,6 @@ class NativeStack(NamedTuple):
     bn_bias: list[torch.Tensor]
     running_mean: list[torch.Tensor]
     running_var: list[torch.Tensor]
-    momentum: float
     eps: float
     per_block: int
     pre: bool
@@ -269,23 +273,23 @@ def native_stack(plan: tuple[BlockPlan, ...]) -> NativeStack | None:
     layers = [layer for b in plan for layer in b.layers]
     norms = [layer.norm for layer in layers]
     if all(n is None for n in norms) and all(layer.bias is not None for layer in layers):
-        return NativeStack([la.weight for la in layers], [la.bias for la in layers], [], [], [], [], 0.0, 0.0,
+        return NativeStack([la.weight for la in layers], [la.bias for la in layers], [], [], [], [], 0.0,
                            len(first.layers), first.pre, first.residual)
     if any(n is None for n in norms) or any(layer.bias is not None for layer in layers) or \
-            len({(n.momentum, n.eps) for n in norms}) != 1 or norms[0].momentum is None:
+            len({(n.momentum, n.eps) for n in norms}) != 1:
         return None
     return NativeStack([la.weight for la in layers], [], [n.weight for n in norms], [n.bias for n in norms],
-                       [n.running_mean for n in norms], [n.running_var for n in norms], float(norms[0].momentum),
-                       float(norms[0].eps), len(first.layers), first.pre, first.residual)
+                       [n.running_mean for n in norms], [n.running_var for n in norms], float(norms[0].eps),
+                       len(first.layers), first.pre, first.residual)
 
 
 class NativeBlockStack(torch.autograd.Function):
-    """``BlockStack`` with the walk in C++: ``NativeBlockStack.apply(x, stack, probe)``."""
+    """``BlockStack`` with the walk in C++: ``NativeBlockStack.apply(x, stack, momentum, probe)``."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, n: NativeStack, probe: Probe | None) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, n: NativeStack, momentum: float, probe: Probe | None) -> torch.Tensor:  # type: ignore[override]
         out, saved, responses, branches, skips = torch.ops.residual_lab.mlp_stack_forward(
-            x, n.weights, n.biases, n.bn_weight, n.bn_bias, n.running_mean, n.running_var, n.momentum, n.eps,
+            x, n.weights, n.biases, n.bn_weight, n.bn_bias, n.running_mean, n.running_var, momentum, n.eps,
             n.per_block, n.pre, n.residual, probe is not None)
         if probe is not None:
             probe.responses += responses
@@ -300,7 +304,7 @@ class NativeBlockStack(torch.autograd.Function):
         g = torch.ops.residual_lab.mlp_stack_backward(  # sets the parameters' .grad itself
             g.contiguous(), saved, n.weights, n.biases, n.bn_weight, n.bn_bias, n.running_mean, n.running_var, n.eps,
             n.per_block, n.pre, n.residual)
-        return g, None, None
+        return g, None, None, None
 
 
 _ONE_NET = Kernels()
@@ -334,7 +338,7 @@ def blocks(net: Net, h: torch.Tensor, first: int = 0, last: int | None = None) -
         torch._foreach_add_(tracked[first * walk.per_block:last * walk.per_block], 1)
     return torch.ops.residual_lab.mlp_stack_infer(
         h, walk.weights, walk.biases, walk.bn_weight, walk.bn_bias, walk.running_mean, walk.running_var,
-        walk.momentum if momentum is None else momentum, walk.eps, walk.per_block, walk.pre, walk.residual,
+        0.0 if momentum is None else momentum, walk.eps, walk.per_block, walk.pre, walk.residual,
         net.training, first, last)
 
 
@@ -367,7 +371,10 @@ def forward(net: Net, x: torch.Tensor, probe: Probe | None = None) -> torch.Tens
         h = F.relu(h)
     if tracked:
         torch._foreach_add_(tracked, 1)
-    h = NativeBlockStack.apply(h, walk, probe) if walk is not None else BlockStack.apply(h, plan, _ONE_NET, probe)
+    if walk is not None:
+        h = NativeBlockStack.apply(h, walk, float(_momentum(net) or 0.0), probe)
+    else:
+        h = BlockStack.apply(h, plan, _ONE_NET, probe)
     out = net.head(h)
     if probe is not None:
         probe.responses.append(out)

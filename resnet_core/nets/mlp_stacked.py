@@ -164,7 +164,7 @@ class StackedMLP:
         if norms[0] is not None:
             norm = NormPlan(self._stack([m.weight for m in norms], True, True), self._stack([m.bias for m in norms], True, True),
                             self._stack([m.running_mean for m in norms], True, False),
-                            self._stack([m.running_var for m in norms], True, False), norms[0].momentum, norms[0].eps)
+                            self._stack([m.running_var for m in norms], True, False), norms[0].eps, norms[0])
         return LayerPlan(weight, bias, norm)
 
     def _unit(self, units: list[Unit]) -> StackedUnit:
