@@ -71,7 +71,7 @@ def test_the_cli_gives_deep_one_model_runs_a_second_process_and_writes_the_same_
 
 def test_only_deep_one_model_cpu_runs_use_it():
     assert cli_train.second_core_pays(Settings(models=("resnet-1002",), device="cpu").checked()) == ((os.cpu_count() or 1) >= 2)
-    assert not cli_train.second_core_pays(Settings(models=("resnet-56",), device="cpu").checked())
+    assert not cli_train.second_core_pays(Settings(models=("resnet-20",), device="cpu").checked())
     assert not cli_train.second_core_pays(Settings(models=("resnet-1002", "plain-20"), device="cpu").checked())
 
 
