@@ -1,6 +1,6 @@
 """Speed as a user measures it: whole processes, from the shell prompt to the prompt back.
 
-    .venv/bin/python bench/bench_process.py [--pairs 5] [--only a,b,c] [--code DIR]
+    .venv/bin/python bench/bench_process.py [--pairs 5] [--only a,b,c] [--code DIR] [--vs DIR]
 
 (a) ``python -m resnet_core train`` (300 steps of plain-20, plain-56 and resnet-56 on spirals, width
     32, batch 128, evaluations every 25) against ``bench/bare_loop.py``, the same models and batches
@@ -11,7 +11,8 @@
     CLI and the dashboard do) until its separation has held at three evaluations in a row
     (plain-56 >= plain-20 + 10 points, resnet-56 <= plain-56 - 10 points): goal <= 2 s.
 ``--code DIR`` runs another checkout's code (e.g. an earlier commit, ``git archive``d) the same way,
-so that a before and an after can be measured in one session.
+so that a before and an after can be measured in one session; ``--vs DIR`` alternates (b)'s runs
+of the two checkouts pair by pair and gives the ratios.
 """
 from __future__ import annotations
 
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--only", default="a,b,c")
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose code runs (default: this one)")
+    parser.add_argument("--vs", type=Path, help="another checkout whose (b) runs alternate with --code's, pair by pair")
     parser.add_argument("--separation-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.separation_child:
@@ -95,9 +97,18 @@ def main() -> None:
               f"{statistics.median(bare):.2f} s ({min(bare):.2f}-{max(bare):.2f}), ratio {statistics.median(ratios):.2f}"
               "   (goal <= 0.6)")
     if "b" in only:
-        runs = [cli(["--preset", "thousand-layers", "--steps", "30"], code) for _ in range(args.pairs)]
+        b_args = ["--preset", "thousand-layers", "--steps", "30"]
+        runs, before = [], []
+        for _ in range(args.pairs):  # with --vs, the two checkouts alternated: this machine's speed drifts
+            runs.append(cli(b_args, code))
+            if args.vs:
+                before.append(cli(b_args, args.vs.resolve()))
         print(f"(b) thousand-layers, 30 steps, CLI: {statistics.median(runs):.2f} s ({min(runs):.2f}-{max(runs):.2f})"
               "   (goal <= 5 s)")
+        if before:
+            ratios = [a / b for a, b in zip(runs, before)]
+            print(f"    alternated with {args.vs}: {statistics.median(before):.2f} s ({min(before):.2f}-{max(before):.2f}),"
+                  f" ratio {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
     if "c" in only:
         found = [separation(code) for _ in range(args.pairs)]
         seconds = [s for s, _ in found]

@@ -10,7 +10,9 @@
 3. Time until the degradation preset shows its separation (plain-56 >= plain-20 + 10 points and
    resnet-56 <= plain-56 - 10 points, held at three evaluations in a row), from a cold start
    (goal <= 5 s).
-4. The thousand-layers preset: steps per second, its training steps alone and as the preset runs\n   (with its evaluations and path analyses), with the written-out MLP pass and with autograd.
+4. The thousand-layers preset: steps per second, its training steps alone and as the preset runs
+   (with its evaluations and path analyses), with the written-out MLP pass walked natively, walked
+   in Python, and with autograd.
 """
 from __future__ import annotations
 
@@ -98,8 +100,9 @@ def time_to_separation(settings, workers: int, hold: int = 3) -> tuple[float | N
 def thousand_layers(steps: int, engine: str = "", analyses: bool = True) -> float:
     """Steps per second of resnet-1002 in one worker process, after two warm-up steps. ``analyses``:
     the preset as it runs (evaluations every 10 steps, the path analysis every 50, decision maps);
-    without, its training steps alone (probes at its cadence). ``engine="autograd"``: without the
-    written-out MLP pass (RESIDUAL_LAB_ENGINE, read by the worker as it starts)."""
+    without, its training steps alone (probes at its cadence). ``engine`` (RESIDUAL_LAB_ENGINE, read
+    by the worker as it starts): "" the written-out pass walked natively, "python" walked in Python,
+    "autograd" without it."""
     settings = get_preset("thousand-layers").settings()
     if not analyses:
         settings = settings.with_changes(eval_every=100_000, paths_every=0)
@@ -149,12 +152,14 @@ def main() -> None:
 
     n = 10 if args.quick else 40
     bare_1k = bare_loop(get_preset("thousand-layers").settings(), n)
-    steps_only = [thousand_layers(n, analyses=False), thousand_layers(n, engine="autograd", analyses=False)]
-    preset = [thousand_layers(n), thousand_layers(n, engine="autograd")]
-    print("4. thousand-layers (resnet-1002), steps/s, written-out pass / autograd (goal >= 15):")
-    print(f"   training steps, probes every 5    : {steps_only[0]:.1f} / {steps_only[1]:.1f}"
+    engines = ("", "python", "autograd")
+    steps_only = [thousand_layers(n, engine=e, analyses=False) for e in engines]
+    preset = [thousand_layers(n, engine=e) for e in engines]
+    print("4. thousand-layers (resnet-1002), steps/s, written-out pass walked natively / in Python / autograd "
+          "(goal >= 15):")
+    print(f"   training steps, probes every 5    : {' / '.join(f'{r:.1f}' for r in steps_only)}"
           f"   (bare eager loop, default threads, no probes: {n / bare_1k:.1f})")
-    print(f"   the preset as it runs (evaluations every 10, paths every 50): {preset[0]:.1f} / {preset[1]:.1f}")
+    print(f"   the preset as it runs (evaluations every 10, paths every 50): {' / '.join(f'{r:.1f}' for r in preset)}")
 
 
 if __name__ == "__main__":
