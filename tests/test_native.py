@@ -80,3 +80,28 @@ def test_evaluations_and_the_lesion_study_give_the_same_numbers_without_it(monke
         results.append((evaluate(net, x, y), evaluate(net, x, y, batch_stats=True), lesion.lesion_errors(net, x, y)))
         assert (net._mlp_stack[2] is not None) == (walk == "native")
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize(("name", "block", "norm"), KINDS[:3])
+def test_a_calibration_averages_as_the_modules_do(name, block, norm):
+    """BN without a momentum (a calibration: the average over the batches so far): the native walk
+    takes the same factor, 1 / the count of calls, and counts the calls."""
+    from resnet_core.training.probes import calibrate_batch_norm
+
+    net = net_of(name, block, norm)
+    twin = copy.deepcopy(net)
+    x = torch.randn(1000, 2)
+    calibrate_batch_norm(net, x)
+    with torch.no_grad():  # the modules' own calibration, by hand
+        norms = [m for m in twin.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+        for bn in norms:
+            bn.reset_running_stats()
+            bn.momentum = None
+        twin.train()
+        for start in range(0, len(x), 256):
+            twin(x[start:start + 256])
+        for bn in norms:
+            bn.momentum = 0.1
+    for (where, a), (_, b) in zip(net.named_buffers(), twin.named_buffers()):
+        assert torch.equal(a, b), where
+    assert int(norms[-1].num_batches_tracked) == 4 and net._mlp_stack[2] is not None

@@ -328,14 +328,15 @@ def blocks(net: Net, h: torch.Tensor, first: int = 0, last: int | None = None) -
     last = len(net.blocks) if last is None else last
     engine = () if torch.is_grad_enabled() else _engine(net)
     walk = engine[2] if engine else None
-    momentum = _momentum(net)
-    if walk is None or (walk.bn_weight and momentum is None) or any(b.removed for b in net.blocks[first:last]):
+    if walk is None or any(b.removed for b in net.blocks[first:last]):
         for block in net.blocks[first:last]:
             h = block(h)
         return h
-    tracked = engine[1]
-    if net.training and tracked:  # BatchNorm1d counts its training-mode calls
-        torch._foreach_add_(tracked[first * walk.per_block:last * walk.per_block], 1)
+    momentum, tracked = _momentum(net), engine[1][first * walk.per_block:last * walk.per_block]
+    if net.training and tracked:  # BatchNorm1d counts its training-mode calls ...
+        if momentum is None:  # ... and without a momentum averages over them (a calibration)
+            momentum = 1.0 / float(int(tracked[0]) + 1)
+        torch._foreach_add_(tracked, 1)
     return torch.ops.residual_lab.mlp_stack_infer(
         h, walk.weights, walk.biases, walk.bn_weight, walk.bn_bias, walk.running_mean, walk.running_var,
         0.0 if momentum is None else momentum, walk.eps, walk.per_block, walk.pre, walk.residual,

@@ -102,7 +102,7 @@ def calibrate_batch_norm(net: Net, x: torch.Tensor, batch_size: int = 256) -> No
     was_training = net.training
     net.train()
     for start in range(0, len(x), batch_size):
-        net(x[start:start + batch_size])
+        mlp_stack.infer(net, x[start:start + batch_size])
     for bn, momentum in zip(norms, saved):
         bn.momentum = momentum
     net.train(was_training)
