@@ -33,7 +33,8 @@ class Analyst(Protocol):
     def settle(self) -> None:
         """Return once every analysis asked for is in the trainer's record."""
 
-    def close(self) -> None: ...
+    def close(self, wait_s: float) -> None:
+        """Release what the analyst holds (a process: within ``wait_s``, or at once)."""
 
 
 class Inline:
@@ -51,7 +52,7 @@ class Inline:
     def settle(self) -> None:
         pass
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 0.0) -> None:
         pass
 
 

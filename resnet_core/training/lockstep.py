@@ -268,15 +268,16 @@ class LockstepTrainer:
         """Run one of the analyses that record into the run (the same call a worker process takes)."""
         getattr(self, method)(**kwargs)
 
-    def close(self) -> None:
-        """Ends the analyst's process, if it has one; here so every trainer can be closed alike."""
-        self.analyst.close()
+    def close(self, wait_s: float = 2.0) -> None:
+        """Ends the analyst's process, if it has one (at once with ``wait_s=0``: work under way is
+        dropped); here so every trainer can be closed alike."""
+        self.analyst.close(wait_s)
 
     def __enter__(self) -> "LockstepTrainer":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: object, *exc: object) -> None:
+        self.close(0.0 if kind is not None else 2.0)  # a run that stopped (Ctrl-C) does not wait
 
     def run(self, steps: int | None = None, on_step=None) -> RunRecord:
         """Train to the settings' step count (or ``steps`` more), calling ``on_step(self)`` after each.

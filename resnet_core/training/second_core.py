@@ -29,7 +29,6 @@ import torch
 
 from resnet_core.analysis.paths.lesion import LesionStudy, lesion_points, rows_of
 from resnet_core.remote.trainer import WorkerProcess, replay_events
-
 from resnet_core.settings import Settings
 
 if TYPE_CHECKING:
