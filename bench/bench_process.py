@@ -10,8 +10,9 @@
 (c) The degradation preset from a cold start (a fresh interpreter driving worker processes, as the
     CLI and the dashboard do) until its separation has held at three evaluations in a row
     (plain-56 >= plain-20 + 10 points, resnet-56 <= plain-56 - 10 points): goal <= 2 s.
-(d) One model (resnet-56, resnet-110; 400 steps), its analyses in a second process as the CLI does
-    from 50 layers, against ``--workers 1`` (everything in one process), alternated.
+(d) One model (resnet-20, resnet-56, resnet-110; 400 steps), its analyses in a second process
+    (RESIDUAL_LAB_SECOND_CORE=1; the CLI's choice from 50 layers) against all in one process (=0),
+    alternated.
 ``--code DIR`` runs another checkout's code (e.g. an earlier commit, ``git archive``d) the same way,
 so that a before and an after can be measured in one session; ``--vs DIR`` alternates (b)'s runs
 of the two checkouts pair by pair and gives the ratios.
@@ -32,16 +33,16 @@ PAIR = ["--dataset", "spirals", "--models", "plain-20,plain-56,resnet-56", "--st
         "--width", "32", "--batch-size", "128", "--eval-every", "25"]
 
 
-def wall(cmd: list[str], code: Path) -> float:
-    env = {**os.environ, "PYTHONPATH": str(code)}
+def wall(cmd: list[str], code: Path, env_extra: dict[str, str] | None = None) -> float:
+    env = {**os.environ, "PYTHONPATH": str(code), **(env_extra or {})}
     t = time.perf_counter()
     subprocess.run(cmd, cwd=code, env=env, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t
 
 
-def cli(args: list[str], code: Path) -> float:
+def cli(args: list[str], code: Path, env_extra: dict[str, str] | None = None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        return wall([sys.executable, "-m", "resnet_core", "train", *args, "--out", f"{tmp}/run"], code)
+        return wall([sys.executable, "-m", "resnet_core", "train", *args, "--out", f"{tmp}/run"], code, env_extra)
 
 
 def separation_child() -> None:
@@ -112,14 +113,14 @@ def main() -> None:
             print(f"    alternated with {args.vs}: {statistics.median(before):.2f} s ({min(before):.2f}-{max(before):.2f}),"
                   f" ratio {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
     if "d" in only:
-        for depth in (56, 110):
+        for depth in (20, 56, 110):
             one = ["--models", f"resnet-{depth}", "--seed", "0"]
             alone, helped = [], []
             for _ in range(args.pairs):
-                alone.append(cli([*one, "--workers", "1"], code))
-                helped.append(cli(one, code))
+                alone.append(cli(one, code, {"RESIDUAL_LAB_SECOND_CORE": "0"}))
+                helped.append(cli(one, code, {"RESIDUAL_LAB_SECOND_CORE": "1"}))
             print(f"(d) resnet-{depth}, one model, 400 steps: its analyses in a second process {statistics.median(helped):.2f} s"
-                  f" ({min(helped):.2f}-{max(helped):.2f}), all in one (--workers 1) {statistics.median(alone):.2f} s"
+                  f" ({min(helped):.2f}-{max(helped):.2f}), all in one {statistics.median(alone):.2f} s"
                   f" ({min(alone):.2f}-{max(alone):.2f}), ratio {statistics.median(h / a for h, a in zip(helped, alone)):.2f}")
     if "c" in only:
         found = [separation(code) for _ in range(args.pairs)]

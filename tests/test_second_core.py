@@ -69,10 +69,15 @@ def test_the_cli_gives_deep_one_model_runs_a_second_process_and_writes_the_same_
     assert not [p for p in after - before if p.name.startswith("residual-lab-state-")]  # state files removed
 
 
-def test_only_deep_one_model_cpu_runs_use_it():
-    assert cli_train.second_core_pays(Settings(models=("resnet-1002",), device="cpu").checked()) == ((os.cpu_count() or 1) >= 2)
-    assert not cli_train.second_core_pays(Settings(models=("resnet-20",), device="cpu").checked())
+def test_only_deep_one_model_cpu_runs_use_it_unless_told(monkeypatch):
+    deep, shallow = (Settings(models=(m,), device="cpu").checked() for m in ("resnet-1002", "resnet-20"))
+    two_cores = (os.cpu_count() or 1) >= 2
+    assert cli_train.second_core_pays(deep) == two_cores and not cli_train.second_core_pays(shallow)
     assert not cli_train.second_core_pays(Settings(models=("resnet-1002", "plain-20"), device="cpu").checked())
+    monkeypatch.setenv("RESIDUAL_LAB_SECOND_CORE", "0")
+    assert not cli_train.second_core_pays(deep)
+    monkeypatch.setenv("RESIDUAL_LAB_SECOND_CORE", "1")
+    assert cli_train.second_core_pays(shallow) == two_cores
 
 
 def test_a_second_process_that_dies_is_an_error_not_a_hang():

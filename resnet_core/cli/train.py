@@ -98,10 +98,14 @@ def default_workers(settings: Settings) -> int:
 def second_core_pays(settings: Settings) -> bool:
     """Whether a one-model run gains from a second process for its analyses: a CPU run with a core
     to spare, where the analyses cost more than starting an interpreter with torch (about a second
-    of the spare core), which they do from about SECOND_CORE_DEPTH layers (default steps)."""
+    of the spare core), which they do from about SECOND_CORE_DEPTH layers (default steps).
+    RESIDUAL_LAB_SECOND_CORE=0 turns it off (a machine whose other core is someone else's), =1 on
+    at any depth."""
     on_cpu = settings.device == "cpu" or (settings.device == "auto" and not gpu_possible())
-    deepest = max(spec.depth for spec in settings.model_specs)
-    return on_cpu and (os.cpu_count() or 1) >= 2 and len(settings.models) == 1 and deepest >= SECOND_CORE_DEPTH
+    if not (on_cpu and (os.cpu_count() or 1) >= 2 and len(settings.models) == 1):
+        return False
+    asked = os.environ.get("RESIDUAL_LAB_SECOND_CORE", "")  # "0": never, "1": at any depth
+    return asked == "1" or (asked != "0" and settings.model_specs[0].depth >= SECOND_CORE_DEPTH)
 
 
 def gpu_possible() -> bool:

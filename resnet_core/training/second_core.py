@@ -12,7 +12,8 @@ nets, this one takes the parts of the study from the front and the other from th
 meet.
 
 Threads would not do: two Python threads running small kernels fight over the GIL (two threads of
-small matrix products ran 2.7x slower than one; two processes ran each at full speed).
+small matrix products took 1.35x as long as the same work one after the other; two processes ran
+each at full speed).
 
 Every number is what ``Inline`` gives (the same kernels on the same float32 weights, one thread);
 only the moment rows reach the record changes: ``settle`` waits for the last of them.
