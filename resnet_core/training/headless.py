@@ -1,16 +1,16 @@
-"""Training without a page: the trainer that suits the machine, for the command line and notebooks."""
+"""Training without a page (the command line): one torch thread for the steps, every core for the
+analyses after them, and how many processes a run gets."""
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterator
+from typing import Iterator
 
 import torch
 
-from resnet_core.remote.trainer import ParallelTrainer, per_core
+from resnet_core.remote.trainer import per_core
 from resnet_core.settings import Settings
-from resnet_core.training.lockstep import LockstepTrainer, resolve_device
-from resnet_core.training.tensors import Dataset
+from resnet_core.training.lockstep import resolve_device
 
 
 def one_torch_thread() -> None:
@@ -37,17 +37,3 @@ def default_workers(settings: Settings) -> int:
     if resolve_device(settings.device).type == "cuda":
         return 1
     return per_core(len(settings.models))
-
-
-@contextlib.contextmanager
-def make_trainer(settings: Settings, data: Dataset | None = None, workers: int = 0) -> Iterator[Any]:
-    """One process when that is all there is to use (a GPU, one core, one model), else several."""
-    n = workers or default_workers(settings)
-    if n <= 1:
-        yield LockstepTrainer(settings, data=data)
-        return
-    trainer = ParallelTrainer(settings, workers=n)  # each worker loads the data itself
-    try:
-        yield trainer
-    finally:
-        trainer.close()
