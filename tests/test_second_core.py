@@ -109,3 +109,25 @@ def test_a_cli_run_whose_second_process_cannot_start_ends_with_one_line(tmp_path
     assert lines[-1].startswith("error: ") and len(lines) <= 2 and "Traceback" not in done.stderr, done.stderr
     assert len(lines) == 1 or lines[0].startswith("the run stopped: what was trained is in")
     assert not (tmp_path / "run").exists()
+
+
+def test_state_folders_of_killed_runs_are_removed_by_the_next_one():
+    import subprocess
+    import sys
+
+    from resnet_core.training.second_core import scratch_folder
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(gone.stdout)  # a process that has ended
+    mine = scratch_folder()
+    left = mine.parent / f"residual-lab-state-{pid}-abc"
+    left.mkdir()
+    (left / "step-30.f32").write_bytes(b"\0" * 64)
+    newer = scratch_folder()
+    try:
+        assert not left.exists()  # its process is gone
+        assert mine.exists() and newer.exists()  # this process's own are kept
+        assert newer.name.startswith(f"residual-lab-state-{os.getpid()}-")
+    finally:
+        for folder in (mine, newer):
+            folder.rmdir()

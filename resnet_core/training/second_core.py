@@ -20,6 +20,7 @@ only the moment rows reach the record changes: ``settle`` waits for the last of 
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections import deque
@@ -74,9 +75,26 @@ def state_tensors(net: Net) -> list[torch.Tensor]:
 
 
 def scratch_folder() -> Path:
-    """For the state files: in memory where the system has a tmpfs for it."""
+    """For the state files: in memory where the system has a tmpfs for it, named after this process.
+    Folders of runs whose process is gone (killed before it could remove them) are removed first:
+    a tmpfs holds its files in memory until they are."""
     shm = Path("/dev/shm")
-    return Path(tempfile.mkdtemp(prefix="residual-lab-state-", dir=shm if shm.is_dir() else None))
+    parent = shm if shm.is_dir() else Path(tempfile.gettempdir())
+    for old in parent.glob("residual-lab-state-*"):
+        pid = old.name.split("-")[3]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"residual-lab-state-{os.getpid()}-", dir=parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: alive, and not ours to judge
+    return True
 
 
 # ---- this process's side ---------------------------------------------------------------------------
