@@ -131,3 +131,24 @@ def test_state_folders_of_killed_runs_are_removed_by_the_next_one():
     finally:
         for folder in (mine, newer):
             folder.rmdir()
+
+
+def test_training_waits_rather_than_run_far_ahead_of_the_analyses(monkeypatch):
+    """Analyses at every step cost more than the steps: no more than AHEAD states wait at a time."""
+    from resnet_core.training import second_core
+
+    monkeypatch.setattr(second_core, "AHEAD", 2)
+    s = settings(eval_every=1, paths_every=1, steps=10)
+    helper = SecondCore(s)
+    waiting = []
+    write = second_core.States.write
+
+    def counted(self, path):
+        waiting.append(len(list(path.parent.iterdir())))  # state files not yet read by the other process
+        return write(self, path)
+
+    monkeypatch.setattr(second_core.States, "write", counted)
+    shared = trained(s, helper)
+    assert len(waiting) == 11 and max(waiting) <= 2
+    for name, table in trained(s).items():
+        pd.testing.assert_frame_equal(shared[name], table, obj=name)

@@ -38,6 +38,12 @@ if TYPE_CHECKING:
     from resnet_core.training.lockstep import LockstepTrainer
 
 
+# Analyses asked for and not yet answered, at most: where they cost more than the steps between them
+# (analyses at every step, say) training waits for the other process rather than running ahead of
+# it with a state file for each step behind.
+AHEAD = 4
+
+
 # ---- the nets' state, through a file ------------------------------------------------------------
 class States:
     """A trainer's nets' state as one flat float32 file (nothing to unpickle), both ways: what the
@@ -121,6 +127,8 @@ class SecondCore:
         self.trainer, self.states = trainer, States(trainer)
 
     def analyse(self, trainer: LockstepTrainer, due: tuple[str, ...]) -> None:
+        while self.asked.count("analyse") >= AHEAD:  # the other process is behind: let it catch up
+            self._collect(until=self.asked[0])
         self._ask("analyse", cmd="analyse", due=list(due), **self._state(trainer))
         self._collect()
 
