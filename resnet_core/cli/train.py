@@ -57,32 +57,24 @@ def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: 
     checks here, and they are ended if a check fails."""
     check_workers(workers)
     count = workers or default_workers(settings)
-    if count <= 1:
+    pool, helper = None, None
+    if count > 1:
+        pool = [WorkerProcess() for _ in range(min(count, len(settings.models)))]
+    elif workers == 0 and second_core_pays(settings):
         # A one-model run on a CPU with a core to spare: its analyses go to a second process
         # (training/second_core.py), started now so that its start overlaps this one's.
-        helper = None
-        if workers == 0 and second_core_pays(settings):
-            process = WorkerProcess()  # before this process imports torch: the two imports overlap
-            from resnet_core.training.second_core import SecondCore
+        process = WorkerProcess()  # before this process imports torch: the two imports overlap
+        from resnet_core.training.second_core import SecondCore
 
-            helper = SecondCore(settings, process)
-        wait_s = 0.0
-        try:
-            record = _train(settings, analyses, out, None, helper)
-            wait_s = 2.0
-            return record
-        finally:
-            if helper is not None:
-                helper.close(wait_s)
-    pool = [WorkerProcess() for _ in range(min(count, len(settings.models)))]
-    wait_s = 0.0  # a check failed or the run stopped: end the workers at once
+        helper = SecondCore(settings, process)
+    wait_s = 0.0  # a check failed or the run stopped: end the other processes at once
     try:
-        record = _train(settings, analyses, out, pool)
+        record = _train(settings, analyses, out, pool, helper)
         wait_s = 2.0
         return record
     finally:
-        for worker in pool:
-            worker.close(wait_s)
+        for other in pool or ([helper] if helper else []):
+            other.close(wait_s)
 
 
 def default_workers(settings: Settings) -> int:

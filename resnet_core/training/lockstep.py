@@ -7,17 +7,18 @@ the others go on.
 """
 from __future__ import annotations
 
+import functools
 import math
 import platform
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from resnet_core.training.tensors import Dataset, load_dataset
-from resnet_core.analysis.paths.lesion import lesion_rows
+from resnet_core.analysis.paths.lesion import LesionStudy, lesion_rows
 from resnet_core.nets import mlp_stack
 from resnet_core.nets.models import Net, Probe, build_model, parameter_count
 from resnet_core.analysis.paths.compute import analyse_paths, next_start_length, probe_points, rows_for_record
@@ -256,12 +257,14 @@ class LockstepTrainer:
         """Every model's training error with each block deleted in turn (resnet_core.analysis.paths.lesion)."""
         self.analyst.lesion_study(self)
 
-    def lesion_here(self) -> None:
+    def lesion_here(self, share: Callable[[str, LesionStudy], list[float]] | None = None) -> None:
+        """The lesion study computed here; ``share(model, study)``, where given, computes the parts
+        of each model's study (a ``SecondCore`` splits them with its process)."""
         x, y = self.eval_sets["train"]
         rows = []
         for name, net in self.models.items():
             if self.status[name] == "ok":
-                rows += lesion_rows(net, x, y, name)
+                rows += lesion_rows(net, x, y, name, None if share is None else functools.partial(share, name))
         self.record.set_lesion(rows)
 
     def call(self, method: str, **kwargs) -> None:

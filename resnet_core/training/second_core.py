@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from resnet_core.analysis.paths.lesion import LesionStudy, lesion_points, rows_of
+from resnet_core.analysis.paths.lesion import LesionStudy
 from resnet_core.remote.trainer import WorkerProcess, replay_events
 from resnet_core.settings import Settings
 
@@ -133,14 +133,7 @@ class SecondCore:
         self._collect()
 
     def lesion_study(self, trainer: LockstepTrainer) -> None:
-        x, y = trainer.eval_sets["train"]
-        rows = []
-        for name, net in trainer.models.items():
-            if trainer.status[name] == "ok":
-                points = lesion_points(net, x)
-                with LesionStudy(net, x[:points], y[:points]) as study:
-                    rows += rows_of(name, [study.intact, *self._shared(trainer, name, study)])
-        trainer.record.set_lesion(rows)
+        trainer.lesion_here(share=lambda name, study: self._shared(trainer, name, study))
 
     def settle(self) -> None:
         self._collect(until_empty=True)

@@ -12,7 +12,7 @@ Commands (``id`` defaults to "", which is how ``ParallelTrainer`` drives a proce
   init {settings, only?}      build a trainer            step {n}              n steps
   run {n, budget_s}           steps until n or the budget is spent (at least one)
   set_lr {lr}, set_steps {steps}, call {method, kwargs}, drop
-  analyse {due, state?}       a mirrored trainer's analyses     lesion_part {model, part, state?}
+  analyse {due, state?}       a mirrored trainer's analyses   lesion_part {model, points, blocks, state?}
                               (init with mirror: true: ``training/second_core.py``)
   job {kind, args}            a sliced analysis job      slice {budget_s}      let it run a while
   cancel                      stop a job                 warm, ping

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -92,11 +92,17 @@ class LesionStudy:
         self._frozen.close()
 
 
-def lesion_errors(net: Net, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+def lesion_errors(net: Net, x: torch.Tensor, y: torch.Tensor,
+                  parts: Callable[[LesionStudy], list[float]] | None = None) -> list[float]:
     """Training error with nothing removed, then with each block removed in turn (NaN where a
-    plain block changes the shape and cannot be removed): every part of a ``LesionStudy``."""
+    plain block changes the shape and cannot be removed): every part of a ``LesionStudy``, each
+    here in turn, or as ``parts(study)`` gives their errors in order (shared with another process)."""
     with LesionStudy(net, x, y) as study:
-        return [study.intact] + [e for i in range(len(study.parts)) for e in study.part(i)]
+        return [study.intact, *(parts or _each_here)(study)]
+
+
+def _each_here(study: LesionStudy) -> list[float]:
+    return [e for i in range(len(study.parts)) for e in study.part(i)]
 
 
 def _deletions(net: Net, inputs: list[torch.Tensor], y: torch.Tensor, deleted: range) -> list[float]:
@@ -131,15 +137,12 @@ def _errors(logits: torch.Tensor, y: torch.Tensor) -> list[float]:
     return [float(e) for e in wrong.mean(1)]
 
 
-def lesion_rows(net: Net, x: torch.Tensor, y: torch.Tensor, model: str) -> list[dict[str, Any]]:
+def lesion_rows(net: Net, x: torch.Tensor, y: torch.Tensor, model: str,
+                parts: Callable[[LesionStudy], list[float]] | None = None) -> list[dict[str, Any]]:
     """Rows for ``RunRecord.set_lesion`` (records.LESION_COLUMNS): block -1 is the intact net,
-    blocks count from 0 (the first block after the stem)."""
+    blocks count from 0 (the first block after the stem). ``parts``: as for ``lesion_errors``."""
     points = lesion_points(net, x)
-    return rows_of(model, lesion_errors(net, x[:points], y[:points]))
-
-
-def rows_of(model: str, errors: list[float]) -> list[dict[str, Any]]:
-    """``errors``: the intact net's, then each deletion's, as ``lesion_errors`` orders them."""
+    errors = lesion_errors(net, x[:points], y[:points], parts)
     return [{"model": model, "block": i - 1, "train_error": e} for i, e in enumerate(errors)]
 
 
