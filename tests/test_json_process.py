@@ -114,3 +114,33 @@ def test_a_server_s_workers_give_way_to_the_server_once_warm_and_the_cli_s_do_no
     finally:
         plain.close()
         scheduler.close()
+
+
+SLOW_CHILD = '''
+import time
+from resnet_core.remote.transport import exit_now, serve
+
+def handle(msg, send):
+    time.sleep(0.5)  # the parent goes away meanwhile
+    send({"echo": msg["x"]})
+
+serve(handle)
+exit_now()
+'''
+
+
+def test_a_child_whose_parent_goes_while_it_answers_ends_without_a_traceback(tmp_path):
+    """A server stopping while its worker is mid-step: the reply finds no reader. The child ends
+    quietly, as at the end of its stdin; a traceback would land in the server's log."""
+    import subprocess
+    import sys
+
+    (tmp_path / "slow_child.py").write_text(SLOW_CHILD)
+    child = subprocess.Popen([sys.executable, "-m", "slow_child"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    child.stdin.write(b'{"x": 1}\n')
+    child.stdin.flush()
+    child.stdout.close()  # nobody reads the reply any more
+    child.stdin.close()
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=30) == 0 and "Traceback" not in err, err

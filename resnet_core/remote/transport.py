@@ -194,8 +194,9 @@ def exit_now(code: int = 0) -> None:
 
 
 def serve(handle: Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], None]) -> None:
-    """The child's side: ``handle(message, send)`` for each line on stdin, until ``{"cmd": "close"}``
-    or the end of stdin (the parent has gone)."""
+    """The child's side: ``handle(message, send)`` for each line on stdin, until ``{"cmd": "close"}``,
+    the end of stdin, or a reply that cannot be sent (both mean the parent has gone: a server
+    stopping while its worker answers is not an error to log)."""
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     # Nothing else may write into the protocol: Python's prints and C libraries' writes to file
     # descriptor 1 both go to stderr (the server's log) from here on.
@@ -210,4 +211,7 @@ def serve(handle: Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], N
         msg = json.loads(line)
         if msg.get("cmd") == "close":
             return
-        handle(msg, send)
+        try:
+            handle(msg, send)
+        except (BrokenPipeError, ConnectionResetError):
+            return
