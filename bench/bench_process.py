@@ -1,6 +1,6 @@
 """Speed as a user measures it: whole processes, from the shell prompt to the prompt back.
 
-    .venv/bin/python bench/bench_process.py [--pairs 5] [--only a,b,c,d] [--code DIR] [--vs DIR]
+    .venv/bin/python bench/bench_process.py [--pairs 5] [--only a,b,c] [--code DIR] [--vs DIR]
 
 (a) ``python -m resnet_core train`` (300 steps of plain-20, plain-56 and resnet-56 on spirals, width
     32, batch 128, evaluations every 25) against ``bench/bare_loop.py``, the same models and batches
@@ -10,9 +10,6 @@
 (c) The degradation preset from a cold start (a fresh interpreter driving worker processes, as the
     CLI and the dashboard do) until its separation has held at three evaluations in a row
     (plain-56 >= plain-20 + 10 points, resnet-56 <= plain-56 - 10 points): goal <= 2 s.
-(d) One model (resnet-20, resnet-56, resnet-110; 400 steps), its analyses in a second process
-    (RESIDUAL_LAB_SECOND_CORE=1; the CLI's choice from 50 layers) against all in one process (=0),
-    alternated.
 ``--code DIR`` runs another checkout's code (e.g. an earlier commit, ``git archive``d) the same way,
 so that a before and an after can be measured in one session; ``--vs DIR`` alternates (b)'s runs
 of the two checkouts pair by pair and gives the ratios.
@@ -80,7 +77,7 @@ def separation(code: Path) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=5)
-    parser.add_argument("--only", default="a,b,c,d")
+    parser.add_argument("--only", default="a,b,c")
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose code runs (default: this one)")
     parser.add_argument("--vs", type=Path, help="another checkout whose (b) runs alternate with --code's, pair by pair")
     parser.add_argument("--separation-child", action="store_true", help=argparse.SUPPRESS)
@@ -112,16 +109,6 @@ def main() -> None:
             ratios = [a / b for a, b in zip(runs, before)]
             print(f"    alternated with {args.vs}: {statistics.median(before):.2f} s ({min(before):.2f}-{max(before):.2f}),"
                   f" ratio {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
-    if "d" in only:
-        for depth in (20, 56, 110):
-            one = ["--models", f"resnet-{depth}", "--seed", "0"]
-            alone, helped = [], []
-            for _ in range(args.pairs):
-                alone.append(cli(one, code, {"RESIDUAL_LAB_SECOND_CORE": "0"}))
-                helped.append(cli(one, code, {"RESIDUAL_LAB_SECOND_CORE": "1"}))
-            print(f"(d) resnet-{depth}, one model, 400 steps: its analyses in a second process {statistics.median(helped):.2f} s"
-                  f" ({min(helped):.2f}-{max(helped):.2f}), all in one {statistics.median(alone):.2f} s"
-                  f" ({min(alone):.2f}-{max(alone):.2f}), ratio {statistics.median(h / a for h, a in zip(helped, alone)):.2f}")
     if "c" in only:
         found = [separation(code) for _ in range(args.pairs)]
         seconds = [s for s, _ in found]

@@ -12,14 +12,7 @@ if [ ! -f "$stamp" ] || [ "$req" -nt "$stamp" ] || [ requirements.txt -nt "$stam
   # The two packages themselves, editable: `import resnet_core` and the worker processes' `python -m`
   # find them from any folder, with no path set by hand.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
-  rm -f .venv/.native-built  # a new torch: the native walk is built again for it
   touch "$stamp"
-fi
-native=resnet_core/nets/native/mlp_stack.cpp
-if [ ! -f .venv/.native-built ] || [ "$native" -nt .venv/.native-built ]; then
-  # The native walk of an MLP's block stack (about 10 s to compile, once): a quarter off a deep
-  # net's training step, with the same numbers. Without a C++ compiler the Python walk is used.
-  .venv/bin/python -m resnet_core.nets.native && touch .venv/.native-built
 fi
 if [ "${1:-}" = "--dev" ] && [ ! -x /usr/bin/chromium ]; then
   # The browser tests drive Debian's Chromium; Playwright's own browser download is not used.

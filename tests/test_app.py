@@ -249,8 +249,8 @@ def test_replay_a_run_folder_in_the_same_panels(app_test, tmp_path, monkeypatch)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny layers: one thread is as fast, and does not fight the other processes
     try:
-        with LockstepTrainer(TINY.with_changes(steps=10)) as trainer:
-            trainer.run().write(tmp_path / "demo")
+        record = LockstepTrainer(TINY.with_changes(steps=10)).run()
+        record.write(tmp_path / "demo")
     finally:
         torch.set_num_threads(threads)
     at = app_test()
@@ -262,7 +262,7 @@ def test_replay_a_run_folder_in_the_same_panels(app_test, tmp_path, monkeypatch)
     assert step_of(at) == 10
     assert any("replay" in md.value for md in at.markdown)
     assert [m.label for m in at.metric] == list(TINY.models)
-    errors = trainer.record.metrics_frame().query("step == 10")["train_error"]
+    errors = record.metrics_frame().query("step == 10")["train_error"]
     assert [m.value for m in at.metric] == [f"{100 * e:.1f} %" for e in errors]
     at.session_state["tab"] = "Decision regions"  # the maps came back from regions.csv
     at.run()

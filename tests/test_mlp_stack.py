@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from resnet_core.nets import mlp_stack, native
+from resnet_core.nets import mlp_stack
 from resnet_core.nets.models import Probe, build_model
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.training.lockstep import LockstepTrainer
@@ -31,17 +31,8 @@ def kinds():
         yield pytest.param(settings, name, id=f"{name}-{block}-{norm}-{shortcut}-b{layers}")
 
 
-def test_the_native_walk_is_built_on_this_machine():
-    """scripts/setup.sh builds it (``python -m resnet_core.nets.native``); where it could not be, the
-    Python walk trains with the same numbers, but here it must be, or its tests below test nothing."""
-    assert native.load() and mlp_stack.native_stack(mlp_stack._plan(build_model(
-        "resnet-20", Settings(models=("resnet-20",)).checked(), (2,), 3))) is not None
-
-
-@pytest.mark.parametrize("walk", ["native", "python"])
 @pytest.mark.parametrize(("settings", "name"), list(kinds()))
-def test_every_block_kind_trains_as_autograd_does(monkeypatch, settings, name, walk):
-    monkeypatch.setattr(mlp_stack, "NATIVE", walk == "native")
+def test_every_block_kind_trains_as_autograd_does(settings, name):
     torch.manual_seed(0)
     x, y = torch.randn(64, 2), torch.randint(0, 3, (64,))
     reference = build_model(name, settings, (2,), 3)
@@ -66,13 +57,9 @@ def test_every_block_kind_trains_as_autograd_does(monkeypatch, settings, name, w
                 b -= 0.05 * b.grad
                 a.grad = b.grad = None
     assert engine._mlp_stack, "the engine was not used"
-    uniform = settings.shortcut == "identity" or name.startswith("plain")
-    assert (engine._mlp_stack[2] is not None) == (walk == "native" and uniform), "the walk asked for was not the one used"
 
 
-@pytest.mark.parametrize("walk", ["native", "python"])
-def test_gradients_accumulate_into_existing_ones_as_autograd_does(monkeypatch, walk):
-    monkeypatch.setattr(mlp_stack, "NATIVE", walk == "native")
+def test_gradients_accumulate_into_existing_ones_as_autograd_does():
     settings = Settings(dataset="spirals", models=("resnet-8",))
     x, y = torch.randn(32, 2), torch.randint(0, 3, (32,))
     reference = build_model("resnet-8", settings, (2,), 3)
@@ -100,18 +87,16 @@ def test_a_run_records_the_same_numbers_with_the_engine_or_with_autograd(monkeyp
     settings = Settings(dataset="spirals", models=models, steps=40, eval_every=10, probe_every=3, paths_every=20,
                         dataset_args={"n": 600}, seed=3)
     runs = []
-    for engine in ("native", "python", "autograd"):
+    for engine in ("written out", "autograd"):
         monkeypatch.setattr(mlp_stack, "ENABLED", engine != "autograd")
-        monkeypatch.setattr(mlp_stack, "NATIVE", engine == "native")
         trainer = LockstepTrainer(settings)
         trainer.run()
         trainer.lesion_study()
         used = next(iter(trainer.models.values()))._mlp_stack
-        assert (engine, bool(used), bool(used) and used[2] is not None) in [
-            ("native", True, True), ("python", True, False), ("autograd", False, False)]
+        assert bool(used) == (engine == "written out")
         runs.append(trainer.record)
-    for record in runs[:2]:
-        autograd = runs[2]
+    for record in runs[:1]:
+        autograd = runs[1]
         pd.testing.assert_frame_equal(record.metrics_frame().drop(columns="wall_s"),
                                       autograd.metrics_frame().drop(columns="wall_s"))
         pd.testing.assert_frame_equal(record.layers_frame(), autograd.layers_frame())

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
 
 from resnet_core.cli.output import RunFolder
 from resnet_core.cli.parser import is_terminal, settings_from_args
@@ -17,10 +15,6 @@ from resnet_core.remote.trainer import ParallelTrainer, WorkerProcess, per_core
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.sizing import budget
 
-if TYPE_CHECKING:
-    from resnet_core.training.second_core import SecondCore
-
-SECOND_CORE_DEPTH = 50  # measured: resnet-56 3.3 -> 2.8 s, resnet-110 4.9 -> 4.0 s; at 8-32 layers no difference
 # Device files that a CUDA (or ROCm) GPU needs; without any of them torch cannot see one.
 GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
 
@@ -52,34 +46,26 @@ def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: 
     partial folder as the run goes, and the folder is moved into place when the run is complete;
     nothing is written before every check has passed.
 
-    On a CPU the models train in worker processes and this process never imports torch: the
-    workers are started first, so that their start-up (an interpreter, torch) overlaps the
-    checks here, and they are ended if a check fails."""
+    The models train in worker processes, as the dashboard's do (one kind of process, one
+    protocol: ``resnet_core/training/worker.py``), and this process never imports torch: the
+    workers are started first, so that their start-up (an interpreter, torch) overlaps the checks
+    here, and they are ended if a check fails."""
     check_workers(workers)
     count = workers or default_workers(settings)
-    pool, helper = None, None
-    if count > 1:
-        pool = [WorkerProcess() for _ in range(min(count, len(settings.models)))]
-    elif workers == 0 and second_core_pays(settings):
-        # A one-model run on a CPU with a core to spare: its analyses go to a second process
-        # (training/second_core.py), started now so that its start overlaps this one's.
-        process = WorkerProcess()  # before this process imports torch: the two imports overlap
-        from resnet_core.training.second_core import SecondCore
-
-        helper = SecondCore(settings, process)
-    wait_s = 0.0  # a check failed or the run stopped: end the other processes at once
+    pool = [WorkerProcess() for _ in range(min(count, len(settings.models)))]
+    wait_s = 0.0  # a check failed or the run stopped: end the processes at once
     try:
-        record = _train(settings, analyses, out, pool, helper)
+        record = _train(settings, analyses, out, pool)
         wait_s = 2.0
         return record
     finally:
-        for other in pool or ([helper] if helper else []):
-            other.close(wait_s)
+        for worker in pool:
+            worker.close(wait_s)
 
 
 def default_workers(settings: Settings) -> int:
-    """One process per core, at most one per model, on a CPU; one (this process) on a GPU. Torch is
-    only imported to ask about the GPU where there could be one."""
+    """One process per core, at most one per model, on a CPU; one on a GPU. Torch is only imported
+    to ask about the GPU where there could be one."""
     if settings.device == "cpu" or (settings.device == "auto" and not gpu_possible()):
         return per_core(len(settings.models))
     from resnet_core.training.headless import default_workers as by_device
@@ -87,41 +73,15 @@ def default_workers(settings: Settings) -> int:
     return by_device(settings)
 
 
-def second_core_pays(settings: Settings) -> bool:
-    """Whether a one-model run gains from a second process for its analyses: a CPU run with a core
-    to spare, where the analyses cost more than starting an interpreter with torch (about a second
-    of the spare core), which they do from about SECOND_CORE_DEPTH layers (default steps).
-    RESIDUAL_LAB_SECOND_CORE=0 turns it off (a machine whose other core is someone else's), =1 on
-    at any depth."""
-    on_cpu = settings.device == "cpu" or (settings.device == "auto" and not gpu_possible())
-    if not (on_cpu and (os.cpu_count() or 1) >= 2 and len(settings.models) == 1):
-        return False
-    asked = os.environ.get("RESIDUAL_LAB_SECOND_CORE", "")  # "0": never, "1": at any depth
-    return asked == "1" or (asked != "0" and settings.model_specs[0].depth >= SECOND_CORE_DEPTH)
-
-
 def gpu_possible() -> bool:
     return os.name != "posix" or any(os.path.exists(p) for p in GPU_DEVICE_FILES)
 
 
-def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: list | None,
-           helper: SecondCore | None = None) -> RunRecord:
-    if pool is None:  # one process: this one trains, with torch
-        from resnet_core.training.headless import every_core, one_torch_thread
-        from resnet_core.training.lockstep import LockstepTrainer, check_fits
-        from resnet_core.training.tensors import load_dataset
-
-        data = load_dataset(settings.dataset, settings.dataset_args)  # a bad file fails here, before any write
-        check_fits(settings, data)
-        one_torch_thread()
-        trainer_in = LockstepTrainer(settings, data=data, analyst=helper)
-        # the steps done, the compute-bound analyses take both cores: shared with the helper, or all here
-        analysing = contextlib.nullcontext if helper else every_core
-    else:  # the workers load the data themselves; here it is only checked, as numpy arrays
-        budget.check_fits(settings, budget.shape_of(load_arrays(settings.dataset, settings.dataset_args)))
-        trainer_in = ParallelTrainer(settings, workers=pool)
-        analysing = contextlib.nullcontext  # the analyses run in the workers, one thread each
-    with trainer_in as trainer:
+def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: list) -> RunRecord:
+    # The workers load the data themselves; here it is only checked, as numpy arrays (a bad file
+    # fails here, before any write).
+    budget.check_fits(settings, budget.shape_of(load_arrays(settings.dataset, settings.dataset_args)))
+    with ParallelTrainer(settings, workers=pool) as trainer:
         record = trainer.record
         if out is not None:
             record.stream_to(out.start())
@@ -130,10 +90,10 @@ def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: lis
             trainer.run(on_step=progress.update if progress else None)
             if progress:
                 progress.close()
-            with analysing():
-                for analysis in analyses:
-                    trainer.call(analysis)
-                trainer.settle()
+            # The steps done, the analyses (compute-bound, unlike the steps) share every core.
+            threads = max(1, (os.cpu_count() or 1) // len(pool))
+            for analysis in analyses:
+                trainer.call(analysis, threads=threads)
         except BaseException as exc:
             record.close_stream()
             if out is not None:

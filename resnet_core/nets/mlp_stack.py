@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_core.nets import native
 from resnet_core.nets.models import Net, Probe, Unit
 
 _bn = torch.native_batch_norm
@@ -85,11 +84,8 @@ def _plan(net: Net) -> tuple[BlockPlan, ...]:
     return tuple(blocks)
 
 
-# RESIDUAL_LAB_ENGINE: "autograd" (Net and autograd, no written-out pass), "python" (the written-out
-# pass walked in Python), else the native walk where it is built (``native``) and the Python walk elsewhere.
-ENGINE = os.environ.get("RESIDUAL_LAB_ENGINE", "")
-ENABLED = ENGINE != "autograd"
-NATIVE = ENGINE != "python"
+# RESIDUAL_LAB_ENGINE=autograd: Net and autograd only, no written-out pass.
+ENABLED = os.environ.get("RESIDUAL_LAB_ENGINE", "") != "autograd"
 
 
 def linear_unit(u: Unit) -> bool:
@@ -245,116 +241,18 @@ class BlockStack(torch.autograd.Function):
         return g, None, None, None
 
 
-# ------------------------------------------------------------------------------ native walk
-class NativeStack(NamedTuple):
-    """A uniform plan (every block alike, identity shortcuts) as the flat lists the native walk takes
-    (``native/mlp_stack.cpp``: layer i is weights[i] with biases[i], or with BN i)."""
-
-    weights: list[torch.Tensor]
-    biases: list[torch.Tensor]
-    bn_weight: list[torch.Tensor]
-    bn_bias: list[torch.Tensor]
-    running_mean: list[torch.Tensor]
-    running_var: list[torch.Tensor]
-    eps: float
-    per_block: int
-    pre: bool
-    residual: bool
-
-
-def native_stack(plan: tuple[BlockPlan, ...]) -> NativeStack | None:
-    """The plan for the native walk, where it is uniform and the walk is built; else None."""
-    if not plan or not NATIVE or not native.load():
-        return None
-    first = plan[0]
-    if any(b.shortcut is not None or (b.pre, b.residual, len(b.layers)) != (first.pre, first.residual, len(first.layers))
-           for b in plan):
-        return None
-    layers = [layer for b in plan for layer in b.layers]
-    norms = [layer.norm for layer in layers]
-    if all(n is None for n in norms) and all(layer.bias is not None for layer in layers):
-        return NativeStack([la.weight for la in layers], [la.bias for la in layers], [], [], [], [], 0.0,
-                           len(first.layers), first.pre, first.residual)
-    if any(n is None for n in norms) or any(layer.bias is not None for layer in layers) or \
-            len({(n.momentum, n.eps) for n in norms}) != 1:
-        return None
-    return NativeStack([la.weight for la in layers], [], [n.weight for n in norms], [n.bias for n in norms],
-                       [n.running_mean for n in norms], [n.running_var for n in norms], float(norms[0].eps),
-                       len(first.layers), first.pre, first.residual)
-
-
-class NativeBlockStack(torch.autograd.Function):
-    """``BlockStack`` with the walk in C++: ``NativeBlockStack.apply(x, stack, momentum, probe)``."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, n: NativeStack, momentum: float, probe: Probe | None) -> torch.Tensor:  # type: ignore[override]
-        out, saved, responses, branches, skips = torch.ops.residual_lab.mlp_stack_forward(
-            x, n.weights, n.biases, n.bn_weight, n.bn_bias, n.running_mean, n.running_var, momentum, n.eps,
-            n.per_block, n.pre, n.residual, probe is not None)
-        if probe is not None:
-            probe.responses += responses
-            probe.branches += branches
-            probe.skips += skips
-        ctx.stack, ctx.saved = n, saved
-        return out
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        n, saved, ctx.saved = ctx.stack, ctx.saved, None
-        g = torch.ops.residual_lab.mlp_stack_backward(  # sets the parameters' .grad itself
-            g.contiguous(), saved, n.weights, n.biases, n.bn_weight, n.bn_bias, n.running_mean, n.running_var, n.eps,
-            n.per_block, n.pre, n.residual)
-        return g, None, None, None
-
-
 _ONE_NET = Kernels()
 
 
 def _engine(net: Net) -> tuple:
-    """(plan, the blocks' BN counters, the native walk or None), or () where the engine does not
-    apply (not an MLP, or switched off); made once per net."""
+    """(plan, the blocks' BN counters), or () where the engine does not apply (not an MLP, or
+    switched off); made once per net."""
     engine = getattr(net, "_mlp_stack", None)
     if engine is None:
         tracked = [m.num_batches_tracked for b in net.blocks for m in b.modules() if isinstance(m, nn.BatchNorm1d)]
         plan = _plan(net) if ENABLED and supported(net) else ()
-        engine = net._mlp_stack = (plan, tracked, native_stack(plan)) if plan else ()
+        engine = net._mlp_stack = (plan, tracked) if plan else ()
     return engine
-
-
-def blocks(net: Net, h: torch.Tensor, first: int = 0, last: int | None = None) -> torch.Tensor:
-    """``net.blocks[first:last]`` applied to ``h`` in the net's mode, outside autograd (an evaluation,
-    a lesion study): walked natively where the walk is built, with the modules' own calls in
-    their order (bit for bit, tests/test_native.py), else through the modules."""
-    last = len(net.blocks) if last is None else last
-    engine = () if torch.is_grad_enabled() else _engine(net)
-    walk = engine[2] if engine else None
-    if walk is None or any(b.removed for b in net.blocks[first:last]):
-        for block in net.blocks[first:last]:
-            h = block(h)
-        return h
-    momentum, tracked = _momentum(net), engine[1][first * walk.per_block:last * walk.per_block]
-    if net.training and tracked:  # BatchNorm1d counts its training-mode calls ...
-        if momentum is None:  # ... and without a momentum averages over them (a calibration)
-            momentum = 1.0 / float(int(tracked[0]) + 1)
-        torch._foreach_add_(tracked, 1)
-    return torch.ops.residual_lab.mlp_stack_infer(
-        h, walk.weights, walk.biases, walk.bn_weight, walk.bn_bias, walk.running_mean, walk.running_var,
-        0.0 if momentum is None else momentum, walk.eps, walk.per_block, walk.pre, walk.residual,
-        net.training, first, last)
-
-
-def infer(net: Net, x: torch.Tensor) -> torch.Tensor:
-    """``net(x)`` outside autograd, its block stack as ``blocks`` walks it."""
-    return net.head(blocks(net, net.features(x)))
-
-
-def _momentum(net: Net) -> float | None:
-    """The blocks' BN momentum as it is now (an evaluation sets it to 0 for a while)."""
-    for block in net.blocks:
-        for unit in block.units:
-            if unit.norm is not None:
-                return unit.norm.momentum
-    return None
 
 
 def forward(net: Net, x: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
@@ -364,7 +262,7 @@ def forward(net: Net, x: torch.Tensor, probe: Probe | None = None) -> torch.Tens
     engine = _engine(net)
     if not engine or not net.training or any(b.removed for b in net.blocks):
         return net(x, probe)
-    plan, tracked, walk = engine
+    plan, tracked = engine
     h = net.stem(x)
     if probe is not None:
         probe.responses.append(h)
@@ -372,10 +270,7 @@ def forward(net: Net, x: torch.Tensor, probe: Probe | None = None) -> torch.Tens
         h = F.relu(h)
     if tracked:
         torch._foreach_add_(tracked, 1)
-    if walk is not None:
-        h = NativeBlockStack.apply(h, walk, float(_momentum(net) or 0.0), probe)
-    else:
-        h = BlockStack.apply(h, plan, _ONE_NET, probe)
+    h = BlockStack.apply(h, plan, _ONE_NET, probe)
     out = net.head(h)
     if probe is not None:
         probe.responses.append(out)

@@ -162,11 +162,10 @@ class ParallelTrainer:
         self.settings = self.settings.with_changes(steps=steps)
         self._absorb(self._all("set_steps", steps=steps))
 
-    def call(self, method: str, **kwargs: Any) -> None:
-        self._absorb(self._all("call", method=method, kwargs=kwargs))
-
-    def settle(self) -> None:
-        """Nothing to wait for: every call returns once the workers have answered it."""
+    def call(self, method: str, threads: int = 1, **kwargs: Any) -> None:
+        """Run one of ``REMOTE_METHODS`` in every worker, on ``threads`` torch threads there (the
+        analyses after training are compute-bound, unlike the steps: a lone worker may take every core)."""
+        self._absorb(self._all("call", method=method, kwargs=kwargs, threads=threads))
 
     def close(self) -> None:
         if self.owns_workers:

@@ -1,5 +1,5 @@
-"""Training without a page (the command line): one torch thread for the steps, every core for the
-analyses after them, and how many processes a run gets."""
+"""Torch threads for the work of a process: one for the steps, more for the analyses after them,
+and how many processes a run gets on a GPU."""
 from __future__ import annotations
 
 import contextlib
@@ -20,13 +20,13 @@ def one_torch_thread() -> None:
 
 
 @contextlib.contextmanager
-def every_core() -> Iterator[None]:
-    """For the analyses after a one-process run's training: nothing else runs then, and unlike the
-    steps they are compute-bound (the lesion study of resnet-1002 re-runs 125,000 blocks on 256
-    points: 2.55 s on one thread, 1.56 s on two here, the same rows). The thread count is put back
-    after."""
+def torch_threads(count: int) -> Iterator[None]:
+    """``count`` intra-op threads for a while (at most the machine's cores), then the count as it
+    was. For the analyses after a run's training, which unlike the steps are compute-bound (the
+    lesion study of resnet-1002 re-runs 125,000 blocks on 256 points: 2.55 s on one thread, 1.56 s
+    on two here, the same rows) and have the cores to themselves."""
     before = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(max(1, min(count, os.cpu_count() or 1)))
     try:
         yield
     finally:

@@ -1,29 +1,27 @@
 """Several models trained in lockstep: the same batches, in the same order, step by step.
 
-``LockstepTrainer`` is synchronous and owns no thread: whoever drives it (the CLI's loop, a
-dashboard worker, a subprocess of ``parallel.py``) decides when to step, pause or reset.
+``LockstepTrainer`` is synchronous and owns no thread: whoever drives it (a worker process, for
+the CLI and the dashboard alike: ``training/worker.py``) decides when to step, pause or reset.
 A model whose loss turns NaN or infinite is marked diverged at that step and left alone;
 the others go on.
 """
 from __future__ import annotations
 
-import functools
 import math
 import platform
 import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from resnet_core.training.tensors import Dataset, load_dataset
-from resnet_core.analysis.paths.lesion import LesionStudy, lesion_rows
+from resnet_core.analysis.paths.lesion import lesion_rows
 from resnet_core.nets import mlp_stack
 from resnet_core.nets.models import Net, Probe, build_model, parameter_count
 from resnet_core.analysis.paths.compute import analyse_paths, next_start_length, probe_points, rows_for_record
 from resnet_core.training import optim
-from resnet_core.training.analysts import Analyst, Inline
 from resnet_core.training.probes import calibrate_batch_norm, evaluate, layer_snapshot
 from resnet_core.records import RunRecord, run_finished
 from resnet_core.remote.slicing import checkpoint
@@ -88,11 +86,9 @@ def run_config(settings: Settings, data: Dataset, models: list[dict[str, Any]], 
 
 class LockstepTrainer:
     def __init__(self, settings: Settings, data: Dataset | None = None, record: RunRecord | None = None,
-                 only: tuple[str, ...] | None = None, analyst: Analyst | None = None):
+                 only: tuple[str, ...] | None = None):
         """``only`` restricts this trainer to some of the settings' models (one worker's share);
-        batches and initial weights are the same as if it trained all of them. ``analyst``: who
-        runs the analyses of the nets as they train (``analysts.py``): by default this trainer,
-        between its steps."""
+        batches and initial weights are the same as if it trained all of them."""
         self.settings = settings.checked()
         self.device = resolve_device(self.settings.device)
         self.data = data or load_dataset(self.settings.dataset, self.settings.dataset_args)
@@ -124,9 +120,7 @@ class LockstepTrainer:
         for net in self.models.values():
             calibrate_batch_norm(net, self.eval_sets["train"][0][:1024])
         self._path_cutoffs: dict[str, int] = {}  # each model's last cutoff: where the next analysis starts
-        self.analyst = analyst if analyst is not None else Inline()
-        self.analyst.attach(self)
-        self.analyst.analyse(self, self.analyses_due())
+        self.analyse(self.analyses_due())
 
     # ---- control ---------------------------------------------------------------------------
     @property
@@ -169,9 +163,7 @@ class LockstepTrainer:
             opt.step()
         self.wall_s += time.perf_counter() - started
         self.step += 1
-        due = self.analyses_due()
-        if due:
-            self.analyst.analyse(self, due)
+        self.analyse(self.analyses_due())
 
     # ---- what is recorded of the nets as they train --------------------------------------------
     def analyses_due(self) -> tuple[str, ...]:
@@ -194,13 +186,7 @@ class LockstepTrainer:
     def evaluation(self) -> None:
         self.record.add_metrics(self.evaluate_all())
 
-    def settle(self) -> None:
-        """Wait until the analyses asked for so far are in the record (a ``SecondCore`` runs them
-        while the steps go on)."""
-        self.analyst.settle()
-
     def _diverge(self, name: str) -> None:
-        self.analyst.settle()  # the evaluations before this step come first in the record
         self.status[name] = "diverged"
         self.diverged_at[name] = self.step
         self.record.add_metrics([{"step": self.step, "model": name, "train_loss": math.nan, "train_error": math.nan,
@@ -233,7 +219,7 @@ class LockstepTrainer:
                 continue
             was = net.training
             net.eval()
-            prob = torch.softmax(mlp_stack.infer(net, grid), 1)
+            prob = torch.softmax(net(grid), 1)
             net.train(was)
             conf, cls = prob.max(1)
             self.record.set_regions(name, self.step, {
@@ -255,32 +241,16 @@ class LockstepTrainer:
 
     def lesion_study(self) -> None:
         """Every model's training error with each block deleted in turn (resnet_core.analysis.paths.lesion)."""
-        self.analyst.lesion_study(self)
-
-    def lesion_here(self, share: Callable[[str, LesionStudy], list[float]] | None = None) -> None:
-        """The lesion study computed here; ``share(model, study)``, where given, computes the parts
-        of each model's study (a ``SecondCore`` splits them with its process)."""
         x, y = self.eval_sets["train"]
         rows = []
         for name, net in self.models.items():
             if self.status[name] == "ok":
-                rows += lesion_rows(net, x, y, name, None if share is None else functools.partial(share, name))
+                rows += lesion_rows(net, x, y, name)
         self.record.set_lesion(rows)
 
     def call(self, method: str, **kwargs) -> None:
         """Run one of the analyses that record into the run (the same call a worker process takes)."""
         getattr(self, method)(**kwargs)
-
-    def close(self, wait_s: float = 2.0) -> None:
-        """Ends the analyst's process, if it has one (at once with ``wait_s=0``: work under way is
-        dropped); here so every trainer can be closed alike."""
-        self.analyst.close(wait_s)
-
-    def __enter__(self) -> "LockstepTrainer":
-        return self
-
-    def __exit__(self, kind: object, *exc: object) -> None:
-        self.close(0.0 if kind is not None else 2.0)  # a run that stopped (Ctrl-C) does not wait
 
     def run(self, steps: int | None = None, on_step=None) -> RunRecord:
         """Train to the settings' step count (or ``steps`` more), calling ``on_step(self)`` after each.

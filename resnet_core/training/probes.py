@@ -10,7 +10,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from resnet_core.nets import mlp_stack
 from resnet_core.nets.models import Net, Probe
 from resnet_core.records import LayerSnapshot
 
@@ -78,7 +77,7 @@ def evaluate(net: Net, x: torch.Tensor, y: torch.Tensor, batch_stats: bool = Fal
     wrong = torch.zeros((), device=x.device)
     for start in range(0, len(x), EVAL_BATCH):
         xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
-        logits = mlp_stack.infer(net, xb)
+        logits = net(xb)
         loss_sum += F.cross_entropy(logits, yb, reduction="sum")
         wrong += (logits.argmax(1) != yb).sum()
     for bn, momentum in zip(norms, saved):
@@ -102,7 +101,7 @@ def calibrate_batch_norm(net: Net, x: torch.Tensor, batch_size: int = 256) -> No
     was_training = net.training
     net.train()
     for start in range(0, len(x), batch_size):
-        mlp_stack.infer(net, x[start:start + batch_size])
+        net(x[start:start + batch_size])
     for bn, momentum in zip(norms, saved):
         bn.momentum = momentum
     net.train(was_training)

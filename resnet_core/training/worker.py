@@ -11,9 +11,8 @@ its last reply.
 Commands (``id`` defaults to "", which is how ``ParallelTrainer`` drives a process of its own):
   init {settings, only?}      build a trainer            step {n}              n steps
   run {n, budget_s}           steps until n or the budget is spent (at least one)
-  set_lr {lr}, set_steps {steps}, call {method, kwargs}, drop
-  analyse {due, state?}       a mirrored trainer's analyses   lesion_part {model, points, blocks, state?}
-                              (init with mirror: true: ``training/second_core.py``)
+  set_lr {lr}, set_steps {steps}, drop
+  call {method, kwargs, threads?}  one of REMOTE_METHODS, on ``threads`` torch threads (default 1)
   job {kind, args}            a sliced analysis job      slice {budget_s}      let it run a while
   cancel                      stop a job                 warm, ping
 """
@@ -32,9 +31,8 @@ from resnet_core.remote.trainer import REMOTE_METHODS
 from resnet_core.remote.transport import exit_now, serve
 from resnet_core.settings import Settings
 from resnet_core.sizing.budget import out_of_memory, out_of_memory_message
-from resnet_core.training.analysts import Mirror
+from resnet_core.training.headless import torch_threads
 from resnet_core.training.lockstep import LockstepTrainer
-from resnet_core.training.second_core import MirrorSide
 
 
 class ForwardingRecord(RunRecord):
@@ -82,7 +80,6 @@ class _Host:
 
     def __init__(self) -> None:
         self.trainers: dict[str, tuple[LockstepTrainer, ForwardingRecord]] = {}
-        self.mirrors: dict[str, MirrorSide] = {}
         self.jobs: dict[str, SlicedJob] = {}
 
     def __call__(self, msg: dict[str, Any], send) -> None:
@@ -104,9 +101,6 @@ class _Host:
             return self._job(cmd, key, msg)
         if cmd == "drop" or cmd == "init":
             self.trainers.pop(key, None)
-            mirror = self.mirrors.pop(key, None)
-            if mirror is not None:
-                mirror.close()
             if cmd == "drop":
                 return {}
         started = time.perf_counter()
@@ -114,11 +108,8 @@ class _Host:
         if cmd == "init":
             record = ForwardingRecord()
             trainer = LockstepTrainer(Settings.from_dict(msg["settings"]), record=record,
-                                      only=tuple(msg["only"]) if msg.get("only") else None,
-                                      analyst=Mirror() if msg.get("mirror") else None)
+                                      only=tuple(msg["only"]) if msg.get("only") else None)
             self.trainers[key] = (trainer, record)
-            if msg.get("mirror"):
-                self.mirrors[key] = MirrorSide(trainer)
             reply = {"layer_names": record.layer_names, "config": record.config}
         elif key not in self.trainers:
             raise ValueError(f"no trainer {key!r} in this process: init it first")
@@ -135,9 +126,8 @@ class _Host:
         elif cmd == "set_steps":
             trainer.set_steps(msg["steps"])
         elif cmd == "call" and msg["method"] in REMOTE_METHODS:
-            getattr(trainer, msg["method"])(**msg.get("kwargs", {}))
-        elif cmd in ("analyse", "lesion_part") and key in self.mirrors:
-            reply = self.mirrors[key].handle(trainer, msg)
+            with torch_threads(int(msg.get("threads", 1))):
+                getattr(trainer, msg["method"])(**msg.get("kwargs", {}))
         elif cmd != "init":
             raise ValueError(f"unknown command {cmd!r}")
         return {"events": record.drain(), "step": trainer.step, "status": trainer.status, "wall_s": trainer.wall_s,

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from resnet_core.analysis.paths.adjoints import frozen_batch_norm
-from resnet_core.nets import mlp_stack
 from resnet_core.nets.models import Net, lesionable
 
 CACHE_BYTES = 256 * 2**20   # the block inputs kept for re-use, at most
@@ -51,8 +50,8 @@ def _numel_per_point(net: Net, x1: torch.Tensor) -> list[int]:
 
 
 class LesionStudy:
-    """The study of one trained net on points (x, y), in parts that can be computed in any order,
-    here or in another process holding the same weights (``training/second_core.py``).
+    """The study of one trained net on points (x, y), in parts: ranges of deletions small enough to
+    go through the later blocks together.
 
     On entering, BN is frozen at the statistics of (x, y) through the intact net and the input of
     every block is computed once, so deleting block i costs only the blocks after it. ``parts``
@@ -72,7 +71,7 @@ class LesionStudy:
         h = self.net.features(self.x)
         for i in range(len(self.net.blocks)):
             self.inputs.append(h)
-            h = mlp_stack.blocks(self.net, h, i, i + 1)
+            h = self.net.blocks[i](h)
         self.intact = _errors(self.net.head(h), self.y)[0]
         widest = max((t.numel() * t.element_size() for t in self.inputs), default=1)
         per_stack = max(1, STACK_BYTES // widest)
@@ -92,17 +91,11 @@ class LesionStudy:
         self._frozen.close()
 
 
-def lesion_errors(net: Net, x: torch.Tensor, y: torch.Tensor,
-                  parts: Callable[[LesionStudy], list[float]] | None = None) -> list[float]:
+def lesion_errors(net: Net, x: torch.Tensor, y: torch.Tensor) -> list[float]:
     """Training error with nothing removed, then with each block removed in turn (NaN where a
-    plain block changes the shape and cannot be removed): every part of a ``LesionStudy``, each
-    here in turn, or as ``parts(study)`` gives their errors in order (shared with another process)."""
+    plain block changes the shape and cannot be removed)."""
     with LesionStudy(net, x, y) as study:
-        return [study.intact, *(parts or _each_here)(study)]
-
-
-def _each_here(study: LesionStudy) -> list[float]:
-    return [e for i in range(len(study.parts)) for e in study.part(i)]
+        return [study.intact, *(e for i in range(len(study.parts)) for e in study.part(i))]
 
 
 def _deletions(net: Net, inputs: list[torch.Tensor], y: torch.Tensor, deleted: range) -> list[float]:
@@ -116,7 +109,7 @@ def _deletions(net: Net, inputs: list[torch.Tensor], y: torch.Tensor, deleted: r
     for i in range(deleted.start, deleted.stop):
         block = net.blocks[i]
         if stack is not None:
-            stack = mlp_stack.blocks(net, stack, i, i + 1)
+            stack = block(stack)
         if lesionable(block):
             block.removed = True
             try:
@@ -126,7 +119,8 @@ def _deletions(net: Net, inputs: list[torch.Tensor], y: torch.Tensor, deleted: r
             stack = h if stack is None else torch.cat([stack, h])
             order.append(i)
     if stack is not None:  # every variant on through the blocks after the last deletion, as one batch
-        stack = mlp_stack.blocks(net, stack, deleted.stop)
+        for later in net.blocks[deleted.stop:]:
+            stack = later(stack)
     found = dict(zip(order, _errors(net.head(stack), y) if stack is not None else []))
     return [found.get(i, math.nan) for i in deleted]
 
@@ -137,12 +131,11 @@ def _errors(logits: torch.Tensor, y: torch.Tensor) -> list[float]:
     return [float(e) for e in wrong.mean(1)]
 
 
-def lesion_rows(net: Net, x: torch.Tensor, y: torch.Tensor, model: str,
-                parts: Callable[[LesionStudy], list[float]] | None = None) -> list[dict[str, Any]]:
+def lesion_rows(net: Net, x: torch.Tensor, y: torch.Tensor, model: str) -> list[dict[str, Any]]:
     """Rows for ``RunRecord.set_lesion`` (records.LESION_COLUMNS): block -1 is the intact net,
-    blocks count from 0 (the first block after the stem). ``parts``: as for ``lesion_errors``."""
+    blocks count from 0 (the first block after the stem)."""
     points = lesion_points(net, x)
-    errors = lesion_errors(net, x[:points], y[:points], parts)
+    errors = lesion_errors(net, x[:points], y[:points])
     return [{"model": model, "block": i - 1, "train_error": e} for i, e in enumerate(errors)]
 
 
