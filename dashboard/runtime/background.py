@@ -1,6 +1,6 @@
 """Analyses (sweeps, landscapes, shattered gradients) for a page: jobs on the server's scheduler.
 
-``start_analysis(kind, jobs, on_event)`` gives each job of the list (``resnet_core.remote.jobs
+``start_analysis(kind, jobs, on_event)`` gives each job of the list (``resnet_core.remote.job_pool
 .JOB_KINDS``) to the same ``Scheduler`` the training runs use, at most ``parallel`` at a time: each
 job is a task that takes time slices on a worker process, round robin with the training runs
 there, so an analysis neither waits behind a long run nor adds a process beyond the server's
@@ -23,7 +23,7 @@ from collections import deque
 from typing import Any, Callable
 
 from resnet_core.errors import describe
-from resnet_core.remote.jobs import JobEvent, job_function
+from resnet_core.remote.job_pool import JobEvent, job_function
 from resnet_core.remote.trainer import WorkerError
 
 from dashboard.runtime.scheduler import Host, Scheduler, SchedulerClosed, Task, reply_deadline

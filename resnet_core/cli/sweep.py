@@ -12,7 +12,7 @@ from resnet_core.analysis.sweep.compute import default_workers
 from resnet_core.cli.output import SweepFile
 from resnet_core.cli.parser import is_terminal, settings_from_args
 from resnet_core.cli.train import check_workers
-from resnet_core.remote.jobs import JobError
+from resnet_core.remote.job_pool import JobFailed
 from resnet_core.settings import Settings
 from resnet_core.training.headless import one_torch_thread
 from resnet_core.training.lockstep import check_fits
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         for row in run_sweep(jobs, workers=workers, on_progress=progress.update if progress else None):
             rows.append(row)
             out.write(sweep_frame(rows))
-    except JobError as exc:  # a run failed in its worker: keep what finished, say why in one line
+    except JobFailed as exc:  # a run failed in its worker: keep what finished, say why in one line
         if progress:
             progress.close()
         print(f"error: the sweep stopped after {len(rows)} of {run_count(jobs)} runs: {exc}", file=sys.stderr)

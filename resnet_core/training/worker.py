@@ -2,7 +2,7 @@
 
 One process hosts the work of many sessions at once, each piece under the id its message names:
 trainers (a ``LockstepTrainer`` over some or all of a run's models), stepped a few steps at a time,
-and analysis jobs (``resnet_core.remote.jobs.JOB_KINDS``: a sweep's run, a loss landscape,
+and analysis jobs (``resnet_core.remote.job_pool.JOB_KINDS``: a sweep's run, a loss landscape,
 shattered gradients), run a time slice at a time (``resnet_core.remote.slicing``). Only one thing
 runs at any moment, on one torch thread; the parent (the dashboard's scheduler, or a
 ``ParallelTrainer``) decides what runs next. Every reply carries what that trainer recorded since
@@ -25,7 +25,7 @@ import torch
 
 from resnet_core.errors import describe, is_user_error
 from resnet_core.records import LayerSnapshot, RunRecord
-from resnet_core.remote.jobs import job_function
+from resnet_core.remote.job_pool import job_function
 from resnet_core.remote.slicing import SlicedJob
 from resnet_core.remote.trainer import REMOTE_METHODS
 from resnet_core.remote.transport import exit_now, serve
@@ -164,7 +164,7 @@ class _Host:
         if job.done:
             self.jobs.pop(key, None)
             if job.error is not None:
-                reply["error"] = describe(job.error)
+                reply["error"] = out_of_memory_message() if out_of_memory(job.error) else describe(job.error)
             else:
                 reply["result"] = job.result
         return reply
