@@ -1,19 +1,17 @@
 """Time slices inside a worker process (resnet_core.remote.slicing): a long job runs only while it
-is given a slice, stops at its next checkpoint once the slice is spent, and can be cancelled there."""
+is given a slice, stops at its next ``report`` once the slice is spent, and can be cancelled there."""
 from __future__ import annotations
 
 import time
 
-from resnet_core.remote.slicing import SlicedJob, checkpoint
+from resnet_core.remote.slicing import SlicedJob
 
 
 def counting_job(counter: list[int], until: int | None = None):
     def job(report):
         while until is None or counter[0] < until:
             counter[0] += 1
-            if counter[0] % 1000 == 0:
-                report(counter[0])
-            checkpoint()
+            report(counter[0] if counter[0] % 1000 == 0 else None)  # a progress report, or only a place to pause
         return "finished"
     return job
 
@@ -47,7 +45,3 @@ def test_a_job_that_ends_hands_back_its_result_or_its_error():
     job = SlicedJob(failing)
     job.run_slice(1.0)
     assert job.done and str(job.error) == "depth 7 is not valid"
-
-
-def test_checkpoint_outside_a_job_does_nothing():
-    checkpoint()  # the main thread of a worker, a CLI run: no slice to end

@@ -107,9 +107,14 @@ class JobPool:
             if self.closed.is_set():
                 raise JobFailed("cancelled")
             partials: list[dict[str, Any]] = []
+
+            def report(partial: dict[str, Any] | None = None) -> None:
+                if partial is not None:
+                    partials.append(partial)
+
             # The same JSON round trip as a worker's, so both paths hand back the same values.
             try:
-                result = json.loads(json.dumps(fn(json.loads(json.dumps(args)), partials.append)))
+                result = json.loads(json.dumps(fn(json.loads(json.dumps(args)), report)))
             except Exception as exc:  # noqa: BLE001 - the same message a worker would send
                 raise JobFailed(describe(exc)) from exc
             yield from (JobEvent(index, partial=p) for p in partials)

@@ -4,12 +4,13 @@ A worker process hosts several sessions' work at once (``resnet_core.training.wo
 stepped a few at a time by its main thread, and analysis jobs (a sweep's run, a loss landscape),
 which are long function calls. Each such call runs in a thread of its own that may only run while
 the main thread waits for it: ``SlicedJob.run_slice(budget_s)`` lets it go and returns once the job
-reaches a ``checkpoint()`` after the budget is spent (or ends). So the process never runs two
+calls the ``report`` it was handed after the budget is spent (or ends). So the process never runs two
 things at once (one torch thread per process, as everywhere here), and the parent decides who runs
 next, round robin, as it does for the trainers.
 
-``checkpoint()`` is called by the loops of long computations (``LockstepTrainer.run``, every
-progress report of a job). Outside a sliced job it does nothing. This module imports no torch.
+The job is handed the callback, not made to import it: ``report(partial)`` hands a progress
+report to the parent, and ``report()`` with nothing is a place where the job may be paused (a
+training loop calls it from its ``on_step``). This module imports no torch.
 """
 from __future__ import annotations
 
@@ -17,25 +18,14 @@ import threading
 import time
 from typing import Any, Callable
 
-_current = threading.local()
-
-
 class Cancelled(BaseException):
-    """Raised inside a sliced job at its next checkpoint after ``cancel``. A BaseException, so that
+    """Raised inside a sliced job at its next ``report`` after ``cancel``. A BaseException, so that
     the job's own ``except Exception`` blocks do not swallow it."""
 
 
-def checkpoint() -> None:
-    """A place where the job running in this thread may be paused (its slice is spent) or stopped
-    (it was cancelled); nothing at all in any other thread."""
-    job = getattr(_current, "job", None)
-    if job is not None:
-        job._pause_if_due()
-
-
 class SlicedJob:
-    """``function(report)`` in a thread that runs only during ``run_slice`` calls; ``report``
-    collects partial results (and is itself a checkpoint)."""
+    """``function(report)`` in a thread that runs only during ``run_slice`` calls; ``report(partial)``
+    collects a partial result, and every call of ``report`` is a place to pause or stop."""
 
     def __init__(self, function: Callable[[Callable[[Any], None]], Any], name: str = "sliced-job"):
         self._function = function
@@ -63,14 +53,13 @@ class SlicedJob:
         return partials
 
     def cancel(self) -> None:
-        """Stop the job at its next checkpoint, and wait for that."""
+        """Stop the job at its next ``report``, and wait for that."""
         self._cancelled = True
         while not self.done:
             self.run_slice(0.0)
 
     # ---- the job's thread --------------------------------------------------------------------
     def _main(self) -> None:
-        _current.job = self
         self._go.wait()
         try:
             if self._cancelled:
@@ -84,8 +73,9 @@ class SlicedJob:
             self.done = True
             self._back.set()
 
-    def _report(self, partial: Any) -> None:
-        self.partials.append(partial)
+    def _report(self, partial: Any = None) -> None:
+        if partial is not None:
+            self.partials.append(partial)
         self._pause_if_due()
 
     def _pause_if_due(self) -> None:

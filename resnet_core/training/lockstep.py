@@ -24,7 +24,6 @@ from resnet_core.analysis.paths.compute import analyse_paths, next_start_length,
 from resnet_core.training import optim
 from resnet_core.training.probes import calibrate_batch_norm, evaluate, layer_snapshot
 from resnet_core.records import RunRecord, run_finished
-from resnet_core.remote.slicing import checkpoint
 from resnet_core.sizing import budget
 from resnet_core.settings import Settings, SettingsError
 
@@ -253,12 +252,11 @@ class LockstepTrainer:
         getattr(self, method)(**kwargs)
 
     def run(self, steps: int | None = None, on_step=None) -> RunRecord:
-        """Train to the settings' step count (or ``steps`` more), calling ``on_step(self)`` after each.
-        Between steps, a job sharing its worker process may be paused (``slicing.checkpoint``)."""
+        """Train to the settings' step count (or ``steps`` more), calling ``on_step(self)`` after each
+        (a job sharing its worker process is paused there when its time slice is spent)."""
         target = self.settings.steps if steps is None else min(self.settings.steps, self.step + steps)
         while self.step < target and not self.done:
             self.train_step()
             if on_step is not None:
                 on_step(self)
-            checkpoint()
         return self.record

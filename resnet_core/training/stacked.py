@@ -24,7 +24,6 @@ import torch
 
 from resnet_core.nets.mlp_stacked import StackedMLP, stackable
 from resnet_core.nets.models import Net, build_model
-from resnet_core.remote.slicing import checkpoint
 from resnet_core.settings import Settings
 from resnet_core.sizing import budget
 from resnet_core.training.lockstep import EVAL_LIMIT, BatchStream, check_fits, make_optimizer, resolve_device
@@ -183,4 +182,3 @@ class StackedTrainer:
             self.train_step()
             if on_step is not None:
                 on_step(self)
-            checkpoint()

@@ -230,7 +230,7 @@ def _finite(values) -> list[float | None]:
 _TRAINED: dict[str, dict[str, Net]] = {}
 
 
-def landscape_job(args: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+def landscape_job(args: dict[str, Any], report: Callable[[dict[str, Any] | None], None]) -> dict[str, Any]:
     """A job for ``resnet_core.remote.job_pool.JobPool``: train the twins (or reuse them), then each one's line and grid.
     args: settings (dict), depth, steps, grid, line, seed. Reports progress and each model's
     landscape as soon as it is ready."""
@@ -243,9 +243,8 @@ def landscape_job(args: dict[str, Any], report: Callable[[dict[str, Any]], None]
     train_share = 0.0 if nets is not None or steps == 0 else 0.5  # of the progress bar
     data = load_dataset(settings.dataset, settings.dataset_args)
 
-    def on_step(step: int, total: int) -> None:
-        if step % 25 == 0:
-            report({"stage": "training", "progress": train_share * step / total})
+    def on_step(step: int, total: int) -> None:  # a report every 25 steps, a place to pause at each
+        report({"stage": "training", "progress": train_share * step / total} if step % 25 == 0 else None)
 
     if nets is None:
         report({"stage": "training", "progress": 0.0})

@@ -116,7 +116,7 @@ def shattered_gradients(depths=DEFAULT_DEPTHS, seeds=DEFAULT_SEEDS, width: int =
     return ShatteredResult(depths, correlation, curves, [float(v) for v in x])
 
 
-def shattered_job(args: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+def shattered_job(args: dict[str, Any], report: Callable[[dict[str, Any] | None], None]) -> dict[str, Any]:
     """The computation as a job of ``resnet_core.remote.job_pool.JobPool``: JSON in, JSON out, progress as it goes."""
     def on_depth(partial: ShatteredResult, left: int) -> None:
         done = len(partial.depths)

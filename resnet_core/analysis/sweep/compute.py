@@ -53,7 +53,7 @@ def sweep_row(family: str, depth: int, seed: int, metrics: list[dict[str, Any]],
             "wall_s": round(wall_s, 3)}
 
 
-def train_one(job: dict[str, Any], report: Callable[[dict[str, Any]], None] = lambda _: None) -> dict[str, Any]:
+def train_one(job: dict[str, Any], report: Callable[[dict[str, Any] | None], None] = lambda _: None) -> dict[str, Any]:
     """Train one model of a sweep; its row of sweep.csv. A job with ``seeds`` instead of ``seed``
     trains them stacked (``train_stacked``) and answers ``{"rows": [one row per seed]}``."""
     if "seeds" in job:
@@ -63,16 +63,15 @@ def train_one(job: dict[str, Any], report: Callable[[dict[str, Any]], None] = la
     settings = Settings.from_dict(job["settings"])
     trainer = SweepTrainer(settings, data=_data(settings))
 
-    def progress(t: LockstepTrainer) -> None:
-        if t.step % PROGRESS_EVERY == 0:
-            report({"step": t.step, "steps": settings.steps})
+    def progress(t: LockstepTrainer) -> None:  # a report every PROGRESS_EVERY steps, a place to pause at each
+        report({"step": t.step, "steps": settings.steps} if t.step % PROGRESS_EVERY == 0 else None)
 
     trainer.run(on_step=progress)
     return sweep_row(job["family"], job["depth"], job["seed"], trainer.record.metric_rows(),
                      time.perf_counter() - started)
 
 
-def train_stacked(job: dict[str, Any], report: Callable[[dict[str, Any]], None] = lambda _: None) -> dict[str, Any]:
+def train_stacked(job: dict[str, Any], report: Callable[[dict[str, Any] | None], None] = lambda _: None) -> dict[str, Any]:
     """The seeds of one (family, depth) trained as one (``training.stacked.StackedTrainer``), each
     seed's row as its own run would give it. ``wall_s`` of each row is the group's wall time: the
     seeds trained together, so none has a time of its own (the sum over a sweep's rows counts a
@@ -85,16 +84,15 @@ def train_stacked(job: dict[str, Any], report: Callable[[dict[str, Any]], None] 
     if not can_stack(settings) or not group_fits(settings, _data(settings), len(seeds)):
         rows = []
         for k, seed in enumerate(seeds):  # progress over the whole job, seed after seed
-            def seed_report(p: dict[str, Any], k: int = k) -> None:
-                report({"step": k * p["steps"] + p["step"], "steps": len(seeds) * p["steps"]})
+            def seed_report(p: dict[str, Any] | None = None, k: int = k) -> None:
+                report(None if p is None else {"step": k * p["steps"] + p["step"], "steps": len(seeds) * p["steps"]})
             rows.append(train_one({"family": job["family"], "depth": job["depth"], "seed": seed,
                                    "settings": settings.with_changes(seed=seed).to_dict()}, seed_report))
         return {"rows": rows}
     trainer = StackedTrainer(settings, seeds, data=_data(settings))
 
     def progress(t: StackedTrainer) -> None:
-        if t.step % PROGRESS_EVERY == 0:
-            report({"step": t.step, "steps": settings.steps})
+        report({"step": t.step, "steps": settings.steps} if t.step % PROGRESS_EVERY == 0 else None)
 
     trainer.run(on_step=progress)
     wall_s = time.perf_counter() - started
