@@ -46,10 +46,11 @@ import torch
 torch.set_num_threads(1)
 from resnet_core.settings import Settings
 from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.analysis.recorders import standard
 import resnet_core.data
 resnet_core.data.DATA_DIR = resnet_core.data.Path(sys.argv[2])  # the repository's data/ folder
 settings = Settings.from_dict(json.loads(sys.argv[1]))
-trainer = LockstepTrainer(settings)
+trainer = LockstepTrainer(settings, recorders=standard())
 trainer.run()
 print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from resnet_core.training.tensors import load_dataset
 from resnet_core.training.lockstep import BatchStream, LockstepTrainer
+from resnet_core.analysis.recorders import standard
 from resnet_core.nets.models import build_model
 from resnet_core.remote.trainer import ParallelTrainer
 from resnet_core.presets import get_preset
@@ -62,7 +63,7 @@ def instrumented(settings, steps: int, workers: int) -> tuple[float, float]:
 def probe_cost(settings, reps: int = 5, chunk: int = 40) -> tuple[float, float]:
     """ms per step with probes every step and with none, one process, one thread, interleaved."""
     torch.set_num_threads(1)
-    trainer = LockstepTrainer(settings.with_changes(steps=100_000, eval_every=100_000))
+    trainer = LockstepTrainer(settings.with_changes(steps=100_000, eval_every=100_000), recorders=standard())
     best = {1: float("inf"), 100_000: float("inf")}
     for _ in range(reps):
         for every in best:

@@ -12,7 +12,7 @@ import threading
 
 from resnet_core.remote.transport import JsonProcess
 
-TRAINING_WORKER = "resnet_core.training.worker"  # what resnet_core.remote.trainer.WorkerProcess runs
+TRAINING_WORKER = "resnet_core.worker"  # what resnet_core.remote.trainer.WorkerProcess runs
 
 _lock = threading.Lock()
 _spare: JsonProcess | None = None

@@ -20,6 +20,7 @@ from dashboard.sidebar.url_state import UrlState
 from dashboard.text import shown
 import resnet_core.lessons as lessons
 from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.analysis.recorders import standard
 from resnet_core.presets import get_preset, presets
 from resnet_core.records import RecordError
 from resnet_core.settings import Settings
@@ -249,7 +250,7 @@ def test_replay_a_run_folder_in_the_same_panels(app_test, tmp_path, monkeypatch)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny layers: one thread is as fast, and does not fight the other processes
     try:
-        record = LockstepTrainer(TINY.with_changes(steps=10)).run()
+        record = LockstepTrainer(TINY.with_changes(steps=10), recorders=standard()).run()
         record.write(tmp_path / "demo")
     finally:
         torch.set_num_threads(threads)

@@ -14,6 +14,7 @@ import dashboard.charts.layers as charts_layers
 import dashboard.charts.regions as charts_regions
 from dashboard.panels.live import first, latest
 from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.analysis.recorders import standard
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
 
@@ -27,7 +28,7 @@ def run():
     settings = Settings(models=MODELS, width=8, steps=12, eval_every=3, probe_every=2, paths_every=0,
                         dataset_args={"n": 300})
     try:
-        trainer = LockstepTrainer(settings)
+        trainer = LockstepTrainer(settings, recorders=standard())
         trainer.run()
     finally:
         torch.set_num_threads(threads)

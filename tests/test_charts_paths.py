@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 import dashboard.charts.paths as charts_paths
 from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.analysis.recorders import standard
 from resnet_core.analysis.paths import path_counts
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
@@ -132,9 +133,9 @@ def small_run() -> RunRecord:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     s = Settings(models=("plain-8", "resnet-8"), steps=20, paths_every=10, eval_every=10, dataset_args={"n": 300})
-    trainer = LockstepTrainer(s)
+    trainer = LockstepTrainer(s, recorders=standard())
     trainer.run()
-    trainer.lesion_study()
+    trainer.call("lesion_study")
     torch.set_num_threads(before)
     return trainer.record
 

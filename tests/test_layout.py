@@ -1,7 +1,8 @@
 """The layout's rules, checked rather than remembered (docs/architecture.md explains them).
 
-The torch-free boundary, in one line: only ``resnet_core/nets/``, ``resnet_core/training/`` and the
-modules of ``resnet_core/analysis/`` other than an ``__init__.py`` import torch. The dashboard's
+The torch-free boundary, in one line: only ``resnet_core/nets/``, ``resnet_core/training/``, the
+modules of ``resnet_core/analysis/`` other than an ``__init__.py``, and the worker process's
+``resnet_core/worker.py`` import torch. The dashboard's
 server, which must start fast and never load torch, imports none of them.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ def dotted(path: Path) -> str:
 
 def may_import_torch(path: Path) -> bool:
     parts = path.relative_to(ROOT).parts
-    if parts[:2] in (("resnet_core", "nets"), ("resnet_core", "training")):
+    if parts[:2] in (("resnet_core", "nets"), ("resnet_core", "training")) or parts == ("resnet_core", "worker.py"):
         return True
     return parts[:2] == ("resnet_core", "analysis") and path.name != "__init__.py"
 

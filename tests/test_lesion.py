@@ -11,6 +11,7 @@ import torch
 from resnet_core.cli import main
 from resnet_core.analysis.paths.lesion import lesion_errors, lesion_points, lesion_rows
 from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.analysis.recorders import standard
 from resnet_core.remote.trainer import ParallelTrainer
 from resnet_core.nets.models import build_model
 from resnet_core.presets import get_preset
@@ -81,9 +82,9 @@ def test_trained_plain_nets_collapse_where_the_residual_net_barely_moves():
     of a plain net is catastrophic - of its twin (plain-56, same weights at the start) and of the
     shallower plain net that trains well (plain-20)."""
     s = get_preset("degradation").settings(steps=150, paths_every=0, eval_every=50, probe_every=50)
-    trainer = LockstepTrainer(s)
+    trainer = LockstepTrainer(s, recorders=standard())
     trainer.run()
-    trainer.lesion_study()
+    trainer.call("lesion_study")
     frame = trainer.record.lesion_frame()
     assert set(frame.model) == {"plain-20", "plain-56", "resnet-56"}
     intact, rise = {}, {}

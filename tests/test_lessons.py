@@ -20,6 +20,7 @@ from resnet_core.cli import main
 from resnet_core.lessons.evidence import NOT_SHOWN, NOT_YET, SHOWN
 from resnet_core.lessons import LESSONS, get_lesson
 from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.analysis.recorders import standard
 from resnet_core.nets.models import build_model, parameter_count
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings, SettingsError, parse_model_name
@@ -38,10 +39,10 @@ def one_thread():
 
 
 def train(lesions: bool = False, **changes) -> RunRecord:
-    trainer = LockstepTrainer(Settings.from_dict({**SMALL, **changes}))
+    trainer = LockstepTrainer(Settings.from_dict({**SMALL, **changes}), recorders=standard())
     trainer.run()
     if lesions:
-        trainer.lesion_study()
+        trainer.call("lesion_study")
     return trainer.record
 
 

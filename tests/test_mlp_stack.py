@@ -12,6 +12,7 @@ from resnet_core.nets import mlp_stack
 from resnet_core.nets.models import Probe, build_model
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.analysis.recorders import standard
 
 
 def same(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -89,9 +90,9 @@ def test_a_run_records_the_same_numbers_with_the_engine_or_with_autograd(monkeyp
     runs = []
     for engine in ("written out", "autograd"):
         monkeypatch.setattr(mlp_stack, "ENABLED", engine != "autograd")
-        trainer = LockstepTrainer(settings)
+        trainer = LockstepTrainer(settings, recorders=standard())
         trainer.run()
-        trainer.lesion_study()
+        trainer.call("lesion_study")
         used = next(iter(trainer.models.values()))._mlp_stack
         assert bool(used) == (engine == "written out")
         runs.append(trainer.record)

@@ -13,6 +13,7 @@ from torch import nn
 import resnet_core.analysis.paths.adjoints as block_adjoints
 from resnet_core.training.tensors import load_dataset
 from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.analysis.recorders import standard
 from resnet_core.nets.models import Block, Net, Unit, build_model
 from resnet_core.analysis.paths import path_counts, shortest_range, summary_from_rows
 from resnet_core.analysis.paths.compute import analyse_paths, path_gradients, probe_points, rows_for_record, sampled_path_norms
@@ -230,7 +231,7 @@ def trained_degradation():
     torch.set_num_threads(1)  # module fixtures run before the per-test one_thread
     s = get_preset("degradation").settings(models=("resnet-56", "plain-56"), steps=150, paths_every=150,
                                            eval_every=50, probe_every=50)
-    trainer = LockstepTrainer(s)
+    trainer = LockstepTrainer(s, recorders=standard())
     trainer.run()
     return trainer
 

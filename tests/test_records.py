@@ -56,14 +56,15 @@ def test_a_long_run_keeps_a_fixed_history_and_its_folder_keeps_every_row(tmp_pat
 def test_a_streamed_folder_holds_what_write_would(tmp_path):
     """The same tables, whether streamed as the run went or written at its end."""
     from resnet_core.settings import Settings
+    from resnet_core.analysis.recorders import standard
     from resnet_core.training.lockstep import LockstepTrainer
 
     settings = Settings(models=("plain-4", "resnet-6"), width=8, steps=12, eval_every=4, probe_every=2,
                         paths_every=6, dataset_args={"n": 200})
-    trainer = LockstepTrainer(settings)
+    trainer = LockstepTrainer(settings, recorders=standard())
     trainer.record.stream_to(tmp_path / "streamed")
     trainer.run()
-    trainer.lesion_study()
+    trainer.call("lesion_study")
     trainer.record.close_stream()
     trainer.record.write(tmp_path / "written")
     keys = {"metrics.csv": ["model", "step"], "layers.csv": ["model", "step", "layer"],

@@ -22,7 +22,8 @@ from dashboard.runtime.run_cache import (CACHE_ENV, INCOMING, LIMIT_ENV, RunCach
                                          code_versions, record_until, run_key)
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
-from resnet_core.training.lockstep import REGION_EVERY, LockstepTrainer
+from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.analysis.recorders import REGION_EVERY, standard
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,10 +43,10 @@ def train(settings: Settings, steps: int | None = None, lesion: bool = False) ->
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        trainer = LockstepTrainer(settings)
+        trainer = LockstepTrainer(settings, recorders=standard())
         trainer.run(steps)
         if lesion:
-            trainer.lesion_study()
+            trainer.call("lesion_study")
         return trainer.record
     finally:
         torch.set_num_threads(threads)
@@ -331,7 +332,7 @@ PUT_FROM_A_PROCESS = textwrap.dedent("""
     from resnet_core.training.lockstep import LockstepTrainer
     settings = Settings.from_dict(json.loads(sys.argv[1]))
     root, go = Path(sys.argv[2]), Path(sys.argv[3])
-    record = LockstepTrainer(settings).run()
+    record = LockstepTrainer(settings, recorders=standard()).run()
     print("ready", flush=True)
     while not go.exists():
         time.sleep(0.001)
@@ -414,7 +415,7 @@ EVICT_AND_PUT_AGAIN = textwrap.dedent("""
     from dashboard.runtime.run_cache import RunCache, run_key
     from resnet_core.settings import Settings
     from resnet_core.training.lockstep import LockstepTrainer
-    runs = [LockstepTrainer(Settings.from_dict(json.loads(a))).run() for a in sys.argv[2:4]]
+    runs = [LockstepTrainer(Settings.from_dict(json.loads(a)), recorders=standard()).run() for a in sys.argv[2:4]]
     keys = [run_key(Settings.from_dict(json.loads(a))) for a in sys.argv[2:4]]
     cache = RunCache(sys.argv[1], limit_mb=float(sys.argv[4]))
     print("ready", flush=True)

@@ -138,7 +138,7 @@ def test_each_browser_stays_on_one_backend_while_both_serve(class_server, browse
              f"open connections per backend {open_sockets}")
 
     started = server.processes()
-    assert any("resnet_core.training.worker" in " ".join(p.cmdline()) for p in started)  # tab 0 trains
+    assert any("resnet_core.worker" in " ".join(p.cmdline()) for p in started)  # tab 0 trains
     for tab in tabs:
         tab.context.close()
     assert server.stop("ctrl-c") == 130
@@ -188,7 +188,7 @@ def test_sigterm_stops_servers_workers_and_proxy(class_server):
     try:
         client.run(timeout=120)
         client.click("Train", timeout=120)
-        wait_for(lambda: any("resnet_core.training.worker" in " ".join(p.cmdline()) for p in server.processes()),
+        wait_for(lambda: any("resnet_core.worker" in " ".join(p.cmdline()) for p in server.processes()),
                  120, "a training worker under a backend")
         started = server.processes()
         names = Counter(os.path.basename(p.cmdline()[0]) for p in started)

@@ -118,7 +118,7 @@ def one_process():
 def training_workers() -> list[int]:
     """The training worker processes this test process has started (the scheduler's kind)."""
     return [p.pid for p in psutil.Process().children()
-            if "resnet_core.training.worker" in " ".join(p.cmdline())]
+            if "resnet_core.worker" in " ".join(p.cmdline())]
 
 
 def test_a_stopped_sweep_stops_taking_turns(one_process):

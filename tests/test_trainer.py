@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from resnet_core.training.lockstep import BatchStream, LockstepTrainer
+from resnet_core.analysis.recorders import standard
 from resnet_core.remote.trainer import ParallelTrainer
 from resnet_core.presets import get_preset, presets
 from resnet_core.records import LAYER_COLUMNS, METRIC_COLUMNS, RecordError, RunRecord
@@ -27,9 +28,9 @@ def test_every_model_sees_the_same_batches_in_the_same_order():
 
 
 def test_a_model_trains_the_same_alone_or_beside_others():
-    together = LockstepTrainer(SMALL)
+    together = LockstepTrainer(SMALL, recorders=standard())
     together.run()
-    alone = LockstepTrainer(SMALL, only=("resnet-14",))
+    alone = LockstepTrainer(SMALL, only=("resnet-14",), recorders=standard())
     alone.run()
     a = together.record.metrics_frame().query("model == 'resnet-14'").reset_index(drop=True)
     b = alone.record.metrics_frame()
@@ -37,7 +38,7 @@ def test_a_model_trains_the_same_alone_or_beside_others():
 
 
 def test_records_hold_metrics_and_every_layer():
-    trainer = LockstepTrainer(SMALL)
+    trainer = LockstepTrainer(SMALL, recorders=standard())
     trainer.run()
     m = trainer.record.metrics_frame()
     assert list(m.columns) == METRIC_COLUMNS
@@ -55,7 +56,7 @@ def test_records_hold_metrics_and_every_layer():
 
 def test_probe_values_match_a_direct_computation():
     s = SMALL.with_changes(models=("resnet-8",), steps=1)
-    trainer = LockstepTrainer(s)
+    trainer = LockstepTrainer(s, recorders=standard())
     net = trainer.models["resnet-8"]
     before = {k: v.clone() for k, v in net.state_dict().items()}
     trainer.train_step()
@@ -78,7 +79,7 @@ def test_probe_values_match_a_direct_computation():
 def test_a_diverging_model_is_flagged_and_the_others_go_on():
     # Without BN at lr 1 the deep nets blow up within a few steps; the shallow one does not.
     s = SMALL.with_changes(models=("plain-4", "plain-14", "resnet-14"), norm="none", lr=1.0, steps=40)
-    trainer = LockstepTrainer(s)
+    trainer = LockstepTrainer(s, recorders=standard())
     trainer.run()
     assert trainer.status == {"plain-4": "ok", "plain-14": "diverged", "resnet-14": "diverged"}
     m = trainer.record.metrics_frame()
@@ -90,7 +91,7 @@ def test_a_diverging_model_is_flagged_and_the_others_go_on():
 
 
 def test_set_lr_applies_at_the_next_step():
-    trainer = LockstepTrainer(SMALL)
+    trainer = LockstepTrainer(SMALL, recorders=standard())
     trainer.train_step()
     trainer.set_lr(0.001)
     assert all(g["lr"] == 0.001 for o in trainer.optimizers.values() for g in o.param_groups)
@@ -99,7 +100,7 @@ def test_set_lr_applies_at_the_next_step():
 
 def test_worker_processes_give_the_same_run_as_one_process():
     s = SMALL.with_changes(steps=12, eval_every=4)
-    local = LockstepTrainer(s)
+    local = LockstepTrainer(s, recorders=standard())
     local.run()
     with ParallelTrainer(s, workers=2) as remote:
         remote.run()
@@ -113,7 +114,7 @@ def test_worker_processes_give_the_same_run_as_one_process():
 
 
 def test_run_folder_round_trip(tmp_path):
-    trainer = LockstepTrainer(SMALL)
+    trainer = LockstepTrainer(SMALL, recorders=standard())
     trainer.run()
     trainer.record.write(tmp_path / "run")
     back = RunRecord.read(tmp_path / "run")
@@ -125,7 +126,7 @@ def test_run_folder_round_trip(tmp_path):
 
 
 def test_a_decision_map_that_is_not_a_square_grid_is_refused(tmp_path):
-    trainer = LockstepTrainer(SMALL.with_changes(steps=2, eval_every=1))
+    trainer = LockstepTrainer(SMALL.with_changes(steps=2, eval_every=1), recorders=standard())
     trainer.run()
     run = trainer.record.write(tmp_path / "run")
     regions = pd.read_csv(run / "regions.csv")
@@ -148,7 +149,7 @@ def test_every_preset_is_valid_settings():
 
 def test_digits_cnn_preset_trains_a_few_steps():
     s = get_preset("digits-cnn").settings(steps=3, eval_every=3, models=("plain-8", "resnet-8"))
-    trainer = LockstepTrainer(s)
+    trainer = LockstepTrainer(s, recorders=standard())
     trainer.run()
     assert trainer.step == 3 and set(trainer.status.values()) == {"ok"}
     assert not math.isnan(trainer.record.metrics_frame().train_error.iloc[-1])
@@ -159,7 +160,7 @@ def test_digits_cnn_preset_trains_a_few_steps():
 def test_degradation_shows_for_every_seed(seed):
     """The He et al. 2015 Fig. 1 claim, averaged over the run's evaluations (issue 2)."""
     s = get_preset("degradation").settings(seed=seed, probe_every=1000)
-    trainer = LockstepTrainer(s)
+    trainer = LockstepTrainer(s, recorders=standard())
     trainer.run()
     mean = trainer.record.metrics_frame().groupby("model").train_error.mean()
     assert mean["plain-56"] >= mean["plain-20"] + 0.10

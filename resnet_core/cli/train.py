@@ -47,7 +47,7 @@ def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: 
     nothing is written before every check has passed.
 
     The models train in worker processes, as the dashboard's do (one kind of process, one
-    protocol: ``resnet_core/training/worker.py``), and this process never imports torch: the
+    protocol: ``resnet_core/worker.py``), and this process never imports torch: the
     workers are started first, so that their start-up (an interpreter, torch) overlaps the checks
     here, and they are ended if a check fails."""
     check_workers(workers)

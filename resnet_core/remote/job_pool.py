@@ -2,7 +2,7 @@
 
 A sweep's runs, a loss landscape or the shattered-gradient nets are each a job: a function
 ``f(args: dict, report) -> dict`` named in ``JOB_KINDS``. ``JobPool`` runs jobs on training worker
-processes (``python -m resnet_core.training.worker``: the one kind of worker, speaking the one
+processes (``python -m resnet_core.worker``: the one kind of worker, speaking the one
 protocol, that the dashboard's scheduler drives too), one job per worker at a time, as each comes
 free, and yields their progress and results as they arrive. A worker runs a job a time slice at a
 time (``job`` then ``slice`` commands, ``resnet_core.remote.slicing``), so a cancel is noticed

@@ -1,6 +1,6 @@
 """Time slices for long jobs inside a worker process: one job runs at a time, for a bounded while.
 
-A worker process hosts several sessions' work at once (``resnet_core.training.worker``): trainers,
+A worker process hosts several sessions' work at once (``resnet_core.worker``): trainers,
 stepped a few at a time by its main thread, and analysis jobs (a sweep's run, a loss landscape),
 which are long function calls. Each such call runs in a thread of its own that may only run while
 the main thread waits for it: ``SlicedJob.run_slice(budget_s)`` lets it go and returns once the job

@@ -6,7 +6,7 @@ apiece oversubscribe two cores (5x slower, measured). Each worker therefore runs
 ``LockstepTrainer`` over its share of the models with ``torch.set_num_threads(1)``; all workers
 draw the same batches from the same seed, so the result is the same as one process's.
 
-A worker is a fresh interpreter (``python -m resnet_core.training.worker``) speaking JSON lines
+A worker is a fresh interpreter (``python -m resnet_core.worker``) speaking JSON lines
 (``resnet_core.remote.transport``): nothing crossing a process boundary is ever unpickled. This is
 the driving side and imports no torch: the dashboard's server drives workers without loading it.
 ``ParallelTrainer`` has the driving interface of ``LockstepTrainer`` (``train_step``, ``run``,
@@ -17,10 +17,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
-
 from resnet_core.remote.transport import JsonProcess, ProcessGone
-from resnet_core.records import LayerSnapshot, RunRecord, run_finished
+from resnet_core.records import RunRecord, run_finished
+from resnet_core.records.events import replay_events
 from resnet_core.settings import ModelSpec, Settings
 
 # Trainer methods a parent may ask a worker to run; what they record is forwarded to the parent.
@@ -36,29 +35,12 @@ class WorkerError(RuntimeError):
         self.user = user
 
 
-def replay_events(record: RunRecord, events: list[list[Any]]) -> None:
-    for event in events:
-        kind = event[0]
-        if kind == "metrics":
-            record.add_metrics(event[1])
-        elif kind == "layers":
-            _, model, step, g, a, r = event
-            record.add_layers(model, LayerSnapshot(step, np.asarray(g, float), np.asarray(a, float), np.asarray(r, float)))
-        elif kind == "paths":
-            record.add_paths(event[1])
-        elif kind == "lesion":  # each worker reports its own models: replace those, keep the others'
-            models = {row["model"] for row in event[1]}
-            record.set_lesion([r for r in record.lesion_rows() if r["model"] not in models] + event[1])
-        elif kind == "regions":
-            record.set_regions(event[1], event[2], event[3])
-
-
 class WorkerProcess(JsonProcess):
-    """One long-lived training process (``python -m resnet_core.training.worker``); reusable for run
+    """One long-lived training process (``python -m resnet_core.worker``); reusable for run
     after run (``init`` resets it)."""
 
     def __init__(self) -> None:
-        super().__init__("resnet_core.training.worker")
+        super().__init__("resnet_core.worker")
 
     def post(self, **msg: Any) -> None:
         try:

@@ -6,7 +6,7 @@ multiprocessing spawn, the child never re-imports the parent's ``__main__`` (und
 is the app script; under pytest, the test runner). A child whose parent dies reads the end of its
 stdin and exits, so no process outlives the server that started it.
 
-The one such child is the worker (``resnet_core.training.worker``), which the dashboard's scheduler
+The one such child is the worker (``resnet_core.worker``), which the dashboard's scheduler
 and the command line drive alike: its ``__main__`` block sets one torch thread and calls ``serve``
 with its handler.
 """

@@ -1,7 +1,7 @@
 """Several models trained in lockstep: the same batches, in the same order, step by step.
 
 ``LockstepTrainer`` is synchronous and owns no thread: whoever drives it (a worker process, for
-the CLI and the dashboard alike: ``training/worker.py``) decides when to step, pause or reset.
+the CLI and the dashboard alike: ``resnet_core/worker.py``) decides when to step, pause or reset.
 A model whose loss turns NaN or infinite is marked diverged at that step and left alone;
 the others go on.
 """
@@ -10,25 +10,21 @@ from __future__ import annotations
 import math
 import platform
 import time
-from typing import Any
+from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from resnet_core.training.tensors import Dataset, load_dataset
-from resnet_core.analysis.paths.lesion import lesion_rows
 from resnet_core.nets import mlp_stack
 from resnet_core.nets.models import Net, Probe, build_model, parameter_count
-from resnet_core.analysis.paths.compute import analyse_paths, next_start_length, probe_points, rows_for_record
 from resnet_core.training import optim
 from resnet_core.training.probes import calibrate_batch_norm, evaluate, layer_snapshot
 from resnet_core.records import RunRecord, run_finished
 from resnet_core.sizing import budget
 from resnet_core.settings import Settings, SettingsError
 
-REGION_RESOLUTION = 48
-REGION_EVERY = 3  # decision maps every third evaluation: each costs about one evaluation
 EVAL_LIMIT = 2048  # points of each split used for the error curves (all of them for the 2D sets)
 
 
@@ -83,11 +79,23 @@ def run_config(settings: Settings, data: Dataset, models: list[dict[str, Any]], 
     }
 
 
+class Recorder(Protocol):
+    """A step hook: what a run records of its nets besides the error curves (``analysis/recorders.py``)."""
+
+    name: str
+
+    def due(self, trainer: "LockstepTrainer") -> bool: ...
+
+    def __call__(self, trainer: "LockstepTrainer", **kwargs: Any) -> None: ...
+
+
 class LockstepTrainer:
     def __init__(self, settings: Settings, data: Dataset | None = None, record: RunRecord | None = None,
-                 only: tuple[str, ...] | None = None):
+                 only: tuple[str, ...] | None = None, recorders: Iterable[Recorder] = ()):
         """``only`` restricts this trainer to some of the settings' models (one worker's share);
-        batches and initial weights are the same as if it trained all of them."""
+        batches and initial weights are the same as if it trained all of them. ``recorders``: the
+        step hooks that record more than the error curves and the layer probes (by default none;
+        ``analysis.recorders.standard()`` is what the app and the command line record)."""
         self.settings = settings.checked()
         self.device = resolve_device(self.settings.device)
         self.data = data or load_dataset(self.settings.dataset, self.settings.dataset_args)
@@ -118,8 +126,8 @@ class LockstepTrainer:
         self.wall_s = 0.0
         for net in self.models.values():
             calibrate_batch_norm(net, self.eval_sets["train"][0][:1024])
-        self._path_cutoffs: dict[str, int] = {}  # each model's last cutoff: where the next analysis starts
-        self.analyse(self.analyses_due())
+        self.recorders = {r.name: r for r in recorders}
+        self._record_step()
 
     # ---- control ---------------------------------------------------------------------------
     @property
@@ -162,28 +170,25 @@ class LockstepTrainer:
             opt.step()
         self.wall_s += time.perf_counter() - started
         self.step += 1
-        self.analyse(self.analyses_due())
+        self._record_step()
 
     # ---- what is recorded of the nets as they train --------------------------------------------
-    def analyses_due(self) -> tuple[str, ...]:
-        """The analyses the current step records: everything at step 0 and at the last step, else
-        each at its cadence (decision maps at every third evaluation, on 2D data)."""
-        s, k = self.settings, self.step
-        evaluating = k % s.eval_every == 0 or k == s.steps
-        due = ["evaluation"] if evaluating else []
-        if evaluating and not self.data.is_image and (k % (REGION_EVERY * s.eval_every) == 0 or k == s.steps):
-            due.append("decision_regions")
-        if s.paths_every > 0 and (k % s.paths_every == 0 or k == s.steps):
-            due.append("path_analysis")
-        return tuple(due)
+    def evaluating(self) -> bool:
+        """Whether the current step is evaluated: at step 0, at the cadence, and at the last step."""
+        k = self.step
+        return k % self.settings.eval_every == 0 or k == self.settings.steps
 
-    def analyse(self, due: tuple[str, ...]) -> None:
-        """Run the analyses named (``analyses_due``) on the nets as they are, here."""
-        for method in due:
-            getattr(self, method)()
+    def training_models(self) -> Iterator[tuple[str, Net]]:
+        """(name, net) of every model still training (not diverged)."""
+        return ((name, net) for name, net in self.models.items() if self.status[name] == "ok")
 
-    def evaluation(self) -> None:
-        self.record.add_metrics(self.evaluate_all())
+    def _record_step(self) -> None:
+        """The error curves where the step is evaluated, then every recorder due at this step."""
+        if self.evaluating():
+            self.record.add_metrics(self.evaluate_all())
+        for recorder in self.recorders.values():
+            if recorder.due(self):
+                recorder(self)
 
     def _diverge(self, name: str) -> None:
         self.status[name] = "diverged"
@@ -193,9 +198,7 @@ class LockstepTrainer:
 
     def evaluate_all(self) -> list[dict[str, Any]]:
         rows = []
-        for name, net in self.models.items():
-            if self.status[name] != "ok":
-                continue
+        for name, net in self.training_models():
             # Divergence is judged on the training step's loss alone; an evaluation that overflows
             # (a deep net's running BN statistics lagging its weights) only leaves a gap in the curve.
             train_loss, train_error = evaluate(net, *self.eval_sets["train"], batch_stats=True)
@@ -206,50 +209,11 @@ class LockstepTrainer:
                          "test_error": test_error, "wall_s": round(self.wall_s, 4), "status": "ok"})
         return rows
 
-    @torch.no_grad()
-    def decision_regions(self, resolution: int = REGION_RESOLUTION) -> None:
-        """For 2D data: each model's predicted class and confidence on a grid over the data."""
-        x = self.data.x_train
-        lo, hi = (x.min(0).values - 0.1).tolist(), (x.max(0).values + 0.1).tolist()
-        gx, gy = torch.linspace(lo[0], hi[0], resolution), torch.linspace(lo[1], hi[1], resolution)
-        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).reshape(-1, 2).to(self.device)
-        for name, net in self.models.items():
-            if self.status[name] != "ok":
-                continue
-            was = net.training
-            net.eval()
-            prob = torch.softmax(net(grid), 1)
-            net.train(was)
-            conf, cls = prob.max(1)
-            self.record.set_regions(name, self.step, {
-                "x": [lo[0], hi[0]], "y": [lo[1], hi[1]], "n": resolution,
-                "classes": cls.cpu().tolist(), "confidence": [round(c, 3) for c in conf.cpu().tolist()]})
-
-    def path_analysis(self) -> None:
-        """The unrolled view of every residual model still training (resnet_core.analysis.paths.compute): the exact
-        gradient through paths of each length on a fixed probe batch (the first training points),
-        and Veit et al.'s sampled per-path norms beside it."""
-        for name, net in self.models.items():
-            if self.status[name] != "ok" or not net.residual:
-                continue
-            n = probe_points(net, self.x_train)
-            exact, sampled = analyse_paths(net, self.x_train[:n], self.y_train[:n],
-                                           start_length=self._path_cutoffs.get(name))
-            self._path_cutoffs[name] = next_start_length(exact)
-            self.record.add_paths(rows_for_record(exact, sampled, self.step, name))
-
-    def lesion_study(self) -> None:
-        """Every model's training error with each block deleted in turn (resnet_core.analysis.paths.lesion)."""
-        x, y = self.eval_sets["train"]
-        rows = []
-        for name, net in self.models.items():
-            if self.status[name] == "ok":
-                rows += lesion_rows(net, x, y, name)
-        self.record.set_lesion(rows)
-
-    def call(self, method: str, **kwargs) -> None:
-        """Run one of the analyses that record into the run (the same call a worker process takes)."""
-        getattr(self, method)(**kwargs)
+    def call(self, name: str, **kwargs: Any) -> None:
+        """Run one of this trainer's recorders now, by name (the call a worker process takes)."""
+        if name not in self.recorders:
+            raise ValueError(f"this run records no {name!r}; it records: {', '.join(self.recorders) or 'error curves only'}")
+        self.recorders[name](self, **kwargs)
 
     def run(self, steps: int | None = None, on_step=None) -> RunRecord:
         """Train to the settings' step count (or ``steps`` more), calling ``on_step(self)`` after each

@@ -17,11 +17,6 @@ from resnet_core.training.stacked import StackedTrainer, can_stack, group_fits
 from resnet_core.training.tensors import Dataset, load_dataset
 
 
-class SweepTrainer(LockstepTrainer):
-    def decision_regions(self, resolution: int = 0) -> None:
-        """A sweep draws no decision maps: each would cost about one evaluation."""
-
-
 _DATA_CACHE: dict[str, Any] = {}  # per process: a worker loads each data set once
 
 
@@ -61,7 +56,7 @@ def train_one(job: dict[str, Any], report: Callable[[dict[str, Any] | None], Non
     _warm_up()
     started = time.perf_counter()
     settings = Settings.from_dict(job["settings"])
-    trainer = SweepTrainer(settings, data=_data(settings))
+    trainer = LockstepTrainer(settings, data=_data(settings))  # a row needs the error curves alone
 
     def progress(t: LockstepTrainer) -> None:  # a report every PROGRESS_EVERY steps, a place to pause at each
         report({"step": t.step, "steps": settings.steps} if t.step % PROGRESS_EVERY == 0 else None)

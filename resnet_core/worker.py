@@ -1,4 +1,5 @@
-"""A worker process: ``python -m resnet_core.training.worker``, driven over JSON lines.
+"""A worker process: ``python -m resnet_core.worker``, driven over JSON lines: the one kind of process
+that computes, for the dashboard's scheduler and the command line alike.
 
 One process hosts the work of many sessions at once, each piece under the id its message names:
 trainers (a ``LockstepTrainer`` over some or all of a run's models), stepped a few steps at a time,
@@ -24,7 +25,8 @@ from typing import Any
 import torch
 
 from resnet_core.errors import describe, is_user_error
-from resnet_core.records import LayerSnapshot, RunRecord
+from resnet_core.analysis import recorders
+from resnet_core.records.events import ForwardingRecord
 from resnet_core.remote.job_pool import job_function
 from resnet_core.remote.slicing import SlicedJob
 from resnet_core.remote.trainer import REMOTE_METHODS
@@ -35,33 +37,6 @@ from resnet_core.training.headless import torch_threads
 from resnet_core.training.lockstep import LockstepTrainer
 
 
-class ForwardingRecord(RunRecord):
-    """A worker's record: it keeps nothing, it queues what was recorded for the parent."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[list[Any]] = []
-
-    def add_metrics(self, rows) -> None:
-        self.events.append(["metrics", list(rows)])
-
-    def add_layers(self, model: str, s: LayerSnapshot) -> None:
-        self.events.append(["layers", model, s.step, s.grad_norm.tolist(), s.act_std.tolist(), s.branch_ratio.tolist()])
-
-    def add_paths(self, rows) -> None:
-        self.events.append(["paths", list(rows)])
-
-    def set_lesion(self, rows) -> None:
-        self.events.append(["lesion", list(rows)])
-
-    def set_regions(self, model: str, step: int, grid: dict) -> None:
-        self.events.append(["regions", model, step, grid])
-
-    def drain(self) -> list[list[Any]]:
-        events, self.events = self.events, []
-        return events
-
-
 def warm_up() -> dict[str, Any]:
     """Pay once, as the process starts, what the first run would otherwise pay on its first Train:
     torch's lazy imports (the optimizers, autograd's functional API for the path analysis) and the
@@ -70,7 +45,7 @@ def warm_up() -> dict[str, Any]:
 
     started = time.perf_counter()
     settings = get_preset("degradation").settings().with_changes(steps=2, eval_every=1, paths_every=1)
-    trainer = LockstepTrainer(settings, record=ForwardingRecord())
+    trainer = LockstepTrainer(settings, record=ForwardingRecord(), recorders=recorders.standard())
     trainer.run()
     return {"warm_s": round(time.perf_counter() - started, 3)}
 
@@ -108,7 +83,8 @@ class _Host:
         if cmd == "init":
             record = ForwardingRecord()
             trainer = LockstepTrainer(Settings.from_dict(msg["settings"]), record=record,
-                                      only=tuple(msg["only"]) if msg.get("only") else None)
+                                      only=tuple(msg["only"]) if msg.get("only") else None,
+                                      recorders=recorders.standard())
             self.trainers[key] = (trainer, record)
             reply = {"layer_names": record.layer_names, "config": record.config}
         elif key not in self.trainers:
@@ -127,7 +103,7 @@ class _Host:
             trainer.set_steps(msg["steps"])
         elif cmd == "call" and msg["method"] in REMOTE_METHODS:
             with torch_threads(int(msg.get("threads", 1))):
-                getattr(trainer, msg["method"])(**msg.get("kwargs", {}))
+                trainer.call(msg["method"], **msg.get("kwargs", {}))
         elif cmd != "init":
             raise ValueError(f"unknown command {cmd!r}")
         return {"events": record.drain(), "step": trainer.step, "status": trainer.status, "wall_s": trainer.wall_s,

@@ -1,0 +1,93 @@
+"""What a training run records of its nets besides the error curves: the analyses a
+``LockstepTrainer`` runs as step hooks, which the trainer itself never names.
+
+Each recorder has a ``name`` (a worker may be asked to run it by that name, ``REMOTE_METHODS``),
+says whether it is ``due`` at the trainer's current step, and records into the trainer's record
+when called. ``standard()`` is what the app and the command line record: decision maps on 2D data,
+the unrolled view of every residual net at the path cadence, and the lesion study on request.
+A run that needs only its error curves (a sweep's, a loss landscape's twins) passes none.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from resnet_core.analysis.paths.compute import analyse_paths, next_start_length, probe_points, rows_for_record
+from resnet_core.analysis.paths.lesion import lesion_rows
+
+if TYPE_CHECKING:
+    from resnet_core.training.lockstep import LockstepTrainer
+
+REGION_RESOLUTION = 48
+REGION_EVERY = 3  # decision maps every third evaluation: each costs about one evaluation
+
+
+class DecisionMaps:
+    """For 2D data: each model's predicted class and confidence on a grid over the data."""
+
+    name = "decision_regions"
+
+    def due(self, t: LockstepTrainer) -> bool:
+        s, k = t.settings, t.step
+        return t.evaluating() and not t.data.is_image and (k % (REGION_EVERY * s.eval_every) == 0 or k == s.steps)
+
+    @torch.no_grad()
+    def __call__(self, t: LockstepTrainer, resolution: int = REGION_RESOLUTION) -> None:
+        x = t.data.x_train
+        lo, hi = (x.min(0).values - 0.1).tolist(), (x.max(0).values + 0.1).tolist()
+        gx, gy = torch.linspace(lo[0], hi[0], resolution), torch.linspace(lo[1], hi[1], resolution)
+        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).reshape(-1, 2).to(t.device)
+        for name, net in t.training_models():
+            was = net.training
+            net.eval()
+            prob = torch.softmax(net(grid), 1)
+            net.train(was)
+            conf, cls = prob.max(1)
+            t.record.set_regions(name, t.step, {
+                "x": [lo[0], hi[0]], "y": [lo[1], hi[1]], "n": resolution,
+                "classes": cls.cpu().tolist(), "confidence": [round(c, 3) for c in conf.cpu().tolist()]})
+
+
+class UnrolledPaths:
+    """The unrolled view of every residual model still training (``analysis.paths.compute``): the
+    exact gradient through paths of each length on a fixed probe batch (the first training points),
+    and Veit et al.'s sampled per-path norms beside it."""
+
+    name = "path_analysis"
+
+    def __init__(self) -> None:
+        self.cutoffs: dict[str, int] = {}  # each model's last cutoff: where the next analysis starts
+
+    def due(self, t: LockstepTrainer) -> bool:
+        s, k = t.settings, t.step
+        return s.paths_every > 0 and (k % s.paths_every == 0 or k == s.steps)
+
+    def __call__(self, t: LockstepTrainer) -> None:
+        for name, net in t.training_models():
+            if not net.residual:
+                continue
+            n = probe_points(net, t.x_train)
+            exact, sampled = analyse_paths(net, t.x_train[:n], t.y_train[:n], start_length=self.cutoffs.get(name))
+            self.cutoffs[name] = next_start_length(exact)
+            t.record.add_paths(rows_for_record(exact, sampled, t.step, name))
+
+
+class BlockLesions:
+    """Every model's training error with each block deleted in turn (``analysis.paths.lesion``):
+    on request only, once the nets are trained."""
+
+    name = "lesion_study"
+
+    def due(self, t: LockstepTrainer) -> bool:
+        return False
+
+    def __call__(self, t: LockstepTrainer) -> None:
+        x, y = t.eval_sets["train"]
+        t.record.set_lesion([row for name, net in t.training_models() for row in lesion_rows(net, x, y, name)])
+
+
+def standard() -> list:
+    """The recorders of a run the app shows or the command line writes, in the order they record
+    at a step (the run folder's rows come in this order)."""
+    return [DecisionMaps(), UnrolledPaths(), BlockLesions()]
