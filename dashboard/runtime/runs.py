@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from resnet_core.records import RunRecord, run_finished
-from resnet_core.records.events import replay_events
-from resnet_core.remote.trainer import WorkerError
+from resnet_core.remote.trainer import WorkerError, replay_events
 from resnet_core.settings import Settings
 
 import dashboard.runtime.scratch as scratch

@@ -10,7 +10,8 @@ import sys
 import time
 
 from resnet_core.cli.output import RunFolder
-from resnet_core.cli.train import check_workers, train_headless
+from resnet_core.cli.train import train_headless
+from resnet_core.cli.workers import check_workers
 from resnet_core.lessons import LESSONS, get_lesson
 from resnet_core.settings import SettingsError
 

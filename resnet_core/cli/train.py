@@ -11,22 +11,9 @@ from resnet_core.cli.output import RunFolder
 from resnet_core.cli.parser import is_terminal, settings_from_args
 from resnet_core.data import load_arrays
 from resnet_core.records import RunRecord
-from resnet_core.remote.trainer import ParallelTrainer, WorkerProcess, per_core
-from resnet_core.settings import Settings, SettingsError
+from resnet_core.cli.workers import check_workers, default_workers
+from resnet_core.remote.trainer import ParallelTrainer, WorkerProcess
 from resnet_core.sizing import budget
-
-# Device files that a CUDA (or ROCm) GPU needs; without any of them torch cannot see one.
-GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
-
-
-def check_workers(workers: int) -> int:
-    """--workers: 0 picks one per core (at most one per model); more processes than cores only take
-    turns on them, and each holds a copy of torch and the data."""
-    cores = os.cpu_count() or 1
-    if not 0 <= workers <= cores:
-        raise SettingsError(f"--workers must be from 0 (automatic) to {cores}, this machine's cores (got {workers})")
-    return workers
-
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
@@ -51,7 +38,7 @@ def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: 
     workers are started first, so that their start-up (an interpreter, torch) overlaps the checks
     here, and they are ended if a check fails."""
     check_workers(workers)
-    count = workers or default_workers(settings)
+    count = workers or default_workers(settings, len(settings.models), on_gpu=1)
     pool = [WorkerProcess() for _ in range(min(count, len(settings.models)))]
     wait_s = 0.0  # a check failed or the run stopped: end the processes at once
     try:
@@ -61,20 +48,6 @@ def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: 
     finally:
         for worker in pool:
             worker.close(wait_s)
-
-
-def default_workers(settings: Settings) -> int:
-    """One process per core, at most one per model, on a CPU; one on a GPU. Torch is only imported
-    to ask about the GPU where there could be one."""
-    if settings.device == "cpu" or (settings.device == "auto" and not gpu_possible()):
-        return per_core(len(settings.models))
-    from resnet_core.training.headless import default_workers as by_device
-
-    return by_device(settings)
-
-
-def gpu_possible() -> bool:
-    return os.name != "posix" or any(os.path.exists(p) for p in GPU_DEVICE_FILES)
 
 
 def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: list) -> RunRecord:

@@ -14,7 +14,6 @@ the driving side and imports no torch: the dashboard's server drives workers wit
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from resnet_core.remote.transport import JsonProcess, ProcessGone
@@ -63,12 +62,6 @@ class WorkerProcess(JsonProcess):
 
 
 RESIDUAL_COST = 1.25  # a residual layer costs more than a plain one: the add, the branch probe, the paths
-
-
-def per_core(jobs: int) -> int:
-    """Worker processes for ``jobs`` independent pieces of work on a CPU: one per core, at most one
-    per piece (tiny layers are dispatch-bound: more processes than cores only take turns)."""
-    return max(1, min(os.cpu_count() or 1, jobs))
 
 
 def balance(specs: tuple[ModelSpec, ...], workers: int) -> list[tuple[str, ...]]:

@@ -1,5 +1,4 @@
-"""Torch threads for the work of a process: one for the steps, more for the analyses after them,
-and how many processes a run gets on a GPU."""
+"""Torch threads for the work of a process: one for the steps, more for the analyses after them."""
 from __future__ import annotations
 
 import contextlib
@@ -8,9 +7,6 @@ from typing import Iterator
 
 import torch
 
-from resnet_core.remote.trainer import per_core
-from resnet_core.settings import Settings
-from resnet_core.training.lockstep import resolve_device
 
 
 def one_torch_thread() -> None:
@@ -31,9 +27,3 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def default_workers(settings: Settings) -> int:
-    if resolve_device(settings.device).type == "cuda":
-        return 1
-    return per_core(len(settings.models))

@@ -10,9 +10,8 @@ import pandas as pd
 import torch
 
 from resnet_core.analysis.sweep import PROGRESS_EVERY
-from resnet_core.remote.trainer import per_core
 from resnet_core.settings import Settings
-from resnet_core.training.lockstep import LockstepTrainer, make_optimizer, resolve_device
+from resnet_core.training.lockstep import LockstepTrainer, make_optimizer
 from resnet_core.training.stacked import StackedTrainer, can_stack, group_fits
 from resnet_core.training.tensors import Dataset, load_dataset
 
@@ -93,13 +92,3 @@ def train_stacked(job: dict[str, Any], report: Callable[[dict[str, Any] | None],
     wall_s = time.perf_counter() - started
     return {"rows": [sweep_row(job["family"], job["depth"], seed, metrics, wall_s)
                      for seed, metrics in zip(seeds, trainer.metrics)]}
-
-
-def default_workers(settings: Settings, runs: int) -> int:
-    """One process per core (at most one per run); on a GPU, this process (0)."""
-    if resolve_device(settings.device).type == "cuda":
-        return 0
-    return per_core(runs)
-
-
-# ---------------------------------------------------------------------------- the sweep
