@@ -40,7 +40,7 @@ import psutil
 from class_server import start_class
 from class_server import kill_tree as stop_class
 from streamlit_server import start_streamlit, stop_streamlit
-from dashboard.runtime.scheduler import process_budget
+from resnet_core.sizing.budget import server_processes
 from streamlit_client import StreamlitClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -413,7 +413,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=30)
     parser.add_argument("--training", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=None, help="40; with --classroom 60, from the first click")
-    parser.add_argument("--cap", type=int, default=process_budget(), help="worker processes (the app's default)")
+    parser.add_argument("--cap", type=int, default=server_processes(), help="worker processes (the app's default)")
     parser.add_argument("--think", type=float, default=5.0, help="seconds between one student's interactions")
     parser.add_argument("--classroom", action="store_true", help="30 sessions on one lesson, 10 on distinct settings")
     parser.add_argument("--through-proxy", type=int, default=0, metavar="N",

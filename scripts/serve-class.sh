@@ -147,7 +147,7 @@ show_log() { echo "--- last lines of $1 ---" >&2; tail -n 20 "$1" >&2 || true; }
 start_backend() {  # backend $1 on its port; a restart appends to its log
   local i=$1 share
   share=$(( training_budget / processes + (i <= training_budget % processes ? 1 : 0) ))
-  RESIDUAL_LAB_PROCESSES=${RESIDUAL_LAB_PROCESSES:-${RESIDUAL_LAB_MAX_TRAINING:-$(( share > 0 ? share : 1 ))}} \
+  RESIDUAL_LAB_PROCESSES=${RESIDUAL_LAB_PROCESSES:-$(( share > 0 ? share : 1 ))} \
   PYTHONUNBUFFERED=1 setsid "$py" -m dashboard.serve --server.port "${ports[i-1]}" \
     --server.address 127.0.0.1 --server.headless true --browser.gatherUsageStats false \
     >>"$logs/backend$i.log" 2>&1 </dev/null &

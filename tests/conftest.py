@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from resnet_core import config
+
 # bench/ is on the tests' path (pytest.ini): the server and browser helpers the benches use too.
 from streamlit_server import (CHROMIUM, CHROMIUM_ARGS, MODELS, REPO, StreamlitServer,  # noqa: F401
                               card_errors, free_port, start_streamlit, stop_streamlit)
@@ -47,7 +49,7 @@ def streamlit_server(tmp_path_factory):
 def _playwright():
     # Skipped for someone running pytest by hand without a browser; in CI (and scripts/test.sh,
     # which installs both) a missing browser is a failure, never a quiet skip.
-    missing = pytest.fail if os.environ.get("CI") or os.environ.get("RESIDUAL_LAB_REQUIRE_BROWSER") else pytest.skip
+    missing = pytest.fail if os.environ.get("CI") or config.get("REQUIRE_BROWSER") else pytest.skip
     if not Path(CHROMIUM).exists():
         missing(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
     try:

@@ -26,6 +26,7 @@ import psutil
 import pytest
 
 from dashboard.runtime.class_runs import CACHED_NOTICE
+from resnet_core import config
 
 from class_server import BACKEND_LINE, HAPROXY, SCRIPT, ClassServer, kill_tree, start_class, wait_for
 from streamlit_client import StreamlitClient
@@ -38,7 +39,7 @@ HEADER = "x-residual-lab-backend"
 def need_haproxy() -> None:
     # As conftest does for Chromium: skipped by hand without it, a failure where the test script
     # (which installs it) or CI runs the suite.
-    required = os.environ.get("CI") or os.environ.get("RESIDUAL_LAB_REQUIRE_BROWSER")
+    required = os.environ.get("CI") or config.get("REQUIRE_BROWSER")
     if not Path(HAPROXY).exists():
         (pytest.fail if required else pytest.skip)(f"no haproxy at {HAPROXY} (Debian: apt-get install haproxy)")
 

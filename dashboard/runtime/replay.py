@@ -3,15 +3,15 @@
 The page offers the folders found under the runs directory and never takes a free path: a name
 picked from the list is resolved again here and refused if it leads outside that directory
 (``..``, a symlink elsewhere). Reading it, ``RunRecord.read`` opens only regular files of the folder
-itself (no link, pipe or device), at most ``MAX_FILE_BYTES`` each, and checks every column; its
+itself (no link, pipe or device), at most ``max_file_bytes()`` each, and checks every column; its
 messages name the folder as it is listed, not by its place on the server. A replayed config.json
 never makes the server read a file: the data set's paths in it are dropped (``settings_of``).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from resnet_core import config
 from resnet_core.data import DATASETS
 from resnet_core.records import RecordError, RunRecord
 from resnet_core.settings import Settings, SettingsError
@@ -19,11 +19,10 @@ from resnet_core.settings import Settings, SettingsError
 from dashboard.text import literal
 
 REPO = Path(__file__).resolve().parents[2]
-MAX_FILE_BYTES = 128 * 1024 * 1024  # per file: a 1002-layer net probed 2,000 times; env RESIDUAL_LAB_REPLAY_MB
 
 
 def runs_dir() -> Path:
-    return Path(os.environ.get("RESIDUAL_LAB_RUNS") or REPO / "runs").resolve()
+    return (config.get("RUNS") or REPO / "runs").resolve()
 
 
 def run_folders(root: Path | None = None) -> list[str]:
@@ -58,10 +57,8 @@ def resolve(name: str, root: Path | None = None) -> Path:
 
 
 def max_file_bytes() -> int:
-    try:
-        return max(1, int(os.environ.get("RESIDUAL_LAB_REPLAY_MB", ""))) * 1024 * 1024
-    except ValueError:
-        return MAX_FILE_BYTES
+    """RESIDUAL_LAB_REPLAY_MB per file (128 by default: a 1002-layer net probed 2,000 times)."""
+    return config.get("REPLAY_MB") * 1024 * 1024
 
 
 def stamp(path: Path) -> float:

@@ -46,6 +46,7 @@ from typing import Any
 
 from dashboard.runtime.run_keys import (KEY_PATTERN, auto_device, code_digest, code_versions, dataset_identity,
                                         device_kind, key_inputs, record_key, run_key)
+from resnet_core import config
 from resnet_core.data import DataError
 from resnet_core.records import RecordError, RunRecord, run_finished
 from resnet_core.settings import Settings, SettingsError
@@ -54,9 +55,8 @@ __all__ = ["RunCache", "record_until", "finished", "run_key", "record_key", "key
            "code_digest", "dataset_identity", "device_kind", "auto_device", "cache_dir", "cache_limit_mb"]
 
 REPO = Path(__file__).resolve().parents[2]
-CACHE_ENV = "RESIDUAL_LAB_RUN_CACHE"
-LIMIT_ENV = "RESIDUAL_LAB_RUN_CACHE_MB"
-DEFAULT_LIMIT_MB = 500.0
+CACHE_ENV = config.env_name("RUN_CACHE")
+LIMIT_ENV = config.env_name("RUN_CACHE_MB")
 HISTORY_FILE = "regions_history.json"
 ENTRY_FILE = "cache.json"
 INCOMING, TRASH = ".incoming", ".trash"
@@ -124,20 +124,11 @@ def finished(record: RunRecord) -> bool:
 # ------------------------------------------------------------------------------------ the cache
 
 def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or REPO / "runs" / "cache")
+    return config.get("RUN_CACHE") or REPO / "runs" / "cache"
 
 
 def cache_limit_mb() -> float:
-    raw = os.environ.get(LIMIT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_LIMIT_MB
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{LIMIT_ENV} must be a number of megabytes, 0 or more (got {raw!r})")
-    return value
+    return config.get("RUN_CACHE_MB")
 
 
 class RunCache:

@@ -28,12 +28,12 @@ Nothing here calls Streamlit, and this module imports no torch.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
 from typing import Any
 
+from resnet_core.sizing.budget import server_processes
 from resnet_core.errors import describe
 from resnet_core.remote.trainer import WorkerError, WorkerProcess
 from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone, server_worker_nice
@@ -51,19 +51,6 @@ def reply_deadline(longest_turn_s: float) -> float:
     """How long a turn's reply may take: the floor, or ten times the task's slowest turn so far
     (one step of a deep CNN can take seconds, and a quantum never cuts a step)."""
     return max(REPLY_DEADLINE_S, 10 * longest_turn_s)
-
-
-def process_budget() -> int:
-    """Worker processes for the whole server: env RESIDUAL_LAB_PROCESSES (RESIDUAL_LAB_MAX_TRAINING,
-    its older name, is read too), else one per core but one, at least one."""
-    for name in ("RESIDUAL_LAB_PROCESSES", "RESIDUAL_LAB_MAX_TRAINING"):
-        try:
-            return max(1, int(os.environ.get(name, "")))
-        except ValueError:
-            continue
-    # One core is left to serve pages: on 2 cores, 30 sessions with 10 pressing Train got page
-    # interactions at p95 0.23 s with one training process, 1.2 s with two (bench/load_test.py).
-    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def _name_os_thread(name: str) -> None:
@@ -299,7 +286,7 @@ class Scheduler:
     def __init__(self, size: int | None = None, warm: bool = True, evict_idle_s: float = EVICT_IDLE_S,
                  spare: JsonProcess | None = None):
         """``spare``: a worker process already started and told to warm up (``dashboard.prestart``)."""
-        self.size = size or process_budget()
+        self.size = size or server_processes()
         self.warm, self.evict_idle_s = warm, evict_idle_s
         self.closed = False
         self._lock = threading.Lock()

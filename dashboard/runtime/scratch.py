@@ -11,11 +11,12 @@ Nothing here calls Streamlit.
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
+
+from resnet_core import config
 
 _ROOT: Path | None = None
 _LOCK = threading.Lock()
@@ -45,14 +46,9 @@ def new_run_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix="run-", dir=_sub("runs")))
 
 
-RUN_FILES_MB = 256  # a live run's files (what its downloads hold) at most; env RESIDUAL_LAB_SESSION_FILES_MB
-
-
 def run_files_limit_mb() -> int:
-    try:
-        return max(1, int(os.environ.get("RESIDUAL_LAB_SESSION_FILES_MB", "")))
-    except ValueError:
-        return RUN_FILES_MB
+    """A live run's files (what its downloads hold) at most: RESIDUAL_LAB_SESSION_FILES_MB, 256 by default."""
+    return config.get("SESSION_FILES_MB")
 
 
 def stream_run(record):

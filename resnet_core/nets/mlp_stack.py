@@ -18,13 +18,13 @@ analysis and the lesion study use ``Net`` itself. ``RESIDUAL_LAB_ENGINE=autograd
 """
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_core import config
 from resnet_core.nets.models import Net, Probe, Unit
 
 _bn = torch.native_batch_norm
@@ -84,8 +84,7 @@ def _plan(net: Net) -> tuple[BlockPlan, ...]:
     return tuple(blocks)
 
 
-# RESIDUAL_LAB_ENGINE=autograd: Net and autograd only, no written-out pass.
-ENABLED = os.environ.get("RESIDUAL_LAB_ENGINE", "") != "autograd"
+ENABLED = config.get("ENGINE") != "autograd"  # autograd: Net and autograd only, no written-out pass
 
 
 def linear_unit(u: Unit) -> bool:

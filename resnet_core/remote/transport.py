@@ -20,6 +20,7 @@ import sys
 import time
 from typing import Any, Callable, Iterator
 
+from resnet_core import config
 from resnet_core.sizing.budget import MB, WORKER_LIMIT_ENV, worker_limit_bytes
 
 
@@ -151,15 +152,12 @@ class JsonProcess:
 
 
 def server_worker_nice() -> int:
-    """How much lower a server's worker processes' CPU priority is than the server's own: env
-    RESIDUAL_LAB_WORKER_NICE, else 10. Pages first, training second: where the machine is short of
+    """How much lower a server's worker processes' CPU priority is than the server's own:
+    RESIDUAL_LAB_WORKER_NICE, 10 by default. Pages first, training second: where the machine is short of
     cores (two servers behind a proxy, the class's browsers on the teacher's laptop) the kernel
     gives the server answering a click the CPU before a training step; a worker still gets every
     cycle nobody else wants. (The CLI's workers run at its own priority.)"""
-    try:
-        return max(0, min(19, int(os.environ.get("RESIDUAL_LAB_WORKER_NICE", "10"))))
-    except ValueError:
-        return 10
+    return config.get("WORKER_NICE")
 
 
 def limit_memory() -> None:
@@ -168,11 +166,8 @@ def limit_memory() -> None:
     fails here (MemoryError, or torch's "can't allocate memory"), is reported as this run's error,
     and the machine and every other session go on. RLIMIT_DATA rather than RLIMIT_AS: a GPU driver
     reserves address space it never fills."""
-    try:
-        mb = int(os.environ.get(WORKER_LIMIT_ENV, ""))
-    except ValueError:
-        return
-    if mb <= 0:
+    mb = config.get("WORKER_MEMORY_MB")
+    if not mb:
         return
     import resource
 

@@ -33,6 +33,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from resnet_core import config
 from resnet_core.sizing import layout as size
 from resnet_core.settings import Settings, SettingsError
 
@@ -47,8 +48,7 @@ EVAL_LIVE = 4.0             # layer outputs alive at once while evaluating one c
 PATH_POINTS, PATH_FLOATS = 256, 65536  # analysis.paths.compute.PROBE_POINTS and PROBE_FLOATS
 PATH_SAVED = 4.0            # per block: its input, its Jacobian's state, the path terms being summed
 
-MEMORY_ENV = "RESIDUAL_LAB_RUN_MEMORY_MB"
-WORKER_LIMIT_ENV = "RESIDUAL_LAB_WORKER_MEMORY_MB"
+WORKER_LIMIT_ENV = config.env_name("WORKER_MEMORY_MB")  # what a server passes its worker processes
 MACHINE_SHARE = 0.75        # of the machine's memory, shared by the processes that may train or analyse at once
 
 
@@ -161,28 +161,24 @@ def physical_memory() -> int:
         return 8 * 1024 * MB
 
 
-def _env_int(name: str) -> int | None:
-    try:
-        value = int(os.environ.get(name, ""))
-    except ValueError:
-        return None
-    return value if value > 0 else None
+def server_processes() -> int:
+    """Worker processes for a whole server: RESIDUAL_LAB_PROCESSES, else one per core but one, at
+    least one. One core is left to serve pages: on 2 cores, 30 sessions with 10 pressing Train got
+    page interactions at p95 0.23 s with one training process, 1.2 s with two (bench/load_test.py)."""
+    return config.get("PROCESSES") or max(1, (os.cpu_count() or 1) - 1)
 
 
 def concurrent_processes() -> int:
-    """How many runs' memory the machine is shared between: the server's worker processes (env
-    RESIDUAL_LAB_PROCESSES, or its older name RESIDUAL_LAB_MAX_TRAINING; else cores - 1, as the
-    scheduler reads it) and one more per core, since a worker holds several sessions' runs at once
-    (3 on 2 cores: 6 GB a run on a 24 GB machine)."""
-    cores = os.cpu_count() or 1
-    workers = _env_int("RESIDUAL_LAB_PROCESSES") or _env_int("RESIDUAL_LAB_MAX_TRAINING") or max(1, cores - 1)
-    return workers + cores
+    """How many runs' memory the machine is shared between: the server's worker processes and one
+    more per core, since a worker holds several sessions' runs at once (3 on 2 cores: 6 GB a run on
+    a 24 GB machine)."""
+    return server_processes() + (os.cpu_count() or 1)
 
 
 def run_memory_budget() -> int:
-    """Bytes one run may take: env RESIDUAL_LAB_RUN_MEMORY_MB, else three quarters of the machine's
+    """Bytes one run may take: RESIDUAL_LAB_RUN_MEMORY_MB, else three quarters of the machine's
     memory shared by the processes that may run at once (6 GB on a 24 GB, 2-core machine)."""
-    mb = _env_int(MEMORY_ENV)
+    mb = config.get("RUN_MEMORY_MB")
     if mb is not None:
         return mb * MB
     return max(1024 * MB, int(MACHINE_SHARE * physical_memory() / concurrent_processes()))
@@ -209,7 +205,7 @@ def check_fits(settings: Settings, shape: DataShape, models: tuple[str, ...] | N
     budget = run_memory_budget()
     if estimate.total > budget:
         raise SettingsError(f"this run needs about {_mb(estimate.total)} of memory, more than the {_mb(budget)} "
-                            f"a run may use here ({MEMORY_ENV}); {estimate.advice(settings)}")
+                            f"a run may use here ({config.env_name('RUN_MEMORY_MB')}); {estimate.advice(settings)}")
     return estimate
 
 
@@ -255,7 +251,7 @@ def out_of_memory(exc: BaseException) -> bool:
 
 def out_of_memory_message() -> str:
     """What a session is told when its run hit the memory limit of its process."""
-    limit = _env_int(WORKER_LIMIT_ENV)
+    limit = config.get("WORKER_MEMORY_MB")
     allowed = f" ({_mb(limit * MB)})" if limit else ""
     return (f"this run needed more memory than one run's process may use{allowed}: lower the batch size, "
             "the width or the depth")

@@ -3,8 +3,8 @@ that differ only in their seed (so in their initial weights and their batch orde
 ``StackedMLP``, one kernel call per layer for all of them, and one fused optimizer step over the
 stacked tensors (elementwise, so each member's update is its own).
 
-Each member's numbers are those of training it alone with ``LockstepTrainer`` (as the sweep's
-``SweepTrainer``): the same initial weights (``build_model`` with the member's seed), the same
+Each member's numbers are those of training it alone with ``LockstepTrainer`` (as a sweep's
+run of one seed does): the same initial weights (``build_model`` with the member's seed), the same
 batches (``BatchStream`` with its seed), the same BN calibration and evaluation (stacked too, with
 the kernels ``probes.evaluate`` calls), and the same divergence rule: a member whose
 loss turns NaN or infinite is marked diverged at that step and frozen (its weights and BN
@@ -24,6 +24,7 @@ import torch
 
 from resnet_core.nets.mlp_stacked import StackedMLP, stackable
 from resnet_core.nets.models import Net, build_model
+from resnet_core.records import run_finished
 from resnet_core.settings import Settings
 from resnet_core.sizing import budget
 from resnet_core.training.lockstep import EVAL_LIMIT, BatchStream, check_fits, make_optimizer, resolve_device
@@ -92,7 +93,7 @@ class StackedTrainer:
 
     @property
     def done(self) -> bool:
-        return self.step >= self.settings.steps or all(s != "ok" for s in self.status)
+        return run_finished(self.step, self.settings.steps, dict(enumerate(self.status)))
 
     def train_step(self) -> None:
         s = self.settings

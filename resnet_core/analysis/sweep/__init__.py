@@ -5,17 +5,17 @@ Runs share nothing, so they are jobs of ``resnet_core.remote.job_pool.JobPool``:
 thread each, results back as JSON rows as runs finish (a live chart fills in as they come).
 An MLP's seeds of one (family, depth) have the same parameter shapes, so by default they are one
 job trained stacked (``training.stacked``: one kernel call per layer for all seeds, each seed's
-numbers those of its own run), which answers one row per seed. ``RESIDUAL_LAB_STACK=0`` or
+numbers those of its own run), which answers one row per seed. ``RESIDUAL_LAB_ENGINE=autograd`` (no fast path) or
 ``plan_sweep(..., stack=False)`` plans one job per seed instead (the CNN always does).
 
     rows = list(run_sweep(plan_sweep(settings, depths=(8, 20, 56), seeds=(0, 1, 2)), workers=2))
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from resnet_core import config
 from resnet_core.remote.job_pool import JobPool
 from resnet_core.settings import RANGES, Settings, SettingsError, check_depth
 
@@ -25,7 +25,7 @@ DEFAULT_SEEDS = (0, 1, 2)
 FAMILIES = ("plain", "resnet")
 MAX_RUNS = 240  # a sweep is for a lesson, not a cluster: 20 depths x 6 seeds x 2 families
 PROGRESS_EVERY = 25  # steps between a run's progress messages
-STACK = os.environ.get("RESIDUAL_LAB_STACK", "1") != "0"  # train a sweep point's seeds as one
+STACK = config.get("ENGINE") != "autograd"  # train a sweep point's seeds as one
 
 # ---------------------------------------------------------------------------- planning a sweep
 
