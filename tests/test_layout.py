@@ -106,3 +106,31 @@ def test_each_package_is_a_few_loose_modules_and_folders_by_idea(package, loose_
 def test_no_module_is_over_400_lines():
     long = {str(p.relative_to(ROOT)): n for p in modules() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, long
+
+
+# The packages from the bottom up: a module may import from a package below its own, never above.
+# remote/ (the driving side of the worker processes) is torch-free and below the nets it never
+# imports; the worker process (resnet_core/worker.py) composes training and analysis above both.
+LAYERS = [("errors",), ("config",), ("settings",), ("presets", "data", "records", "__init__"), ("sizing",),
+          ("remote",), ("nets",), ("training",), ("analysis",), ("lessons",), ("worker",), ("cli",),
+          ("__main__", "dashboard")]
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    if parts[0] == "dashboard":
+        return "dashboard"
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_no_import_runs_back_up_between_packages():
+    upward = []
+    for p in modules():
+        mine = package_of(dotted(p))
+        for name, line in imported_names(p):
+            if name.partition(".")[0] not in PACKAGES or package_of(name) == mine:
+                continue
+            if RANK[package_of(name)] >= RANK[mine]:
+                upward.append(f"{p.relative_to(ROOT)}:{line} imports {name}")
+    assert not upward, upward

@@ -329,6 +329,7 @@ PUT_FROM_A_PROCESS = textwrap.dedent("""
     torch.set_num_threads(1)
     from dashboard.runtime.run_cache import RunCache, run_key
     from resnet_core.settings import Settings
+    from resnet_core.analysis.recorders import standard
     from resnet_core.training.lockstep import LockstepTrainer
     settings = Settings.from_dict(json.loads(sys.argv[1]))
     root, go = Path(sys.argv[2]), Path(sys.argv[3])
@@ -414,6 +415,7 @@ EVICT_AND_PUT_AGAIN = textwrap.dedent("""
     torch.set_num_threads(1)
     from dashboard.runtime.run_cache import RunCache, run_key
     from resnet_core.settings import Settings
+    from resnet_core.analysis.recorders import standard
     from resnet_core.training.lockstep import LockstepTrainer
     runs = [LockstepTrainer(Settings.from_dict(json.loads(a)), recorders=standard()).run() for a in sys.argv[2:4]]
     keys = [run_key(Settings.from_dict(json.loads(a))) for a in sys.argv[2:4]]

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from resnet_core.analysis.sweep import plan_sweep, run_count, run_sweep, sweep_frame
-from resnet_core.analysis.sweep.compute import SweepTrainer, _data, train_one
+from resnet_core.analysis.sweep.compute import _data, train_one
 from resnet_core.nets import mlp_stacked
 from resnet_core.nets.models import build_model
 from resnet_core.settings import Settings, SettingsError
+from resnet_core.training.lockstep import LockstepTrainer
 from resnet_core.training.probes import evaluate
 from resnet_core.training.stacked import StackedTrainer
 
@@ -23,7 +24,7 @@ METRICS = ("step", "status", "train_loss", "train_error", "test_error")
 
 def alone(settings: Settings, seed: int) -> list[tuple]:
     """The metrics rows of a seed's own run, as the sweep trains it without stacking."""
-    trainer = SweepTrainer(settings.with_changes(seed=seed), data=_data(settings))
+    trainer = LockstepTrainer(settings.with_changes(seed=seed), data=_data(settings))  # a sweep run records its curves only
     trainer.run()
     return [tuple(r[k] for k in METRICS) for r in trainer.record.metric_rows()]
 
