@@ -50,7 +50,7 @@ def warm_up() -> dict[str, Any]:
     return {"warm_s": round(time.perf_counter() - started, 3)}
 
 
-class _Host:
+class _Tenants:
     """The process's side: trainers and jobs by id."""
 
     def __init__(self) -> None:
@@ -148,5 +148,5 @@ class _Host:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)  # tiny layers are dispatch-bound, and the workers share the cores
-    serve(_Host())
+    serve(_Tenants())
     exit_now()
