@@ -30,7 +30,7 @@ import dashboard.charts.layers as charts_layers
 import dashboard.charts.regions as charts_regions
 from dashboard.runtime.class_runs import CACHED_NOTICE
 from dashboard.panels.shared import refresh_pacer
-from dashboard.runtime.run_cache import lineage
+from dashboard.runtime.run_cache import metrics_key
 
 HEATMAP_STEPS = 120
 
@@ -135,7 +135,7 @@ def metrics_figure(name: str, view: View, build: Callable[[Any], Any]) -> Any:
 def metrics_version(view: View) -> tuple:
     if view.record is None:
         return (-1,)
-    return (*lineage(view.record), view.record.metrics_version)
+    return metrics_key(view.record)
 
 
 def metrics_of(view: View):

@@ -191,7 +191,7 @@ class TrainingJob:
                         fork.initial = fork.initial.with_changes(**{name: value})
                         fork.changes.pop()
                 return
-            if self._alone_at_head(source):
+            if self._alone_at_head(source) and source.take_out_of_class(self.id):
                 in_place = source
             else:
                 in_place = None
@@ -252,7 +252,7 @@ class TrainingJob:
             return None
         if self._source is not None:
             return None if self._source.error is not None else self._source
-        source, created = self.runs.source(self._settings) if self.runs is not None else (None, False)
+        source, created = self.runs.source(self._settings, self.id, self.owner) if self.runs is not None else (None, False)
         if source is None:
             source, created = Run(self.scheduler, self._settings), True
         if created:

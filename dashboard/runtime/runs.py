@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -32,7 +32,7 @@ from resnet_core.remote.trainer import WorkerError, replay_events
 from resnet_core.settings import Settings
 
 import dashboard.runtime.scratch as scratch
-from dashboard.runtime.run_cache import record_until
+from dashboard.runtime.record_at import Views
 from dashboard.runtime.scheduler import START_DEADLINE_S, Host, HostLost, Scheduler, Task, reply_deadline
 
 CALL_DEADLINE_S = 120.0    # an analysis call on the trained models (a lesion study of a deep net)
@@ -46,34 +46,6 @@ class _Request:
     kwargs: dict[str, Any]
     done: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
-
-
-class Views:
-    """A run's record as it stood at a step (``record_until``), kept for the viewers standing there:
-    a class following one run mostly stands at a few steps, and each copy is made once."""
-
-    KEEP = 32
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._views: OrderedDict[tuple, RunRecord] = OrderedDict()
-
-    def at(self, record: RunRecord, step: int, maps: dict[str, tuple[int, dict]] | None = None) -> RunRecord:
-        """``maps``: a Pause's decision maps drawn at ``step``, shown instead of the last ones drawn."""
-        key = (id(record), step, maps is not None)
-        with self._lock:
-            view = self._views.get(key)
-            if view is not None:
-                self._views.move_to_end(key)
-                return view
-        view = record_until(record, step)
-        for model, (at, grid) in (maps or {}).items():
-            view.set_regions(model, at, grid)
-        with self._lock:
-            self._views[key] = view
-            while len(self._views) > self.KEEP:
-                self._views.popitem(last=False)
-        return view
 
 
 class Run(Task):
@@ -130,6 +102,30 @@ class Run(Task):
             self.close()
         else:
             self.wake()
+
+    def join(self, viewer: int, session: str | None, key: str) -> bool:
+        """Viewer ``viewer`` (of session ``session``), asking for a run of ``key``, starts viewing this
+        one if it still is a run of that key: checked and registered at once, so that a change asked
+        for meanwhile cannot slip in between (``take_out_of_class``)."""
+        with self.lock:
+            if self.key != key or self.closing or self.error is not None:
+                return False
+            self.targets.setdefault(viewer, 0)
+            self.sessions[viewer] = session
+            return True
+
+    def take_out_of_class(self, viewer: int) -> bool:
+        """Viewer ``viewer``, alone on this run, is about to change it: from this moment it is no
+        run of its key, so nobody asking for that key is handed it (not from the turn that carries
+        the change out: a classmate pressing Train meanwhile would get the changed run). False when
+        another viewer is on it: the change must fork instead."""
+        with self.lock:
+            if set(self.targets) - {viewer}:
+                return False
+            changed, self.key = self.key is not None, None
+        if changed and self.on_change is not None:
+            self.on_change(self)
+        return True
 
     def push(self, item: Any) -> None:
         with self.lock:

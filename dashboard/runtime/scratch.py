@@ -55,9 +55,26 @@ def run_files_limit_mb() -> int:
         return RUN_FILES_MB
 
 
+def private_config(config: dict) -> dict:
+    """``config`` with every file argument of its data set (an upload's path on this server, the
+    CIFAR-10 folder) cut to the file's own name, in place: a student downloads the run's
+    config.json, and no path on the server is any of their business. Returns ``config``."""
+    from resnet_core.data import DATASETS
+
+    settings = config.get("settings")
+    args = settings.get("dataset_args") if isinstance(settings, dict) else None
+    spec = DATASETS.get(settings.get("dataset")) if isinstance(args, dict) else None
+    if spec is not None:
+        for name, default in spec.defaults.items():
+            if isinstance(default, str) and isinstance(args.get(name), str) and args[name]:
+                args[name] = Path(args[name]).name
+    return config
+
+
 def stream_run(record):
-    """``record`` (a RunRecord) streams its full tables into a fresh folder here from now on;
-    returns the record."""
+    """``record`` (a RunRecord) streams its full tables into a fresh folder here from now on, its
+    config without the server's paths (``private_config``); returns the record."""
+    private_config(record.config)
     record.stream_to(new_run_folder(), max_bytes=run_files_limit_mb() * 1024 * 1024)
     return record
 
