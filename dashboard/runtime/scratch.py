@@ -1,8 +1,9 @@
 """This server process's own scratch folder: uploads and the files of the runs its sessions train.
 
 One private folder per server process, made by ``tempfile.mkdtemp`` (mode 0700, a fresh random
-name, so no other local user can have made it first or look inside) the first time it is needed,
-and removed when the process exits. Inside: ``uploads/`` (points CSVs, named by their content's
+name after the process id, so no other local user can have made it first or look inside) the first
+time it is needed, and removed when the process exits; a process that was killed cannot remove its
+own, so the next one to start sweeps those of processes no longer running (``sweep_dead``). Inside: ``uploads/`` (points CSVs, named by their content's
 hash) and ``runs/`` (one folder per live run, the tables a run streams as it trains; a session's
 folder goes when its run is reset or the session ends).
 
@@ -21,13 +22,53 @@ _ROOT: Path | None = None
 _LOCK = threading.Lock()
 
 
+PREFIX = "residual-lab-"
+
+
 def root() -> Path:
     global _ROOT
     with _LOCK:
         if _ROOT is None or not _ROOT.is_dir():
-            _ROOT = Path(tempfile.mkdtemp(prefix="residual-lab-"))
+            sweep_dead()
+            _ROOT = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
             atexit.register(shutil.rmtree, _ROOT, True)
         return _ROOT
+
+
+def sweep_dead(folder: Path | None = None) -> list[Path]:
+    """Remove the scratch folders of server processes that are gone without cleaning up (kill -9,
+    a power cut: ``atexit`` never ran), their uploads and run files (up to 256 MB a session) with
+    them. Only folders of this user named for a process id that no longer runs; a folder of a live
+    process, another user's, or a link, is left alone. Returns the folders removed."""
+    folder = Path(folder or tempfile.gettempdir())
+    removed = []
+    try:
+        children = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for child in children:
+        pid = child.name[len(PREFIX):].split("-", 1)[0] if child.name.startswith(PREFIX) else ""
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            info = child.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if child.is_symlink() or not child.is_dir(follow_symlinks=False) or info.st_uid != os.getuid():
+            continue
+        shutil.rmtree(child.path, ignore_errors=True)
+        removed.append(Path(child.path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it runs, as another user
+        return True
+    return True
 
 
 def _sub(name: str) -> Path:
