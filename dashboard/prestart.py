@@ -23,7 +23,10 @@ def start() -> None:
     with _lock:
         if _spare is None:
             try:
-                _spare = JsonProcess(TRAINING_WORKER)
+                from dashboard.runtime.scheduler import process_budget
+                from resnet_core.sizing.budget import server_worker_limit_mb
+
+                _spare = JsonProcess(TRAINING_WORKER, server_worker_limit_mb(process_budget()))
                 _spare.send({"cmd": "warm"})
             except (OSError, RuntimeError):
                 _spare = None  # the scheduler starts one itself, and reports if it cannot

@@ -27,7 +27,7 @@ class AnswersAtOnce:
 
     pid = 0
 
-    def __init__(self) -> None:
+    def __init__(self, limit_mb: int | None = None) -> None:
         self.alive = True
 
     def lower_priority(self, nice: int) -> None:

@@ -27,7 +27,6 @@ import threading
 import time
 import weakref
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from resnet_core.remote.trainer import REMOTE_METHODS
@@ -35,44 +34,13 @@ from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
 
 from dashboard.runtime.class_runs import ClassRuns, Pace, Replay
+from dashboard.runtime.job_status import LIVE_FIELDS, JobError, JobStatus, needs_reset
 from dashboard.runtime.run_cache import record_until
-from dashboard.runtime.runs import END, RATE_WINDOW_S, Run, _Request
-from dashboard.runtime.scheduler import Scheduler, SchedulerClosed
+from dashboard.runtime.run_viewers import END, RATE_WINDOW_S, _Request
+from dashboard.runtime.runs import Run
+from dashboard.runtime.scheduler import Scheduler, SchedulerClosed, SchedulerFull
 
 REQUEST_TIMEOUT_S = 120.0
-
-# Settings whose change leaves the models as they are: everything else asks for a reset.
-LIVE_FIELDS = ("lr", "steps")
-
-
-def needs_reset(old: Settings, new: Settings) -> bool:
-    """True when ``new`` changes a model, the data or the training recipe, not just lr or steps."""
-    a, b = old.to_dict(), new.to_dict()
-    return any(a[k] != b[k] for k in a if k not in LIVE_FIELDS)
-
-
-class JobError(RuntimeError):
-    """A request the job cannot serve (no trained model, an unknown method, a failure in the worker)."""
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """What the page shows; a copy, so it can be read without any lock."""
-
-    state: str                    # idle | starting | training | paused | done | error
-    step: int
-    steps: int
-    record: RunRecord | None
-    settings: Settings
-    error: str | None = None
-    notice: str | None = None     # one-off information
-    model_status: dict[str, str] = field(default_factory=dict)
-    diverged_at: dict[str, int] = field(default_factory=dict)
-    pending: bool = False         # a command not yet carried out: the page keeps polling
-    steps_per_s: float | None = None
-    rebuilding: bool = False      # the models are being rebuilt up to the step shown
-    cached: bool = False          # a run another session started, or a finished one from the run cache
-
 
 _LIVE_JOBS: "weakref.WeakSet[TrainingJob]" = weakref.WeakSet()
 _viewer_ids = itertools.count(1)
@@ -248,9 +216,13 @@ class TrainingJob:
     # ---- the cursor (under self._lock) ---------------------------------------------------------
     def _attach(self) -> Source | None:
         """The run this session views, found or started on its first Train or Step."""
+        if self._error is not None and self._error.startswith("the server is full"):
+            self._error = None  # not this session's fault: each Train asks again
         if self._stopped or self._error is not None:
             return None
         if self._source is not None:
+            if isinstance(self._source, Run):
+                self._source.retry()
             return None if self._source.error is not None else self._source
         source, created = self.runs.source(self._settings, self.id, self.owner) if self.runs is not None else (None, False)
         if source is None:
@@ -258,7 +230,8 @@ class TrainingJob:
         if created:
             try:
                 self.scheduler.add(source)
-            except SchedulerClosed as exc:
+            except (SchedulerClosed, SchedulerFull) as exc:
+                source.close()  # never started: nobody else is handed it either
                 self._error = str(exc)
                 return None
         self._source, self._own = source, created

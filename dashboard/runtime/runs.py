@@ -24,31 +24,23 @@ import itertools
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from resnet_core.records import RunRecord, run_finished
+from resnet_core.records import RunRecord
 from resnet_core.remote.trainer import WorkerError, replay_events
-from resnet_core.settings import Settings
+from resnet_core.settings import Settings, SettingsError
+from resnet_core.sizing.budget import resident_bytes
 
 import dashboard.runtime.scratch as scratch
 from dashboard.runtime.record_at import Views
-from dashboard.runtime.scheduler import START_DEADLINE_S, Host, HostLost, Scheduler, Task, reply_deadline
+from dashboard.runtime.run_viewers import Viewed, _Request
+from dashboard.runtime.scheduler import (START_DEADLINE_S, Host, HostLost, Scheduler, SchedulerFull, Task,
+                                         reply_deadline)
 
 CALL_DEADLINE_S = 120.0    # an analysis call on the trained models (a lesion study of a deep net)
-RATE_WINDOW_S = 5.0        # steps per second are measured over this much of the recent past
-END = 1 << 60              # a target that means "to the end of the run, wherever that is by then"
 
 
-@dataclass
-class _Request:
-    method: str
-    kwargs: dict[str, Any]
-    done: threading.Event = field(default_factory=threading.Event)
-    error: str | None = None
-
-
-class Run(Task):
+class Run(Viewed, Task):
     """One computation in one worker process; see the module's docstring."""
 
     resident = True
@@ -85,71 +77,10 @@ class Run(Task):
         self.control: deque[Any] = deque()  # ("lr" | "steps", value), ("regions",), _Request
         self.progress: deque[tuple[float, int]] = deque(maxlen=400)  # (monotonic, step) after each turn
         self.longest_turn_s, self.idle_since = 0.0, time.monotonic()
-
-    # ---- what viewers ask (any thread) -----------------------------------------------------
-    def want(self, viewer: int, step: int | None, session: str | None = None) -> None:
-        """Viewer ``viewer`` (of session ``session``) wants the run to reach ``step`` (None: it has gone)."""
-        with self.lock:
-            if step is None:
-                self.targets.pop(viewer, None)
-                self.sessions.pop(viewer, None)
-                close = not self.targets
-            else:
-                self.targets[viewer] = step
-                self.sessions[viewer] = session
-                close = False
-        if close:
-            self.close()
-        else:
-            self.wake()
-
-    def join(self, viewer: int, session: str | None, key: str) -> bool:
-        """Viewer ``viewer`` (of session ``session``), asking for a run of ``key``, starts viewing this
-        one if it still is a run of that key: checked and registered at once, so that a change asked
-        for meanwhile cannot slip in between (``take_out_of_class``)."""
-        with self.lock:
-            if self.key != key or self.closing or self.error is not None:
-                return False
-            self.targets.setdefault(viewer, 0)
-            self.sessions[viewer] = session
-            return True
-
-    def take_out_of_class(self, viewer: int) -> bool:
-        """Viewer ``viewer``, alone on this run, is about to change it: from this moment it is no
-        run of its key, so nobody asking for that key is handed it (not from the turn that carries
-        the change out: a classmate pressing Train meanwhile would get the changed run). False when
-        another viewer is on it: the change must fork instead."""
-        with self.lock:
-            if set(self.targets) - {viewer}:
-                return False
-            changed, self.key = self.key is not None, None
-        if changed and self.on_change is not None:
-            self.on_change(self)
-        return True
-
-    def push(self, item: Any) -> None:
-        with self.lock:
-            self.control.append(item)
-        self.wake()
-
-    def close(self) -> None:
-        """Nobody watches any more: the trainer leaves its process at the next turn."""
-        with self.lock:
-            self.closing = True
-        self.wake()
-
-    # ---- reading (any thread) ----------------------------------------------------------------
-    @property
-    def done(self) -> bool:
-        return run_finished(self.step, self.settings.steps, self.status)
-
-    def steps_per_s(self) -> float | None:
-        """The run's pace over the last few seconds: None until two turns have been measured."""
-        with self.lock:
-            now = time.monotonic()
-            recent = [(t, s) for t, s in self.progress if now - t <= RATE_WINDOW_S]
-        steady = len(recent) >= 2 and recent[-1][0] > recent[0][0]
-        return (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0]) if steady else None
+        try:  # what its models hold in a worker process (the scheduler places and admits it by this)
+            self.memory = resident_bytes(settings)
+        except SettingsError:
+            self.memory = 0  # too big for any run: its process says so, and holds nothing
 
     # ---- the scheduler's side ----------------------------------------------------------------
     @property
@@ -158,6 +89,10 @@ class Run(Task):
         with self.lock:
             sessions = set(self.sessions.values())
         return sessions.pop() if len(sessions) == 1 and None not in sessions else self.id
+
+    @property
+    def holding(self) -> bool:
+        return self.built
 
     def _wanted(self) -> int:
         return min(max(self.targets.values(), default=0), self.settings.steps)
@@ -171,6 +106,10 @@ class Run(Task):
             if self.control and not (self.step < self.hold_until and all(isinstance(c, _Request) for c in self.control)):
                 return True
             return self._wanted() > self.step and not self.done
+
+    def working(self) -> bool:
+        with self.lock:
+            return self.error is None and not self.closing and self._wanted() > self.step and not self.done
 
     def _needs_trainer(self) -> bool:
         """Unbuilt, is there anything a trainer is needed for? (A Pause alone is not.)"""
@@ -223,6 +162,16 @@ class Run(Task):
             self._advance(host, max(n, 1), quantum_s)
         except WorkerError as exc:
             self._fail(host, str(exc))
+        except SchedulerFull as exc:  # its models could not be (re)built here now; Train asks again
+            with self.lock:
+                self.error = str(exc)
+            self._fail_requests(self.error)
+
+    def retry(self) -> None:
+        """Train pressed again after the server was full: the run may try to build once more."""
+        with self.lock:
+            if self.error is not None and self.error.startswith("the server is full"):
+                self.error = None
 
     def _leave(self, host: Host, built: bool) -> None:
         if built:
@@ -240,6 +189,7 @@ class Run(Task):
         with self.lock:
             settings = self.initial
             rebuilding = self.record is not None and self.step > 0
+        host.make_room(self)
         reply = host.call("init", START_DEADLINE_S, id=self.id, settings=settings.to_dict())
         with self.lock:
             self.built, self.trainer_step, self.applied = True, 0, 0

@@ -37,13 +37,17 @@ from typing import Any
 from resnet_core.errors import describe
 from resnet_core.remote.trainer import WorkerError, WorkerProcess
 from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone, server_worker_nice
+from resnet_core.sizing.budget import server_full_message, server_worker_limit_mb, worker_memory_budget
+
+import dashboard.runtime.room as room
 
 QUANTUM_S = 0.12        # a task's turn at most: commands stay snappy, the round trip is ~1 % of it
 ROUND_S = 1.0           # with many owners active, quanta shrink so each gets a turn about once a second
 MIN_QUANTUM_S = 0.03    # but no smaller: one step of a small net is 5-20 ms here
 REPLY_DEADLINE_S = 30.0  # a quantum's reply (one step can overrun it; a task may allow more)
 START_DEADLINE_S = 120.0  # a fresh process importing torch and warming up, on a loaded machine
-EVICT_IDLE_S = 600.0    # an idle task's state in its process may be dropped after this (see Task.evict)
+EVICT_IDLE_S = 120.0    # an idle task's state in its process is dropped after this (see Task.evict), or
+                        # sooner where a new run needs its memory (``Host.make_room``)
 HOST_THREAD_NAME = "rl-host"  # also the OS-level name (top -H, the bench's CPU accounting)
 
 
@@ -82,6 +86,9 @@ def owner_of(task: "Task") -> Any:
     return task if owner is None else owner
 
 
+SchedulerFull = room.SchedulerFull
+
+
 class HostLost(RuntimeError):
     """The conversation with a worker process is over: it died, or sent no reply in time."""
 
@@ -100,6 +107,17 @@ class Task:
     affinity: str | None = None   # tasks with the same affinity go to the same process when they can
     idle_since: float = 0.0       # set by the task when it stops having things to do
     resident: bool = False        # holds state in its process (a trainer) that evict() may drop
+    memory: int = 0               # bytes it holds in its process while ``holding``
+
+    @property
+    def holding(self) -> bool:
+        """Whether its state is in its process now (counted against the process's memory)."""
+        return False
+
+    def working(self) -> bool:
+        """Whether it has more than a moment's work to do (a run asked for more steps); one that
+        is not gives its memory back when another needs it. Quick, as ``runnable``."""
+        return self.runnable()
 
     def runnable(self) -> bool:
         raise NotImplementedError
@@ -184,6 +202,16 @@ class Host:
         with self.cond:
             self.cond.notify_all()
 
+    # ---- memory: every session's runs in one process (``room``) ------------------------------
+    def memory(self, joining: Task | None = None) -> tuple[int, int]:
+        return room.held(self, joining)
+
+    def fits(self, task: Task) -> bool:
+        return room.fits(self, task, self.scheduler.worker_budget)
+
+    def make_room(self, task: Task) -> None:
+        room.make_room(self, task, self.scheduler.worker_budget)
+
     def load(self) -> tuple[int, int, int]:
         """(active owners, active tasks, tasks): where a new task should go."""
         with self.cond:
@@ -255,7 +283,8 @@ class Host:
         started = time.perf_counter()
         spare, self._spare = self._spare, None
         try:
-            self.process = spare if spare is not None and spare.alive else WorkerProcess()
+            self.process = spare if spare is not None and spare.alive else WorkerProcess(
+                server_worker_limit_mb(self.scheduler.size))
         except OSError as exc:
             raise HostLost(f"a worker process could not be started ({exc})") from exc
         try:
@@ -282,13 +311,17 @@ class Host:
         for task in tasks:
             task.lost(message)
 
+    def evict(self, task: Task) -> None:
+        """On the host's thread: ``task``'s state leaves the process (it is rebuilt on demand)."""
+        self._guard(lambda: task.evict(self), task)
+
     def _evict_idle(self) -> None:
         now = time.monotonic()
         for task in list(self.tasks):
             if task.resident and not task.runnable() and now - task.idle_since > self.scheduler.evict_idle_s:
                 self.cond.release()
                 try:
-                    self._guard(lambda t=task: t.evict(self), task)
+                    self.evict(task)
                 finally:
                     self.cond.acquire()
 
@@ -300,6 +333,7 @@ class Scheduler:
                  spare: JsonProcess | None = None):
         """``spare``: a worker process already started and told to warm up (``dashboard.prestart``)."""
         self.size = size or process_budget()
+        self.worker_budget = worker_memory_budget(self.size)  # bytes each process may hold, all sessions'
         self.warm, self.evict_idle_s = warm, evict_idle_s
         self.closed = False
         self._lock = threading.Lock()
@@ -311,6 +345,14 @@ class Scheduler:
             raise SchedulerClosed("the server is shutting down")
         with self._lock:
             host = self._affinity.get(task.affinity) if task.affinity else None
+            if host is None and task.memory:
+                # A run goes where its models fit beside the runs being trained (idle ones give
+                # theirs back); where none has room, it is refused now, not failed in a process.
+                fitting = [h for h in self.hosts if h.fits(task)]
+                if not fitting:
+                    held = min(h.memory()[0] - h.memory()[1] for h in self.hosts)
+                    raise SchedulerFull(server_full_message(held, self.worker_budget))
+                host = min(fitting, key=lambda h: (*h.load(), h.process is None, h.index))
             if host is None:
                 # Fewest active owners first: a new session's share there is the biggest (one in
                 # owners + 1), and as a new owner it gets the next turn on any host, so its first
