@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Serves Residual Lab to a class: several Streamlit processes behind haproxy, with sticky sessions.
 #
-#   bash scripts/serve-class.sh [--processes N] [--port P] [--address A] [--log-dir DIR] [--no-setup]
+#   bash scripts/serve-class.sh [--processes N] [--port P] [--address A] [--log-dir DIR]
+#                               [--tabs-per-client T] [--no-setup]
 #
 #   --processes N   Streamlit server processes (default: one per two CPU cores, at least 2)
+#   --tabs-per-client T  open tabs (Streamlit sessions) one computer may hold (default 8; 0: no cap).
+#                   A class behind one NAT address shares it: raise it, or 0, there
 #   --port P        the one port the class opens (default 8501, as scripts/app.sh)
 #   --address A     where haproxy listens (default 0.0.0.0: the students' machines reach it)
 #   --log-dir DIR   keep each process's log there (default: a temporary folder, removed on exit)
@@ -27,7 +30,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage="usage: bash scripts/serve-class.sh [--processes N] [--port P] [--address A] [--log-dir DIR] [--no-setup]"
+usage="usage: bash scripts/serve-class.sh [--processes N] [--port P] [--address A] [--log-dir DIR] [--tabs-per-client T] [--no-setup]"
 bad() { echo "serve-class: $*" >&2; exit 2; }
 fail() { echo "serve-class: $*" >&2; exit 1; }
 
@@ -36,14 +39,15 @@ processes=$(( cores / 2 > 2 ? cores / 2 : 2 ))
 port=8501
 address=0.0.0.0
 log_dir=""
+tabs=8
 setup=1
 while [ $# -gt 0 ]; do
   arg=$1; shift
   case $arg in
-    --processes=*|--port=*|--address=*|--log-dir=*) set -- "${arg#*=}" "$@"; arg=${arg%%=*} ;;
+    --processes=*|--port=*|--address=*|--log-dir=*|--tabs-per-client=*) set -- "${arg#*=}" "$@"; arg=${arg%%=*} ;;
   esac
   case $arg in
-    --processes|--port|--address|--log-dir)
+    --processes|--port|--address|--log-dir|--tabs-per-client)
       [ $# -gt 0 ] || bad "$arg needs a value; $usage"
       value=$1; shift
       case $arg in
@@ -61,6 +65,10 @@ while [ $# -gt 0 ]; do
         --log-dir)
           [ -n "$value" ] || bad "--log-dir needs a folder"
           log_dir=$value ;;
+        --tabs-per-client)
+          [[ $value =~ ^[0-9]+$ ]] && (( 10#$value <= 10000 )) \
+            || bad "--tabs-per-client must be a whole number from 0 (no cap) to 10000, not '$value'"
+          tabs=$((10#$value)) ;;
       esac ;;
     --no-setup) setup=0 ;;
     -h|--help) echo "$usage"; exit 0 ;;
@@ -198,6 +206,20 @@ defaults
 frontend class
     bind ${address}:${port}
     default_backend streamlit
+    option forwardfor          # the app sees each computer's address: it caps the runs one trains at once
+EOF
+  if [ "$tabs" -gt 0 ]; then
+    cat <<EOF
+    # At most ${tabs} open tabs per computer: a tab is one Streamlit session, one WebSocket on
+    # /_stcore/stream; one more is answered 429 (the page says it cannot connect).
+    http-request track-sc1 src table tabs if { path_beg /_stcore/stream }
+    http-request deny deny_status 429 if { path_beg /_stcore/stream } { sc1_conn_cur(tabs) gt ${tabs} }
+
+backend tabs
+    stick-table type ipv6 size 100k expire 1h store conn_cur
+EOF
+  fi
+  cat <<EOF
 
 backend streamlit
     balance leastconn          # a new session goes where the fewest are open

@@ -57,3 +57,30 @@ def test_a_run_that_would_not_fit_beside_the_others_is_refused_up_front_and_paus
     a.train()  # Train again once a classmate paused: a's run is rebuilt and goes on
     held = a.status().step
     wait_for(lambda: a.status().step > held and a.status().error is None, timeout=120)
+
+
+def test_one_computer_trains_at_most_three_runs_at_once_and_its_other_tabs_are_told_why():
+    """Item 3: one client opened 40 sessions, each training. Each computer's tabs may train three
+    runs at once (RESIDUAL_LAB_RUNS_PER_CLIENT); a fourth tab is told why, and trains once one of
+    the others pauses. Another computer is not affected."""
+    pool = Scheduler(size=1)
+    tabs = [TrainingJob(pool, TINY.with_changes(steps=100_000, seed=i), owner=f"tab-{i}", client="10.0.0.7")
+            for i in range(4)]
+    classmate = TrainingJob(pool, TINY.with_changes(steps=100_000, seed=9), owner="classmate", client="10.0.0.8")
+    try:
+        for tab in tabs:
+            tab.train()
+        classmate.train()
+        wait_for(lambda: all(t.status().step > 0 for t in tabs[:3]) and classmate.status().step > 0)
+        status = tabs[3].status()
+        assert status.state == "error" and status.record is None
+        assert status.error.startswith("this computer already trains 3 runs in other tabs")
+        tabs[0].pause()
+        tabs[3].train()
+        wait_for(lambda: tabs[3].status().step > 0 and tabs[3].status().error is None)
+        tabs[0].train()  # the fourth trains now: the first, paused, waits its turn
+        assert tabs[0].status().error.startswith("this computer already trains 3 runs")
+    finally:
+        for job in (*tabs, classmate):
+            job.stop()
+        pool.close()

@@ -33,6 +33,7 @@ from resnet_core.remote.trainer import REMOTE_METHODS
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
 
+import dashboard.runtime.clients as clients
 from dashboard.runtime.class_runs import ClassRuns, Pace, Replay
 from dashboard.runtime.job_status import LIVE_FIELDS, JobError, JobStatus, needs_reset
 from dashboard.runtime.run_cache import record_until
@@ -56,8 +57,12 @@ def stop_all_jobs() -> None:
 class TrainingJob:
     """One session's training: what it asked for, the run it views and where it stands in it."""
 
-    def __init__(self, scheduler: Scheduler, settings: Settings | None = None, runs: ClassRuns | None = None, owner: str | None = None):
-        self.scheduler, self.runs, self.owner = scheduler, runs, owner
+    def __init__(self, scheduler: Scheduler, settings: Settings | None = None, runs: ClassRuns | None = None,
+                 owner: str | None = None, client: str | None = None):
+        """``client``: the computer the session's tab is on (its address), whose tabs may train at
+        most ``clients.runs_per_client()`` runs at once."""
+        self.scheduler, self.runs, self.owner, self.client = scheduler, runs, owner, client
+        self._refused: str | None = None  # the server's limit that refused the last Train (not sticky)
         self.id = next(_viewer_ids)
         self._lock = threading.Lock()
         self._settings = (settings or Settings()).checked()
@@ -81,7 +86,11 @@ class TrainingJob:
 
     # ---- commands (any thread) -----------------------------------------------------------------
     def train(self) -> None:
+        crowded = clients.crowded(self, list(_LIVE_JOBS))  # before our own lock: other tabs take theirs
         with self._lock:
+            if crowded is not None:
+                self._refused = crowded
+                return
             source = self._attach()
             if source is None:
                 return
@@ -213,11 +222,16 @@ class TrainingJob:
         self.reset()
         _LIVE_JOBS.discard(self)
 
+    def training(self) -> bool:
+        """Whether this tab is training a run now (playing, not finished, not failed): what counts
+        against its computer's limit. Read without the lock: a moment's staleness costs nothing."""
+        run = self._fork or self._source
+        return self._playing and isinstance(run, Run) and run.error is None and not run.done
+
     # ---- the cursor (under self._lock) ---------------------------------------------------------
     def _attach(self) -> Source | None:
         """The run this session views, found or started on its first Train or Step."""
-        if self._error is not None and self._error.startswith("the server is full"):
-            self._error = None  # not this session's fault: each Train asks again
+        self._refused = None  # the server's limits are asked again at each Train or Step
         if self._stopped or self._error is not None:
             return None
         if self._source is not None:
@@ -230,9 +244,12 @@ class TrainingJob:
         if created:
             try:
                 self.scheduler.add(source)
-            except (SchedulerClosed, SchedulerFull) as exc:
-                source.close()  # never started: nobody else is handed it either
+            except SchedulerClosed as exc:
                 self._error = str(exc)
+                return None
+            except SchedulerFull as exc:
+                source.close()  # never started: nobody else is handed it either
+                self._refused = str(exc)
                 return None
         self._source, self._own = source, created
         self._cursor, self._glued = 0, source.step == 0 and not isinstance(source, Replay)
@@ -319,7 +336,8 @@ class TrainingJob:
         with self._lock:
             self._sync()
             source, fork, settings = self._source, self._fork, self._settings
-            error = self._error or (source.error if source is not None else None) or (fork.error if fork else None)
+            error = self._error or self._refused or (source.error if source is not None else None) or (
+                fork.error if fork else None)
             if source is None:
                 return JobStatus("error" if error else "idle", 0, settings.steps, None, settings, error)
             record, cursor, glued, playing = self._record(), self._cursor, self._glued, self._playing
