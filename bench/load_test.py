@@ -40,7 +40,7 @@ import psutil
 from class_server import start_class
 from class_server import kill_tree as stop_class
 from streamlit_server import start_streamlit, stop_streamlit
-from dashboard.runtime.scheduler import process_budget
+from dashboard.runtime.room import process_budget
 from streamlit_client import StreamlitClient
 
 ROOT = Path(__file__).resolve().parents[1]

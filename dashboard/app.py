@@ -126,7 +126,7 @@ def apply_buttons(job: jobs.TrainingJob, sidebar: controls.SidebarResult) -> Non
 
 def live_view(job: jobs.TrainingJob) -> panels.View:
     s = job.status()
-    return panels.View(s.record, s.settings, s.step, s.state, "live", error=s.error, notice=s.notice,
+    return panels.View(s.record, s.settings, s.step, s.state, "live", error=s.error, notice=s.notice, slowed=s.slowed,
                        pending=s.pending, steps_per_s=s.steps_per_s, rebuilding=s.rebuilding, cached=s.cached)
 
 

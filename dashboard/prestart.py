@@ -23,7 +23,7 @@ def start() -> None:
     with _lock:
         if _spare is None:
             try:
-                from dashboard.runtime.scheduler import process_budget
+                from dashboard.runtime.room import process_budget
                 from resnet_core.sizing.budget import server_worker_limit_mb
 
                 _spare = JsonProcess(TRAINING_WORKER, server_worker_limit_mb(process_budget()))

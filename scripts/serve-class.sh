@@ -23,6 +23,7 @@
 #
 # Shared and split between the processes:
 #   RESIDUAL_LAB_RUN_CACHE             one run cache for all (default runs/cache under the project)
+#   RESIDUAL_LAB_SERVER_MEMORY_MB      3/4 of the machine's memory, split evenly (each process's workers)
 #   RESIDUAL_LAB_PROCESSES             the machine's worker processes (training and analyses together),
 #                                      cores - 1 (what one server process uses), split evenly: with 8
 #                                      cores and 3 processes, 3, 2 and 2; never under 1. Set it to give
@@ -115,6 +116,7 @@ read -r -a ports <<<"$ports"
 export RESIDUAL_LAB_RUN_CACHE="${RESIDUAL_LAB_RUN_CACHE:-$PWD/runs/cache}"
 mkdir -p "$RESIDUAL_LAB_RUN_CACHE"
 training_budget=$(( cores > 1 ? cores - 1 : 1 ))
+memory_mb=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || echo 8388608) / 1024 ))
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/residual-lab-class.XXXXXX")
 logs=${log_dir:-$tmp}
@@ -156,6 +158,7 @@ start_backend() {  # backend $1 on its port; a restart appends to its log
   local i=$1 share
   share=$(( training_budget / processes + (i <= training_budget % processes ? 1 : 0) ))
   RESIDUAL_LAB_PROCESSES=${RESIDUAL_LAB_PROCESSES:-${RESIDUAL_LAB_MAX_TRAINING:-$(( share > 0 ? share : 1 ))}} \
+  RESIDUAL_LAB_SERVER_MEMORY_MB=${RESIDUAL_LAB_SERVER_MEMORY_MB:-$(( memory_mb * 3 / 4 / processes ))} \
   PYTHONUNBUFFERED=1 setsid "$py" -m dashboard.serve --server.port "${ports[i-1]}" \
     --server.address 127.0.0.1 --server.headless true --browser.gatherUsageStats false \
     >>"$logs/backend$i.log" 2>&1 </dev/null &

@@ -48,6 +48,7 @@ class View:
     steps_per_s: float | None = None  # this session's training pace, while it trains
     rebuilding: bool = False         # the models are rebuilt (replayed) up to the step shown
     cached: bool = False             # served from a run another session started, or the run cache
+    slowed: str | None = None        # why this session's run goes slowly (its steps cost seconds)
 
     @property
     def models(self) -> list[str]:
@@ -204,6 +205,8 @@ def header(source: Callable[[], View], polling: bool = False) -> None:
         st.error(f"{literal(view.error)} — press **Reset** to start again.", icon=":material/error:")
     if view.notice:
         st.toast(view.notice, icon=":material/info:")
+    if view.slowed and view.state == "training":
+        st.info(literal(view.slowed), icon=":material/hourglass_top:")
     models = view.models
     if view.record is not None:
         cards = shared(("cards", metrics_version(view), tuple(models)), view.record,

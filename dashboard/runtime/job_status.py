@@ -39,3 +39,16 @@ class JobStatus:
     steps_per_s: float | None = None
     rebuilding: bool = False      # the models are being rebuilt up to the step shown
     cached: bool = False          # a run another session started, or a finished one from the run cache
+    slowed: str | None = None     # why this run goes slowly: its steps cost more than a class can share
+
+
+SHARED_STEP_S = 1.0  # a step (with its analyses) longer than this is more than a class can share at once
+
+
+def slowed(step_s: float) -> str | None:
+    """The one line a session whose steps cost more than a class can share is shown."""
+    if step_s <= SHARED_STEP_S:
+        return None
+    return (f"each step of this run takes about {step_s:.0f} s of the server with its analyses, more than a "
+            "class can share at once: it trains at its share of the server, with the class's turns between "
+            "its steps; raise eval_every, probe_every or paths_every, or lower the depth, for more steps per second")

@@ -35,7 +35,7 @@ from resnet_core.settings import Settings
 
 import dashboard.runtime.clients as clients
 from dashboard.runtime.class_runs import ClassRuns, Pace, Replay
-from dashboard.runtime.job_status import LIVE_FIELDS, JobError, JobStatus, needs_reset
+from dashboard.runtime.job_status import LIVE_FIELDS, JobError, JobStatus, needs_reset, slowed
 from dashboard.runtime.run_cache import record_until
 from dashboard.runtime.run_viewers import END, RATE_WINDOW_S, _Request
 from dashboard.runtime.runs import Run
@@ -365,7 +365,8 @@ class TrainingJob:
         else:
             state = "training" if playing or busy else "paused"
         return JobStatus(state, cursor, settings.steps, record, settings, error, None, status, diverged,
-                         pending, rate if state == "training" else None, fork is not None or rebuilding, cached)
+                         pending, rate if state == "training" else None, fork is not None or rebuilding, cached,
+                         slowed(getattr(source, "step_s", 0.0)) if glued else None)
 
     def _rate(self) -> float | None:
         now = time.monotonic()

@@ -72,6 +72,8 @@ class Run(Viewed, Task):
         self.error: str | None = None
         self.built, self.closing = False, False
         self.busy = False                   # a turn is under way: the step may still move
+        self.mid = False                    # the trainer is in the middle of a step (turns.py): more turns first
+        self.step_s = 0.0                   # the process's time its last step took, analyses included
         self.targets: dict[int, int] = {}   # viewer id -> the step it wants to see
         self.sessions: dict[int, str | None] = {}  # viewer id -> its session (whose share it uses)
         self.control: deque[Any] = deque()  # ("lr" | "steps", value), ("regions",), _Request
@@ -103,6 +105,8 @@ class Run(Viewed, Task):
                 return self.host is not None
             if self.error is not None:
                 return False
+            if self.built and self.mid:
+                return True
             if self.control and not (self.step < self.hold_until and all(isinstance(c, _Request) for c in self.control)):
                 return True
             return self._wanted() > self.step and not self.done
@@ -141,11 +145,11 @@ class Run(Viewed, Task):
                     needed = self._needs_trainer()
                 if not needed:
                     return
-                self._build(host)
-                quantum_s = 0.0  # and its first step in the same turn: one step, whatever it costs
+                self._build(host, quantum_s)  # a turn of its own: building and step 0's analyses
+                return
             while True:
                 with self.lock:
-                    item = self.control.popleft() if self.control else None
+                    item = self.control.popleft() if self.control and not self.mid else None
                     if isinstance(item, _Request) and self.step < self.hold_until:
                         self.control.appendleft(item)  # answered at the step it was asked at
                         item = None
@@ -154,12 +158,11 @@ class Run(Viewed, Task):
                 self._control(host, item)
             with self.lock:
                 target = self.step if self.trainer_step < self.step else self._wanted()
-                if self.error is not None or self.trainer_step >= target or self.done:
+                if self.error is not None or ((self.trainer_step >= target or self.done) and not self.mid):
                     return
-                n = target - self.trainer_step
                 if self.applied < len(self.changes):  # rebuilding: stop where the next change falls due
-                    n = min(n, self.changes[self.applied][0] - self.trainer_step)
-            self._advance(host, max(n, 1), quantum_s)
+                    target = min(target, self.changes[self.applied][0])
+            self._advance(host, max(target, self.trainer_step + (0 if self.mid else 1)), quantum_s)
         except WorkerError as exc:
             self._fail(host, str(exc))
         except SchedulerFull as exc:  # its models could not be (re)built here now; Train asks again
@@ -185,24 +188,31 @@ class Run(Viewed, Task):
         self._fail_requests("the run was reset")
         scratch.discard_run(self.record)  # nobody views it any more: its files go
 
-    def _build(self, host: Host) -> None:
+    def _build(self, host: Host, quantum_s: float) -> None:
         with self.lock:
             settings = self.initial
-            rebuilding = self.record is not None and self.step > 0
         host.make_room(self)
-        reply = host.call("init", START_DEADLINE_S, id=self.id, settings=settings.to_dict())
         with self.lock:
-            self.built, self.trainer_step, self.applied = True, 0, 0
-            first = self.record is None
+            self.built, self.trainer_step, self.applied, self.mid = True, 0, 0, True
+        self._take_turn(host, "init", START_DEADLINE_S, settings=settings.to_dict(), turns=True, budget_s=quantum_s)
+
+    def _take_turn(self, host: Host, cmd: str, deadline: float, **msg: Any) -> None:
+        """One bounded turn of the trainer in its process (``init`` or ``run``), and what it brought:
+        its config (once built), the events of steps the record lacks, the steps it completed."""
+        reply = host.call(cmd, deadline, id=self.id, **msg)
+        with self.lock:
+            rebuilding = self.trainer_step < self.step
+            self.trainer_step, self.mid = reply.get("step", self.trainer_step), bool(reply.get("mid"))
+            self.step_s = float(reply.get("step_s", self.step_s))
+            first = self.record is None and "config" in reply
             if first:
                 self.record = RunRecord(reply["config"], reply["layer_names"])
             self._note_turn(reply)
-            self.progress.append((time.monotonic(), self.step))
         if first:  # the full tables go to files (the downloads); the record keeps a bounded history
             scratch.stream_run(self.record)
-        if not rebuilding:
-            self._absorb(reply)
-        self._apply_changes_due(host)
+        self._absorb(reply if not rebuilding else {**reply, "events": []})  # steps recorded already: dropped
+        if not self.mid:
+            self._apply_changes_due(host)
 
     def _apply_changes_due(self, host: Host) -> None:
         """The changes made at the trainer's step, in the order they were made: while it is rebuilt,
@@ -231,7 +241,7 @@ class Run(Viewed, Task):
         if item[0] == "regions":
             with self.lock:
                 maps = len(self.record.config.get("dataset", {}).get("input_shape", [])) == 1 if self.record else False
-                current = self.trainer_step == self.step
+                current = self.trainer_step == self.step and not self.mid
             if maps and current:
                 # Beside the record, not in it: a run stays a function of its settings (a Pause is no
                 # part of it), and whoever looks at this step sees the models as they are at it.
@@ -261,18 +271,8 @@ class Run(Viewed, Task):
         if live:
             self._absorb(host.call(f"set_{name}", id=self.id, **{name: value}))
 
-    def _advance(self, host: Host, n: int, quantum_s: float) -> None:
-        deadline = reply_deadline(self.longest_turn_s)
-        reply = host.call("run", deadline, id=self.id, n=n, budget_s=quantum_s)
-        with self.lock:
-            rebuilding = self.trainer_step < self.step
-            self.trainer_step = reply["step"]
-            self._note_turn(reply)
-        if not rebuilding:
-            self._absorb(reply)
-        else:  # the events of steps already recorded are dropped
-            self._absorb({**reply, "events": []})
-        self._apply_changes_due(host)
+    def _advance(self, host: Host, to: int, quantum_s: float) -> None:
+        self._take_turn(host, "run", reply_deadline(self.longest_turn_s), to=to, budget_s=quantum_s)
         with self.lock:
             self.progress.append((time.monotonic(), self.step))
             finished = self.done and self.key is not None and not self._reported and self.on_finish is not None

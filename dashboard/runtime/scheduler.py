@@ -28,7 +28,6 @@ Nothing here calls Streamlit, and this module imports no torch.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -40,6 +39,7 @@ from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone, serv
 from resnet_core.sizing.budget import server_full_message, server_worker_limit_mb, worker_memory_budget
 
 import dashboard.runtime.room as room
+from dashboard.runtime.room import process_budget  # noqa: F401 - where the processes are counted
 
 QUANTUM_S = 0.12        # a task's turn at most: commands stay snappy, the round trip is ~1 % of it
 ROUND_S = 1.0           # with many owners active, quanta shrink so each gets a turn about once a second
@@ -55,19 +55,6 @@ def reply_deadline(longest_turn_s: float) -> float:
     """How long a turn's reply may take: the floor, or ten times the task's slowest turn so far
     (one step of a deep CNN can take seconds, and a quantum never cuts a step)."""
     return max(REPLY_DEADLINE_S, 10 * longest_turn_s)
-
-
-def process_budget() -> int:
-    """Worker processes for the whole server: env RESIDUAL_LAB_PROCESSES (RESIDUAL_LAB_MAX_TRAINING,
-    its older name, is read too), else one per core but one, at least one."""
-    for name in ("RESIDUAL_LAB_PROCESSES", "RESIDUAL_LAB_MAX_TRAINING"):
-        try:
-            return max(1, int(os.environ.get(name, "")))
-        except ValueError:
-            continue
-    # One core is left to serve pages: on 2 cores, 30 sessions with 10 pressing Train got page
-    # interactions at p95 0.23 s with one training process, 1.2 s with two (bench/load_test.py).
-    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def _name_os_thread(name: str) -> None:
@@ -150,6 +137,10 @@ class Host:
         self.turns = 0
         self._picks = 0
         self._served: dict[Any, int] = {}  # owner -> the pick that last gave it a turn (see _pick)
+        self._used: dict[Any, float] = {}  # owner -> the process's time its turns used (see _pick)
+        self._active: set[Any] = set()     # the owners with work to do at the last pick
+        self._turn_used = 0.0              # the process's time used by the turn under way
+        self.ledger: deque[tuple[Any, float]] = deque(maxlen=50_000)  # (owner, time used) of each turn
         self.warm_s: float | None = None
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._main, name=f"{HOST_THREAD_NAME}-{index}", daemon=True)
@@ -167,7 +158,15 @@ class Host:
             process.send({"cmd": cmd, **msg})
         except ProcessGone as exc:
             raise HostLost("the training process ended unexpectedly") from exc
-        return self._reply(process, deadline_s)
+        started = time.perf_counter()
+        try:
+            reply = self._reply(process, deadline_s)
+        except WorkerError:
+            self._turn_used += time.perf_counter() - started
+            raise
+        # The process's own CPU time where it says (robust to a loaded machine), else the wait.
+        self._turn_used += float(reply.get("used_s", reply.get("elapsed_s", 0.0)))
+        return reply
 
     @staticmethod
     def _reply(process: JsonProcess, deadline_s: float) -> dict[str, Any]:
@@ -219,8 +218,12 @@ class Host:
             return len({owner_of(t) for t in active}), len(active), len(self.tasks)
 
     def _pick(self) -> tuple[Task | None, int]:
-        """The next task, and how many owners have a runnable one: the owner served longest ago (one
-        never served here first), and of its runnable tasks the one served longest ago."""
+        """The next task, and how many owners have a runnable one: the owner whose turns have used
+        the least of the process's time (ties: served longest ago, one never served here first), and
+        of its runnable tasks the one served longest ago. Shared by time used, not by turns: a
+        session whose steps take seconds gets as much of the process as one whose steps take
+        milliseconds, not a thousand times more. An owner that starts (or starts again) having work
+        joins level with the least of the others: no credit is banked while idle."""
         present: set[Any] = set()
         runnable: dict[Any, list[Task]] = {}  # owner -> its runnable tasks, served longest ago first
         for task in self.tasks:               # kept in that order: a task turned goes to the back
@@ -230,9 +233,17 @@ class Host:
                 runnable.setdefault(owner, []).append(task)
         for gone in self._served.keys() - present:
             del self._served[gone]
+        for gone in self._used.keys() - present:
+            del self._used[gone]
         if not runnable:
+            self._active = set()
             return None, 0
-        owner = min(runnable, key=lambda o: self._served.get(o, -1))
+        level = min((self._used.get(o, 0.0) for o in runnable if o in self._active), default=None)
+        for o in runnable:
+            if o not in self._active and level is not None:
+                self._used[o] = max(self._used.get(o, 0.0), level)
+        self._active = set(runnable)
+        owner = min(runnable, key=lambda o: (self._used.get(o, 0.0), self._served.get(o, -1)))
         task = runnable[owner][0]
         self.tasks.remove(task)
         self.tasks.append(task)
@@ -256,10 +267,13 @@ class Host:
                     break
                 self.current = task
             quantum = max(MIN_QUANTUM_S, min(QUANTUM_S, ROUND_S / max(active, 1)))  # active: owners
+            owner, self._turn_used = owner_of(task), 0.0
             self._guard(lambda: (self._ensure_process(), task.turn(self, quantum)), task)
             with self.cond:
                 self.current = None
                 self.turns += 1
+                self._used[owner] = self._used.get(owner, 0.0) + self._turn_used
+                self.ledger.append((owner, self._turn_used))
         if self.process is not None:
             self.process.close(wait_s=0.5)
 
