@@ -30,6 +30,7 @@ import dashboard.charts.layers as charts_layers
 import dashboard.charts.regions as charts_regions
 from dashboard.runtime.class_runs import CACHED_NOTICE
 from dashboard.panels.shared import refresh_pacer
+from dashboard.runtime.job_status import refused
 from dashboard.runtime.run_cache import metrics_key
 
 HEATMAP_STEPS = 120
@@ -202,7 +203,8 @@ def header(source: Callable[[], View], polling: bool = False) -> None:
         st.markdown(f"{badge} &nbsp; {view.step} of {total} steps{pace(view.steps_per_s)}{where}{cached}")
         st.progress(min(1.0, view.step / max(total, 1)))
     if view.error:
-        st.error(f"{literal(view.error)} — press **Reset** to start again.", icon=":material/error:")
+        then = "" if refused(view.error) else " — press **Reset** to start again"  # a limit: Train asks again
+        st.error(f"{literal(view.error)}{then}.", icon=":material/error:")
     if view.notice:
         st.toast(view.notice, icon=":material/info:")
     if view.slowed and view.state == "training":

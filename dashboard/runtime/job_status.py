@@ -52,3 +52,13 @@ def slowed(step_s: float) -> str | None:
     return (f"each step of this run takes about {step_s:.0f} s of the server with its analyses, more than a "
             "class can share at once: it trains at its share of the server, with the class's turns between "
             "its steps; raise eval_every, probe_every or paths_every, or lower the depth, for more steps per second")
+
+
+REFUSALS = ("the server is full", "this computer already trains")  # the server's limits: Train asks again
+
+
+def refused(error: str | None) -> bool:
+    """Whether an error is a limit of the class's server (pressing Train again asks again), not a
+    fault of the run (which Reset clears)."""
+    return error is not None and error.startswith(REFUSALS)
+

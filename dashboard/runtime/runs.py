@@ -32,6 +32,7 @@ from resnet_core.settings import Settings, SettingsError
 from resnet_core.sizing.budget import resident_bytes
 
 import dashboard.runtime.scratch as scratch
+from dashboard.runtime.job_status import refused
 from dashboard.runtime.record_at import Views
 from dashboard.runtime.run_viewers import Viewed, _Request
 from dashboard.runtime.scheduler import (START_DEADLINE_S, Host, HostLost, Scheduler, SchedulerFull, Task,
@@ -173,7 +174,7 @@ class Run(Viewed, Task):
     def retry(self) -> None:
         """Train pressed again after the server was full: the run may try to build once more."""
         with self.lock:
-            if self.error is not None and self.error.startswith("the server is full"):
+            if refused(self.error):
                 self.error = None
 
     def _leave(self, host: Host, built: bool) -> None:
