@@ -9,10 +9,12 @@ landscape, shattered gradients). A turn is one quantum of the process's time, ab
 
 Turns are shared per owner, not per task. A task's ``owner`` is the browser session that asked
 for it (a run several sessions view is its own owner: see ``runs``; a task without one, in a test
-or a benchmark, is its own owner too). A share is one place in the host's round robin of owners
-that have something to do: the owner served longest ago gets the next turn, and gives it to the
-one of its tasks served longest ago. So every owner with a runnable task gets the same part of
-the process, however many tasks it has: a session training a run while its 6-run sweep goes on
+or a benchmark, is its own owner too), and by the worker's CPU time each owner's turns used (each
+reply says; ``ledger`` keeps it), not by their number: the owner that used the least gets the next
+turn (ties: the one served longest ago) and gives it to its task served longest ago; one that starts
+having work joins level with the least of the others. A turn is bounded in time however long a step
+is (``resnet_core/training/turns.py``). So every owner with a runnable task gets the same part of the process, however
+many tasks it has and whatever its steps cost: a session training a run while its 6-run sweep goes on
 gets as much as a classmate with only a run, not seven times as much, and its run and its sweep
 split that share. Quanta shrink when many owners are active, so that a round of them stays near
 ``ROUND_S``. Nobody waits in a queue behind a long run; an owner with nothing to do (a paused or
