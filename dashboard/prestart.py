@@ -12,6 +12,8 @@ import threading
 
 from resnet_core.remote.transport import JsonProcess
 
+import dashboard.runtime.scratch as scratch
+
 TRAINING_WORKER = "resnet_core.training.worker"  # what resnet_core.remote.trainer.WorkerProcess runs
 
 _lock = threading.Lock()
@@ -40,4 +42,5 @@ def take() -> JsonProcess | None:
     return spare
 
 
+scratch.sweep_dead()  # what a killed server left in the temporary folder goes as this one starts
 start()
