@@ -86,12 +86,13 @@ def kill_tree(server: ClassServer) -> None:
     server.process.wait(10)
 
 
-def start_class(log_dir: Path, processes: int = 2, env: dict[str, str] | None = None) -> ClassServer:
+def start_class(log_dir: Path, processes: int = 2, env: dict[str, str] | None = None,
+                extra: tuple[str, ...] = ()) -> ClassServer:
     """``bash scripts/serve-class.sh --processes N --port <free>`` on 127.0.0.1, in its own process
     group (as a terminal's foreground job is). ``--no-setup``: the caller already runs from .venv."""
     port = free_port()
     cmd = ["bash", str(SCRIPT), "--processes", str(processes), "--port", str(port), "--address", "127.0.0.1",
-           "--log-dir", str(log_dir), "--no-setup"]
+           "--log-dir", str(log_dir), "--no-setup", *extra]
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True, env={**os.environ, "PYTHONPATH": path, **(env or {})})

@@ -25,7 +25,7 @@ import dashboard.panels.tabs as tabs
 import dashboard.panels.teaching as teaching
 import dashboard.sidebar.url_state as url_state
 from dashboard.panels.lesson import render_lesson_panel
-from dashboard.panels.shared import class_runs, page_id, refresh_pacer, scheduler
+from dashboard.panels.shared import class_runs, client_address, page_id, refresh_pacer, scheduler
 from resnet_core.lessons import LESSONS
 from resnet_core.settings import Settings
 
@@ -42,7 +42,7 @@ def training_job(_settings: Settings | None) -> jobs.TrainingJob:
     leading underscore keeps them out of the cache key), so opening the page issues no reset
     and the page has nothing to wait for. Its runs are charged to this tab (``page_id``), which
     shares the worker processes with every other tab, whatever each has running."""
-    return jobs.TrainingJob(scheduler(), _settings, class_runs(), owner=page_id())
+    return jobs.TrainingJob(scheduler(), _settings, class_runs(), owner=page_id(), client=client_address())
 
 
 def main() -> None:
@@ -126,7 +126,7 @@ def apply_buttons(job: jobs.TrainingJob, sidebar: controls.SidebarResult) -> Non
 
 def live_view(job: jobs.TrainingJob) -> panels.View:
     s = job.status()
-    return panels.View(s.record, s.settings, s.step, s.state, "live", error=s.error, notice=s.notice,
+    return panels.View(s.record, s.settings, s.step, s.state, "live", error=s.error, notice=s.notice, slowed=s.slowed,
                        pending=s.pending, steps_per_s=s.steps_per_s, rebuilding=s.rebuilding, cached=s.cached)
 
 

@@ -12,6 +12,8 @@ import threading
 
 from resnet_core.remote.transport import JsonProcess
 
+import dashboard.runtime.scratch as scratch
+
 TRAINING_WORKER = "resnet_core.worker"  # what resnet_core.remote.trainer.WorkerProcess runs
 
 _lock = threading.Lock()
@@ -23,7 +25,9 @@ def start() -> None:
     with _lock:
         if _spare is None:
             try:
-                _spare = JsonProcess(TRAINING_WORKER)
+                from resnet_core.sizing.budget import server_processes, server_worker_limit_mb
+
+                _spare = JsonProcess(TRAINING_WORKER, server_worker_limit_mb(server_processes()))
                 _spare.send({"cmd": "warm"})
             except (OSError, RuntimeError):
                 _spare = None  # the scheduler starts one itself, and reports if it cannot
@@ -37,4 +41,5 @@ def take() -> JsonProcess | None:
     return spare
 
 
+scratch.sweep_dead()  # what a killed server left in the temporary folder goes as this one starts
 start()

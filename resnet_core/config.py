@@ -66,6 +66,10 @@ VARIABLES: tuple[Variable, ...] = (
              "(default: one per core but one, at least one)", low=1, high=256),
     Variable("RUN_MEMORY_MB", "int", None, "memory one run may take, estimated before it starts (default: three "
              "quarters of the machine's memory shared by the processes that may run at once)", low=1),
+    Variable("SERVER_MEMORY_MB", "int", None, "memory a server's worker processes may hold together, every "
+             "session's models in them, split evenly between the processes (default: three quarters of the "
+             "machine's)", low=1),
+    Variable("RUNS_PER_CLIENT", "int", 3, "runs one computer's tabs may train at once on a server", low=1),
     Variable("WORKER_MEMORY_MB", "int", None, "the data limit a worker process sets on itself; 0: none "
              "(default: the run budget and a quarter more)", low=0),
     Variable("WORKER_NICE", "int", 10, "how much lower a server's worker processes' CPU priority is than the "

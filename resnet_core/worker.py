@@ -11,7 +11,9 @@ its last reply.
 
 Commands (``id`` defaults to "", which is how ``ParallelTrainer`` drives a process of its own):
   init {settings, only?}      build a trainer            step {n}              n steps
-  run {n, budget_s}           steps until n or the budget is spent (at least one)
+  run {n, budget_s}           steps until n or the budget is spent (at least one); with init's
+                              turns: true, {to, budget_s}: a bounded turn towards step ``to``
+                              (a trainer in turns, training/turns.py; its replies say ``mid``)
   set_lr {lr}, set_steps {steps}, drop
   call {method, kwargs, threads?}  one of REMOTE_METHODS, on ``threads`` torch threads (default 1)
   job {kind, args}            a sliced analysis job      slice {budget_s}      let it run a while
@@ -35,6 +37,7 @@ from resnet_core.settings import Settings
 from resnet_core.sizing.budget import out_of_memory, out_of_memory_message
 from resnet_core.training.headless import torch_threads
 from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.training.turns import TrainerInTurns
 
 
 def warm_up() -> dict[str, Any]:
@@ -55,6 +58,7 @@ class _Tenants:
 
     def __init__(self) -> None:
         self.trainers: dict[str, tuple[LockstepTrainer, ForwardingRecord]] = {}
+        self.in_turns: dict[str, tuple[TrainerInTurns, ForwardingRecord]] = {}
         self.jobs: dict[str, SlicedJob] = {}
 
     def __call__(self, msg: dict[str, Any], send) -> None:
@@ -75,9 +79,14 @@ class _Tenants:
         if cmd in ("job", "slice", "cancel"):
             return self._job(cmd, key, msg)
         if cmd == "drop" or cmd == "init":
+            turns = self.in_turns.pop(key, None)
+            if turns is not None:
+                turns[0].close()
             self.trainers.pop(key, None)
             if cmd == "drop":
                 return {}
+        if (cmd == "init" and msg.get("turns")) or key in self.in_turns:
+            return self._in_turns(cmd, key, msg)
         started = time.perf_counter()
         reply: dict[str, Any] = {}
         if cmd == "init":
@@ -108,6 +117,40 @@ class _Tenants:
             raise ValueError(f"unknown command {cmd!r}")
         return {"events": record.drain(), "step": trainer.step, "status": trainer.status, "wall_s": trainer.wall_s,
                 "elapsed_s": round(time.perf_counter() - started, 5), **reply}
+
+    def _in_turns(self, cmd: str, key: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """A dashboard run's trainer, stepped a bounded turn at a time (``turns.py``): ``init`` and
+        ``run`` are turns, and may leave it in the middle of a step (``mid``); the other commands
+        find it at a step's end. Its first replies carry its config once it is built."""
+        started, cpu = time.perf_counter(), time.process_time()
+        if cmd == "init":
+            record = ForwardingRecord()
+            settings = Settings.from_dict(msg["settings"])
+            self.in_turns[key] = (TrainerInTurns(lambda: LockstepTrainer(settings, record=record,
+                                                                             recorders=recorders.standard())), record)
+        turns, record = self.in_turns[key]
+        used = None
+        if cmd in ("init", "run"):
+            used = turns.turn(int(msg.get("to", 0)), float(msg.get("budget_s", 0.1)))
+        elif cmd == "set_lr":
+            turns.trainer_at_rest().set_lr(msg["lr"])
+        elif cmd == "set_steps":
+            turns.trainer_at_rest().set_steps(msg["steps"])
+        elif cmd == "call" and msg["method"] in REMOTE_METHODS:
+            turns.trainer_at_rest().call(msg["method"], **msg.get("kwargs", {}))
+        else:
+            raise ValueError(f"unknown command {cmd!r}")
+        trainer = turns.trainer
+        reply = {"events": record.drain(), "mid": turns.mid, "elapsed_s": round(time.perf_counter() - started, 5),
+                 "used_s": round(time.process_time() - cpu if used is None else used, 5)}
+        if trainer is not None:  # the steps done: a step under way (mid) is not one yet
+            reply.update(step=turns.completed, status=trainer.status, wall_s=trainer.wall_s,
+                         step_s=round(turns.step_s, 4))
+        built = record.config and len(record.layer_names) >= len(record.config.get("models", []))
+        if built and not getattr(record, "config_sent", False):
+            reply.update(config=record.config, layer_names=record.layer_names)
+            record.config_sent = True
+        return reply
 
     @staticmethod
     def _run(trainer: LockstepTrainer, n: int, budget_s: float) -> None:

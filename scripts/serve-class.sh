@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Serves Residual Lab to a class: several Streamlit processes behind haproxy, with sticky sessions.
 #
-#   bash scripts/serve-class.sh [--processes N] [--port P] [--address A] [--log-dir DIR] [--no-setup]
+#   bash scripts/serve-class.sh [--processes N] [--port P] [--address A] [--log-dir DIR]
+#                               [--tabs-per-client T] [--no-setup]
 #
 #   --processes N   Streamlit server processes (default: one per two CPU cores, at least 2)
+#   --tabs-per-client T  open tabs (Streamlit sessions) one computer may hold (default 8; 0: no cap).
+#                   A class behind one NAT address shares it: raise it, or 0, there
 #   --port P        the one port the class opens (default 8501, as scripts/app.sh)
 #   --address A     where haproxy listens (default 0.0.0.0: the students' machines reach it)
 #   --log-dir DIR   keep each process's log there (default: a temporary folder, removed on exit)
@@ -20,6 +23,7 @@
 #
 # Shared and split between the processes:
 #   RESIDUAL_LAB_RUN_CACHE             one run cache for all (default runs/cache under the project)
+#   RESIDUAL_LAB_SERVER_MEMORY_MB      3/4 of the machine's memory, split evenly (each process's workers)
 #   RESIDUAL_LAB_PROCESSES             the machine's worker processes (training and analyses together),
 #                                      cores - 1 (what one server process uses), split evenly: with 8
 #                                      cores and 3 processes, 3, 2 and 2; never under 1. Set it to give
@@ -27,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage="usage: bash scripts/serve-class.sh [--processes N] [--port P] [--address A] [--log-dir DIR] [--no-setup]"
+usage="usage: bash scripts/serve-class.sh [--processes N] [--port P] [--address A] [--log-dir DIR] [--tabs-per-client T] [--no-setup]"
 bad() { echo "serve-class: $*" >&2; exit 2; }
 fail() { echo "serve-class: $*" >&2; exit 1; }
 
@@ -36,14 +40,15 @@ processes=$(( cores / 2 > 2 ? cores / 2 : 2 ))
 port=8501
 address=0.0.0.0
 log_dir=""
+tabs=8
 setup=1
 while [ $# -gt 0 ]; do
   arg=$1; shift
   case $arg in
-    --processes=*|--port=*|--address=*|--log-dir=*) set -- "${arg#*=}" "$@"; arg=${arg%%=*} ;;
+    --processes=*|--port=*|--address=*|--log-dir=*|--tabs-per-client=*) set -- "${arg#*=}" "$@"; arg=${arg%%=*} ;;
   esac
   case $arg in
-    --processes|--port|--address|--log-dir)
+    --processes|--port|--address|--log-dir|--tabs-per-client)
       [ $# -gt 0 ] || bad "$arg needs a value; $usage"
       value=$1; shift
       case $arg in
@@ -61,6 +66,10 @@ while [ $# -gt 0 ]; do
         --log-dir)
           [ -n "$value" ] || bad "--log-dir needs a folder"
           log_dir=$value ;;
+        --tabs-per-client)
+          [[ $value =~ ^[0-9]+$ ]] && (( 10#$value <= 10000 )) \
+            || bad "--tabs-per-client must be a whole number from 0 (no cap) to 10000, not '$value'"
+          tabs=$((10#$value)) ;;
       esac ;;
     --no-setup) setup=0 ;;
     -h|--help) echo "$usage"; exit 0 ;;
@@ -107,6 +116,7 @@ read -r -a ports <<<"$ports"
 export RESIDUAL_LAB_RUN_CACHE="${RESIDUAL_LAB_RUN_CACHE:-$PWD/runs/cache}"
 mkdir -p "$RESIDUAL_LAB_RUN_CACHE"
 training_budget=$(( cores > 1 ? cores - 1 : 1 ))
+memory_mb=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || echo 8388608) / 1024 ))
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/residual-lab-class.XXXXXX")
 logs=${log_dir:-$tmp}
@@ -148,6 +158,7 @@ start_backend() {  # backend $1 on its port; a restart appends to its log
   local i=$1 share
   share=$(( training_budget / processes + (i <= training_budget % processes ? 1 : 0) ))
   RESIDUAL_LAB_PROCESSES=${RESIDUAL_LAB_PROCESSES:-$(( share > 0 ? share : 1 ))} \
+  RESIDUAL_LAB_SERVER_MEMORY_MB=${RESIDUAL_LAB_SERVER_MEMORY_MB:-$(( memory_mb * 3 / 4 / processes ))} \
   PYTHONUNBUFFERED=1 setsid "$py" -m dashboard.serve --server.port "${ports[i-1]}" \
     --server.address 127.0.0.1 --server.headless true --browser.gatherUsageStats false \
     >>"$logs/backend$i.log" 2>&1 </dev/null &
@@ -198,6 +209,20 @@ defaults
 frontend class
     bind ${address}:${port}
     default_backend streamlit
+    option forwardfor          # the app sees each computer's address: it caps the runs one trains at once
+EOF
+  if [ "$tabs" -gt 0 ]; then
+    cat <<EOF
+    # At most ${tabs} open tabs per computer: a tab is one Streamlit session, one WebSocket on
+    # /_stcore/stream; one more is answered 429 (the page says it cannot connect).
+    http-request track-sc1 src table tabs if { path_beg /_stcore/stream }
+    http-request deny deny_status 429 if { path_beg /_stcore/stream } { sc1_conn_cur(tabs) gt ${tabs} }
+
+backend tabs
+    stick-table type ipv6 size 100k expire 1h store conn_cur
+EOF
+  fi
+  cat <<EOF
 
 backend streamlit
     balance leastconn          # a new session goes where the fewest are open

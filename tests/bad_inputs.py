@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -127,6 +128,86 @@ def link(query: str) -> Callable[[], str]:
         _, notes = url_state.decode(dict(parse_qsl(query)), LESSONS)
         assert notes, "accepted"
         return "; ".join(notes)
+    return run
+
+
+def server_full() -> Callable[[], str]:
+    """Train on a server whose worker's memory the class's training runs fill (each run within its
+    own budget): refused at once, the server named, not the run."""
+    def run() -> str:
+        from dashboard.runtime.runs import Run
+        from dashboard.runtime.scheduler import Scheduler, SchedulerFull, Task
+        from resnet_core.settings import Settings
+        from resnet_core.sizing.budget import MB
+
+        class Training(Task):  # a classmate's run, its models in the process, training
+            resident, holding, memory = True, True, 2800 * MB
+
+            def runnable(self) -> bool:
+                return False
+
+            def working(self) -> bool:
+                return True
+
+        with _environment({"RESIDUAL_LAB_RUN_MEMORY_MB": "3000", "RESIDUAL_LAB_SERVER_MEMORY_MB": "6144"}):
+            pool = Scheduler(size=1, warm=False)
+            try:
+                pool.add(Training())
+                pool.add(Training())
+                pool.add(Run(pool, Settings(models=("plain-20",), width=512, batch_size=1024)))
+            except SchedulerFull as exc:
+                return str(exc)
+            finally:
+                pool.close()
+        raise AssertionError("accepted")
+    return run
+
+
+def fourth_tab() -> Callable[[], str]:
+    """A computer whose three other tabs train, pressing Train in a fourth."""
+    def run() -> str:
+        import dashboard.runtime.clients as clients
+
+        class Tab:
+            client = "10.0.0.7"
+
+            def __init__(self, training: bool):
+                self.busy = training
+
+            def training(self) -> bool:
+                return self.busy
+
+        tabs = [Tab(True), Tab(True), Tab(True), Tab(False)]
+        return clients.crowded(tabs[3], tabs) or "accepted"
+    return run
+
+
+def slowed_link() -> Callable[[], str]:
+    """The costliest link a class found (its steps took 19.7 s with their analyses): it trains,
+    at its share of the server, and its student reads why it goes slowly."""
+    def run() -> str:
+        from dashboard.runtime.job_status import slowed
+
+        return slowed(19.7) or "not slowed"
+    return run
+
+
+def cache_entry() -> Callable[[], str]:
+    """A folder of the class's run cache under the runs folder: every session's runs, never replayed."""
+    def run() -> str:
+        import dashboard.runtime.replay as replay
+        from resnet_core.records import RecordError
+
+        with tempfile.TemporaryDirectory() as tmp:
+            entry = Path(tmp) / "runs" / "cache" / ("0" * 64)
+            entry.mkdir(parents=True)
+            for name, text in {**GOOD, "config.json": CONFIG, "cache.json": "{}"}.items():
+                (entry / name).write_text(text)
+            try:
+                replay.resolve(f"cache/{'0' * 64}", Path(tmp) / "runs")
+            except RecordError as exc:
+                return re.sub("0{20,}", "<key>", str(exc))
+        raise AssertionError("accepted")
     return run
 
 
@@ -281,7 +362,14 @@ CASES: list[Case] = [
      sidebar("models=plain-2002&width=96&batch_size=4096&ds_n=200000")),
     ("app", "`?batch_size=4096` (more than the data)", sidebar("batch_size=4096")),
     ("app", "Depth sweep at width 512 up to depth 110", sweep_panel((20, 56, 110), width=512)),
+    ("app", "Train while the class's training runs fill the server's memory (each run within its own budget)",
+     server_full()),
+    ("app", "Train in a fourth tab of one computer while its three other tabs train", fourth_tab()),
+    ("app", "`?models=resnet-2002,resnet-2002-pre,resnet-2002-bn,resnet-2002-post,resnet-2002-pre-bn,"
+     "resnet-2002-post-bn&width=32&eval_every=1&probe_every=1&paths_every=1&steps=100000` (it trains, slowed)",
+     slowed_link()),
     ("replay", "a folder outside the runs directory (`../elsewhere`)", replay_folder("../elsewhere")),
+    ("replay", "an entry of the class's run cache (`cache/<key>`)", cache_entry()),
     ("replay", "an absolute path (`/etc`)", replay_folder("/etc")),
     ("replay", "a run folder without `metrics.csv`", broken_run({"layers.csv": LAYERS})),
     ("replay", "a `metrics.csv` without its `test_error` column",

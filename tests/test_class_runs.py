@@ -130,3 +130,39 @@ def test_a_change_mid_run_leaves_the_cache_and_goes_on_as_a_live_run_given_it(po
     runs.wait_for_writes()
     assert cache.keys() == [run_key(RUN)]  # and was not written under the plain key
     assert_same(cache.get(run_key(RUN)), stored)
+
+
+def test_a_run_changed_in_place_leaves_the_class_the_moment_the_change_is_asked(pool, made, tmp_path):
+    """Issue 20, item 4: A pauses the class's run and moves lr 0.05 -> 0.5; B presses Train with the
+    original settings before the run's next turn: B gets a run of its own settings, never A's
+    changed one labelled as the class's."""
+    long = RUN.with_changes(steps=100_000)
+    runs = ClassRuns(pool, RunCache(tmp_path / "cache"))
+    a, b = session(made, pool, runs, long), session(made, pool, runs, long)
+    a.step(5)
+    wait_for(lambda: a.status().step == 5 and not a.status().pending)
+    assert a.update_settings(long.with_changes(lr=0.5)) == "live"
+    b.train()  # at once, before the run's next turn has carried the change out
+    assert b._source is not a._source
+    wait_for(lambda: b.status().step > 0 and a._source.settings.lr == 0.5)
+    assert b.status().record.config["settings"]["lr"] == long.lr == 0.05
+    assert not b.status().cached  # B trains its own run: nobody's run is served to it as the class's
+
+
+def test_a_run_on_an_uploaded_csv_never_writes_the_servers_path_into_its_download(pool, made):
+    """Item 9: the config.json a student downloads (the run's streamed folder) names the upload by
+    its own file name, not by where it lies on the server."""
+    import numpy as np
+
+    import dashboard.runtime.scratch as scratch
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    path = scratch.uploads() / "points-of-a-student.csv"
+    path.write_text("x1,x2,label\n" + "".join(f"{a},{b},{int(a > 0)}\n" for a, b in x))
+    job = session(made, pool, settings=RUN.with_changes(dataset="csv", dataset_args={"path": str(path)}))
+    job.step(2)
+    record = wait_for(lambda: (s := job.status()).step == 2 and not s.pending and s.record)
+    record.flush()
+    config = (record.folder / "config.json").read_text()
+    assert path.name in config and str(path.parent) not in config and str(scratch.root()) not in config

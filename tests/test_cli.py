@@ -177,3 +177,15 @@ def test_the_summary_reads_the_last_evaluation_and_the_mean_of_each_model(tmp_pa
             last = ok.iloc[-1]
             assert words[1:4] == [f"{last.train_error:.1%}", f"{last.test_error:.1%}", f"{ok.train_error.mean():.1%}"]
     assert set(lines) == {"plain-4", "plain-14", "resnet-14"}
+
+
+def test_out_through_a_link_to_an_empty_folder_writes_the_run_into_that_folder(tmp_path, capsys):
+    """Issue 20, item 12: it trained, then failed with NotADirectoryError and a traceback, leaving
+    link.partial-* behind."""
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.symlink_to(real, target_is_directory=True)
+    assert main(["train", "--out", str(link), "--steps", "2", "--models", "plain-4"]) == 0, capsys.readouterr().err
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert {"config.json", "metrics.csv", "layers.csv"} <= {p.name for p in real.iterdir()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]  # no partial folder left

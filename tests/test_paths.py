@@ -6,6 +6,7 @@ import itertools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -248,3 +249,28 @@ def test_trained_residual_net_draws_its_gradient_from_short_paths(trained_degrad
     assert summary["range_hi"] < summary["binomial_mean"]  # 90 % of the gradient on paths shorter than n / 2
     assert summary["mean_length"] < summary_from_rows(frame[frame.step == 0])["mean_length"]  # training shortened it
     assert final.residual.max() < 1e-4
+
+
+def test_paths_are_counted_in_log_space_past_what_a_float_holds():
+    """Issue 20, item 11: from about 1,030 blocks the middle lengths hold more paths than a float64
+    counts (C(1100, 550) ~ 1e330): counting raised OverflowError and ended the run."""
+    from resnet_core.analysis.paths import log10_path_counts
+    from resnet_core.analysis.paths.compute import SampledPaths
+
+    counts, logs = path_counts(1100), log10_path_counts(1100)
+    exact = [math.comb(1100, k) for k in range(1101)]
+    assert all(abs(logs[k] - math.log10(exact[k])) < 1e-9 for k in range(1101))
+    fits = np.isfinite(counts)
+    assert fits[:100].all() and not fits[550] and all(counts[k] == float(exact[k]) for k in np.flatnonzero(fits))
+    assert list(path_counts(10)) == [float(math.comb(10, k)) for k in range(11)]  # small nets: exact, as before
+    sampled = SampledPaths(1100, np.array([1, 550]), np.array([-1.0, -200.0]), 4)
+    assert np.allclose(np.log10(sampled.total), [-1.0 + math.log10(1100), -200.0 + logs[550]])
+
+
+@pytest.mark.slow
+def test_a_net_of_1100_blocks_trains_and_records_its_paths(tmp_path):
+    from resnet_core.cli import main
+
+    assert main(["train", "--models", "resnet-1100-b1", "--steps", "1", "--out", str(tmp_path / "run")]) == 0
+    paths = pd.read_csv(tmp_path / "run" / "paths.csv")
+    assert paths["length"].max() > 0 and np.isfinite(paths["share"]).all()

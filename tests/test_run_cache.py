@@ -20,7 +20,7 @@ import resnet_core
 from dashboard.runtime import replay
 from dashboard.runtime.run_cache import (CACHE_ENV, INCOMING, LIMIT_ENV, RunCache, auto_device, code_digest,
                                          code_versions, record_until, run_key)
-from resnet_core.records import RunRecord
+from resnet_core.records import RecordError, RunRecord
 from resnet_core.settings import Settings
 from resnet_core.training.lockstep import LockstepTrainer
 from resnet_core.analysis.recorders import REGION_EVERY, standard
@@ -194,10 +194,12 @@ def test_a_stored_run_is_served_with_the_tables_it_was_put_with(tmp_path, mlp_ru
     assert cache.put(key, mlp_run) is True
     assert cache.contains(key) and cache.keys() == [key]
     assert_same_run(cache.get(key), mlp_run, wall_s=True)
-    # the entry is a plain run folder: the Records tab's replay lists it and reads it as it is
-    listed = replay.run_folders(tmp_path / "runs")
-    assert listed == [f"cache/{key}"]
-    replayed = replay.load(listed[0], tmp_path / "runs")
+    # the entry is a plain run folder, read as one; but it is every session's run (issue 20, item 9):
+    # the Records tab's replay list, which the whole class sees, never offers it
+    assert replay.run_folders(tmp_path / "runs") == []
+    with pytest.raises(RecordError, match="not a run folder"):
+        replay.load(f"cache/{key}", tmp_path / "runs")
+    replayed = RunRecord.read(cache.path(key))
     for table in ("metrics_frame", "layers_frame", "paths_frame", "lesion_frame", "regions_frame"):
         pd.testing.assert_frame_equal(getattr(replayed, table)(), getattr(mlp_run, table)(), check_exact=True)
     assert replayed.regions() == mlp_run.regions()  # regions.csv: still the latest map per model
@@ -452,3 +454,82 @@ def test_a_reader_racing_evictions_gets_a_whole_run_or_none(tmp_path, tiny_runs)
     for got in served:
         assert_same_run(got, record)
     assert len(cache.keys()) == 1 and not any((cache.root / INCOMING).iterdir())
+
+
+# ------------------------------------------------- issue 20: a class's cache serves its run, and only it
+
+def test_a_cached_run_is_the_live_run_at_every_step_past_the_history_kept_in_memory(tmp_path):
+    """Item 5: 1,500 steps evaluated at every one. The live page at step 750 showed 751 evaluations
+    a model; the record in memory at the end keeps 1,000 over the whole run. The cache stores the
+    run folder the live run streamed (every row), so a replay at step 750 shows the 751."""
+    settings = TINY.with_changes(steps=1500, eval_every=1, probe_every=50)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = LockstepTrainer(settings)
+        trainer.record.stream_to(tmp_path / "live")  # as the server streams every live run
+        trainer.run(750)
+        at_750 = (trainer.record.metrics_frame(), trainer.record.layers_frame())
+        trainer.run()
+    finally:
+        torch.set_num_threads(threads)
+    assert len(at_750[0]) == 751 and len(trainer.record.metrics_frame()) == 1000  # the live record thinned
+    cache = RunCache(tmp_path / "cache", limit_mb=50)
+    key = run_key(settings)
+    assert cache.put(key, trainer.record)
+    assert len(pd.read_csv(cache.path(key) / "metrics.csv")) == 1501  # the download: every evaluation
+    replayed = record_until(cache.get(key), 750)
+    pd.testing.assert_frame_equal(replayed.metrics_frame(), at_750[0], check_exact=True)
+    pd.testing.assert_frame_equal(replayed.layers_frame(), at_750[1], check_exact=True)
+    assert_same_run(cache.get(key), trainer.record, wall_s=True, history=False)  # and the end is the end
+
+
+def test_two_views_share_a_metrics_table_only_when_they_hold_the_same_rows():
+    """Item 6: past 1,000 evaluations a run thins its rows. The metrics table the sessions share is
+    keyed on what makes it: two copies with one key hold the same rows, at whatever steps they stand."""
+    from dashboard.runtime.run_cache import metrics_key
+
+    record = RunRecord({"settings": {"steps": 2200}, "models": [{"name": "plain-4", "depth": 4}]})
+    views = {}
+    for step in range(0, 2201):
+        record.add_metrics([{"step": step, "model": "plain-4", "train_loss": 1.0 / (step + 1), "train_error": 0.5,
+                             "test_error": 0.5, "wall_s": step / 100, "status": "ok"}])
+        if step == 700:
+            views[700] = record_until(record, 700)  # a viewer at step 700 while the head is there: 701 rows
+    # later, past the budget: a viewer further on holding as many (thinned) rows, and one at 700 again
+    later = next(s for s in range(700, 2201) if len(record_until(record, s).metrics_frame()) == 701)
+    views[later], views["700 again"] = record_until(record, later), record_until(record, 700)
+    tables = {name: view.metrics_frame() for name, view in views.items()}
+    assert len(tables[700]) == len(tables[later]) and not tables[700].equals(tables[later])  # the old key's mix-up
+    for a in views:
+        for b in views:
+            if metrics_key(views[a]) == metrics_key(views[b]):
+                pd.testing.assert_frame_equal(tables[a], tables[b])
+    assert metrics_key(views[later]) == metrics_key(record_until(record, later))  # and alike views still share
+
+
+def test_a_cache_entry_is_served_only_for_its_own_key_and_only_when_every_file_checks(tmp_path, tiny_runs, monkeypatch):
+    """Item 7: an entry copied under another key, a damaged regions_history.json, a file over the
+    replay size limit: none is served (and none raises)."""
+    import shutil
+
+    keys = list(tiny_runs)
+    cache = RunCache(tmp_path / "cache", limit_mb=50)
+    assert cache.put(keys[0], tiny_runs[keys[0]])
+    shutil.copytree(cache.path(keys[0]), cache.path(keys[1]))
+    meta = json.loads((cache.path(keys[1]) / "cache.json").read_text())
+    (cache.path(keys[1]) / "cache.json").write_text(json.dumps({**meta, "key": keys[1]}))
+    assert cache.get(keys[1]) is None  # seed 0's run is not seed 1's
+    assert cache.get(keys[0]) is not None
+    (cache.path(keys[0]) / "regions_history.json").write_text('{"maps":[7]}')
+    assert cache.get(keys[0]) is None
+    assert cache.put(keys[2], tiny_runs[keys[2]])
+    (cache.path(keys[2]) / "regions_history.json").write_text('{"maps":[{"step":0,"model":"resnet-4","n":2,'
+                                                              '"x":[0,1],"y":[0,1],"classes":[9,9,9,9],'
+                                                              '"confidence":[1,1,1,1]}]}')
+    assert cache.get(keys[2]) is None  # class 9 of a two-class data set
+    assert cache.put(keys[3], tiny_runs[keys[3]])
+    monkeypatch.setenv("RESIDUAL_LAB_REPLAY_MB", "1")
+    with open(cache.path(keys[3]) / "layers.csv", "a") as f:
+        f.write(("0,resnet-4,0,x,1,1,\n") * 80_000)  # over 1 MB, what a replay reads
+    assert cache.get(keys[3]) is None

@@ -269,3 +269,42 @@ def test_a_port_in_use_is_one_line_and_nothing_started(tmp_path):
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
     assert not list(tmp_path.glob("backend*.log"))  # no server was started
 
+
+
+def open_tab_socket(port: int) -> tuple[socket.socket, str]:
+    """A WebSocket upgrade on /_stcore/stream (what a tab opens for its session): the socket, left
+    open, and the status line the proxy answered."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(b"GET /_stcore/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+              b"Sec-WebSocket-Protocol: streamlit\r\n\r\n")
+    reply = b""
+    while b"\r\n" not in reply:
+        chunk = s.recv(1024)
+        if not chunk:
+            break
+        reply += chunk
+    return s, reply.split(b"\r\n", 1)[0].decode()
+
+
+def test_one_computer_holds_at_most_its_tabs_at_the_proxy(tmp_path):
+    """Issue 20, item 3: one client opened 40 sessions in 11 s. The proxy lets one address hold
+    --tabs-per-client sessions (WebSockets) at once; one more is refused with 429 until one closes."""
+    need_haproxy()
+    server = start_class(tmp_path / "logs", processes=1, env={"RESIDUAL_LAB_RUN_CACHE": str(tmp_path / "cache")},
+                         extra=("--tabs-per-client", "2"))
+    opened = []
+    try:
+        for _ in range(2):
+            opened.append(open_tab_socket(server.port))
+        assert [status.split()[1] for _, status in opened] == ["101", "101"]
+        extra, status = open_tab_socket(server.port)
+        extra.close()
+        assert status.split()[1] == "429"
+        opened.pop()[0].close()
+        wait_for(lambda: (t := open_tab_socket(server.port))[1].split()[1] == "101" and opened.append(t) is None,
+                 timeout_s=10)
+    finally:
+        for s, _ in opened:
+            s.close()
+        kill_tree(server)

@@ -30,7 +30,8 @@ import dashboard.charts.layers as charts_layers
 import dashboard.charts.regions as charts_regions
 from dashboard.runtime.class_runs import CACHED_NOTICE
 from dashboard.panels.shared import refresh_pacer
-from dashboard.runtime.run_cache import lineage
+from dashboard.runtime.job_status import refused
+from dashboard.runtime.run_cache import metrics_key
 
 HEATMAP_STEPS = 120
 
@@ -48,6 +49,7 @@ class View:
     steps_per_s: float | None = None  # this session's training pace, while it trains
     rebuilding: bool = False         # the models are rebuilt (replayed) up to the step shown
     cached: bool = False             # served from a run another session started, or the run cache
+    slowed: str | None = None        # why this session's run goes slowly (its steps cost seconds)
 
     @property
     def models(self) -> list[str]:
@@ -135,7 +137,7 @@ def metrics_figure(name: str, view: View, build: Callable[[Any], Any]) -> Any:
 def metrics_version(view: View) -> tuple:
     if view.record is None:
         return (-1,)
-    return (*lineage(view.record), view.record.metrics_version)
+    return metrics_key(view.record)
 
 
 def metrics_of(view: View):
@@ -201,9 +203,12 @@ def header(source: Callable[[], View], polling: bool = False) -> None:
         st.markdown(f"{badge} &nbsp; {view.step} of {total} steps{pace(view.steps_per_s)}{where}{cached}")
         st.progress(min(1.0, view.step / max(total, 1)))
     if view.error:
-        st.error(f"{literal(view.error)} — press **Reset** to start again.", icon=":material/error:")
+        then = "" if refused(view.error) else " — press **Reset** to start again"  # a limit: Train asks again
+        st.error(f"{literal(view.error)}{then}.", icon=":material/error:")
     if view.notice:
         st.toast(view.notice, icon=":material/info:")
+    if view.slowed and view.state == "training":
+        st.info(literal(view.slowed), icon=":material/hourglass_top:")
     models = view.models
     if view.record is not None:
         cards = shared(("cards", metrics_version(view), tuple(models)), view.record,

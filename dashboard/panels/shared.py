@@ -43,6 +43,19 @@ def refresh_pacer() -> RefreshPacer:
     return RefreshPacer()
 
 
+def client_address() -> str | None:
+    """The computer this tab is on: its address, or, behind the class's proxy (a connection from
+    this machine), the address the proxy names (X-Forwarded-For; scripts/serve-class.sh sets it)."""
+    try:
+        address = st.context.ip_address
+        forwarded = st.context.headers.get("X-Forwarded-For", "")
+    except (AttributeError, RuntimeError):
+        return None
+    if forwarded and address in (None, "127.0.0.1", "::1"):
+        return forwarded.split(",")[-1].strip() or address
+    return address
+
+
 def page_id() -> str:
     """This browser tab: the refresh pacer's key for its page, and the owner the scheduler charges
     the tab's training and analyses to (one share of the worker processes per tab)."""

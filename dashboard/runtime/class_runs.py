@@ -25,9 +25,10 @@ from resnet_core.errors import UserError
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
 
-from dashboard.runtime.run_cache import RunCache
+from dashboard.runtime.run_cache import RunCache, full_record
 from dashboard.runtime.run_keys import run_key
-from dashboard.runtime.runs import Run, Views
+from dashboard.runtime.record_at import Views
+from dashboard.runtime.runs import Run
 from dashboard.runtime.scheduler import Scheduler
 
 CACHED_NOTICE = "from the class's run cache"
@@ -128,10 +129,12 @@ class ClassRuns:
         self._finished: OrderedDict[str, RunRecord] = OrderedDict()
         self.writes: list[threading.Thread] = []  # puts under way (tests wait for them)
 
-    def source(self, settings: Settings) -> tuple[Run | Replay | None, bool]:
+    def source(self, settings: Settings, viewer: int | None = None,
+               session: str | None = None) -> tuple[Run | Replay | None, bool]:
         """What a session that asks for a run of ``settings`` should view: (a run or a replay, whether
         it is new, started for this session). (None, False) for settings without a key: the session
-        trains a run of its own, which reports its error if it has one."""
+        trains a run of its own, which reports its error if it has one. ``viewer`` (of ``session``)
+        joins a live run in the same breath as its key is checked (``Run.join``)."""
         try:
             key = run_key(settings)
         except (UserError, ValueError, OSError):
@@ -140,6 +143,9 @@ class ClassRuns:
             run = self._live.get(key)
             if run is not None and (run.error is not None or run.closing or run.key != key):
                 del self._live[key]
+                run = None
+            if run is not None and viewer is not None and not run.join(viewer, session, key):
+                del self._live[key]  # changed a moment ago: no longer the class's run
                 run = None
             if run is not None:
                 return run, False
@@ -165,25 +171,36 @@ class ClassRuns:
                 self._finished.popitem(last=False)
 
     def _finished_run(self, run: Run) -> None:
-        """Called on the scheduler's thread as a run of a key finishes: kept in memory for the next
-        session at once, and written to the cache folder in the background."""
-        key, record = run.key, frozen_copy(run.record)
+        """Called on the scheduler's thread as a run of a key finishes: its whole record is read
+        back from the folder it streamed to (every row, not the history kept in memory: a replay is
+        then the live run at every step), in the background; until that is done the finished run
+        itself serves whoever asks for its key. Then it is kept in memory for the next session, and
+        written to the cache folder."""
+        key = run.key
         if key is None:
             return
-        self._remember(key, record)
         with self._lock:
-            if self.cache is not None:
-                thread = threading.Thread(target=self._put, args=(key, record), name="rl-run-cache", daemon=True)
-                thread.start()
-                self.writes = [t for t in self.writes if t.is_alive()] + [thread]
+            thread = threading.Thread(target=self._keep, args=(key, run), name="rl-run-cache", daemon=True)
+            self.writes = [t for t in self.writes if t.is_alive()] + [thread]
+        thread.start()
+
+    def _keep(self, key: str, run: Run) -> None:
+        try:
+            record = full_record(run.record)
+        except (OSError, ValueError):  # its folder is gone or was cut at its size limit: memory only
+            record = None
+        if record is not None and record is run.record:
+            record = frozen_copy(run.record)  # it streamed nowhere: the record is the whole run
+        if record is not None:
+            self._remember(key, record)
+        with self._lock:
             if self._live.get(key) is run:
                 del self._live[key]
-
-    def _put(self, key: str, record: RunRecord) -> None:
-        try:
-            self.cache.put(key, record)
-        except (OSError, ValueError):
-            pass  # a cache that cannot be written serves nobody, and costs nobody anything either
+        if self.cache is not None and record is not None:
+            try:
+                self.cache.put(key, record)
+            except (OSError, ValueError):
+                pass  # a cache that cannot be written serves nobody, and costs nobody anything either
 
     def _forget(self, run: Run) -> None:
         """The run got a change on the way: it is no longer a run of any key."""

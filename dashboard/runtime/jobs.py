@@ -27,52 +27,21 @@ import threading
 import time
 import weakref
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from resnet_core.remote.trainer import REMOTE_METHODS
 from resnet_core.records import RunRecord
 from resnet_core.settings import Settings
 
+import dashboard.runtime.clients as clients
 from dashboard.runtime.class_runs import ClassRuns, Pace, Replay
+from dashboard.runtime.job_status import LIVE_FIELDS, JobError, JobStatus, needs_reset, slowed
 from dashboard.runtime.run_cache import record_until
-from dashboard.runtime.runs import END, RATE_WINDOW_S, Run, _Request
-from dashboard.runtime.scheduler import Scheduler, SchedulerClosed
+from dashboard.runtime.run_viewers import END, RATE_WINDOW_S, _Request
+from dashboard.runtime.runs import Run
+from dashboard.runtime.scheduler import Scheduler, SchedulerClosed, SchedulerFull
 
 REQUEST_TIMEOUT_S = 120.0
-
-# Settings whose change leaves the models as they are: everything else asks for a reset.
-LIVE_FIELDS = ("lr", "steps")
-
-
-def needs_reset(old: Settings, new: Settings) -> bool:
-    """True when ``new`` changes a model, the data or the training recipe, not just lr or steps."""
-    a, b = old.to_dict(), new.to_dict()
-    return any(a[k] != b[k] for k in a if k not in LIVE_FIELDS)
-
-
-class JobError(RuntimeError):
-    """A request the job cannot serve (no trained model, an unknown method, a failure in the worker)."""
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """What the page shows; a copy, so it can be read without any lock."""
-
-    state: str                    # idle | starting | training | paused | done | error
-    step: int
-    steps: int
-    record: RunRecord | None
-    settings: Settings
-    error: str | None = None
-    notice: str | None = None     # one-off information
-    model_status: dict[str, str] = field(default_factory=dict)
-    diverged_at: dict[str, int] = field(default_factory=dict)
-    pending: bool = False         # a command not yet carried out: the page keeps polling
-    steps_per_s: float | None = None
-    rebuilding: bool = False      # the models are being rebuilt up to the step shown
-    cached: bool = False          # a run another session started, or a finished one from the run cache
-
 
 _LIVE_JOBS: "weakref.WeakSet[TrainingJob]" = weakref.WeakSet()
 _viewer_ids = itertools.count(1)
@@ -88,8 +57,12 @@ def stop_all_jobs() -> None:
 class TrainingJob:
     """One session's training: what it asked for, the run it views and where it stands in it."""
 
-    def __init__(self, scheduler: Scheduler, settings: Settings | None = None, runs: ClassRuns | None = None, owner: str | None = None):
-        self.scheduler, self.runs, self.owner = scheduler, runs, owner
+    def __init__(self, scheduler: Scheduler, settings: Settings | None = None, runs: ClassRuns | None = None,
+                 owner: str | None = None, client: str | None = None):
+        """``client``: the computer the session's tab is on (its address), whose tabs may train at
+        most ``clients.runs_per_client()`` runs at once."""
+        self.scheduler, self.runs, self.owner, self.client = scheduler, runs, owner, client
+        self._refused: str | None = None  # the server's limit that refused the last Train (not sticky)
         self.id = next(_viewer_ids)
         self._lock = threading.Lock()
         self._settings = (settings or Settings()).checked()
@@ -113,7 +86,11 @@ class TrainingJob:
 
     # ---- commands (any thread) -----------------------------------------------------------------
     def train(self) -> None:
+        crowded = clients.crowded(self, list(_LIVE_JOBS))  # before our own lock: other tabs take theirs
         with self._lock:
+            if crowded is not None:
+                self._refused = crowded
+                return
             source = self._attach()
             if source is None:
                 return
@@ -191,7 +168,7 @@ class TrainingJob:
                         fork.initial = fork.initial.with_changes(**{name: value})
                         fork.changes.pop()
                 return
-            if self._alone_at_head(source):
+            if self._alone_at_head(source) and source.take_out_of_class(self.id):
                 in_place = source
             else:
                 in_place = None
@@ -245,14 +222,23 @@ class TrainingJob:
         self.reset()
         _LIVE_JOBS.discard(self)
 
+    def training(self) -> bool:
+        """Whether this tab is training a run now (playing, not finished, not failed): what counts
+        against its computer's limit. Read without the lock: a moment's staleness costs nothing."""
+        run = self._fork or self._source
+        return self._playing and isinstance(run, Run) and run.error is None and not run.done
+
     # ---- the cursor (under self._lock) ---------------------------------------------------------
     def _attach(self) -> Source | None:
         """The run this session views, found or started on its first Train or Step."""
+        self._refused = None  # the server's limits are asked again at each Train or Step
         if self._stopped or self._error is not None:
             return None
         if self._source is not None:
+            if isinstance(self._source, Run):
+                self._source.retry()
             return None if self._source.error is not None else self._source
-        source, created = self.runs.source(self._settings) if self.runs is not None else (None, False)
+        source, created = self.runs.source(self._settings, self.id, self.owner) if self.runs is not None else (None, False)
         if source is None:
             source, created = Run(self.scheduler, self._settings), True
         if created:
@@ -260,6 +246,10 @@ class TrainingJob:
                 self.scheduler.add(source)
             except SchedulerClosed as exc:
                 self._error = str(exc)
+                return None
+            except SchedulerFull as exc:
+                source.close()  # never started: nobody else is handed it either
+                self._refused = str(exc)
                 return None
         self._source, self._own = source, created
         self._cursor, self._glued = 0, source.step == 0 and not isinstance(source, Replay)
@@ -346,7 +336,8 @@ class TrainingJob:
         with self._lock:
             self._sync()
             source, fork, settings = self._source, self._fork, self._settings
-            error = self._error or (source.error if source is not None else None) or (fork.error if fork else None)
+            error = self._error or self._refused or (source.error if source is not None else None) or (
+                fork.error if fork else None)
             if source is None:
                 return JobStatus("error" if error else "idle", 0, settings.steps, None, settings, error)
             record, cursor, glued, playing = self._record(), self._cursor, self._glued, self._playing
@@ -374,7 +365,8 @@ class TrainingJob:
         else:
             state = "training" if playing or busy else "paused"
         return JobStatus(state, cursor, settings.steps, record, settings, error, None, status, diverged,
-                         pending, rate if state == "training" else None, fork is not None or rebuilding, cached)
+                         pending, rate if state == "training" else None, fork is not None or rebuilding, cached,
+                         slowed(getattr(source, "step_s", 0.0)) if glued else None)
 
     def _rate(self) -> float | None:
         now = time.monotonic()

@@ -9,6 +9,7 @@ never makes the server read a file: the data set's paths in it are dropped (``se
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from resnet_core import config
@@ -25,15 +26,26 @@ def runs_dir() -> Path:
     return (config.get("RUNS") or REPO / "runs").resolve()
 
 
+CACHE_ENTRY = "cache.json"  # what marks a folder of the class's run cache (run_cache.ENTRY_FILE)
+
+
 def run_folders(root: Path | None = None) -> list[str]:
-    """Names of the folders (one level, or two: runs/lesson/seed0) holding a config.json, newest first."""
+    """Names of the folders (one level, or two: runs/lesson/seed0) holding a config.json, newest first.
+    The class's run cache is never listed (its entries are every session's runs, uploads included;
+    ``run_cache``), nor any hidden folder: the runs folder lists what was recorded on purpose."""
     root = root or runs_dir()
     if not root.is_dir():
         return []
     found = [p.parent for p in list(root.glob("*/config.json")) + list(root.glob("*/*/config.json"))]
-    found = [p for p in found if _inside(root, p)]
+    found = [p for p in found if _inside(root, p) and not _cached(root, p)]
     found.sort(key=lambda p: (-p.stat().st_mtime, str(p)))
     return [p.relative_to(root).as_posix() for p in found]
+
+
+def _cached(root: Path, path: Path) -> bool:
+    """A run cache's entry, or under a hidden folder (the cache's .incoming, .trash)."""
+    parts = path.relative_to(root).parts
+    return os.path.lexists(path / CACHE_ENTRY) or any(part.startswith(".") for part in parts)
 
 
 def _inside(root: Path, path: Path) -> bool:

@@ -33,12 +33,11 @@ This module imports no torch: the dashboard's server uses it, and the server nev
 """
 from __future__ import annotations
 
-import copy
-import itertools
 import json
 import math
 import os
 import shutil
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -46,79 +45,23 @@ from typing import Any
 
 from dashboard.runtime.run_keys import (KEY_PATTERN, auto_device, code_digest, code_versions, dataset_identity,
                                         device_kind, key_inputs, record_key, run_key)
+from dashboard.runtime.record_at import FullRecord, finished, full_record, lineage, metrics_key, record_until
+from dashboard.runtime.replay import CACHE_ENTRY, max_file_bytes
 from resnet_core import config
 from resnet_core.data import DataError
-from resnet_core.records import RecordError, RunRecord, run_finished
+from resnet_core.records import RecordError, RunRecord
 from resnet_core.settings import Settings, SettingsError
 
-__all__ = ["RunCache", "record_until", "finished", "run_key", "record_key", "key_inputs", "code_versions",
+__all__ = ["RunCache", "FullRecord", "full_record", "record_until", "metrics_key", "lineage", "finished", "run_key", "record_key", "key_inputs", "code_versions",
            "code_digest", "dataset_identity", "device_kind", "auto_device", "cache_dir", "cache_limit_mb"]
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE_ENV = config.env_name("RUN_CACHE")
 LIMIT_ENV = config.env_name("RUN_CACHE_MB")
 HISTORY_FILE = "regions_history.json"
-ENTRY_FILE = "cache.json"
+ENTRY_FILE = CACHE_ENTRY  # written last: what makes a folder an entry (and keeps it off the replay list)
 INCOMING, TRASH = ".incoming", ".trash"
 STALE_TEMP_S = 3600.0  # a temporary folder this old was left by a process that died while writing
-
-
-# ------------------------------------------------------------------------------ partial records
-
-_lineages = itertools.count(1)
-
-
-def lineage(record: RunRecord) -> tuple[int, bool]:
-    """(which run, whether this is a copy): the same for every copy ``record_until`` makes of one
-    record, so that sessions standing at different steps of one run share what only depends on a
-    table they see alike (two copies holding as many metric rows hold the same rows)."""
-    origin = record.__dict__.get("lineage")
-    if origin is not None:
-        return origin, True
-    own = record.__dict__.get("_lineage_id")
-    if own is None:
-        own = record.__dict__["_lineage_id"] = next(_lineages)
-    return own, False
-
-
-def record_until(record: RunRecord, step: int) -> RunRecord:
-    """A copy of ``record`` holding exactly what the live run had recorded when it stood at ``step``
-    (``trainer.step == step``, that many updates made): the evaluations and path rows of steps up
-    to it, each model's decision map as it stood then, and the layer snapshots and divergences of
-    steps *before* it (both are recorded during the update from s to s + 1, under step s). Of the maps, only those current
-    at ``step`` are copied (``regions()`` is what a live view draws; copying every earlier map would
-    make each call cost as much as the whole history). The lesion study, which a user runs on
-    demand after training, is left out."""
-    out = RunRecord(copy.deepcopy(record.config), {m: list(n) for m, n in record.layer_names.items()})
-    out.lineage = lineage(record)[0]
-    metrics = record.metrics_frame()
-    during_update = metrics["status"] == "diverged"
-    out.add_metrics(_rows(metrics[(metrics["step"] < step) | ((metrics["step"] == step) & ~during_update)]))
-    for model in record.layer_names:
-        for snap in record.snapshots(model):
-            if snap.step < step:
-                out.add_layers(model, snap)
-    paths = record.paths_frame()
-    if len(paths):
-        out.add_paths(_rows(paths[paths["step"] <= step]))
-    for model, (at, grid) in record.regions_at(step).items():
-        out.set_regions(model, at, grid)
-    return out
-
-
-def _rows(frame) -> list[dict[str, Any]]:
-    return frame.to_dict("records")
-
-
-def finished(record: RunRecord) -> bool:
-    """Whether a record is a whole run (``run_finished``: it reached its settings' step count, or
-    every model diverged), from the record alone."""
-    steps = record.config.get("settings", {}).get("steps")
-    metrics = record.metrics_frame()
-    if steps is None or not len(metrics):
-        return False
-    status = metrics.groupby("model", sort=False)["status"].last().to_dict()
-    return run_finished(record.latest_step(), int(steps), status)
 
 
 # ------------------------------------------------------------------------------------ the cache
@@ -157,17 +100,25 @@ class RunCache:
     def get(self, key: str) -> RunRecord | None:
         """The finished run stored under ``key``, or None; counts as a use for eviction."""
         entry = self.path(key)
+        limit = max_file_bytes()
         try:
             before = entry.stat().st_ino
-            meta = json.loads((entry / ENTRY_FILE).read_text())
-            if meta.get("key") != key or not all((entry / name).is_file() for name in meta.get("files", [])):
+            meta = json.loads(_read_text(entry / ENTRY_FILE, limit))
+            files = meta.get("files", []) if isinstance(meta, dict) else None
+            if not isinstance(files, list) or meta.get("key") != key or not all(
+                    isinstance(name, str) and (entry / name).is_file() for name in files):
                 return None
-            record = RunRecord.read(entry)
+            # Every file is checked as a replayed folder's is (columns, types, links, size limits),
+            # and the record must be a run of the key it is stored under: an entry copied or
+            # written under another key is not served for it.
+            record = FullRecord.read(entry, max_bytes=limit)
+            if record_key(record) != key or not finished(record):
+                return None
             if (entry / HISTORY_FILE).is_file():
-                record.set_region_history(_read_history(entry / HISTORY_FILE))
+                record.set_region_history(_read_history(entry / HISTORY_FILE, record, limit))
             if entry.stat().st_ino != before:  # evicted (and perhaps put again) while being read
                 return None
-        except (OSError, ValueError, KeyError, TypeError, RecordError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, RecordError):
             return None
         _touch(entry)
         return record
@@ -185,6 +136,7 @@ class RunCache:
         already there (the first put wins and is kept) or the record alone is over the limit.
         ValueError for a record that is not finished or whose config gives another key."""
         target = self.path(key)
+        record = full_record(record)  # the streamed folder, every row: not the history kept in memory
         if not finished(record):
             raise ValueError("only a finished run can be cached: it has not reached its step count")
         if record_key(record) != key:
@@ -312,13 +264,40 @@ def _inputs_of(record: RunRecord) -> dict[str, Any] | None:
         return None
 
 
-def _read_history(path: Path) -> list[tuple[int, str, dict[str, Any]]]:
-    data = json.loads(path.read_text())
+def _read_text(path: Path, limit: int) -> str:
+    """A regular file of an entry (no link, no pipe), at most ``limit`` bytes; ValueError else."""
+    info = path.lstat()
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        raise ValueError(f"{path.name} is not a regular file within the replay limit")
+    return path.read_text()
+
+
+def _read_history(path: Path, record: RunRecord, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
+    """Every decision map of a stored run, each checked: a step, one of the run's models, and a
+    square grid of class numbers and confidences. ValueError for anything else."""
+    data = json.loads(_read_text(path, limit))
+    if not isinstance(data, dict) or not isinstance(data.get("maps"), list):
+        raise ValueError("regions_history.json holds no list of maps")
+    models, classes = set(record.models()), int(record.config.get("dataset", {}).get("classes", 0))
     maps = []
     for m in data["maps"]:
-        grid = {k: v for k, v in m.items() if k not in ("step", "model")}
-        maps.append((int(m["step"]), str(m["model"]), grid))
+        if not isinstance(m, dict) or m.get("model") not in models:
+            raise ValueError("a decision map of regions_history.json names no model of the run")
+        step, n = m.get("step"), m.get("n")
+        cells = [m.get("classes"), m.get("confidence")]
+        if not (isinstance(step, int) and step >= 0 and isinstance(n, int) and 1 < n <= 512
+                and all(isinstance(c, list) and len(c) == n * n for c in cells)
+                and all(isinstance(v, int) and 0 <= v < max(classes, 1) for v in cells[0])
+                and all(v is None or (isinstance(v, (int, float)) and (v != v or 0 <= v <= 1)) for v in cells[1])
+                and all(_span(m.get(axis)) for axis in ("x", "y"))):
+            raise ValueError("a decision map of regions_history.json is not a square grid of classes and confidences")
+        maps.append((step, m["model"], {k: v for k, v in m.items() if k not in ("step", "model")}))
     return maps
+
+
+def _span(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value))
 
 
 def _write_json(path: Path, value: Any, allow_nan: bool = False) -> None:

@@ -23,60 +23,25 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from collections import deque
 from typing import Any, Callable
 
-from resnet_core.records import RunRecord, run_finished
+from resnet_core.records import RunRecord
 from resnet_core.remote.trainer import WorkerError, replay_events
-from resnet_core.settings import Settings
+from resnet_core.settings import Settings, SettingsError
+from resnet_core.sizing.budget import resident_bytes
 
 import dashboard.runtime.scratch as scratch
-from dashboard.runtime.run_cache import record_until
-from dashboard.runtime.scheduler import START_DEADLINE_S, Host, HostLost, Scheduler, Task, reply_deadline
+from dashboard.runtime.job_status import refused
+from dashboard.runtime.record_at import Views
+from dashboard.runtime.run_viewers import Viewed, _Request
+from dashboard.runtime.scheduler import (START_DEADLINE_S, Host, HostLost, Scheduler, SchedulerFull, Task,
+                                         reply_deadline)
 
 CALL_DEADLINE_S = 120.0    # an analysis call on the trained models (a lesion study of a deep net)
-RATE_WINDOW_S = 5.0        # steps per second are measured over this much of the recent past
-END = 1 << 60              # a target that means "to the end of the run, wherever that is by then"
 
 
-@dataclass
-class _Request:
-    method: str
-    kwargs: dict[str, Any]
-    done: threading.Event = field(default_factory=threading.Event)
-    error: str | None = None
-
-
-class Views:
-    """A run's record as it stood at a step (``record_until``), kept for the viewers standing there:
-    a class following one run mostly stands at a few steps, and each copy is made once."""
-
-    KEEP = 32
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._views: OrderedDict[tuple, RunRecord] = OrderedDict()
-
-    def at(self, record: RunRecord, step: int, maps: dict[str, tuple[int, dict]] | None = None) -> RunRecord:
-        """``maps``: a Pause's decision maps drawn at ``step``, shown instead of the last ones drawn."""
-        key = (id(record), step, maps is not None)
-        with self._lock:
-            view = self._views.get(key)
-            if view is not None:
-                self._views.move_to_end(key)
-                return view
-        view = record_until(record, step)
-        for model, (at, grid) in (maps or {}).items():
-            view.set_regions(model, at, grid)
-        with self._lock:
-            self._views[key] = view
-            while len(self._views) > self.KEEP:
-                self._views.popitem(last=False)
-        return view
-
-
-class Run(Task):
+class Run(Viewed, Task):
     """One computation in one worker process; see the module's docstring."""
 
     resident = True
@@ -108,52 +73,17 @@ class Run(Task):
         self.error: str | None = None
         self.built, self.closing = False, False
         self.busy = False                   # a turn is under way: the step may still move
+        self.mid = False                    # the trainer is in the middle of a step (turns.py): more turns first
+        self.step_s = 0.0                   # the process's time its last step took, analyses included
         self.targets: dict[int, int] = {}   # viewer id -> the step it wants to see
         self.sessions: dict[int, str | None] = {}  # viewer id -> its session (whose share it uses)
         self.control: deque[Any] = deque()  # ("lr" | "steps", value), ("regions",), _Request
         self.progress: deque[tuple[float, int]] = deque(maxlen=400)  # (monotonic, step) after each turn
         self.longest_turn_s, self.idle_since = 0.0, time.monotonic()
-
-    # ---- what viewers ask (any thread) -----------------------------------------------------
-    def want(self, viewer: int, step: int | None, session: str | None = None) -> None:
-        """Viewer ``viewer`` (of session ``session``) wants the run to reach ``step`` (None: it has gone)."""
-        with self.lock:
-            if step is None:
-                self.targets.pop(viewer, None)
-                self.sessions.pop(viewer, None)
-                close = not self.targets
-            else:
-                self.targets[viewer] = step
-                self.sessions[viewer] = session
-                close = False
-        if close:
-            self.close()
-        else:
-            self.wake()
-
-    def push(self, item: Any) -> None:
-        with self.lock:
-            self.control.append(item)
-        self.wake()
-
-    def close(self) -> None:
-        """Nobody watches any more: the trainer leaves its process at the next turn."""
-        with self.lock:
-            self.closing = True
-        self.wake()
-
-    # ---- reading (any thread) ----------------------------------------------------------------
-    @property
-    def done(self) -> bool:
-        return run_finished(self.step, self.settings.steps, self.status)
-
-    def steps_per_s(self) -> float | None:
-        """The run's pace over the last few seconds: None until two turns have been measured."""
-        with self.lock:
-            now = time.monotonic()
-            recent = [(t, s) for t, s in self.progress if now - t <= RATE_WINDOW_S]
-        steady = len(recent) >= 2 and recent[-1][0] > recent[0][0]
-        return (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0]) if steady else None
+        try:  # what its models hold in a worker process (the scheduler places and admits it by this)
+            self.memory = resident_bytes(settings)
+        except SettingsError:
+            self.memory = 0  # too big for any run: its process says so, and holds nothing
 
     # ---- the scheduler's side ----------------------------------------------------------------
     @property
@@ -162,6 +92,10 @@ class Run(Task):
         with self.lock:
             sessions = set(self.sessions.values())
         return sessions.pop() if len(sessions) == 1 and None not in sessions else self.id
+
+    @property
+    def holding(self) -> bool:
+        return self.built
 
     def _wanted(self) -> int:
         return min(max(self.targets.values(), default=0), self.settings.steps)
@@ -172,9 +106,15 @@ class Run(Task):
                 return self.host is not None
             if self.error is not None:
                 return False
+            if self.built and self.mid:
+                return True
             if self.control and not (self.step < self.hold_until and all(isinstance(c, _Request) for c in self.control)):
                 return True
             return self._wanted() > self.step and not self.done
+
+    def working(self) -> bool:
+        with self.lock:
+            return self.error is None and not self.closing and self._wanted() > self.step and not self.done
 
     def _needs_trainer(self) -> bool:
         """Unbuilt, is there anything a trainer is needed for? (A Pause alone is not.)"""
@@ -206,11 +146,11 @@ class Run(Task):
                     needed = self._needs_trainer()
                 if not needed:
                     return
-                self._build(host)
-                quantum_s = 0.0  # and its first step in the same turn: one step, whatever it costs
+                self._build(host, quantum_s)  # a turn of its own: building and step 0's analyses
+                return
             while True:
                 with self.lock:
-                    item = self.control.popleft() if self.control else None
+                    item = self.control.popleft() if self.control and not self.mid else None
                     if isinstance(item, _Request) and self.step < self.hold_until:
                         self.control.appendleft(item)  # answered at the step it was asked at
                         item = None
@@ -219,14 +159,23 @@ class Run(Task):
                 self._control(host, item)
             with self.lock:
                 target = self.step if self.trainer_step < self.step else self._wanted()
-                if self.error is not None or self.trainer_step >= target or self.done:
+                if self.error is not None or ((self.trainer_step >= target or self.done) and not self.mid):
                     return
-                n = target - self.trainer_step
                 if self.applied < len(self.changes):  # rebuilding: stop where the next change falls due
-                    n = min(n, self.changes[self.applied][0] - self.trainer_step)
-            self._advance(host, max(n, 1), quantum_s)
+                    target = min(target, self.changes[self.applied][0])
+            self._advance(host, max(target, self.trainer_step + (0 if self.mid else 1)), quantum_s)
         except WorkerError as exc:
             self._fail(host, str(exc))
+        except SchedulerFull as exc:  # its models could not be (re)built here now; Train asks again
+            with self.lock:
+                self.error = str(exc)
+            self._fail_requests(self.error)
+
+    def retry(self) -> None:
+        """Train pressed again after the server was full: the run may try to build once more."""
+        with self.lock:
+            if refused(self.error):
+                self.error = None
 
     def _leave(self, host: Host, built: bool) -> None:
         if built:
@@ -240,23 +189,31 @@ class Run(Task):
         self._fail_requests("the run was reset")
         scratch.discard_run(self.record)  # nobody views it any more: its files go
 
-    def _build(self, host: Host) -> None:
+    def _build(self, host: Host, quantum_s: float) -> None:
         with self.lock:
             settings = self.initial
-            rebuilding = self.record is not None and self.step > 0
-        reply = host.call("init", START_DEADLINE_S, id=self.id, settings=settings.to_dict())
+        host.make_room(self)
         with self.lock:
-            self.built, self.trainer_step, self.applied = True, 0, 0
-            first = self.record is None
+            self.built, self.trainer_step, self.applied, self.mid = True, 0, 0, True
+        self._take_turn(host, "init", START_DEADLINE_S, settings=settings.to_dict(), turns=True, budget_s=quantum_s)
+
+    def _take_turn(self, host: Host, cmd: str, deadline: float, **msg: Any) -> None:
+        """One bounded turn of the trainer in its process (``init`` or ``run``), and what it brought:
+        its config (once built), the events of steps the record lacks, the steps it completed."""
+        reply = host.call(cmd, deadline, id=self.id, **msg)
+        with self.lock:
+            rebuilding = self.trainer_step < self.step
+            self.trainer_step, self.mid = reply.get("step", self.trainer_step), bool(reply.get("mid"))
+            self.step_s = float(reply.get("step_s", self.step_s))
+            first = self.record is None and "config" in reply
             if first:
                 self.record = RunRecord(reply["config"], reply["layer_names"])
             self._note_turn(reply)
-            self.progress.append((time.monotonic(), self.step))
         if first:  # the full tables go to files (the downloads); the record keeps a bounded history
             scratch.stream_run(self.record)
-        if not rebuilding:
-            self._absorb(reply)
-        self._apply_changes_due(host)
+        self._absorb(reply if not rebuilding else {**reply, "events": []})  # steps recorded already: dropped
+        if not self.mid:
+            self._apply_changes_due(host)
 
     def _apply_changes_due(self, host: Host) -> None:
         """The changes made at the trainer's step, in the order they were made: while it is rebuilt,
@@ -285,7 +242,7 @@ class Run(Task):
         if item[0] == "regions":
             with self.lock:
                 maps = len(self.record.config.get("dataset", {}).get("input_shape", [])) == 1 if self.record else False
-                current = self.trainer_step == self.step
+                current = self.trainer_step == self.step and not self.mid
             if maps and current:
                 # Beside the record, not in it: a run stays a function of its settings (a Pause is no
                 # part of it), and whoever looks at this step sees the models as they are at it.
@@ -315,18 +272,8 @@ class Run(Task):
         if live:
             self._absorb(host.call(f"set_{name}", id=self.id, **{name: value}))
 
-    def _advance(self, host: Host, n: int, quantum_s: float) -> None:
-        deadline = reply_deadline(self.longest_turn_s)
-        reply = host.call("run", deadline, id=self.id, n=n, budget_s=quantum_s)
-        with self.lock:
-            rebuilding = self.trainer_step < self.step
-            self.trainer_step = reply["step"]
-            self._note_turn(reply)
-        if not rebuilding:
-            self._absorb(reply)
-        else:  # the events of steps already recorded are dropped
-            self._absorb({**reply, "events": []})
-        self._apply_changes_due(host)
+    def _advance(self, host: Host, to: int, quantum_s: float) -> None:
+        self._take_turn(host, "run", reply_deadline(self.longest_turn_s), to=to, budget_s=quantum_s)
         with self.lock:
             self.progress.append((time.monotonic(), self.step))
             finished = self.done and self.key is not None and not self._reported and self.on_finish is not None

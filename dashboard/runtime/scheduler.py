@@ -9,10 +9,12 @@ landscape, shattered gradients). A turn is one quantum of the process's time, ab
 
 Turns are shared per owner, not per task. A task's ``owner`` is the browser session that asked
 for it (a run several sessions view is its own owner: see ``runs``; a task without one, in a test
-or a benchmark, is its own owner too). A share is one place in the host's round robin of owners
-that have something to do: the owner served longest ago gets the next turn, and gives it to the
-one of its tasks served longest ago. So every owner with a runnable task gets the same part of
-the process, however many tasks it has: a session training a run while its 6-run sweep goes on
+or a benchmark, is its own owner too), and by the worker's CPU time each owner's turns used (each
+reply says; ``ledger`` keeps it), not by their number: the owner that used the least gets the next
+turn (ties: the one served longest ago) and gives it to its task served longest ago; one that starts
+having work joins level with the least of the others. A turn is bounded in time however long a step
+is (``resnet_core/training/turns.py``). So every owner with a runnable task gets the same part of the process, however
+many tasks it has and whatever its steps cost: a session training a run while its 6-run sweep goes on
 gets as much as a classmate with only a run, not seven times as much, and its run and its sweep
 split that share. Quanta shrink when many owners are active, so that a round of them stays near
 ``ROUND_S``. Nobody waits in a queue behind a long run; an owner with nothing to do (a paused or
@@ -33,17 +35,20 @@ import time
 from collections import deque
 from typing import Any
 
-from resnet_core.sizing.budget import server_processes
 from resnet_core.errors import describe
 from resnet_core.remote.trainer import WorkerError, WorkerProcess
 from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone, server_worker_nice
+from resnet_core.sizing.budget import server_full_message, server_processes, server_worker_limit_mb, worker_memory_budget
+
+import dashboard.runtime.room as room
 
 QUANTUM_S = 0.12        # a task's turn at most: commands stay snappy, the round trip is ~1 % of it
 ROUND_S = 1.0           # with many owners active, quanta shrink so each gets a turn about once a second
 MIN_QUANTUM_S = 0.03    # but no smaller: one step of a small net is 5-20 ms here
 REPLY_DEADLINE_S = 30.0  # a quantum's reply (one step can overrun it; a task may allow more)
 START_DEADLINE_S = 120.0  # a fresh process importing torch and warming up, on a loaded machine
-EVICT_IDLE_S = 600.0    # an idle task's state in its process may be dropped after this (see Task.evict)
+EVICT_IDLE_S = 120.0    # an idle task's state in its process is dropped after this (see Task.evict), or
+                        # sooner where a new run needs its memory (``Host.make_room``)
 HOST_THREAD_NAME = "rl-host"  # also the OS-level name (top -H, the bench's CPU accounting)
 
 
@@ -69,6 +74,9 @@ def owner_of(task: "Task") -> Any:
     return task if owner is None else owner
 
 
+SchedulerFull = room.SchedulerFull
+
+
 class HostLost(RuntimeError):
     """The conversation with a worker process is over: it died, or sent no reply in time."""
 
@@ -87,6 +95,17 @@ class Task:
     affinity: str | None = None   # tasks with the same affinity go to the same process when they can
     idle_since: float = 0.0       # set by the task when it stops having things to do
     resident: bool = False        # holds state in its process (a trainer) that evict() may drop
+    memory: int = 0               # bytes it holds in its process while ``holding``
+
+    @property
+    def holding(self) -> bool:
+        """Whether its state is in its process now (counted against the process's memory)."""
+        return False
+
+    def working(self) -> bool:
+        """Whether it has more than a moment's work to do (a run asked for more steps); one that
+        is not gives its memory back when another needs it. Quick, as ``runnable``."""
+        return self.runnable()
 
     def runnable(self) -> bool:
         raise NotImplementedError
@@ -119,6 +138,10 @@ class Host:
         self.turns = 0
         self._picks = 0
         self._served: dict[Any, int] = {}  # owner -> the pick that last gave it a turn (see _pick)
+        self._used: dict[Any, float] = {}  # owner -> the process's time its turns used (see _pick)
+        self._active: set[Any] = set()     # the owners with work to do at the last pick
+        self._turn_used = 0.0              # the process's time used by the turn under way
+        self.ledger: deque[tuple[Any, float]] = deque(maxlen=50_000)  # (owner, time used) of each turn
         self.warm_s: float | None = None
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._main, name=f"{HOST_THREAD_NAME}-{index}", daemon=True)
@@ -136,7 +159,15 @@ class Host:
             process.send({"cmd": cmd, **msg})
         except ProcessGone as exc:
             raise HostLost("the training process ended unexpectedly") from exc
-        return self._reply(process, deadline_s)
+        started = time.perf_counter()
+        try:
+            reply = self._reply(process, deadline_s)
+        except WorkerError:
+            self._turn_used += time.perf_counter() - started
+            raise
+        # The process's own CPU time where it says (robust to a loaded machine), else the wait.
+        self._turn_used += float(reply.get("used_s", reply.get("elapsed_s", 0.0)))
+        return reply
 
     @staticmethod
     def _reply(process: JsonProcess, deadline_s: float) -> dict[str, Any]:
@@ -171,6 +202,16 @@ class Host:
         with self.cond:
             self.cond.notify_all()
 
+    # ---- memory: every session's runs in one process (``room``) ------------------------------
+    def memory(self, joining: Task | None = None) -> tuple[int, int]:
+        return room.held(self, joining)
+
+    def fits(self, task: Task) -> bool:
+        return room.fits(self, task, self.scheduler.worker_budget)
+
+    def make_room(self, task: Task) -> None:
+        room.make_room(self, task, self.scheduler.worker_budget)
+
     def load(self) -> tuple[int, int, int]:
         """(active owners, active tasks, tasks): where a new task should go."""
         with self.cond:
@@ -178,8 +219,12 @@ class Host:
             return len({owner_of(t) for t in active}), len(active), len(self.tasks)
 
     def _pick(self) -> tuple[Task | None, int]:
-        """The next task, and how many owners have a runnable one: the owner served longest ago (one
-        never served here first), and of its runnable tasks the one served longest ago."""
+        """The next task, and how many owners have a runnable one: the owner whose turns have used
+        the least of the process's time (ties: served longest ago, one never served here first), and
+        of its runnable tasks the one served longest ago. Shared by time used, not by turns: a
+        session whose steps take seconds gets as much of the process as one whose steps take
+        milliseconds, not a thousand times more. An owner that starts (or starts again) having work
+        joins level with the least of the others: no credit is banked while idle."""
         present: set[Any] = set()
         runnable: dict[Any, list[Task]] = {}  # owner -> its runnable tasks, served longest ago first
         for task in self.tasks:               # kept in that order: a task turned goes to the back
@@ -189,9 +234,17 @@ class Host:
                 runnable.setdefault(owner, []).append(task)
         for gone in self._served.keys() - present:
             del self._served[gone]
+        for gone in self._used.keys() - present:
+            del self._used[gone]
         if not runnable:
+            self._active = set()
             return None, 0
-        owner = min(runnable, key=lambda o: self._served.get(o, -1))
+        level = min((self._used.get(o, 0.0) for o in runnable if o in self._active), default=None)
+        for o in runnable:
+            if o not in self._active and level is not None:
+                self._used[o] = max(self._used.get(o, 0.0), level)
+        self._active = set(runnable)
+        owner = min(runnable, key=lambda o: (self._used.get(o, 0.0), self._served.get(o, -1)))
         task = runnable[owner][0]
         self.tasks.remove(task)
         self.tasks.append(task)
@@ -215,10 +268,13 @@ class Host:
                     break
                 self.current = task
             quantum = max(MIN_QUANTUM_S, min(QUANTUM_S, ROUND_S / max(active, 1)))  # active: owners
+            owner, self._turn_used = owner_of(task), 0.0
             self._guard(lambda: (self._ensure_process(), task.turn(self, quantum)), task)
             with self.cond:
                 self.current = None
                 self.turns += 1
+                self._used[owner] = self._used.get(owner, 0.0) + self._turn_used
+                self.ledger.append((owner, self._turn_used))
         if self.process is not None:
             self.process.close(wait_s=0.5)
 
@@ -242,7 +298,8 @@ class Host:
         started = time.perf_counter()
         spare, self._spare = self._spare, None
         try:
-            self.process = spare if spare is not None and spare.alive else WorkerProcess()
+            self.process = spare if spare is not None and spare.alive else WorkerProcess(
+                server_worker_limit_mb(self.scheduler.size))
         except OSError as exc:
             raise HostLost(f"a worker process could not be started ({exc})") from exc
         try:
@@ -269,13 +326,17 @@ class Host:
         for task in tasks:
             task.lost(message)
 
+    def evict(self, task: Task) -> None:
+        """On the host's thread: ``task``'s state leaves the process (it is rebuilt on demand)."""
+        self._guard(lambda: task.evict(self), task)
+
     def _evict_idle(self) -> None:
         now = time.monotonic()
         for task in list(self.tasks):
             if task.resident and not task.runnable() and now - task.idle_since > self.scheduler.evict_idle_s:
                 self.cond.release()
                 try:
-                    self._guard(lambda t=task: t.evict(self), task)
+                    self.evict(task)
                 finally:
                     self.cond.acquire()
 
@@ -287,6 +348,7 @@ class Scheduler:
                  spare: JsonProcess | None = None):
         """``spare``: a worker process already started and told to warm up (``dashboard.prestart``)."""
         self.size = size or server_processes()
+        self.worker_budget = worker_memory_budget(self.size)  # bytes each process may hold, all sessions'
         self.warm, self.evict_idle_s = warm, evict_idle_s
         self.closed = False
         self._lock = threading.Lock()
@@ -298,6 +360,14 @@ class Scheduler:
             raise SchedulerClosed("the server is shutting down")
         with self._lock:
             host = self._affinity.get(task.affinity) if task.affinity else None
+            if host is None and task.memory:
+                # A run goes where its models fit beside the runs being trained (idle ones give
+                # theirs back); where none has room, it is refused now, not failed in a process.
+                fitting = [h for h in self.hosts if h.fits(task)]
+                if not fitting:
+                    held = min(h.memory()[0] - h.memory()[1] for h in self.hosts)
+                    raise SchedulerFull(server_full_message(held, self.worker_budget))
+                host = min(fitting, key=lambda h: (*h.load(), h.process is None, h.index))
             if host is None:
                 # Fewest active owners first: a new session's share there is the biggest (one in
                 # owners + 1), and as a new owner it gets the next turn on any host, so its first

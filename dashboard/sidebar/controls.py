@@ -11,21 +11,19 @@ data set's ``defaults/ranges/help``, so a new option or data-set argument needs 
 """
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from resnet_core.data import DATASETS, DataError, points_csv_arrays
+from resnet_core.data import DATASETS, DataError
 from resnet_core.lessons import LESSONS
 from resnet_core.presets import get_preset, presets
 from resnet_core.settings import CHOICES, SETTING_META, Settings, SettingsError
 from resnet_core.sizing.budget import check_settings
 
-import dashboard.runtime.scratch as scratch
+from dashboard.runtime.uploads import store_points_csv
 from dashboard.text import code, literal
 from dashboard.sidebar.model_picker import model_rows, render_models, seed_models
 from dashboard.sidebar.url_state import UrlState, decode
@@ -230,17 +228,10 @@ def _csv_upload() -> tuple[dict[str, Any], str | None]:
         if current and Path(current).exists():
             return {"path": current}, None
         return {}, "upload a CSV file with columns x1, x2, label to train on your own points"
-    data = upload.getvalue()
     try:
-        points_csv_arrays(data)
+        path = store_points_csv(upload.getvalue())  # parsed once per content, not on every rerun
     except DataError as exc:
         return {}, f"{code(upload.name)}: {literal(exc)}"
-    # This server's own private folder (scratch: made 0700, removed at exit), not a shared one.
-    path = scratch.uploads() / f"{hashlib.sha256(data).hexdigest()[:20]}.csv"  # content-addressed: no user text in paths
-    if not path.exists():
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
     return {"path": str(path)}, None
 
 

@@ -62,6 +62,10 @@ class RunFolder:
         target = self.target
         if target.is_symlink() and not target.exists():
             raise SettingsError(f"--out {out} is a broken link; give a folder for the run")
+        if target.is_symlink():
+            # A link to a folder: the run goes into that folder (its partial folder beside it, where
+            # the final rename can reach), and the link is left as it was, leading to the run.
+            target = self.target = target.resolve()
         if target.exists() and not target.is_dir():
             raise SettingsError(f"--out {out} is a file; give a folder for the run")
         if target.is_dir():

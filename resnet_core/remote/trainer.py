@@ -38,8 +38,9 @@ class WorkerProcess(JsonProcess):
     """One long-lived training process (``python -m resnet_core.worker``); reusable for run
     after run (``init`` resets it)."""
 
-    def __init__(self) -> None:
-        super().__init__("resnet_core.worker")
+    def __init__(self, limit_mb: int | None = None) -> None:
+        """``limit_mb``: the memory the process may use (default: one run's, ``worker_limit_bytes``)."""
+        super().__init__("resnet_core.worker", limit_mb)
 
     def post(self, **msg: Any) -> None:
         try:

@@ -36,12 +36,12 @@ class NoReply(ProcessGone):
 class JsonProcess:
     """One child interpreter running ``python -m module``; the parent's end of the conversation."""
 
-    def __init__(self, module: str):
+    def __init__(self, module: str, limit_mb: int | None = None):
         # The packages are installed (pip install -e .), so the child finds them from any folder.
         # Unbuffered bytes on both pipes: the parent reads with a deadline (select on the descriptor),
         # which a buffered reader would defeat by holding lines the descriptor no longer shows.
         # The child limits its own memory (``serve``): a run the estimate got wrong fails in it alone.
-        limit = os.environ.get(WORKER_LIMIT_ENV) or str(worker_limit_bytes() // MB)
+        limit = str(limit_mb) if limit_mb else os.environ.get(WORKER_LIMIT_ENV) or str(worker_limit_bytes() // MB)
         self.process = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, bufsize=0,
                                         env={**os.environ, WORKER_LIMIT_ENV: limit})

@@ -184,6 +184,40 @@ def run_memory_budget() -> int:
     return max(1024 * MB, int(MACHINE_SHARE * physical_memory() / concurrent_processes()))
 
 
+def server_memory_budget() -> int:
+    """Bytes the dashboard server's worker processes may hold together, every session's models in
+    them: RESIDUAL_LAB_SERVER_MEMORY_MB, else three quarters of the machine's memory (18 GB on
+    24 GB). ``worker_memory_budget`` splits it between the processes."""
+    mb = config.get("SERVER_MEMORY_MB")
+    return mb * MB if mb is not None else int(MACHINE_SHARE * physical_memory())
+
+
+def worker_memory_budget(workers: int) -> int:
+    """Bytes one of the server's ``workers`` worker processes may hold: its share of the server's
+    budget, at least one run's (a run the server accepts always fits an empty process)."""
+    return max(server_memory_budget() // max(1, workers), run_memory_budget())
+
+
+def server_worker_limit_mb(workers: int) -> int:
+    """The limit a server's worker process sets on itself: its budget, with the same room for what
+    the estimates leave out as one run's process has (``worker_limit_bytes``)."""
+    budget = worker_memory_budget(workers)
+    return (budget + max(512 * MB, budget // 8)) // MB
+
+
+def resident_bytes(settings: Settings) -> int:
+    """What a run's trainer adds to a worker process that already runs (its estimate without the
+    interpreter and torch, which the process holds once for all its runs)."""
+    return max(0, check_settings(settings).total - BASE_BYTES)
+
+
+def server_full_message(used: int, budget: int) -> str:
+    """What a session is told when its run, which fits a run's budget, does not fit the server now."""
+    return (f"the server is full: the class's runs hold {_mb(used)} of the {_mb(budget)} its training "
+            f"process may use ({config.env_name('SERVER_MEMORY_MB')}); your run is not too big: press Train again once a "
+            "classmate pauses or finishes (a paused run gives its memory back)")
+
+
 def worker_limit_bytes() -> int:
     """The address-space data limit a worker process sets on itself: the run budget with room for
     what the estimate leaves out (a quarter more, at least 512 MB)."""

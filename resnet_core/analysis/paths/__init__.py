@@ -12,9 +12,20 @@ import numpy as np
 RANGE_MASS = 0.9  # "the shortest range of lengths holding 90 % of the gradient"
 
 
+def log10_path_counts(n: int) -> np.ndarray:
+    """log10 C(n, k) for k = 0..n, counted in log space: finite at any depth (a net of 1,100 blocks
+    has C(1100, 550) ~ 1e330 paths of length 550, more than a float64 holds)."""
+    top = math.lgamma(n + 1)
+    return np.array([(top - math.lgamma(k + 1) - math.lgamma(n - k + 1)) / math.log(10) for k in range(n + 1)])
+
+
 def path_counts(n: int) -> np.ndarray:
-    """C(n, k) for k = 0..n, as floats (C(1000, 500) ~ 2.7e299 still fits a float64)."""
-    return np.array([float(math.comb(n, k)) for k in range(n + 1)])
+    """C(n, k) for k = 0..n, as floats: exact where a float64 holds it (C(1000, 500) ~ 2.7e299), and
+    infinite where it does not (the middle lengths past about 1,030 blocks; ``log10_path_counts``)."""
+    counts = np.full(n + 1, np.inf)
+    for k in np.flatnonzero(log10_path_counts(n) < 308.0):  # a float64 ends at 1.8e308
+        counts[k] = float(math.comb(n, int(k)))
+    return counts
 
 
 def shortest_range(share: np.ndarray, mass: float = RANGE_MASS) -> tuple[int, int]:

@@ -33,7 +33,7 @@ import torch
 
 from resnet_core.analysis.paths.adjoints import Linearisation, frozen_batch_norm, linearise
 from resnet_core.nets.models import Net
-from resnet_core.analysis.paths import RANGE_MASS, path_counts, shortest_range
+from resnet_core.analysis.paths import RANGE_MASS, log10_path_counts, path_counts, shortest_range
 
 DEFAULT_TOL = 1e-4    # lengths beyond the cutoff may change the sum by at most this, relative to |g|
 PROBE_POINTS = 256    # the live analysis's probe batch: the first training points ...
@@ -228,7 +228,7 @@ class SampledPaths:
         """Veit et al.'s "gradient through paths of length k": per-path magnitude x number of paths
         (no cancellation between paths counted; the exact |g_k| can only be smaller)."""
         with np.errstate(over="ignore"):
-            return 10.0 ** (self.log10_path_norm + np.log10(self.n_paths))
+            return 10.0 ** (self.log10_path_norm + log10_path_counts(self.blocks)[self.lengths])
 
     @property
     def decay_per_branch(self) -> float:

@@ -1,0 +1,79 @@
+"""A trainer that runs a turn at a time: the dashboard's runs, in the worker processes the whole
+class shares.
+
+One step of a deep run with its analyses can take seconds (six 2002-layer nets evaluated, mapped and
+path-analysed every step: 19.7 s), and a classmate's run on the same process waited all of it. So
+each run's ``LockstepTrainer`` lives in a thread of its own (a ``slicing.SlicedJob``) that runs only
+during ``turn(n, budget_s)``: it steps towards its target and gives the process back once the turn's
+time is spent, at the end of a step or, where its steps are slow (over ``SLOW_STEP_S``), at the next
+call into this project's code, in the middle of a step's analyses if need be (``SlicedJob.
+preemptible``). A turn is then bounded in time whatever a step costs, and the parent shares the
+process by the time each run used (``used_s``, the process's CPU time in the turn).
+
+Between turns the trainer is either at a step's end (``mid`` False: settings may change, analyses
+may be asked for, as between the steps of any trainer) or in the middle of one (``mid`` True: the
+parent only gives it more turns until it is at an end again). Built in its thread too (the
+analyses of step 0 are a step's). Nothing runs in two threads at once.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from resnet_core.remote.slicing import SlicedJob
+from resnet_core.training.lockstep import LockstepTrainer
+
+SLOW_STEP_S = 0.05  # a step slower than this (with its analyses) may be paused in its middle
+
+
+class TrainerInTurns:
+    """``build()`` (a LockstepTrainer) in a thread of its own, stepped a turn at a time."""
+
+    def __init__(self, build: Callable[[], LockstepTrainer]):
+        self._build = build
+        self.trainer: LockstepTrainer | None = None
+        self.target = 0
+        self.completed = 0              # steps done, their analyses included
+        self.step_s = 0.0               # the CPU time of the last step done, with its analyses
+        self.mid = True                 # built in the first turns: not at a step's end before that
+        self.job = SlicedJob(self._main, name="trainer-in-turns")
+
+    def turn(self, to: int, budget_s: float) -> float:
+        """Step towards step ``to`` (finishing the step under way first, whatever ``to`` says) for
+        about ``budget_s``; the process's CPU time it used. Raises what the trainer raised."""
+        self.target = max(to, self.completed + (1 if self.mid and self.trainer is not None else 0))
+        self.job.run_slice(budget_s)
+        if self.job.done and self.job.error is not None:
+            raise self.job.error
+        return self.job.used_s
+
+    def trainer_at_rest(self) -> LockstepTrainer:
+        """The trainer, between two steps: for a change of setting or an analysis asked for."""
+        if self.trainer is None or self.mid:
+            raise ValueError("the trainer is in the middle of a step: give it a turn first")
+        return self.trainer
+
+    def close(self) -> None:
+        """Stop the thread (at its next pause) and let the trainer go."""
+        self.job.cancel()
+        self.trainer = None
+
+    def _main(self, report: Callable[[Any], None]) -> None:
+        self.job.preemptible(True)  # building and step 0's analyses: as slow as a step can be
+        trainer = self.trainer = self._build()
+        slow = True
+        while True:
+            self.mid, self.completed = False, trainer.step
+            while trainer.done or trainer.step >= self.target:
+                self.job.pause_here()
+            if self.job.spent():
+                self.job.pause_here()  # the turn is spent: at a step's end, where it is cheapest
+                continue
+            self.mid = True
+            started, cpu = time.perf_counter(), time.thread_time()
+            trainer.train_step()
+            self.step_s = time.thread_time() - cpu  # its own time, however many turns it took
+            now_slow = time.perf_counter() - started > SLOW_STEP_S
+            if now_slow != slow:
+                self.job.preemptible(now_slow)
+                slow = now_slow
