@@ -81,6 +81,8 @@ def add_train(sub) -> None:
     p.add_argument("--workers", type=int, default=0,
                    help="processes training the models in parallel (default: one per core, at most one per model)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (only ever a run, all of it)")
+    p.add_argument("--save-models", action="store_true",
+                   help="also write the trained nets: models/NAME.safetensors, a standalone models/model.py and models/data.npz")
     p.set_defaults(command="train")
 
 

@@ -13,6 +13,7 @@ from resnet_core.cli.output import RunFolder
 from resnet_core.cli.parser import is_terminal, settings_from_args
 from resnet_core.data import load_arrays
 from resnet_core.records import RunRecord
+from resnet_core.records.exported_models import MODELS_DIR, write_model_py
 from resnet_core.remote.trainer import ParallelTrainer, WorkerProcess, per_core
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.sizing import budget
@@ -40,17 +41,20 @@ def run(args: argparse.Namespace) -> int:
     out = RunFolder(args.out, args.overwrite)
     started = time.perf_counter()
     # lesion.csv: each block deleted in turn from the trained nets
-    record = train_headless(settings, args.workers, analyses=("lesion_study",), out=out)
+    record = train_headless(settings, args.workers, analyses=("lesion_study",), out=out,
+                            save_models=args.save_models)
     print(summary(record, time.perf_counter() - started))
     print(f"wrote {out.target}/")
     return 0
 
 
-def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: RunFolder | None = None) -> RunRecord:
+def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: RunFolder | None = None,
+                   save_models: bool = False) -> RunRecord:
     """Check what the run needs, train it (a progress bar on a terminal), run the analyses that
     read the trained nets, and hand back the record. With ``out``, the tables stream into its
     partial folder as the run goes, and the folder is moved into place when the run is complete;
-    nothing is written before every check has passed.
+    nothing is written before every check has passed. ``save_models`` (with ``out``): the trained
+    nets go to its ``models/`` (records/exported_models.py) before the analyses touch them.
 
     On a CPU the models train in worker processes and this process never imports torch: the
     workers are started first, so that their start-up (an interpreter, torch) overlaps the
@@ -69,7 +73,7 @@ def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: 
         helper = SecondCore(settings, process)
     wait_s = 0.0  # a check failed or the run stopped: end the other processes at once
     try:
-        record = _train(settings, analyses, out, pool, helper)
+        record = _train(settings, analyses, out, pool, helper, save_models)
         wait_s = 2.0
         return record
     finally:
@@ -105,7 +109,7 @@ def gpu_possible() -> bool:
 
 
 def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: list | None,
-           helper: SecondCore | None = None) -> RunRecord:
+           helper: SecondCore | None = None, save_models: bool = False) -> RunRecord:
     if pool is None:  # one process: this one trains, with torch
         from resnet_core.training.headless import every_core, one_torch_thread
         from resnet_core.training.lockstep import LockstepTrainer, check_fits
@@ -130,6 +134,9 @@ def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: lis
             trainer.run(on_step=progress.update if progress else None)
             if progress:
                 progress.close()
+            if save_models and out is not None:
+                trainer.call("save_models", folder=str((out.partial / MODELS_DIR).resolve()))
+                write_model_py(out.partial / MODELS_DIR)
             with analysing():
                 for analysis in analyses:
                     trainer.call(analysis)

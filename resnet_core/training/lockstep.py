@@ -267,6 +267,16 @@ class LockstepTrainer:
                 rows += lesion_rows(net, x, y, name, None if share is None else functools.partial(share, name))
         self.record.set_lesion(rows)
 
+    def save_models(self, folder: str) -> None:
+        """Each model still training as ``folder/NAME.safetensors`` (``nets/export.py``), and beside
+        them ``data.npz``: the points its training and test errors were measured on."""
+        from resnet_core.nets import export
+
+        for name, net in self.models.items():
+            if self.status[name] == "ok":
+                export.save_model(net, folder, self.data.input_shape)
+        export.save_data(folder, *self.eval_sets["train"], *self.eval_sets["test"])
+
     def call(self, method: str, **kwargs) -> None:
         """Run one of the analyses that record into the run (the same call a worker process takes)."""
         getattr(self, method)(**kwargs)
