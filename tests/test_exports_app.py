@@ -54,3 +54,13 @@ def test_a_replayed_run_hands_out_the_nets_it_saved(app_test, tmp_path, monkeypa
         at.button(key="replay_go").click().run()
         assert ("models.zip" in [d.label for d in at.get("download_button")]) is offered
         assert any("holds no trained nets" in c.value for c in at.caption) is not offered
+
+
+def test_the_records_tab_offers_the_run_as_a_notebook(app_test):
+    at = app_test(url_state.encode(UrlState(TINY)))
+    at.session_state["tab"] = "Records"
+    at.run()
+    assert "notebook.zip" not in [d.label for d in at.get("download_button")]  # nothing trained yet
+    at.button(key="train").click().run()
+    wait_until(at, lambda: step_of(at) == 10)
+    assert "notebook.zip" in [d.label for d in at.get("download_button")]

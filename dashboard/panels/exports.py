@@ -1,5 +1,6 @@
-"""The Records tab's "Take it out of the app": the trained nets as PyTorch a student can run
-(``models.zip``: ``model.py``, the weights, ``data.npz``), for a live run or a replayed one.
+"""The Records tab's "Take it out of the app": the run as a notebook (``notebook.zip``), and the
+trained nets as PyTorch a student can run (``models.zip``: ``model.py``, the weights, ``data.npz``),
+for a live run or a replayed one.
 
 A replayed run hands out the ``models/`` its ``train --save-models`` wrote; a live run's nets live
 in a worker process, so a click asks it to save them (``save_models``, the CLI's own call) into a
@@ -16,6 +17,7 @@ import streamlit as st
 
 from resnet_core.records import RecordError
 from resnet_core.records.exported_models import MODELS_DIR, models_zip
+from resnet_core.records.notebook import notebook_zip
 
 from dashboard.panels.live import View
 from dashboard.runtime import scratch
@@ -27,7 +29,27 @@ MODELS_HELP = ("models/model.py (plain PyTorch, no import of this app: `model.lo
 
 def render(view: View, request: Callable[..., None] | None) -> None:
     st.subheader("Take it out of the app")
+    _notebook(view)
     _models(view, request)
+
+
+def _notebook(view: View) -> None:
+    """NAME.ipynb and the run's tables beside it (records/notebook.py), made when clicked."""
+    record = view.record
+    if record is None or not record.models():
+        return
+    name = view.source if view.state == "replay" else "residual-lab-run"
+
+    def made(r=record, n=name) -> bytes:
+        if r.folder is not None:  # the run's own files, every row
+            r.flush()
+            return notebook_zip(r.folder, n)
+        with tempfile.TemporaryDirectory(dir=scratch.root()) as tmp:  # a run served from the cache: what it holds
+            return notebook_zip(r.write(Path(tmp) / n), n)
+    st.download_button("notebook.zip", made, file_name=f"{name}-notebook.zip", mime="application/zip",
+                       key="dl_notebook", on_click="ignore", icon=":material/download:",
+                       help=f"{name}.ipynb and the run's tables beside it: pandas reads them, the app's charts draw "
+                            "them, and a second part trains the same settings again through resnet_core")
 
 
 def _models(view: View, request: Callable[..., None] | None) -> None:

@@ -100,6 +100,14 @@ def add_sweep(sub) -> None:
     p.set_defaults(command="sweep")
 
 
+def add_exports(sub) -> None:
+    p = sub.add_parser("notebook", help="write a Jupyter notebook that reads a run folder, draws its charts and retrains it")
+    p.add_argument("run", help="the run folder (written by `train --out`)")
+    p.add_argument("--out", help="the notebook to write (default: RUN.ipynb beside the folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace a notebook already there")
+    p.set_defaults(command="notebook")
+
+
 def add_lesson(sub) -> None:
     p = sub.add_parser("lesson", help="run a guided lesson and check its claim on the run (exit 0 when it showed)")
     p.add_argument("name", nargs="?", help="the lesson (see --list)")
