@@ -8,8 +8,10 @@ folder of this server's scratch space, zipped and then removed.
 """
 from __future__ import annotations
 
+import io
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +21,8 @@ from resnet_core.records import RecordError
 from resnet_core.records.exported_models import MODELS_DIR, models_zip
 from resnet_core.records.notebook import notebook_zip
 
+from dashboard.slides.clip import write_clip
+from dashboard.slides.figures import save_all
 from dashboard.panels.live import View
 from dashboard.runtime import scratch
 from dashboard.text import literal
@@ -31,6 +35,53 @@ def render(view: View, request: Callable[..., None] | None) -> None:
     st.subheader("Take it out of the app")
     _notebook(view)
     _models(view, request)
+    _slides(view)
+
+
+def _slides(view: View) -> None:
+    """Figures (every chart as PNG and SVG) and a clip, made on a click: a render takes seconds."""
+    record = view.record
+    if record is None or not record.models():
+        return
+    tag = (view.source, view.step)
+    figures, clip = st.columns(2)
+    if figures.button("Make the figures", key="make_figures", icon=":material/image:",
+                      help="every chart as PNG (1920x1080) and SVG, text readable on a projector"):
+        with st.spinner("Drawing the figures…"):
+            st.session_state["figures_zip"] = (tag, _made(lambda folder: save_all(record, folder)))
+    kind = clip.selectbox("Clip format", ("gif", "mp4"), key="clip_format", label_visibility="collapsed")
+    if clip.button("Make a clip", key="make_clip", icon=":material/movie:",
+                   help="the error curves and the gradient heatmap growing step by step, 12 s"):
+        with st.spinner("Drawing the clip, frame by frame…"):
+            st.session_state["clip"] = (tag, kind, _made(
+                lambda folder: [write_clip(record, folder / f"clip.{kind}")]))
+    kept = st.session_state.get("figures_zip")
+    if kept and kept[0] == tag and kept[1] is not None:
+        figures.download_button("figures.zip", kept[1], file_name="figures.zip", mime="application/zip",
+                                key="dl_figures", on_click="ignore", icon=":material/download:")
+    kept = st.session_state.get("clip")
+    if kept and kept[0] == tag and kept[2] is not None:
+        clip.download_button(f"clip.{kept[1]}", kept[2], file_name=f"residual-lab.{kept[1]}",
+                             mime="image/gif" if kept[1] == "gif" else "video/mp4", key="dl_clip",
+                             on_click="ignore", icon=":material/download:")
+
+
+def _made(make: Callable[[Path], list[Path]]) -> bytes | None:
+    """What ``make(folder)`` writes in a scratch folder: the one file's bytes, or several zipped.
+    None (and the error shown) where it could not be made."""
+    with tempfile.TemporaryDirectory(dir=scratch.root()) as tmp:
+        try:
+            written = make(Path(tmp))
+        except Exception as exc:  # noqa: BLE001 - a missing browser or a record too short: one line
+            st.error(f"Not made: {literal(exc)}")
+            return None
+        if len(written) == 1:
+            return written[0].read_bytes()
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+            for path in written:
+                z.write(path, path.name)
+        return buffer.getvalue()
 
 
 def _notebook(view: View) -> None:

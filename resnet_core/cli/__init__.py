@@ -17,7 +17,7 @@ from resnet_core.remote.trainer import WorkerError
 
 COMMANDS = {"presets": "resnet_core.cli.presets", "train": "resnet_core.cli.train",
             "sweep": "resnet_core.cli.sweep", "lesson": "resnet_core.cli.lesson",
-            "notebook": "resnet_core.cli.notebook"}
+            "notebook": "resnet_core.cli.notebook", "clip": "resnet_core.cli.clip", "figures": "resnet_core.cli.clip"}
 
 
 def build_parser() -> OneLineParser:

@@ -106,6 +106,15 @@ def add_exports(sub) -> None:
     p.add_argument("--out", help="the notebook to write (default: RUN.ipynb beside the folder)")
     p.add_argument("--overwrite", action="store_true", help="replace a notebook already there")
     p.set_defaults(command="notebook")
+    p = sub.add_parser("clip", help="a GIF or MP4 of a run: error curves and gradient heatmap growing step by step")
+    p.add_argument("run", help="the run folder (written by `train --out`)")
+    p.add_argument("--out", required=True, help="the clip to write: NAME.gif or NAME.mp4")
+    p.add_argument("--overwrite", action="store_true", help="replace a clip already there")
+    p.set_defaults(command="clip")
+    p = sub.add_parser("figures", help="every chart of a run as PNG (1920x1080) and SVG, for slides")
+    p.add_argument("run", help="the run folder (written by `train --out`)")
+    p.add_argument("--out", required=True, help="the folder to write STEM.png and STEM.svg into")
+    p.set_defaults(command="figures")
 
 
 def add_lesson(sub) -> None:
