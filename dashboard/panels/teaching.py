@@ -19,7 +19,7 @@ PRESENTER_CSS = """
 [data-testid="stMetricValue"] * { font-size: 3.4rem !important; }
 [data-testid="stMetricLabel"] * { font-size: 1.4rem !important; }
 [data-testid="stMetricDelta"] * { font-size: 1.1rem !important; }
-[data-testid="stMain"] [data-testid="stTab"] p { font-size: 1.2rem !important; }
+[data-testid="stMain"] [data-testid="stTab"] p { font-size: 1.25rem !important; }
 </style>
 """
 # For every student (WCAG 2.2 AA, tests/test_accessibility.py): captions dark enough to read
