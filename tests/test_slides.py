@@ -100,7 +100,7 @@ def test_each_frame_names_its_step():
 
 @pytest.mark.parametrize("args,message", [
     (["clip", "nowhere", "--out", "x.gif"], "nowhere"),
-    (["clip", "docs", "--out", "x.avi"], "docs"),
+    (["clip", "docs", "--out", "x.avi"], "a clip is written as .gif or .mp4"),
 ])
 def test_a_bad_clip_command_is_one_line(args, message):
     done = cli(*args)

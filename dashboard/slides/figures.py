@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from resnet_core.errors import UserError
 from resnet_core.records import RunRecord
 
 from dashboard.charts import error_figure, loss_figure
@@ -27,12 +28,21 @@ FONT = 12  # layout units: 24 px on the slide; a log axis labels its minor ticks
 _ONE_AT_A_TIME = threading.Lock()  # kaleido's sync server is one per process: the page's sessions take turns
 
 
+def check_browser() -> None:
+    """Kaleido drives the browser at ``BROWSER_PATH`` (read by its browser library, choreographer):
+    Debian's Chromium unless the user names another. Checked before anything is written."""
+    os.environ.setdefault("BROWSER_PATH", CHROMIUM)
+    if not Path(os.environ["BROWSER_PATH"]).exists():
+        raise UserError(f"figures and clips are drawn by Chromium, and there is none at {os.environ['BROWSER_PATH']}: "
+                        "install it (Debian: apt-get install chromium) or set BROWSER_PATH to a Chrome or Chromium")
+
+
 @contextlib.contextmanager
 def renderer() -> Iterator[None]:
     """Kaleido's browser, started once for many figures (a start costs seconds), Debian's Chromium."""
     import kaleido
 
-    os.environ.setdefault("BROWSER_PATH", CHROMIUM)
+    check_browser()
     with _ONE_AT_A_TIME:
         kaleido.start_sync_server(silence_warnings=True)
         try:
@@ -85,6 +95,7 @@ def save_all(record: RunRecord, out: str | os.PathLike) -> list[Path]:
     """``out/STEM.png`` and ``out/STEM.svg`` for every chart of the run."""
     import kaleido
 
+    check_browser()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -11,7 +11,12 @@ from pathlib import Path
 from resnet_core.records import RecordError, RunRecord
 
 
+CLIP_FORMATS = (".gif", ".mp4")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.command == "clip" and Path(args.out).suffix.lower() not in CLIP_FORMATS:
+        raise RecordError(f"--out {args.out}: a clip is written as {' or '.join(CLIP_FORMATS)}")
     record = RunRecord.read(args.run)
     if args.command == "figures":
         figures = importlib.import_module("dashboard.slides.figures")
