@@ -144,3 +144,20 @@ def test_a_file_that_is_not_a_saved_net_is_a_record_error(tmp_path, junk):
     (tmp_path / "x.safetensors").write_bytes(junk)
     with pytest.raises(RecordError, match="x.safetensors is not a net saved by Residual Lab"):
         write_model_py(tmp_path)
+
+
+def test_a_parameter_the_standalone_model_does_not_know_fails_the_export_by_name(tmp_path, spirals):
+    """What a new init option adds (a learnable scalar at the end of each branch, say) is not silently
+    dropped: the export names it until nets/export.py and nets/standalone.py describe it."""
+    import torch
+
+    from resnet_core.nets.export import ExportError, save_model
+    from resnet_core.nets.models import build_model
+
+    settings = Settings(models=("resnet-6",), width=8)
+    net = build_model("resnet-6", settings, spirals.input_shape, spirals.n_classes)
+    save_model(net, tmp_path, spirals.input_shape)  # as built today: it exports
+    net.blocks[0].branch_scale = torch.nn.Parameter(torch.zeros(()))
+    with pytest.raises(ExportError, match="blocks.0.branch_scale"):
+        save_model(net, tmp_path / "again", spirals.input_shape)
+    assert not (tmp_path / "again").exists()
