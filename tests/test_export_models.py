@@ -121,14 +121,15 @@ def test_the_cli_saves_the_models_of_a_run_trained_in_worker_processes(tmp_path)
     assert is_run_folder(out)
 
 
-def test_model_py_is_plain_pytorch(tmp_path):
-    """What model.py imports: torch and the standard library (safetensors inside ``load``)."""
+def test_model_py_is_plain_pytorch():
+    """What model.py imports: torch and the standard library (safetensors inside ``load``, numpy, torch's
+    own dependency, inside ``main`` to read data.npz)."""
     source = (REPO / "resnet_core" / "nets" / "standalone.py").read_text()
     imported = {alias.name.partition(".")[0] for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.partition(".")[0] for node in ast.walk(ast.parse(source))
                  if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported == {"__future__", "pathlib", "torch", "safetensors"}
+    assert imported == {"__future__", "pathlib", "torch", "safetensors", "numpy"}
 
 
 def test_models_zip_is_none_without_saved_models(tmp_path):

@@ -173,5 +173,22 @@ def error(net: Net, x: torch.Tensor, y: torch.Tensor, batch_stats: bool = False)
 
 EVAL_BATCH = 2048  # the run evaluated in chunks of this many points (batch statistics are per chunk)
 
+
+def main() -> None:
+    """``python model.py``: every saved net's training and test error on data.npz, as the run measured them."""
+    import numpy as np
+
+    data = np.load(HERE / "data.npz")
+    x_train, y_train = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])
+    x_test, y_test = torch.from_numpy(data["x_test"]), torch.from_numpy(data["y_test"])
+    for name in ARCHITECTURES:
+        net = load(name)
+        print(f"{name}: training error {error(net, x_train, y_train, batch_stats=True):.2%}, "
+              f"test error {error(net, x_test, y_test):.2%}")
+
 # Every saved net, layer by layer (written by Residual Lab's export from the nets it trained).
 ARCHITECTURES: dict[str, dict] = {}
+
+
+if __name__ == "__main__":
+    main()
