@@ -6,8 +6,6 @@ to redraw it (inside a refreshing fragment while training).
 """
 from __future__ import annotations
 
-import html
-
 import streamlit as st
 
 from resnet_core.lessons import LESSONS, Verdict
@@ -19,15 +17,9 @@ HEADINGS = {"shown": "✓ Shown on this run", "not yet": ":material/hourglass_to
             "not shown": "✗ Not shown on this run"}
 # Green when the claim showed, amber when it did not (a finding about the run, not an app error);
 # while waiting, plain text in a frame, so that the question above stays the one highlighted box.
+# The two boxes are live regions (Streamlit gives a success box role="status", a warning role="alert"),
+# so a screen reader announces the verdict when it comes, and not each step of "not yet" before it.
 BOXES = {"shown": st.success, "not shown": st.warning}
-SPOKEN = {"shown": "Shown on this run", "not yet": "Not yet", "not shown": "Not shown on this run"}
-
-
-def announce(text: str) -> None:
-    """The verdict for a screen reader: a polite live region (not drawn; the box below shows it), read
-    out when its words change."""
-    st.markdown(f'<div class="sr-only lesson-verdict" role="status" aria-live="polite">{html.escape(text)}</div>',
-                unsafe_allow_html=True)
 
 
 def render_lesson_panel(lesson_name: str, record) -> None:
@@ -45,7 +37,6 @@ def render_lesson_panel(lesson_name: str, record) -> None:
 
 def render_verdict(verdict: Verdict) -> None:
     text = f"**{HEADINGS.get(verdict.state, verdict.state)}.** {verdict.summary}"
-    announce(f"{SPOKEN.get(verdict.state, verdict.state)}: {verdict.summary}")
     box = BOXES.get(verdict.state)
     if box is None:
         st.container(border=True).markdown(text)

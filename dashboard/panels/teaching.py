@@ -26,8 +26,7 @@ PRESENTER_CSS = """
 # (Streamlit's, a dark grey at 60 % opacity, are 2.9:1 on white; 4.5:1 is the floor); a wide formula
 # wraps instead of scrolling in a box a keyboard cannot reach; what a rerun has not redrawn yet is not
 # faded (a live page reruns every second, and the fade made text flicker below 4.5:1); whatever has
-# the keyboard's focus is outlined; ``.sr-only`` text (each chart in words, the lesson's verdict) is
-# read by a screen reader and not drawn; and where the viewer asked for less motion, nothing animates.
+# the keyboard's focus is outlined; and where the viewer asked for less motion, nothing animates.
 BASE_CSS = """
 <style>
 [data-testid="stMetricValue"] { font-variant-numeric: tabular-nums; }
@@ -39,8 +38,6 @@ h1 { font-size: 2.1rem !important; padding-bottom: 0 !important; }
 [data-stale="true"] { opacity: 1 !important; transition: none !important; }
 .katex-display .katex { white-space: normal; }
 :focus-visible { outline: 3px solid #0072B2 !important; outline-offset: 2px !important; }
-.sr-only { position: absolute !important; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;
-           clip: rect(0 0 0 0); clip-path: inset(50%); white-space: nowrap; border: 0; }
 @media (prefers-reduced-motion: reduce) {
   *, *::before, *::after { animation-duration: 0.001ms !important; animation-iteration-count: 1 !important;
                            transition-duration: 0.001ms !important; scroll-behavior: auto !important; }
