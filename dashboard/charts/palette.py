@@ -3,8 +3,8 @@ colour-vision deficiencies (tests/test_palette.py simulates deuteranopia, protan
 tritanopia with colorspacious and checks every pair of series on a chart), and a marker per
 model, so that colour is never the only cue.
 
-Plain nets are drawn warm (vermillion, orange, reddish purple) and residual nets cool (blue, sky
-blue, bluish green); a family with more models than its three colours takes the spare ones (black,
+Plain nets are drawn warm (orange, then vermillion: the degradation lesson's deep plain net is the red
+one, then reddish purple) and residual nets cool (blue, sky blue, bluish green); a family with more models than its three colours takes the spare ones (black,
 then yellow, which is pale on a light background and so comes last), then the other family's that
 no model on the chart uses, so up to eight models on one chart all differ. Within a family the
 shallower net comes first: the same model has the same colour in every panel.
@@ -15,7 +15,7 @@ from resnet_core.settings import SettingsError, parse_model_name
 
 OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky blue": "#56B4E9", "bluish green": "#009E73",
              "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "reddish purple": "#CC79A7"}
-PLAIN_COLORS = (OKABE_ITO["vermillion"], OKABE_ITO["orange"], OKABE_ITO["reddish purple"])
+PLAIN_COLORS = (OKABE_ITO["orange"], OKABE_ITO["vermillion"], OKABE_ITO["reddish purple"])
 RESNET_COLORS = (OKABE_ITO["blue"], OKABE_ITO["sky blue"], OKABE_ITO["bluish green"])
 OTHER_COLORS = (OKABE_ITO["black"], OKABE_ITO["yellow"])
 # A model's marker, in the same order: a different shape for each model of a chart.
