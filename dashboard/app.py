@@ -14,6 +14,7 @@ import dashboard.prestart  # noqa: F401  first: the first worker process warms u
 import dashboard.boot  # noqa: F401  heavy imports, then gc.freeze(), once per process
 
 import time
+from pathlib import Path
 
 import streamlit as st
 
@@ -29,6 +30,7 @@ from dashboard.panels.shared import class_runs, client_address, page_id, refresh
 from resnet_core.lessons import LESSONS
 from resnet_core.settings import Settings
 
+ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
 STARTING_EVERY_S = 0.25  # while the models are built: the first step shows as soon as it is taken
 CLICK_SETTLE_S = 0.8     # a Train or Step click's own run waits this long at most for the first step
 MAX_NOTES = 12  # lines of the warning about a link's values; the rest are counted
@@ -46,7 +48,8 @@ def training_job(_settings: Settings | None) -> jobs.TrainingJob:
 
 
 def main() -> None:
-    st.set_page_config(page_title="Residual Lab", page_icon=":material/stacked_line_chart:", layout="wide",
+    # The icon is a file of ours: a Material icon here is fetched from a font server (a classroom may be offline).
+    st.set_page_config(page_title="Residual Lab", page_icon=str(ICON), layout="wide",
                        initial_sidebar_state="expanded")
     scheduler()  # first thing on the server's first page view: its first worker warms up meanwhile
     notes = controls.start_session(st.query_params)

@@ -24,3 +24,11 @@ if [ "${1:-}" = "--dev" ] && [ ! -x /usr/sbin/haproxy ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq haproxy >/dev/null
 fi
+if [ "${1:-}" = "--dev" ] && [ ! -f tests/a11y/node_modules/axe-core/axe.min.js ]; then
+  # axe-core, which the accessibility tests inject into the page, pinned in tests/a11y/package-lock.json.
+  if ! command -v npm >/dev/null; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq npm >/dev/null
+  fi
+  (cd tests/a11y && npm ci --no-audit --no-fund --silent)
+fi

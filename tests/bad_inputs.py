@@ -49,6 +49,26 @@ def cli(*args: str, env: dict[str, str] | None = None, command: tuple[str, ...] 
     return run
 
 
+def export_command(*args: str, run: dict[str, str] | None = None,
+                   env: dict[str, str] | None = None) -> Callable[[], str]:
+    """``notebook``, ``clip`` or ``figures`` run in a fresh folder (holding the run folder ``run``
+    where given): exit 2, one line, and nothing written."""
+    def call() -> str:
+        with tempfile.TemporaryDirectory() as tmp, _environment(env or {}), contextlib.chdir(tmp):
+            if run is not None:
+                Path("run").mkdir()
+                for name, text in run.items():
+                    Path("run", name).write_text(text)
+            before = sorted(str(p) for p in Path(tmp).rglob("*"))
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                code = main(list(args))
+            assert code == 2, f"exit {code}"
+            assert sorted(str(p) for p in Path(tmp).rglob("*")) == before, "wrote something"
+            return err.getvalue().strip().replace(tmp, "<tmp>")
+    return call
+
+
 def sidebar(query: str) -> Callable[[], str]:
     """A link whose values are each allowed but whose run is too big: the sidebar's error (the check
     it calls on every change, before any worker is asked)."""
@@ -407,6 +427,13 @@ CASES: list[Case] = [
     ("replay", "a `layers.csv` over the replay size limit (`RESIDUAL_LAB_REPLAY_MB=1`)",
      broken_run({**GOOD, "layers.csv": LAYERS + "0,plain-4,1,x,1,1,\n" * 80_000}, env={"RESIDUAL_LAB_REPLAY_MB": "1"})),
     ("replay", "a run folder that is a link to a folder outside the runs directory", broken_run(GOOD, link=True)),
+    ("CLI", "`notebook nowhere` (not a run folder)", export_command("notebook", "nowhere")),
+    ("CLI", "`notebook run --out notes.txt`", export_command("notebook", "run", "--out", "notes.txt")),
+    ("CLI", "`clip nowhere --out run.gif` (not a run folder)", export_command("clip", "nowhere", "--out", "run.gif")),
+    ("CLI", "`clip run --out run.avi`", export_command("clip", "run", "--out", "run.avi")),
+    ("CLI", "`figures run --out figs` without Chromium (`BROWSER_PATH=/nowhere/chromium`)",
+     export_command("figures", "run", "--out", "figs", run={"config.json": CONFIG, **GOOD},
+                    env={"BROWSER_PATH": "/nowhere/chromium"})),
     ("CIFAR-10", "a truncated `data_batch_1.bin`", cifar(3, extra_bytes=100)),
     ("CIFAR-10", "a label byte above 9", cifar(3, label=12)),
 ]

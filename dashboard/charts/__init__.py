@@ -14,34 +14,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from resnet_core.settings import SettingsError, parse_model_name
+from dashboard.charts.palette import (OTHER_COLORS, PLAIN_COLORS, RESNET_COLORS, model_colors,  # noqa: F401
+                                      model_symbols)
 
-# Plain nets warm, residual nets cool; within a family the deeper net is the darker one, so the
-# same model has the same colour in every panel and a glance tells plain from residual.
-PLAIN_COLORS = ("#F4A259", "#E4572E", "#A4243B", "#6B2737", "#D1495B", "#8F2D56")
-RESNET_COLORS = ("#4EA8DE", "#1D4E89", "#2A9D8F", "#0B3C5D", "#5E60CE", "#264653")
-OTHER_COLORS = ("#6C757D", "#343A40", "#ADB5BD")
 FONT = dict(family="Source Sans Pro, sans-serif")
-
-
-def model_colors(models: list[str]) -> dict[str, str]:
-    """A stable colour per model: family picks the palette, depth order picks the shade."""
-    def key(name: str) -> tuple[str, int, str]:
-        try:
-            spec = parse_model_name(name)
-            return spec.family, spec.depth, name
-        except SettingsError:
-            return "other", 0, name
-
-    colors: dict[str, str] = {}
-    by_family: dict[str, list[str]] = {}
-    for name in sorted(models, key=key):
-        by_family.setdefault(key(name)[0], []).append(name)
-    for family, names in by_family.items():
-        palette = {"plain": PLAIN_COLORS, "resnet": RESNET_COLORS}.get(family, OTHER_COLORS)
-        for i, name in enumerate(names):
-            colors[name] = palette[i % len(palette)]
-    return colors
+MARKERS = 30  # markers drawn per line at most: enough to tell the lines apart, few enough to see the line
 
 
 def figure(data: list[dict], layout: dict) -> go.Figure:
@@ -150,15 +127,17 @@ def columns_by_model(metrics: pd.DataFrame, models: list[str]) -> dict[str, dict
 
 
 def error_figure(metrics: pd.DataFrame, models: list[str], height: int = 420) -> go.Figure:
-    """Training (solid) and test (dashed) error against step, every model on one chart: Fig. 1."""
-    colors = model_colors(models)
+    """Training (solid) and test (dashed) error against step, every model on one chart: Fig. 1.
+    Each model has its colour and its marker (palette.py): colour is never the only cue."""
+    colors, symbols = model_colors(models), model_symbols(models)
     traces = []
     for model, rows in columns_by_model(metrics, models).items():
         steps = i32(rows["step"])
         for column, dash, width, label in (("train_error", "solid", 2.6, "train"), ("test_error", "dash", 1.6, "test")):
             traces.append(dict(
-                type="scatter", x=steps, y=f32(rows[column] * 100), mode="lines", name=model, legendgroup=model,
+                type="scatter", x=steps, y=f32(rows[column] * 100), mode="lines+markers", name=model, legendgroup=model,
                 showlegend=label == "train", line=dict(color=colors[model], width=width, dash=dash),
+                marker=dict(symbol=symbols[model], size=7 if label == "train" else 5, maxdisplayed=MARKERS),
                 hovertemplate=f"{model} {label}: %{{y:.1f}} %<extra></extra>"))
         traces.extend(_divergence_markers(rows, model, colors[model], y=100.0))
     return figure(traces, base_layout(
@@ -168,12 +147,12 @@ def error_figure(metrics: pd.DataFrame, models: list[str], height: int = 420) ->
 
 def loss_figure(metrics: pd.DataFrame, models: list[str], height: int = 420) -> go.Figure:
     """Training loss (cross-entropy on the evaluation points) against step, log scale."""
-    colors = model_colors(models)
+    colors, symbols = model_colors(models), model_symbols(models)
     traces = []
     for model, rows in columns_by_model(metrics, models).items():
         traces.append(dict(
-            type="scatter", x=i32(rows["step"]), y=f32(rows["train_loss"]), mode="lines", name=model,
-            line=dict(color=colors[model], width=2.4), hovertemplate=f"{model}: %{{y:.3g}}<extra></extra>"))
+            type="scatter", x=i32(rows["step"]), y=f32(rows["train_loss"]), mode="lines+markers", name=model,
+            line=dict(color=colors[model], width=2.4), marker=dict(symbol=symbols[model], size=7, maxdisplayed=MARKERS), hovertemplate=f"{model}: %{{y:.3g}}<extra></extra>"))
         finite = rows["train_loss"][np.isfinite(rows["train_loss"])]
         traces.extend(_divergence_markers(rows, model, colors[model], y=float(finite.max()) if len(finite) else 1.0))
     return figure(traces, base_layout(height, hovermode="x unified", xaxis=dict(title=dict(text="step")),

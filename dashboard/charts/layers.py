@@ -13,7 +13,8 @@ import warnings
 import numpy as np
 import plotly.graph_objects as go
 
-from dashboard.charts import base_layout, f32, figure, i32, model_colors, panel_title, side_by_side
+from dashboard.charts import (MARKERS, base_layout, f32, figure, i32, model_colors, model_symbols, panel_title,
+                              side_by_side)
 
 HEATMAP_CELLS = 8000   # all models together, per refresh: ~43 KB as base64 float32
 TINY = 1e-30           # norms at or below this are drawn as "vanished", not as -inf
@@ -98,7 +99,7 @@ def profile_figure(profiles: dict[str, tuple[int, np.ndarray]], y_title: str, lo
                    sort: bool = False, height: int = 360) -> go.Figure:
     """The latest value of every layer, all models overlaid: x = layer (input to output), or the
     layers sorted by magnitude (``sort``, the lower plot of the paper's Fig. 7)."""
-    colors = model_colors(list(profiles))
+    colors, symbols = model_colors(list(profiles)), model_symbols(list(profiles))
     data = []
     for model, (step, values) in profiles.items():
         y = np.asarray(values, dtype=np.float64)
@@ -107,8 +108,8 @@ def profile_figure(profiles: dict[str, tuple[int, np.ndarray]], y_title: str, lo
         if log_y:
             y = np.where(y > TINY, y, np.nan)
         data.append(dict(
-            type="scatter", x=i32(np.arange(len(y))), y=f32(y), mode="lines", name=f"{model} (step {step})",
-            line=dict(color=colors[model], width=2.2), hovertemplate=f"{model}<br>layer %{{x}}: %{{y:.3g}}<extra></extra>"))
+            type="scatter", x=i32(np.arange(len(y))), y=f32(y), mode="lines+markers", name=f"{model} (step {step})",
+            line=dict(color=colors[model], width=2.2), marker=dict(symbol=symbols[model], size=6, maxdisplayed=MARKERS), hovertemplate=f"{model}<br>layer %{{x}}: %{{y:.3g}}<extra></extra>"))
     return figure(data, base_layout(
         height, yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear", exponentformat="power"),
         xaxis=dict(title=dict(text="layers sorted by magnitude" if sort else "layer (input → output)"))))
@@ -124,13 +125,13 @@ def branch_ratio_figure(latest: dict[str, tuple[int, np.ndarray]], initial: dict
                         height: int = 340) -> go.Figure:
     """||F(x)|| / ||x|| for each residual block: the latest (solid) and at step 0 (dotted).
     Small values mean each block is close to the identity, as He et al. (2015, Sec. 4.2) found."""
-    colors = model_colors(list(latest))
+    colors, symbols = model_colors(list(latest)), model_symbols(list(latest))
     data = []
     for model, (step, ratios) in latest.items():
         data.append(dict(
             type="scatter", x=i32(np.arange(1, len(ratios) + 1)), y=f32(ratios),
-            mode="lines+markers" if len(ratios) <= 40 else "lines", name=f"{model} (step {step})",
-            line=dict(color=colors[model], width=2.4), marker=dict(size=5),
+            mode="lines+markers", name=f"{model} (step {step})",
+            line=dict(color=colors[model], width=2.4), marker=dict(size=6, symbol=symbols[model], maxdisplayed=MARKERS),
             hovertemplate=f"{model}<br>block %{{x}}: %{{y:.3f}}<extra></extra>"))
         if initial and model in initial:
             s0, r0 = initial[model]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.charts import f32, i32, model_colors, styled
+from dashboard.charts import f32, i32, model_colors, model_symbols, styled
 from resnet_core.analysis.paths import path_counts, summary_from_rows
 
 BINOMIAL_COLOR = "#ADB5BD"
@@ -134,7 +134,7 @@ def lesion_figure(lesion: pd.DataFrame, shape_changes: dict[str, list[int]] | No
     residual one can still be deleted (its projection or padding stays), a plain one cannot."""
     lesion = lesion.drop_duplicates(["model", "block"], keep="last")  # a re-run study replaces the old rows
     models = list(dict.fromkeys(lesion["model"]))
-    colors = model_colors(models)
+    colors, symbols = model_colors(models), model_symbols(models)
     shape_changes = shape_changes or {}
     traces = []
     for model in models:
@@ -144,7 +144,7 @@ def lesion_figure(lesion: pd.DataFrame, shape_changes: dict[str, list[int]] | No
         blocks = rows[rows["block"] >= 0]
         x, y = blocks["block"].to_numpy(int) + 1, blocks["train_error"].to_numpy(float)
         traces.append(go.Scatter(x=i32(x), y=f32(y * 100), mode="lines+markers", name=model, legendgroup=model,
-                                 line=dict(color=color, width=2.2), marker=dict(size=6),
+                                 line=dict(color=color, width=2.2), marker=dict(size=7, symbol=symbols[model]),
                                  hovertemplate=f"{model} without block %{{x}}: %{{y:.1f}} %<extra></extra>"))
         if len(intact) and len(x):
             traces.append(go.Scatter(

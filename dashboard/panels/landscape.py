@@ -15,6 +15,7 @@ from dashboard.panels.study import Study, open_study
 from dashboard.panels.shared import page_id, scheduler
 from dashboard.runtime.background import AnalysisRun, start_analysis
 from dashboard.text import literal
+from dashboard.panels.accessible import chart as draw_chart
 from resnet_core.analysis.landscape import COARSE, FINE, LINE_POINTS, twin_depth, twin_settings
 from resnet_core.sizing.budget import check_settings
 from resnet_core.settings import Settings, SettingsError, check_depth
@@ -125,10 +126,10 @@ def _results(state: Study, was_running: bool, kind: str) -> None:
                     continue
                 view = views[name]
                 chart, numbers = st.columns([3, 1])
-                chart.plotly_chart(landscape_surface_figure(view, zrange, kind), key=f"landscape_{family}")
+                draw_chart(landscape_surface_figure(view, zrange, kind), key=f"landscape_{family}", where=chart)
                 with numbers:
                     _roughness(view, views.get(f"{'resnet' if family == 'plain' else 'plain'}-{request['depth']}"))
-        st.plotly_chart(landscape_line_figure(views), key="landscape_line")
+        draw_chart(landscape_line_figure(views), key="landscape_line")
         st.caption("Above: the loss along direction 1 alone (a = 0 is the trained net), log scale.")
     if was_running and run.done:
         st.rerun()  # once more, so the refresh timer switches off

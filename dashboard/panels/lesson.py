@@ -17,6 +17,8 @@ HEADINGS = {"shown": "✓ Shown on this run", "not yet": ":material/hourglass_to
             "not shown": "✗ Not shown on this run"}
 # Green when the claim showed, amber when it did not (a finding about the run, not an app error);
 # while waiting, plain text in a frame, so that the question above stays the one highlighted box.
+# The two boxes are live regions (Streamlit gives a success box role="status", a warning role="alert"),
+# so a screen reader announces the verdict when it comes, and not each step of "not yet" before it.
 BOXES = {"shown": st.success, "not shown": st.warning}
 
 

@@ -28,6 +28,8 @@ from dashboard.text import code, literal
 import dashboard.charts as charts
 import dashboard.charts.layers as charts_layers
 import dashboard.charts.regions as charts_regions
+from dashboard.charts.alt_text import error_alt
+from dashboard.panels.accessible import chart
 from dashboard.runtime.class_runs import CACHED_NOTICE
 from dashboard.panels.shared import refresh_pacer
 from dashboard.runtime.job_status import refused
@@ -250,7 +252,8 @@ def training_curves(source: Callable[[], View], show: str = "error") -> None:
         fig = metrics_figure("loss", view, lambda metrics: charts.loss_figure(metrics, models))
     else:
         fig = metrics_figure("error", view, lambda metrics: charts.error_figure(metrics, models))
-    st.plotly_chart(fig, key="curves", config={"displaylogo": False})
+    alt = None if show == "loss" else error_alt(metrics_of(view), models)
+    chart(fig, key="curves", alt=alt, config={"displaylogo": False})
 
 
 def gradients(source: Callable[[], View]) -> None:
@@ -263,9 +266,9 @@ def gradients(source: Callable[[], View]) -> None:
         return charts_layers.gradient_heatmaps(
             {m: record.layer_matrix(m, "grad_norm", max_steps=HEATMAP_STEPS) for m in view.models})
 
-    st.plotly_chart(cached_figure("grad_heat", view, heatmaps), key="grad_heat", config={"displaylogo": False})
+    chart(cached_figure("grad_heat", view, heatmaps), key="grad_heat", config={"displaylogo": False})
     profiles = latest(record, view.models, "grad_norm")
-    st.plotly_chart(cached_figure("grad_profile", view, lambda: charts_layers.profile_figure(
+    chart(cached_figure("grad_profile", view, lambda: charts_layers.profile_figure(
         profiles, "‖∂L/∂W‖ (latest probe)")), key="grad_profile", config={"displaylogo": False})
 
 
@@ -275,7 +278,7 @@ def signals(source: Callable[[], View], sort: bool = False) -> None:
         return
     record = view.record
     stds = latest(record, view.models, "act_std")
-    st.plotly_chart(cached_figure(f"std{sort}", view, lambda: charts_layers.profile_figure(
+    chart(cached_figure(f"std{sort}", view, lambda: charts_layers.profile_figure(
         stds, "std of the layer's response", sort=sort)), key="std", config={"displaylogo": False})
     residual = [m for m in view.models if m.startswith("resnet")]
     if not residual:
@@ -283,7 +286,7 @@ def signals(source: Callable[[], View], sort: bool = False) -> None:
         return
     latest_r = {m: (s, charts_layers.block_values(v)) for m, (s, v) in latest(record, residual, "branch_ratio").items()}
     first_r = {m: (s, charts_layers.block_values(v)) for m, (s, v) in first(record, residual, "branch_ratio").items()}
-    st.plotly_chart(cached_figure("ratio", view, lambda: charts_layers.branch_ratio_figure(latest_r, first_r)),
+    chart(cached_figure("ratio", view, lambda: charts_layers.branch_ratio_figure(latest_r, first_r)),
                     key="ratio", config={"displaylogo": False})
 
 
@@ -302,7 +305,7 @@ def regions(source: Callable[[], View]) -> None:
         st.info("Decision regions need 2D data.")
         return
     x, y, n_classes = points
-    st.plotly_chart(cached_figure("regions", view, lambda: charts_regions.regions_figure(
+    chart(cached_figure("regions", view, lambda: charts_regions.regions_figure(
         maps, x, y, n_classes, view.models)), key="regions", config={"displaylogo": False})
 
 

@@ -16,6 +16,7 @@ import streamlit as st
 import dashboard.charts.paths as charts_paths
 from dashboard.charts import model_colors
 from dashboard.text import literal
+from dashboard.panels.accessible import chart
 from resnet_core.analysis.paths import path_counts, summary_from_rows
 from resnet_core.settings import Settings, SettingsError, parse_model_name
 
@@ -60,7 +61,7 @@ def _formulas_and_drawing(record, model: str, blocks: int) -> None:
             rows = _latest(record.paths_frame(), model)
             share = dict(zip(rows["length"].astype(int), rows["share"])) if rows is not None else {}
         drawing_key = (n, tuple(sorted(share.items())))
-        st.plotly_chart(_cached("drawing", drawing_key, lambda: charts_paths.path_drawing_figure(n, share)),
+        chart(_cached("drawing", drawing_key, lambda: charts_paths.path_drawing_figure(n, share)),
                         key="paths_drawing", config=CHART_CONFIG)
         if n < blocks:
             st.caption(f"All {2 ** n} paths through {n} blocks; {model}'s {blocks} blocks have {_paths_text(2.0 ** blocks)}.")
@@ -89,16 +90,16 @@ def _lengths_section(record, model: str, blocks: int) -> None:
     cards[3].metric("Paths in that range", f"{_percent(in_range)} of all",
                     help="Veit et al. (2016): in ResNet-110 almost all gradient came from paths of 5–17 blocks, 0.45 % of all paths.")
     data_key = (id(record), model, blocks, len(paths), step)  # a new analysis adds rows
-    st.plotly_chart(_cached("lengths", data_key, lambda: charts_paths.length_figure(rows, blocks, color)),
+    chart(_cached("lengths", data_key, lambda: charts_paths.length_figure(rows, blocks, color)),
                     key="paths_lengths", config=CHART_CONFIG)
     fig = _cached("per_path", data_key, lambda: charts_paths.per_path_figure(rows, color))
     over_time = _cached("mean", data_key, lambda: charts_paths.mean_length_figure(paths, blocks, color))
     if fig is None:  # a record without Veit et al.'s sampled per-path norms
-        st.plotly_chart(over_time, key="paths_mean", config=CHART_CONFIG)
+        chart(over_time, key="paths_mean", config=CHART_CONFIG)
     else:
         left, right = st.columns(2, gap="large")
-        left.plotly_chart(fig, key="paths_per_path", config=CHART_CONFIG)
-        right.plotly_chart(over_time, key="paths_mean", config=CHART_CONFIG)
+        chart(fig, key="paths_per_path", config=CHART_CONFIG, where=left)
+        chart(over_time, key="paths_mean", config=CHART_CONFIG, where=right)
     exact = ("every length" if s["cutoff"] >= blocks
              else f"lengths 0–{s['cutoff']}; longer paths change the sum by less than 10⁻⁴")
     st.caption(f"Step {step}. The gradient of the mean loss on a fixed probe batch (the first 256 training points, "
@@ -139,7 +140,7 @@ def _lesion_chart(record, settings: Settings | None, live: bool) -> None:
             except (SettingsError, ValueError):
                 pass
     lesion_key = (id(record), int(pd.util.hash_pandas_object(lesion).sum()))
-    st.plotly_chart(_cached("lesion", lesion_key, lambda: charts_paths.lesion_figure(lesion, shape_changes)),
+    chart(_cached("lesion", lesion_key, lambda: charts_paths.lesion_figure(lesion, shape_changes)),
                     key="paths_lesion", config=CHART_CONFIG)
     summary = charts_paths.lesion_summary(lesion).rename(columns={
         "intact": "nothing deleted", "median_deleted": "one block deleted (median)",

@@ -14,6 +14,7 @@ import streamlit as st
 from resnet_core.records import RecordError, RunRecord
 
 import dashboard.runtime.replay as replay
+from dashboard.panels import exports
 from dashboard.panels.live import View
 from dashboard.runtime.scratch import run_files_limit_mb
 from dashboard.text import code, literal
@@ -54,7 +55,8 @@ def replay_view() -> View | None:
 MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024  # what one click may make the server hold
 
 
-def render(view: View, state: UrlState) -> None:
+def render(view: View, state: UrlState, request=None) -> None:
+    """``request``: the session's ``job.request`` while a live run has trained nets (exports.py)."""
     left, right = st.columns(2, gap="large")
     with left:
         st.subheader("Download this run")
@@ -89,6 +91,7 @@ def render(view: View, state: UrlState) -> None:
                                                                 icon=":material/sensors:"):
                 st.session_state.pop("replay", None)
                 st.rerun()
+    exports.render(view, request)
 
 
 def _download(record: RunRecord | None, file_name: str, reader: str, what: str):

@@ -17,6 +17,7 @@ from resnet_core.settings import Settings, SettingsError
 from resnet_core.analysis.shattered import (DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, POINTS, check_depths, check_memory,
                                             scalar_settings)
 from dashboard.text import literal
+from dashboard.panels.accessible import chart
 
 REFRESH_S = 1.0
 WIDTHS = (64, 128, 200)
@@ -91,10 +92,10 @@ def _results(state: Study, was_running: bool) -> None:
         result = results[-1]
         left, right = st.columns([1, 1], gap="large")
         with left:
-            st.plotly_chart(correlation_figure(result), key="shattered_correlation")
+            chart(correlation_figure(result), key="shattered_correlation")
             _numbers(result)
         with right:
-            st.plotly_chart(gradient_curves_figure(result), key="shattered_curves")
+            chart(gradient_curves_figure(result), key="shattered_curves")
     if was_running and run.done:
         st.rerun()  # once more, so the refresh timer switches off
 

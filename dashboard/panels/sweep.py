@@ -16,6 +16,7 @@ from dashboard.runtime.background import AnalysisRun, start_analysis
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.sizing.budget import check_settings
 from dashboard.text import literal
+from dashboard.panels.accessible import chart
 from resnet_core.analysis.sweep import DEFAULT_DEPTHS, plan_sweep, result_rows, run_count, sweep_frame, sweep_summary
 
 REFRESH_S = 1.0
@@ -112,7 +113,7 @@ def _results(state: Study, was_running: bool) -> None:
         st.error(f"The sweep stopped: {literal(run.error)}", icon=":material/error:")
     if rows:
         frame = sweep_frame(rows)
-        st.plotly_chart(sweep_figure(frame), key="sweep_chart")
+        chart(sweep_figure(frame), key="sweep_chart")
         diverged = int(frame["train_error"].isna().sum())
         if diverged:
             st.caption(f"{diverged} run(s) diverged and are left out of the lines.")

@@ -132,7 +132,7 @@ TABS: tuple[Tab, ...] = (
     Tab("Depth sweep", lambda page: render_sweep_panel(page.view.settings)),
     Tab("Loss landscape", lambda page: render_landscape_panel(page.view.settings)),
     Tab("Shattered gradients", lambda page: render_shattered_panel(page.view.settings)),
-    Tab("Records", lambda page: records_tab.render(page.view, view_state())),
+    Tab("Records", lambda page: records_tab.render(page.view, view_state(), page.request)),
 )
 
 

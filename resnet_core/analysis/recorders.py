@@ -4,7 +4,8 @@
 Each recorder has a ``name`` (a worker may be asked to run it by that name, ``REMOTE_METHODS``),
 says whether it is ``due`` at the trainer's current step, and records into the trainer's record
 when called. ``standard()`` is what the app and the command line record: decision maps on 2D data,
-the unrolled view of every residual net at the path cadence, and the lesion study on request.
+the unrolled view of every residual net at the path cadence, and on request the lesion study and
+the trained nets as files.
 A run that needs only its error curves (a sweep's, a loss landscape's twins) passes none.
 """
 from __future__ import annotations
@@ -87,7 +88,24 @@ class BlockLesions:
         t.record.set_lesion([row for name, net in t.training_models() for row in lesion_rows(net, x, y, name)])
 
 
+class SavedNets:
+    """On request: each model still training as ``folder/NAME.safetensors`` (``nets/export.py``),
+    and beside them ``data.npz``, the points its training and test errors were measured on."""
+
+    name = "save_models"
+
+    def due(self, t: LockstepTrainer) -> bool:
+        return False
+
+    def __call__(self, t: LockstepTrainer, folder: str) -> None:
+        from resnet_core.nets import export
+
+        for _, net in t.training_models():
+            export.save_model(net, folder, t.data.input_shape)
+        export.save_data(folder, *t.eval_sets["train"], *t.eval_sets["test"])
+
+
 def standard() -> list:
     """The recorders of a run the app shows or the command line writes, in the order they record
     at a step (the run folder's rows come in this order)."""
-    return [DecisionMaps(), UnrolledPaths(), BlockLesions()]
+    return [DecisionMaps(), UnrolledPaths(), BlockLesions(), SavedNets()]

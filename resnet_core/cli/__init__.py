@@ -11,18 +11,19 @@ import importlib
 import sys
 from typing import Sequence
 
-from resnet_core.cli.parser import OneLineParser, UsageError, add_lesson, add_sweep, add_train
+from resnet_core.cli.parser import OneLineParser, UsageError, add_exports, add_lesson, add_sweep, add_train
 from resnet_core.errors import UserError, one_line
 from resnet_core.remote.trainer import WorkerError
 
 COMMANDS = {"presets": "resnet_core.cli.presets", "train": "resnet_core.cli.train",
-            "sweep": "resnet_core.cli.sweep", "lesson": "resnet_core.cli.lesson"}
+            "sweep": "resnet_core.cli.sweep", "lesson": "resnet_core.cli.lesson",
+            "notebook": "resnet_core.cli.notebook", "clip": "resnet_core.cli.clip", "figures": "resnet_core.cli.clip"}
 
 
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="python -m resnet_core", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for add in (add_train, add_sweep, add_lesson):
+    for add in (add_train, add_sweep, add_lesson, add_exports):
         add(sub)
     return parser
 

@@ -81,6 +81,8 @@ def add_train(sub) -> None:
     p.add_argument("--workers", type=int, default=0,
                    help="processes training the models in parallel (default: one per core, at most one per model)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (only ever a run, all of it)")
+    p.add_argument("--save-models", action="store_true",
+                   help="also write the trained nets: models/NAME.safetensors, a standalone models/model.py and models/data.npz")
     p.set_defaults(command="train")
 
 
@@ -96,6 +98,23 @@ def add_sweep(sub) -> None:
     p.add_argument("--out", required=True, help="folder to write sweep.csv into")
     p.add_argument("--overwrite", action="store_true", help="replace a sweep.csv already in --out")
     p.set_defaults(command="sweep")
+
+
+def add_exports(sub) -> None:
+    p = sub.add_parser("notebook", help="write a Jupyter notebook that reads a run folder, draws its charts and retrains it")
+    p.add_argument("run", help="the run folder (written by `train --out`)")
+    p.add_argument("--out", help="the notebook to write (default: RUN.ipynb beside the folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace a notebook already there")
+    p.set_defaults(command="notebook")
+    p = sub.add_parser("clip", help="a GIF or MP4 of a run: error curves and gradient heatmap growing step by step")
+    p.add_argument("run", help="the run folder (written by `train --out`)")
+    p.add_argument("--out", required=True, help="the clip to write: NAME.gif or NAME.mp4")
+    p.add_argument("--overwrite", action="store_true", help="replace a clip already there")
+    p.set_defaults(command="clip")
+    p = sub.add_parser("figures", help="every chart of a run as PNG (1920x1080) and SVG, for slides")
+    p.add_argument("run", help="the run folder (written by `train --out`)")
+    p.add_argument("--out", required=True, help="the folder to write STEM.png and STEM.svg into")
+    p.set_defaults(command="figures")
 
 
 def add_lesson(sub) -> None:

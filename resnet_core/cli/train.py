@@ -12,6 +12,7 @@ from resnet_core.cli.parser import is_terminal, settings_from_args
 from resnet_core.data import load_arrays
 from resnet_core.records import RunRecord
 from resnet_core.cli.workers import check_workers, default_workers
+from resnet_core.records.exported_models import MODELS_DIR, write_model_py
 from resnet_core.remote.trainer import ParallelTrainer, WorkerProcess
 from resnet_core.sizing import budget
 
@@ -21,17 +22,20 @@ def run(args: argparse.Namespace) -> int:
     out = RunFolder(args.out, args.overwrite)
     started = time.perf_counter()
     # lesion.csv: each block deleted in turn from the trained nets
-    record = train_headless(settings, args.workers, analyses=("lesion_study",), out=out)
+    record = train_headless(settings, args.workers, analyses=("lesion_study",), out=out,
+                            save_models=args.save_models)
     print(summary(record, time.perf_counter() - started))
     print(f"wrote {out.target}/")
     return 0
 
 
-def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: RunFolder | None = None) -> RunRecord:
+def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: RunFolder | None = None,
+                   save_models: bool = False) -> RunRecord:
     """Check what the run needs, train it (a progress bar on a terminal), run the analyses that
     read the trained nets, and hand back the record. With ``out``, the tables stream into its
     partial folder as the run goes, and the folder is moved into place when the run is complete;
-    nothing is written before every check has passed.
+    nothing is written before every check has passed. ``save_models`` (with ``out``): the trained
+    nets go to its ``models/`` (records/exported_models.py) before the analyses touch them.
 
     The models train in worker processes, as the dashboard's do (one kind of process, one
     protocol: ``resnet_core/worker.py``), and this process never imports torch: the
@@ -42,7 +46,7 @@ def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: 
     pool = [WorkerProcess() for _ in range(min(count, len(settings.models)))]
     wait_s = 0.0  # a check failed or the run stopped: end the processes at once
     try:
-        record = _train(settings, analyses, out, pool)
+        record = _train(settings, analyses, out, pool, save_models)
         wait_s = 2.0
         return record
     finally:
@@ -50,7 +54,7 @@ def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: 
             worker.close(wait_s)
 
 
-def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: list) -> RunRecord:
+def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: list, save_models: bool = False) -> RunRecord:
     # The workers load the data themselves; here it is only checked, as numpy arrays (a bad file
     # fails here, before any write).
     budget.check_fits(settings, budget.shape_of(load_arrays(settings.dataset, settings.dataset_args)))
@@ -63,6 +67,9 @@ def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: lis
             trainer.run(on_step=progress.update if progress else None)
             if progress:
                 progress.close()
+            if save_models and out is not None:
+                trainer.call("save_models", folder=str((out.partial / MODELS_DIR).resolve()))
+                write_model_py(out.partial / MODELS_DIR)
             # The steps done, the analyses (compute-bound, unlike the steps) share every core.
             threads = max(1, (os.cpu_count() or 1) // len(pool))
             for analysis in analyses:

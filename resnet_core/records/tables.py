@@ -21,7 +21,8 @@ PATH_COLUMNS = ["step", "model", "length", "n_paths", "grad_norm", "share", "res
 PATH_OPTIONAL = ["path_norm"]  # Veit et al.'s sampled per-path magnitude, where it was measured
 LESION_COLUMNS = ["model", "block", "train_error"]
 REGION_COLUMNS = ["step", "model", "x", "y", "predicted", "confidence"]  # the latest map per model, one row per grid point
-RUN_FILES = ("config.json", "metrics.csv", "layers.csv", "paths.csv", "lesion.csv", "regions.csv")
+RUN_FILES = ("config.json", "metrics.csv", "layers.csv", "paths.csv", "lesion.csv", "regions.csv",
+             "models")  # the folder of trained nets that `train --save-models` adds (records/exported_models.py)
 
 
 class RecordError(UserError):

@@ -22,7 +22,7 @@ from resnet_core.records.events import replay_events
 from resnet_core.settings import ModelSpec, Settings
 
 # Trainer methods a parent may ask a worker to run; what they record is forwarded to the parent.
-REMOTE_METHODS = ("decision_regions", "lesion_study", "path_analysis")
+REMOTE_METHODS = ("decision_regions", "lesion_study", "path_analysis", "save_models")
 
 
 class WorkerError(RuntimeError):
