@@ -47,7 +47,7 @@ from typing import Any
 from dashboard.runtime.run_keys import (KEY_PATTERN, auto_device, code_digest, code_versions, dataset_identity,
                                         device_kind, key_inputs, record_key, run_key)
 from resnet_core.data import DataError
-from resnet_core.records import RecordError, RunRecord, run_finished
+from resnet_core.records import STEP_TABLES, RecordError, RunRecord, run_finished
 from resnet_core.settings import Settings, SettingsError
 
 __all__ = ["RunCache", "record_until", "finished", "run_key", "record_key", "key_inputs", "code_versions",
@@ -101,6 +101,9 @@ def record_until(record: RunRecord, step: int) -> RunRecord:
     paths = record.paths_frame()
     if len(paths):
         out.add_paths(_rows(paths[paths["step"] <= step]))
+    for table in STEP_TABLES:  # signal, jacobian, lens: recorded at a step like the path analysis
+        rows = record.table_frame(table)
+        out.add_rows(table, _rows(rows[rows["step"] <= step]))
     for model, (at, grid) in record.regions_at(step).items():
         out.set_regions(model, at, grid)
     return out

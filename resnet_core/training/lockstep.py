@@ -22,6 +22,8 @@ from resnet_core.analysis.paths.lesion import LesionStudy, lesion_rows
 from resnet_core.nets import mlp_stack
 from resnet_core.nets.models import Net, Probe, build_model, parameter_count
 from resnet_core.analysis.paths.compute import analyse_paths, next_start_length, probe_points, rows_for_record
+from resnet_core.analysis.lens.compute import lens_rows
+from resnet_core.analysis.signal.compute import jacobian_rows, signal_points, signal_rows
 from resnet_core.training import optim
 from resnet_core.training.analysts import Analyst, Inline
 from resnet_core.training.probes import calibrate_batch_norm, evaluate, layer_snapshot
@@ -183,7 +185,7 @@ class LockstepTrainer:
         if evaluating and not self.data.is_image and (k % (REGION_EVERY * s.eval_every) == 0 or k == s.steps):
             due.append("decision_regions")
         if s.paths_every > 0 and (k % s.paths_every == 0 or k == s.steps):
-            due.append("path_analysis")
+            due += ["path_analysis", "signal_analysis", "block_lens"]
         return tuple(due)
 
     def analyse(self, due: tuple[str, ...]) -> None:
@@ -252,6 +254,24 @@ class LockstepTrainer:
                                            start_length=self._path_cutoffs.get(name))
             self._path_cutoffs[name] = next_start_length(exact)
             self.record.add_paths(rows_for_record(exact, sampled, self.step, name))
+
+    def signal_analysis(self) -> None:
+        """What the + x does to the signal, for every model still training (resnet_core.analysis.signal):
+        the signal propagation plot and the Jacobian's singular values, on the first training points."""
+        for name, net in self.models.items():
+            if self.status[name] != "ok":
+                continue
+            x = self.x_train[:signal_points(net, self.x_train)]
+            self.record.add_rows("signal.csv", signal_rows(net, x, self.step, name))
+            self.record.add_rows("jacobian.csv", jacobian_rows(net, x, self.step, name))
+
+    def block_lens(self) -> None:
+        """The head read at every block of the last stage, on the evaluation's training points
+        (resnet_core.analysis.lens): its last block is the model's own training error."""
+        x, y = self.eval_sets["train"]
+        for name, net in self.models.items():
+            if self.status[name] == "ok":
+                self.record.add_rows("lens.csv", lens_rows(net, x, y, self.step, name))
 
     def lesion_study(self) -> None:
         """Every model's training error with each block deleted in turn (resnet_core.analysis.paths.lesion)."""

@@ -53,6 +53,9 @@ class ForwardingRecord(RunRecord):
     def add_paths(self, rows) -> None:
         self.events.append(["paths", list(rows)])
 
+    def add_rows(self, table: str, rows) -> None:
+        self.events.append(["rows", table, list(rows)])
+
     def set_lesion(self, rows) -> None:
         self.events.append(["lesion", list(rows)])
 
