@@ -64,7 +64,7 @@ def test_the_jacobian_of_a_stack_at_skipinit_is_the_identity(seed):
     assert [r["index"] for r in rows] == list(range(24)) and all(r["singular_value"] == pytest.approx(1.0) for r in rows)
 
 
-def test_the_jacobian_matches_autograd_and_the_plain_stack_spreads_it_over_decades():
+def test_the_jacobian_matches_autograd_and_the_plain_stack_leaves_fewer_singular_values_near_1():
     s = Settings(models=("plain-56-nobn", "resnet-56-nobn"), width=16, seed=3, block="pre").checked()
     x = points(3, 16)
     plain = build_model("plain-56-nobn", s, (2,), 3)
@@ -72,9 +72,9 @@ def test_the_jacobian_matches_autograd_and_the_plain_stack_spreads_it_over_decad
     h0 = plain.features(x[:1])
     reference = torch.autograd.functional.jacobian(lambda v: _stack(plain, v), h0).reshape(16, 16)
     assert torch.allclose(jac[0], reference, rtol=1e-5, atol=1e-6)
-    spread = {m: isometry_share(pd.DataFrame(jacobian_rows(build_model(m, s, (2,), 3), x, 0, m)), m)
-              for m in s.models}
-    assert spread["plain-56-nobn"] > spread["resnet-56-nobn"] + 1, spread
+    near_one = {m: isometry_share(pd.DataFrame(jacobian_rows(build_model(m, s, (2,), 3), x, 0, m)), m)
+                for m in s.models}
+    assert near_one["resnet-56-nobn"] >= near_one["plain-56-nobn"] + 0.2, near_one
 
 
 def _stack(net, v):
