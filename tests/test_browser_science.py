@@ -8,7 +8,7 @@ import re
 import pytest
 
 from streamlit_server import STEP, step_of as step_counter
-from test_browser import SCREENSHOTS, WAIT_MS, open_tab, shoot, wait_until
+from test_browser import SCREENSHOTS, WAIT_MS, open_tab, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -27,7 +27,10 @@ def test_the_signal_panel_shows_the_runs_own_signal_and_spectrum(streamlit_serve
     assert page.get_by_text(re.compile("Brock, De & Smith 2021")).count() >= 1
     page.get_by_text("Shown on this run").wait_for(timeout=180_000)
     wait_until(page, lambda p: step_counter(p) >= 40)
-    shoot(page, "signal.png", scroll=330)
+    page.get_by_text("The signal, block by block").scroll_into_view_if_needed()
+    page.mouse.wheel(0, 120)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SCREENSHOTS / "signal.png"))
     assert "Traceback" not in streamlit_server.log()
 
 
@@ -41,7 +44,7 @@ def test_the_block_lens_sits_beside_the_lesion_study(streamlit_server, page):
     page.get_by_text(re.compile("Jastrzębski et al. \\(2018\\)")).first.wait_for()
     page.get_by_text("Lesion study: delete one block at test time").wait_for()
     wait_until(page, lambda p: step_counter(p) >= 60)
-    page.get_by_text(re.compile(r"At step 60, read at the middle block")).wait_for(timeout=WAIT_MS)
+    page.get_by_test_id("stTabs").get_by_text(re.compile(r"At step 60, read at the middle block")).wait_for(timeout=WAIT_MS)
     page.get_by_role("button", name="Run lesion study").click()
     page.locator(".st-key-paths_lesion .js-plotly-plot").wait_for(timeout=WAIT_MS)
     page.get_by_text("Block lens: read the answer at every block").scroll_into_view_if_needed()

@@ -44,7 +44,8 @@ def signal_figure(signal: pd.DataFrame, models: list[str], height: int = 400) ->
                     line=dict(color=colors[model], width=2.4 if latest else 1.6, dash="solid" if latest else "dot"),
                     hovertemplate=f"{model}, step {step}, block %{{x}}: %{{y:.3g}}<extra></extra>"))
     layout["annotations"] = [panel_title(title, domains[p]) for p, (_, title) in enumerate(SIGNAL_PANELS)]
-    layout["margin"] = dict(l=10, r=10, t=70, b=10)
+    layout["margin"] = dict(l=10, r=10, t=90, b=10)
+    layout["legend"]["y"] = 1.12  # above the panels' titles
     return figure(traces, layout)
 
 
