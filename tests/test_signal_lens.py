@@ -152,3 +152,17 @@ def test_a_cnn_records_its_signal_and_no_jacobian():
     x = data.x_train[:32]
     assert len(signal_rows(net, x, 0, "resnet-20")) == 9
     assert jacobian_rows(net, x, 0, "resnet-20") == []
+
+
+def test_a_cached_run_and_a_run_replayed_to_a_step_keep_the_tables(small_run):
+    """The run cache's copy of a finished run, and a cached run joined mid-way (``record_until``), carry
+    the signal, Jacobian and lens rows of the steps they hold."""
+    from dashboard.runtime.class_runs import frozen_copy
+    from dashboard.runtime.run_cache import record_until
+
+    copy = frozen_copy(small_run)
+    halfway = record_until(small_run, 20)
+    for table in STEP_TABLES:
+        whole = small_run.table_frame(table)
+        assert len(copy.table_frame(table)) == len(whole) > 0
+        assert sorted(halfway.table_frame(table)["step"].unique()) == [0, 20]
