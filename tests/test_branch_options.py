@@ -148,5 +148,5 @@ def test_a_models_init_suffix_sets_its_own_initialisation():
     s = Settings(models=("resnet-20-nobn", "resnet-20-nobn-skipinit", "resnet-20-nobn-fixup")).checked()
     he, skip, fixup = (build_model(m, s, (2,), 3) for m in s.models)
     assert he.blocks[0].gain is None and skip.blocks[0].gain.item() == 0.0 and fixup.blocks[0].gain.item() == 1.0
-    assert float(fixup.head.weight_layer.weight.abs().sum()) == 0.0
+    assert float(fixup.head.weight_layer.weight.detach().abs().sum()) == 0.0
     assert [spec.name for spec in s.model_specs] == list(s.models)
