@@ -19,9 +19,13 @@ MAX_DEPTH = 2002
 MAX_MODELS = 6
 
 # plain-D / resnet-D, then optional per-model options in this order: -b1..-b3 (weight layers per
-# branch), -post/-pre (block layout), -bn/-nobn (normalisation). They let a lesson set two variants
-# side by side in one run (resnet-56-b1 beside resnet-56; plain-56-nobn beside plain-56).
-_MODEL_NAME = re.compile(r"^(plain|resnet)-(\d{1,6})(?:-b([1-3]))?(?:-(post|pre))?(?:-(bn|nobn))?$")
+# branch), -post/-pre (block layout), -bn/-nobn (normalisation), -he/-zero/-skipinit/-fixup
+# (initialisation). They let a lesson set variants side by side in one run (resnet-56-b1 beside
+# resnet-56; plain-56-nobn beside plain-56; resnet-110-nobn-fixup beside resnet-110-nobn).
+_MODEL_NAME = re.compile(r"^(plain|resnet)-(\d{1,6})(?:-b([1-3]))?(?:-(post|pre))?(?:-(bn|nobn))?"
+                         r"(?:-(he|zero|skipinit|fixup))?$")
+# Initialisations that change a residual branch's arithmetic; a plain net has no branch, and starts as with "he".
+BRANCH_INITS = ("skipinit", "fixup")
 _NORM_SUFFIX = {"bn": "batch", "nobn": "none"}
 
 
@@ -41,12 +45,13 @@ class ModelSpec:
     block: str | None = None
     branch_layers: int | None = None  # None: the settings' value
     norm: str | None = None           # None: the settings' value; else "batch" or "none"
+    init: str | None = None           # None: the settings' value; else one of its choices but "default"
 
     @property
     def name(self) -> str:
         suffix = {"batch": "-bn", "none": "-nobn"}.get(self.norm or "", "")
         return (f"{self.family}-{self.depth}" + (f"-b{self.branch_layers}" if self.branch_layers else "")
-                + (f"-{self.block}" if self.block else "") + suffix)
+                + (f"-{self.block}" if self.block else "") + suffix + (f"-{self.init}" if self.init else ""))
 
     @property
     def residual(self) -> bool:
@@ -98,8 +103,15 @@ class Settings:
                             choices={"identity": "identity (B: projection where shape changes)",
                                      "projection": "projection (C: 1×1 on every block)",
                                      "pad": "identity + zero padding (A: no parameters)"})
-    init: str = setting("he", "Initialisation", "how the weights start",
-                        choices={"he": "He (Kaiming)", "default": "PyTorch default", "zero": "zero: each branch starts as 0"})
+    init: str = setting("he", "Initialisation", "how the weights start; SkipInit (De & Smith 2020): a learnable scalar "
+                        "α = 0 ends each residual branch; Fixup (Zhang et al. 2019): no BatchNorm, the last layer of "
+                        "each branch and the head at zero, the others scaled by L^(-1/(2m-2)), scalar biases and multipliers",
+                        choices={"he": "He (Kaiming)", "default": "PyTorch default", "zero": "zero: each branch starts as 0",
+                                 "skipinit": "SkipInit: y = x + α·F(x), α = 0", "fixup": "Fixup (without BatchNorm)"})
+    # Depth-μP's branch multiplier (Hayou et al. 2021; Yang et al. 2023): y = x + F(x)/√L over L residual blocks.
+    branch_scale: str = setting("1", "Branch scale", "each residual branch multiplied by 1 (the paper's) or by 1/√L, "
+                                "L residual blocks (Hayou et al. 2021, depth-μP): the stream's variance stays bounded",
+                                choices={"1": "1 (the paper's)", "invsqrt": "1/√L (depth-μP)"})
     branch_layers: int = setting(2, "Weight layers per block",
                                  "the paper uses 2; a one-layer branch is nearly linear and brings no advantage", range=(1, 3))
     stages: int = setting(1, "Stages (MLP)", "stages of doubling width", range=(1, 4))
@@ -130,7 +142,7 @@ class Settings:
     def for_model(self, spec: ModelSpec) -> "Settings":
         """These settings as one model sees them: its name's suffixes override the run's values."""
         return replace(self, block=spec.block or self.block, branch_layers=spec.branch_layers or self.branch_layers,
-                       norm=spec.norm or self.norm)
+                       norm=spec.norm or self.norm, init=spec.init or self.init)
 
     def blocks_for(self, depth: int) -> int:
         """Residual blocks (or plain layer groups) in a net of this paper-style depth."""
@@ -187,6 +199,14 @@ class Settings:
         result = replace(self, **values)
         for spec in result.model_specs:
             check_depth(result.for_model(spec), spec.depth)
+            check_branch_options(result, spec)
+        if not any(spec.residual for spec in result.model_specs):
+            for name, value in (("init", result.init if result.init in BRANCH_INITS else None),
+                                ("branch_scale", result.branch_scale if result.branch_scale != "1" else None)):
+                if value is not None:
+                    flag = name.replace("_", "-")
+                    raise SettingsError(f"--{flag} {value} changes residual branches and no model here has one: "
+                                        "add a resnet model or leave it at its default")
         return result
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,8 +264,18 @@ def parse_model_name(name: str) -> ModelSpec:
     if not match:
         raise SettingsError(f"model name {name!r} must look like plain-D or resnet-D, e.g. resnet-56, optionally "
                             "followed by -b1/-b2/-b3 (layers per branch), -pre/-post (block layout), -bn/-nobn, in that order")
-    family, depth, layers, block, norm = match.groups()
-    return ModelSpec(family, int(depth), block, int(layers) if layers else None, _NORM_SUFFIX.get(norm))
+    family, depth, layers, block, norm, init = match.groups()
+    return ModelSpec(family, int(depth), block, int(layers) if layers else None, _NORM_SUFFIX.get(norm), init)
+
+
+def check_branch_options(settings: Settings, spec: ModelSpec) -> None:
+    """Refuse what a model cannot be: a branch initialisation named on a plain net, Fixup beside BatchNorm."""
+    own = settings.for_model(spec)
+    if spec.init in BRANCH_INITS and not spec.residual:
+        raise SettingsError(f"{spec.name}: a plain net has no residual branch for -{spec.init}; drop the suffix "
+                            "or make it a resnet")
+    if spec.residual and own.init == "fixup" and own.norm == "batch":
+        raise SettingsError(f"{spec.name}: Fixup replaces BatchNorm; use --norm none (or the model's -nobn suffix)")
 
 
 def check_depth(settings: Settings, depth: int) -> None:

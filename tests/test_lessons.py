@@ -86,9 +86,47 @@ def thousand_stalled_run() -> RunRecord:
                  lr=1e-4)
 
 
+def _without_bn(depth: int) -> list[str]:
+    return [f"resnet-{depth}", f"resnet-{depth}-nobn", f"resnet-{depth}-nobn-skipinit", f"resnet-{depth}-nobn-fixup"]
+
+
+@pytest.fixture(scope="module")
+def no_bn_run() -> RunRecord:
+    """56 layers without BN: He init diverges at once; SkipInit and Fixup start as the identity and train."""
+    return train(models=_without_bn(56))
+
+
+@pytest.fixture(scope="module")
+def no_bn_shallow_run() -> RunRecord:
+    """8 layers (3 blocks): the stream's variance grows only 8-fold, and He init trains without BN."""
+    return train(models=_without_bn(8))
+
+
+SIGNAL_MODELS = ("plain-56", "resnet-56", "resnet-56-nobn", "resnet-56-nobn-skipinit")
+
+
+@pytest.fixture(scope="module")
+def signal_run() -> RunRecord:
+    """Pre-activation, 56 layers: He init without BN doubles the variance per block, BN grows it linearly,
+    SkipInit keeps it flat and its Jacobian the identity."""
+    return train(models=SIGNAL_MODELS, block="pre", steps=20, paths_every=10)
+
+
+@pytest.fixture(scope="module")
+def scaled_signal_run() -> RunRecord:
+    """The same nets with every branch scaled by 1/√L: without BN the variance no longer explodes."""
+    return train(models=SIGNAL_MODELS, block="pre", steps=20, paths_every=10, branch_scale="invsqrt")
+
+
+@pytest.fixture(scope="module")
+def refine_run() -> RunRecord:
+    return train(models=("plain-56", "resnet-56"), paths_every=75)
+
+
 HOLDS = {"degradation": "deep_run", "residual-learning": "deep_run", "vanishing-gradients": "vanishing_run",
          "identity-mappings": "deep_run", "two-kinds-of-block": "deep_run", "two-layer-branches": "deep_layouts_run",
-         "pre-activation": "deep_layouts_run", "paths": "deep_run", "thousand-layers": "thousand_run"}
+         "pre-activation": "deep_layouts_run", "paths": "deep_run", "thousand-layers": "thousand_run",
+         "need-batchnorm": "no_bn_run", "signal": "signal_run", "blocks-refine": "refine_run"}
 # lesson -> (run, a criterion the verdict must report as failed, or words its summary must hold)
 BREAKS = {
     "degradation": ("shallow_run", "plain net at least 5 points worse"),     # plain-10 vs plain-8
@@ -100,12 +138,16 @@ BREAKS = {
     "pre-activation": ("shallow_run", "Averaged over the run"),                # 8 layers: both layouts train alike
     "paths": ("shallow_run", "✗ deleting one block of the residual net"),      # 3 blocks: each one matters
     "thousand-layers": ("thousand_stalled_run", "training error in 12 steps"),
+    "need-batchnorm": ("no_bn_shallow_run", "✗ He init without normalisation fails"),
+    "signal": ("scaled_signal_run", "✗ He init without normalisation: at least"),
+    "blocks-refine": ("shallow_run", "✗ the plain net's middle block reads as chance"),
 }
 
 
-def test_the_nine_lessons_in_the_issue_order():
+def test_the_lessons_in_the_issue_order():
     assert list(LESSONS) == ["degradation", "residual-learning", "vanishing-gradients", "identity-mappings",
-                             "two-kinds-of-block", "two-layer-branches", "pre-activation", "paths", "thousand-layers"]
+                             "two-kinds-of-block", "two-layer-branches", "pre-activation", "paths", "thousand-layers",
+                             "need-batchnorm", "signal", "blocks-refine"]
     assert set(HOLDS) == set(BREAKS) == set(LESSONS)
     for lesson in LESSONS.values():
         assert lesson.settings().models  # valid settings

@@ -102,7 +102,7 @@ def test_the_dashboards_worker_processes_record_the_same_run_as_one_process():
 
 def test_every_setting_changes_the_key():
     changes = {"dataset": "moons", "dataset_args": {"n": 301}, "models": ("plain-8", "plain-20"), "arch": "cnn",
-               "width": 16, "block": "pre", "norm": "none", "shortcut": "pad", "init": "zero", "branch_layers": 3,
+               "width": 16, "block": "pre", "norm": "none", "shortcut": "pad", "init": "zero", "branch_scale": "invsqrt", "branch_layers": 3,
                "stages": 2, "optimizer": "adam", "lr": 0.01, "momentum": 0.5, "weight_decay": 1e-4,
                "batch_size": 64, "steps": 31, "seed": 1, "eval_every": 6, "probe_every": 3, "paths_every": 11,
                "device": "cuda"}

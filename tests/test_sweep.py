@@ -175,7 +175,46 @@ def test_cli_sweep_writes_sweep_csv(tmp_path, capsys):
     assert "4 runs" in capsys.readouterr().out
 
 
+def test_a_learning_rate_sweep_trains_every_depth_at_every_rate(tmp_path, capsys):
+    """``sweep --lrs``: one run per (family, depth, seed, lr), the rate in sweep.csv's lr column, each
+    run's numbers those of a run at that rate alone (stacked or not)."""
+    jobs = plan_sweep(TINY, depths=(4, 8), seeds=(0, 1), lrs=(0.3, 0.01), families=("resnet",))
+    assert run_count(jobs) == 2 * 2 * 2
+    assert sorted({Settings.from_dict(j["settings"]).lr for j in jobs}) == [0.01, 0.3]
+    out = tmp_path / "sweep"
+    code = main(["sweep", "--depths", "4,8", "--seeds", "0,1", "--lrs", "0.01,0.3", "--families", "resnet",
+                 "--steps", "10", "--dataset-arg", "n=400", "--workers", "1", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    frame = pd.read_csv(out / "sweep.csv")
+    assert list(frame.columns) == SWEEP_COLUMNS and len(frame) == 8
+    assert sorted(frame["lr"].unique()) == [0.01, 0.3]
+    alone = sweep_frame(run_sweep(plan_sweep(TINY.with_changes(lr=0.3), depths=(8,), seeds=(1,),
+                                             families=("resnet",), steps=10), workers=0))
+    mine = frame[(frame["depth"] == 8) & (frame["seed"] == 1) & (frame["lr"] == 0.3)]
+    assert mine["train_error"].iloc[0] == alone["train_error"].iloc[0]
+    assert "lr" in capsys.readouterr().out
+
+
+def test_the_learning_rate_heatmap_marks_the_best_rate_of_each_depth():
+    import plotly.graph_objects as go
+
+    from dashboard.charts.sweep_lr import best_lr_per_depth, lr_depth_figure
+
+    rows = [{"family": "resnet", "depth": d, "seed": s, "lr": lr, "train_error": err, "test_error": err,
+             "mean_train_error": err, "wall_s": 1.0}
+            for d, best in ((8, 0.1), (20, 0.01)) for s in (0, 1) for lr in (0.01, 0.1, 0.3)
+            for err in [0.1 if lr == best else (None if lr == 0.3 else 0.5)]]
+    frame = sweep_frame(rows)
+    assert best_lr_per_depth(frame, "resnet") == {8: 0.1, 20: 0.01}
+    fig = lr_depth_figure(frame)
+    go.Figure(fig.to_dict())
+    heat, stars = fig.data
+    assert list(stars.x) == ["0.1", "0.01"] and np.asarray(heat.z)[0, 2] == 100  # diverged: 100 %
+
+
 @pytest.mark.parametrize("args,words", [
+    (["--lrs", "0.1,fast"], ["--lrs", "numbers"]),
+    (["--lrs", "0.1,20"], ["lr must be"]),
     (["--depths", "8,15"], ["depth 15", "14 or 16"]),
     (["--depths", "8,x"], ["--depths", "whole numbers"]),
     (["--seeds", ""], ["--seeds", "at least one"]),

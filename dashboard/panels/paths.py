@@ -15,6 +15,7 @@ import streamlit as st
 
 import dashboard.charts.paths as charts_paths
 from dashboard.charts import model_colors
+from dashboard.panels.lens import render_lens_section
 from dashboard.text import literal
 from dashboard.panels.accessible import chart
 from resnet_core.analysis.paths import path_counts, summary_from_rows
@@ -38,6 +39,7 @@ def render_paths_panel(record, settings, request=None) -> None:
         st.fragment(run_every=refresh)(_lengths_section)(record, model, blocks)
     else:
         st.info("The unrolled view is for residual nets: add one to the models (e.g. resnet-56) to see its paths.")
+    render_lens_section(record, refresh)  # what the lesion study below explains: late blocks only refine
     _lesion_section(record, settings, request, refresh)
 
 

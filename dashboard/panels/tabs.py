@@ -17,6 +17,7 @@ import dashboard.panels.records as records_tab
 from dashboard.panels.landscape import render_landscape_panel
 from dashboard.panels.paths import render_paths_panel
 from dashboard.panels.shattered import render_shattered_panel
+from dashboard.panels.signal import render_signal_panel
 from dashboard.panels.sweep import render_sweep_panel
 from dashboard.sidebar.controls import view_state
 from resnet_core.settings import Settings
@@ -128,6 +129,7 @@ TABS: tuple[Tab, ...] = (
     Tab("Gradients", gradients),
     Tab("Signals", signals),
     Tab("Decision regions", regions, only_2d=True),
+    Tab("Signal propagation", lambda page: render_signal_panel(page.view.record, page.request is not None)),
     Tab("Unrolled paths", lambda page: render_paths_panel(page.view.record, page.view.settings, page.request)),
     Tab("Depth sweep", lambda page: render_sweep_panel(page.view.settings)),
     Tab("Loss landscape", lambda page: render_landscape_panel(page.view.settings)),

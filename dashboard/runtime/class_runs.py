@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from resnet_core.errors import UserError
-from resnet_core.records import RunRecord
+from resnet_core.records import STEP_TABLES, RunRecord
 from resnet_core.settings import Settings
 
 from dashboard.runtime.run_cache import RunCache, full_record
@@ -47,6 +47,8 @@ def frozen_copy(record: RunRecord) -> RunRecord:
     paths = record.paths_frame()
     if len(paths):
         out.add_paths(paths.to_dict("records"))
+    for table in STEP_TABLES:  # signal, jacobian, lens
+        out.add_rows(table, record.table_frame(table).to_dict("records"))
     out.set_region_history(record.region_history())
     return out
 

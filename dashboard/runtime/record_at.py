@@ -17,7 +17,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from resnet_core.records import RecordError, RunRecord, run_finished
+from resnet_core.records import STEP_TABLES, RecordError, RunRecord, run_finished
 
 _lineages = itertools.count(1)
 
@@ -48,6 +48,7 @@ class FullRecord(RunRecord):
         self.every_metric: list[dict[str, Any]] = []
         self.every_layer: list[tuple[str, Any]] = []
         self.every_path: list[dict[str, Any]] = []
+        self.every_row: dict[str, list[dict[str, Any]]] = {table: [] for table in STEP_TABLES}  # signal, jacobian, lens
 
     def add_metrics(self, rows) -> None:
         rows = list(rows)
@@ -63,6 +64,11 @@ class FullRecord(RunRecord):
         self.every_path += rows
         super().add_paths(rows)
 
+    def add_rows(self, table: str, rows) -> None:
+        rows = list(rows)
+        self.every_row[table] += rows
+        super().add_rows(table, rows)
+
     def until(self, step: int) -> RunRecord:
         """The record as the live run's stood at ``step``: its rows up to then, added in their order."""
         out = RunRecord(copy.deepcopy(self.config), {m: list(n) for m, n in self.layer_names.items()})
@@ -71,6 +77,8 @@ class FullRecord(RunRecord):
             if snap.step < step:
                 out.add_layers(model, snap)
         out.add_paths(r for r in self.every_path if r["step"] <= step)
+        for table, rows in self.every_row.items():
+            out.add_rows(table, [r for r in rows if r["step"] <= step])
         return out
 
     def write(self, out_dir: str | Path) -> Path:
@@ -90,6 +98,9 @@ class FullRecord(RunRecord):
             pd.concat(layers, ignore_index=True).to_csv(out / "layers.csv", index=False)
         if self.every_path:
             pd.DataFrame(self.every_path, columns=list(self.paths_frame().columns)).to_csv(out / "paths.csv", index=False)
+        for table, rows in self.every_row.items():
+            if rows:
+                pd.DataFrame(rows, columns=STEP_TABLES[table]).to_csv(out / table, index=False)
         if len(self.regions()):
             self.regions_frame().to_csv(out / "regions.csv", index=False)
         return out
@@ -159,6 +170,9 @@ def record_until(record: RunRecord, step: int) -> RunRecord:
     paths = record.paths_frame()
     if len(paths):
         out.add_paths(_rows(paths[paths["step"] <= step]))
+    for table in STEP_TABLES:  # signal, jacobian, lens: recorded at a step like the path analysis
+        rows = record.table_frame(table)
+        out.add_rows(table, _rows(rows[rows["step"] <= step]))
     for model, (at, grid) in record.regions_at(step).items():
         out.set_regions(model, at, grid)
     return out

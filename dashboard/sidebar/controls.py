@@ -261,6 +261,7 @@ def _network_section() -> None:
     _choice(st.selectbox, "shortcut")
     st.toggle(SETTING_META["norm"].label, key=W + "norm", help=SETTING_META["norm"].help)
     _choice(st.selectbox, "init")
+    _choice(st.selectbox, "branch_scale")
     _slider("branch_layers")
     if ss[W + "arch"] == "mlp":
         _slider("stages")

@@ -1,5 +1,5 @@
 """The model list in the sidebar: one row per model (family, depth slider, and in a small popover
-the model's own block layout, layers per branch and normalisation), with buttons to add and
+the model's own block layout, layers per branch, normalisation and initialisation), with buttons to add and
 remove rows. Depth sliders offer only depths valid for that model, dense where a class
 experiments (up to ~130 layers) and a few landmarks beyond (164, 302, 1002, ...)."""
 from __future__ import annotations
@@ -20,7 +20,9 @@ FAMILY_LABELS = {"plain": "plain", "resnet": "residual"}
 LAYOUT_LABELS = {"": "as the Block setting", "post": "original (post-activation)", "pre": "pre-activation"}
 LAYERS_LABELS = {0: "as set below", 1: "1 (nearly linear)", 2: "2 (the paper's)", 3: "3"}
 NORM_LABELS = {"": "as set below", "batch": "BatchNorm", "none": "no normalisation"}
-FIELDS = ("family", "depth", "block", "layers", "norm")
+INIT_LABELS = {"": "as set below", "he": "He", "zero": "zero branches", "skipinit": "SkipInit (α = 0)",
+               "fixup": "Fixup (no BatchNorm)"}
+FIELDS = ("family", "depth", "block", "layers", "norm", "init")
 
 
 def model_rows() -> list[int]:
@@ -33,7 +35,8 @@ def _key(row: int, field: str) -> str:
 
 def _write_row(row: int, spec: ModelSpec) -> None:
     ss = st.session_state
-    for field, value in zip(FIELDS, (spec.family, spec.depth, spec.block or "", spec.branch_layers or 0, spec.norm or "")):
+    for field, value in zip(FIELDS, (spec.family, spec.depth, spec.block or "", spec.branch_layers or 0, spec.norm or "",
+                                  spec.init or "")):
         ss[_key(row, field)] = value
 
 
@@ -42,7 +45,8 @@ def _spec_of(row: int) -> ModelSpec | None:
     if _key(row, "family") not in ss or _key(row, "depth") not in ss:
         return None
     return ModelSpec(ss[_key(row, "family")], int(ss[_key(row, "depth")]), ss.get(_key(row, "block")) or None,
-                     ss.get(_key(row, "layers")) or None, ss.get(_key(row, "norm")) or None)
+                     ss.get(_key(row, "layers")) or None, ss.get(_key(row, "norm")) or None,
+                     ss.get(_key(row, "init")) or None)
 
 
 def seed_models(settings: Settings) -> None:
@@ -120,6 +124,8 @@ def render_models(shape: Settings) -> list[str]:
                     st.radio("Weight layers per branch", tuple(LAYERS_LABELS), key=_key(row, "layers"),
                              format_func=LAYERS_LABELS.get, help="He et al. (2015, Sec. 3.1): one layer brings no advantage")
                     st.radio("Normalisation", tuple(NORM_LABELS), key=_key(row, "norm"), format_func=NORM_LABELS.get)
+                    st.radio("Initialisation", tuple(INIT_LABELS), key=_key(row, "init"), format_func=INIT_LABELS.get,
+                             help="De & Smith (2020): SkipInit; Zhang et al. (2019): Fixup trains without normalisation")
                 with cols[2]:
                     st.button("", key=f"remove{row}", icon=":material/close:", help="remove this model",
                               on_click=_remove_model, args=(row,), disabled=len(rows) <= 1, type="tertiary")

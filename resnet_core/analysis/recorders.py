@@ -3,8 +3,9 @@
 
 Each recorder has a ``name`` (a worker may be asked to run it by that name, ``REMOTE_METHODS``),
 says whether it is ``due`` at the trainer's current step, and records into the trainer's record
-when called. ``standard()`` is what the app and the command line record: decision maps on 2D data,
-the unrolled view of every residual net at the path cadence, and on request the lesion study and
+when called. ``standard()`` is what the app and the command line record: decision maps on 2D data; at the
+path cadence the unrolled view of every residual net, the signal propagation plot with the
+Jacobian's spectrum, and the block lens; and on request the lesion study and
 the trained nets as files.
 A run that needs only its error curves (a sweep's, a loss landscape's twins) passes none.
 """
@@ -15,13 +16,21 @@ from typing import TYPE_CHECKING
 import torch
 
 from resnet_core.analysis.paths.compute import analyse_paths, next_start_length, probe_points, rows_for_record
+from resnet_core.analysis.lens.compute import lens_rows
 from resnet_core.analysis.paths.lesion import lesion_rows
+from resnet_core.analysis.signal.compute import jacobian_rows, signal_points, signal_rows
 
 if TYPE_CHECKING:
     from resnet_core.training.lockstep import LockstepTrainer
 
 REGION_RESOLUTION = 48
 REGION_EVERY = 3  # decision maps every third evaluation: each costs about one evaluation
+
+
+def at_path_cadence(t: LockstepTrainer) -> bool:
+    """At step 0, every ``paths_every`` steps and at the last step (never where paths_every is 0)."""
+    s, k = t.settings, t.step
+    return s.paths_every > 0 and (k % s.paths_every == 0 or k == s.steps)
 
 
 class DecisionMaps:
@@ -60,9 +69,7 @@ class UnrolledPaths:
     def __init__(self) -> None:
         self.cutoffs: dict[str, int] = {}  # each model's last cutoff: where the next analysis starts
 
-    def due(self, t: LockstepTrainer) -> bool:
-        s, k = t.settings, t.step
-        return s.paths_every > 0 and (k % s.paths_every == 0 or k == s.steps)
+    due = staticmethod(at_path_cadence)
 
     def __call__(self, t: LockstepTrainer) -> None:
         for name, net in t.training_models():
@@ -72,6 +79,34 @@ class UnrolledPaths:
             exact, sampled = analyse_paths(net, t.x_train[:n], t.y_train[:n], start_length=self.cutoffs.get(name))
             self.cutoffs[name] = next_start_length(exact)
             t.record.add_paths(rows_for_record(exact, sampled, t.step, name))
+
+
+class SignalPropagation:
+    """What the + x does to the signal, for every model still training (``analysis.signal``): the
+    signal propagation plot (Brock, De & Smith 2021) and the singular values of the block stack's
+    Jacobian, on the first training points, at the path cadence."""
+
+    name = "signal_analysis"
+    due = staticmethod(at_path_cadence)
+
+    def __call__(self, t: LockstepTrainer) -> None:
+        for name, net in t.training_models():
+            x = t.x_train[:signal_points(net, t.x_train)]
+            t.record.add_rows("signal.csv", signal_rows(net, x, t.step, name))
+            t.record.add_rows("jacobian.csv", jacobian_rows(net, x, t.step, name))
+
+
+class BlockLens:
+    """The head read at every block of the last stage, on the evaluation's training points
+    (``analysis.lens``; Jastrzębski et al. 2018): its last block is the model's own training error."""
+
+    name = "block_lens"
+    due = staticmethod(at_path_cadence)
+
+    def __call__(self, t: LockstepTrainer) -> None:
+        x, y = t.eval_sets["train"]
+        for name, net in t.training_models():
+            t.record.add_rows("lens.csv", lens_rows(net, x, y, t.step, name))
 
 
 class BlockLesions:
@@ -108,4 +143,4 @@ class SavedNets:
 def standard() -> list:
     """The recorders of a run the app shows or the command line writes, in the order they record
     at a step (the run folder's rows come in this order)."""
-    return [DecisionMaps(), UnrolledPaths(), BlockLesions(), SavedNets()]
+    return [DecisionMaps(), UnrolledPaths(), SignalPropagation(), BlockLens(), BlockLesions(), SavedNets()]

@@ -93,6 +93,8 @@ def add_sweep(sub) -> None:
                    help="comma-separated depths (default 8,14,20,32,44,56); with --families they replace --models")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2); they replace --seed")
     p.add_argument("--families", default="plain,resnet", help="plain, resnet or both (default)")
+    p.add_argument("--lrs", default=None, help="comma-separated learning rates, e.g. 0.01,0.03,0.1,0.3: every run "
+                   "at each (a learning rate x depth sweep); they replace --lr")
     p.add_argument("--workers", type=int, default=0,
                    help="worker processes, one run each at a time (default: one per core)")
     p.add_argument("--out", required=True, help="folder to write sweep.csv into")

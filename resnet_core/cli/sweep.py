@@ -7,7 +7,8 @@ import argparse
 import sys
 import time
 
-from resnet_core.analysis.sweep import parse_int_list, plan_sweep, run_count, run_sweep, sweep_frame, sweep_summary
+from resnet_core.analysis.sweep import (parse_float_list, parse_int_list, plan_sweep, run_count, run_sweep, sweep_frame,
+                                        sweep_summary)
 from resnet_core.cli.output import SweepFile
 from resnet_core.cli.parser import is_terminal, settings_from_args
 from resnet_core.cli.workers import check_workers, default_workers
@@ -23,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     depths = parse_int_list(args.depths, "--depths")
     seeds = parse_int_list(args.seeds, "--seeds")
     families = tuple(f.strip() for f in args.families.split(",") if f.strip())
-    jobs = plan_sweep(settings, depths, seeds, families=families)
+    lrs = parse_float_list(args.lrs, "--lrs") if args.lrs else None
+    jobs = plan_sweep(settings, depths, seeds, families=families, lrs=lrs)
     out = SweepFile(args.out, args.overwrite)
     check_workers(args.workers)
     data = load_dataset(settings.dataset, settings.dataset_args)  # a bad data argument fails here, before any run
@@ -53,9 +55,12 @@ def run(args: argparse.Namespace) -> int:
 def summary(rows: list[dict], seconds: float, workers: int) -> str:
     frame = sweep_frame(rows)
     table = sweep_summary(frame)
-    lines = [f"{'family':8} {'depth':>5} {'final train err':>15} {'mean train err':>15} {'test err':>9}  seeds"]
+    by_lr = "lr" in table.columns
+    lines = [f"{'family':8} {'depth':>5} {'lr':>8} {'final train err':>15} {'mean train err':>15} {'test err':>9}  seeds"
+             if by_lr else f"{'family':8} {'depth':>5} {'final train err':>15} {'mean train err':>15} {'test err':>9}  seeds"]
     for r in table.itertuples():
-        lines.append(f"{r.family:8} {r.depth:>5} {_pct(r.train_error_mean):>15} {_pct(r.mean_train_error_mean):>15} "
+        lr = f" {r.lr:>8g}" if by_lr else ""
+        lines.append(f"{r.family:8} {r.depth:>5}{lr} {_pct(r.train_error_mean):>15} {_pct(r.mean_train_error_mean):>15} "
                      f"{_pct(r.test_error_mean):>9}  {r.seeds}")
     diverged = int(frame.train_error.isna().sum())
     if diverged:

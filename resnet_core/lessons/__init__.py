@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import resnet_core.lessons.checks as checks
+import resnet_core.lessons.checks_signal as signal_checks
 from resnet_core.lessons.evidence import NOT_SHOWN, NOT_YET, SHOWN, Verdict
 from resnet_core.presets import get_preset
 from resnet_core.records import RunRecord
@@ -123,6 +124,38 @@ _LESSONS = [
         "carry the signal and the gradient through all 500 blocks.",
         "What would you expect of a 1002-layer plain net, and why?",
         _preset("thousand-layers"), checks.thousand_layers),
+    Lesson(
+        "need-batchnorm", "10. Do we need BatchNorm?",
+        "Without normalisation and with He init, every residual block adds a branch about as large as its input, "
+        "so the stream's variance doubles at every block and a 110-layer net (54 blocks) blows up at the start "
+        "(Zhang et al. 2019; De & Smith 2020). BatchNorm hides this by keeping each branch at unit variance, which "
+        "biases every block toward the identity. Two initialisations make each block the identity without it: "
+        "SkipInit (De & Smith 2020) ends each branch with a learnable scalar α = 0, y = x + α·F(x); Fixup (Zhang, "
+        "Dauphin & Ma 2019) zeroes the last layer of each branch and the head, scales the other branch layers by "
+        "L^(-1/(2m-2)) and adds scalar biases and a multiplier. Here four resnet-110s train on the same batches: "
+        "with BatchNorm, and without it at He, SkipInit and Fixup.",
+        "BatchNorm was patented. If a net could not use it, what would have to start small instead?",
+        _preset("no-bn-deep"), signal_checks.need_batchnorm),
+    Lesson(
+        "signal", "11. What the + x does to the signal",
+        "Brock, De & Smith (2021) measure, block by block on one batch at initialisation, the residual stream's "
+        "average squared channel mean and channel variance and the variance of each branch's output. With BatchNorm "
+        "every branch adds about one unit of variance, so the stream grows linearly; without it, at He init, it "
+        "doubles at every block; at SkipInit it stays flat. The Jacobian of the whole block stack tells the same "
+        "story for the gradient (dynamical isometry: Saxe et al. 2014; Pennington et al. 2017): where its singular "
+        "values sit near 1, the gradient neither explodes nor vanishes. Here four 56-layer pre-activation nets: "
+        "plain, residual with BatchNorm, and residual without it at He init and at SkipInit.",
+        "Adding x at every block keeps the signal; what does adding F(x) at every block do to its size?",
+        _preset("signal"), signal_checks.signal),
+    Lesson(
+        "blocks-refine", "12. Blocks refine their answer",
+        "Jastrzębski et al. (2018, 'Residual connections encourage iterative inference') applied a ResNet's final "
+        "classifier to the output of every block: the loss falls gradually across the blocks, the answer forms "
+        "early and later blocks refine it, which is why deleting a late block barely hurts (Veit et al. 2016). The "
+        "transformer-era version is the 'logit lens'. Here the trained head reads every block of a 56-layer "
+        "residual net and of its plain twin; the lesion study runs when training ends.",
+        "If a block only nudges the answer, what should happen when you delete it?",
+        _preset("blocks-refine"), signal_checks.blocks_refine, after_training=("lesion_study",)),
 ]
 
 LESSONS: dict[str, Lesson] = {lesson.name: lesson for lesson in _LESSONS}

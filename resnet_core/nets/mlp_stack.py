@@ -88,18 +88,20 @@ ENABLED = config.get("ENGINE") != "autograd"  # autograd: Net and autograd only,
 
 
 def linear_unit(u: Unit) -> bool:
-    """A linear layer with a 1D BN or none: an MLP's unit as ``build_model`` makes it."""
-    return isinstance(u.weight_layer, nn.Linear) and (u.norm is None or isinstance(u.norm, nn.BatchNorm1d))
+    """A linear layer with a 1D BN or none, and nothing else (``Unit.bare``): an MLP's unit as
+    ``build_model`` makes it without Fixup's scalars."""
+    return u.bare and isinstance(u.weight_layer, nn.Linear) and (u.norm is None or isinstance(u.norm, nn.BatchNorm1d))
 
 
 def linear_blocks(net: Net) -> bool:
-    """Every block of linear units, its shortcut the identity or a linear projection (with its BN):
-    what the plan (``_plan``) can hold."""
+    """Every block bare (``Block.bare``: no scalar at a branch's end) and of linear units, its shortcut
+    the identity or a linear projection (with its BN): what the plan (``_plan``) can hold. This is the
+    one gate of the written-out passes: any other block trains through ``Net`` and autograd."""
     def linear_shortcut(s: nn.Module | None) -> bool:
         return s is None or isinstance(s, nn.Linear) or (
             isinstance(s, nn.Sequential) and len(s) == 2 and isinstance(s[0], nn.Linear) and isinstance(s[1], nn.BatchNorm1d))
 
-    return all(linear_shortcut(b.shortcut) and all(linear_unit(u) for u in b.units) for b in net.blocks)
+    return all(b.bare and linear_shortcut(b.shortcut) and all(linear_unit(u) for u in b.units) for b in net.blocks)
 
 
 def supported(net: Net) -> bool:

@@ -9,6 +9,7 @@ MLP depth = branch_layers * blocks + 2, CNN depth = 3 * branch_layers * blocks_p
 """
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass, field
 
@@ -29,27 +30,49 @@ class Probe:
     skips: list[torch.Tensor] = field(default_factory=list)     # s(x) of each residual block
 
 
+def _scalar(value: float) -> nn.Parameter:
+    return nn.Parameter(torch.full((), float(value)))
+
+
 class Unit(nn.Module):
     """One weighted layer with its normalisation, ordered as the block layout asks:
-    post-activation: weight -> BN;  pre-activation: BN -> ReLU -> weight."""
+    post-activation: weight -> BN;  pre-activation: BN -> ReLU -> weight.
 
-    def __init__(self, weight: nn.Module, norm: nn.Module | None, pre: bool, reshape: nn.Module | None = None):
+    Fixup (Zhang et al. 2019) adds a learnable scalar bias right before the weight layer
+    (``shift_in``) and right before the ReLU that goes with the unit (``shift_act``: after the
+    weight in a post unit, before the ReLU in a pre unit); None elsewhere."""
+
+    def __init__(self, weight: nn.Module, norm: nn.Module | None, pre: bool, reshape: nn.Module | None = None,
+                 shift_in: bool = False, shift_act: bool = False):
         super().__init__()
         self.weight_layer = weight
         self.norm = norm
         self.pre = pre
         self.reshape = reshape  # global pooling / flattening before a head or an MLP stem
+        self.shift_in = _scalar(0.0) if shift_in else None
+        self.shift_act = _scalar(0.0) if shift_act else None
+
+    @property
+    def bare(self) -> bool:
+        """Nothing but the weight layer and its BN (no Fixup scalars): what the written-out passes know."""
+        return self.shift_in is None and self.shift_act is None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pre:
             if self.norm is not None:
                 x = self.norm(x)
+            if self.shift_act is not None:
+                x = x + self.shift_act
             x = F.relu(x)
         if self.reshape is not None:
             x = self.reshape(x)
+        if self.shift_in is not None:
+            x = x + self.shift_in
         x = self.weight_layer(x)
         if not self.pre and self.norm is not None:
             x = self.norm(x)
+        if not self.pre and self.shift_act is not None:
+            x = x + self.shift_act
         return x
 
 
@@ -72,9 +95,14 @@ class Block(nn.Module):
 
     Original layout: F = weight-BN-ReLU-...-weight-BN, then ReLU after the addition.
     Full pre-activation: F = BN-ReLU-weight-...-BN-ReLU-weight, nothing after the addition.
+
+    A residual branch may end in scalars (``branch_end``): F(x) = scale · gain · F'(x) + shift_out,
+    with ``gain`` learnable (SkipInit's α, starting at 0; Fixup's multiplier, starting at 1), ``scale`` a
+    constant (1/√L for depth-μP's branch scale) and ``shift_out`` Fixup's bias before the ReLU after the addition.
     """
 
-    def __init__(self, units: list[Unit], shortcut: nn.Module | None, residual: bool, pre: bool, changes_shape: bool):
+    def __init__(self, units: list[Unit], shortcut: nn.Module | None, residual: bool, pre: bool, changes_shape: bool,
+                 gain: float | None = None, scale: float = 1.0, shift_out: bool = False):
         super().__init__()
         self.units = nn.ModuleList(units)
         self.shortcut = shortcut  # None: the identity
@@ -82,6 +110,17 @@ class Block(nn.Module):
         self.pre = pre
         self.changes_shape = changes_shape
         self.removed = False  # lesion: the block's output becomes its (shortcut-mapped) input
+        self.gain = None if gain is None else _scalar(gain)
+        self.scale = float(scale)
+        self.shift_out = _scalar(0.0) if shift_out else None
+
+    @property
+    def bare(self) -> bool:
+        """y = s(x) + F(x) with F its units alone, no scalar at the branch's end nor in its units:
+        the block ``mlp_stack``'s and ``mlp_stacked``'s written-out passes know (anything else goes
+        through the modules and autograd)."""
+        return (self.gain is None and self.scale == 1.0 and self.shift_out is None
+                and all(u.bare for u in self.units))
 
     def skip(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.shortcut is None else self.shortcut(x)
@@ -94,7 +133,21 @@ class Block(nn.Module):
                 probe.responses.append(x)
             if not self.pre and i < last:
                 x = F.relu(x)
+        return self.branch_end(x)
+
+    def branch_end(self, x: torch.Tensor) -> torch.Tensor:
+        """The scalars that end a branch (the identity for a bare block)."""
+        if self.gain is not None:
+            x = x * self.gain
+        if self.scale != 1.0:
+            x = x * self.scale
+        if self.shift_out is not None:
+            x = x + self.shift_out
         return x
+
+    def branch_factor(self) -> torch.Tensor | float:
+        """What the branch's Jacobian is multiplied by at its end: scale · gain (1 for a bare block)."""
+        return self.scale if self.gain is None else self.gain.detach() * self.scale
 
     def combine(self, skip: torch.Tensor | None, branch: torch.Tensor) -> torch.Tensor:
         out = branch if skip is None else skip + branch
@@ -212,10 +265,15 @@ def build_model(name: str | ModelSpec, settings: Settings, input_shape: tuple[in
 
     in_features = input_shape[0] if cnn else _prod(input_shape)
     width = settings.width
+    # Fixup's scalars (residual nets only: a plain net has no branch and starts as with He init):
+    # a bias before every weight layer but the stem's and before every ReLU, a multiplier per branch.
+    fixup = spec.residual and settings.init == "fixup"
     stem = Unit(weight(in_features, width), None if pre else norm(width), pre=False,
-                reshape=nn.Flatten() if image and not cnn else None)
+                reshape=nn.Flatten() if image and not cnn else None, shift_act=fixup and not pre)
 
     per_stage = settings.blocks_per_stage(spec.depth)
+    branch_scale = 1.0 / math.sqrt(sum(per_stage)) if spec.residual and settings.branch_scale == "invsqrt" else 1.0
+    gain = {"skipinit": 0.0, "fixup": 1.0}.get(settings.init) if spec.residual else None
     blocks: list[Block] = []
     c_in = width
     for stage, count in enumerate(per_stage):
@@ -225,7 +283,9 @@ def build_model(name: str | ModelSpec, settings: Settings, input_shape: tuple[in
             stride = 2 if changes and cnn else 1
             units = []
             for j in range(settings.branch_layers):
-                units.append(Unit(weight(c_in if j == 0 else c_out, c_out, stride if j == 0 else 1), norm(c_in if pre and j == 0 else c_out), pre))
+                last = j == settings.branch_layers - 1
+                units.append(Unit(weight(c_in if j == 0 else c_out, c_out, stride if j == 0 else 1), norm(c_in if pre and j == 0 else c_out), pre,
+                                  shift_in=fixup, shift_act=fixup and (pre or not last)))
             shortcut = None
             if spec.residual:
                 if settings.shortcut == "projection" or (changes and settings.shortcut == "identity"):
@@ -233,16 +293,20 @@ def build_model(name: str | ModelSpec, settings: Settings, input_shape: tuple[in
                     shortcut = proj if not use_bn else nn.Sequential(proj, norm(c_out))
                 elif changes:
                     shortcut = PadShortcut(stride, c_out - c_in)
-            blocks.append(Block(units, shortcut, spec.residual, pre, changes))
+            blocks.append(Block(units, shortcut, spec.residual, pre, changes, gain=gain, scale=branch_scale,
+                                shift_out=fixup and not pre))
             c_in = c_out
     head = Unit(nn.Linear(c_in, n_classes), norm(c_in) if pre else None, pre=pre,
-                reshape=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) if cnn else None)
+                reshape=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) if cnn else None,
+                shift_in=fixup, shift_act=fixup and pre)
     net = Net(spec, stem, blocks, head, pre)
     _initialise(net, settings)
     return net
 
 
 def _initialise(net: Net, settings: Settings) -> None:
+    """Every weight from (seed, depth, layer); SkipInit's and Fixup's scalars start as ``build_model``
+    made them (α = 0; multipliers 1, biases 0). Fixup also zeroes a residual net's head."""
     for i, unit in enumerate(net.units()):
         w = unit.weight_layer
         gen = torch.Generator().manual_seed(model_seed(settings.seed, net.spec.depth, i))
@@ -269,6 +333,8 @@ def _initialise(net: Net, settings: Settings) -> None:
                                         generator=torch.Generator().manual_seed(seed))
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        if settings.init == "fixup" and block.residual:
+            _fixup_branch(block, len(net.blocks))
         if settings.init == "zero" and block.residual:
             # Each branch starts at zero, so each block starts as the identity (Goyal et al. 2017;
             # Fixup). With a BN at the end of the branch its scale is zeroed; otherwise the last weight.
@@ -277,6 +343,25 @@ def _initialise(net: Net, settings: Settings) -> None:
                 nn.init.zeros_(last.norm.weight)
             else:
                 nn.init.zeros_(last.weight_layer.weight)
+    if settings.init == "fixup" and net.residual:
+        nn.init.zeros_(net.head.weight_layer.weight)
+        nn.init.zeros_(net.head.weight_layer.bias)
+
+
+def _fixup_branch(block: Block, n_blocks: int) -> None:
+    """Fixup's rules (Zhang, Dauphin & Ma 2019) on one He-initialised branch of m layers in a net of
+    L branches: the layers before the last scaled by L^(-1/(2m-2)), the last one at zero (its bias
+    too, where there is no BN). ``_initialise`` zeroes the head."""
+    m = len(block.units)
+    with torch.no_grad():
+        if m > 1:
+            factor = n_blocks ** (-1.0 / (2 * m - 2))
+            for unit in block.units[:-1]:
+                unit.weight_layer.weight.mul_(factor)
+        last = block.units[-1].weight_layer
+        nn.init.zeros_(last.weight)
+        if last.bias is not None:
+            nn.init.zeros_(last.bias)
 
 
 def _prod(shape: tuple[int, ...]) -> int:

@@ -18,8 +18,8 @@ folder that is not what a run writes is a ``RecordError`` with one line, never a
 from resnet_core.records.record import (LAYER_SNAPSHOTS, LAYER_VALUES, METRIC_HISTORY, PATH_ANALYSES, PATH_ROWS,
                                         REGION_HISTORY, History, RunRecord)
 from resnet_core.records.tables import (LAYER_COLUMNS, LESION_COLUMNS, METRIC_COLUMNS, PATH_COLUMNS, PATH_OPTIONAL,
-                                        REGION_COLUMNS, RUN_FILES, LayerSnapshot, RecordError, run_finished)
+                                        REGION_COLUMNS, RUN_FILES, STEP_TABLES, LayerSnapshot, RecordError, run_finished)
 
 __all__ = ["RunRecord", "RecordError", "LayerSnapshot", "History", "run_finished", "METRIC_COLUMNS", "LAYER_COLUMNS",
-           "PATH_COLUMNS", "PATH_OPTIONAL", "LESION_COLUMNS", "REGION_COLUMNS", "RUN_FILES", "METRIC_HISTORY",
+           "PATH_COLUMNS", "PATH_OPTIONAL", "LESION_COLUMNS", "REGION_COLUMNS", "RUN_FILES", "STEP_TABLES", "METRIC_HISTORY",
            "LAYER_VALUES", "LAYER_SNAPSHOTS", "PATH_ROWS", "PATH_ANALYSES", "REGION_HISTORY"]

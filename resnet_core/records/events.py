@@ -28,6 +28,9 @@ class ForwardingRecord(RunRecord):
     def add_paths(self, rows) -> None:
         self.events.append(["paths", list(rows)])
 
+    def add_rows(self, table: str, rows) -> None:
+        self.events.append(["rows", table, list(rows)])
+
     def set_lesion(self, rows) -> None:
         self.events.append(["lesion", list(rows)])
 
@@ -49,6 +52,8 @@ def replay_events(record: RunRecord, events: list[list[Any]]) -> None:
             record.add_layers(model, LayerSnapshot(step, np.asarray(g, float), np.asarray(a, float), np.asarray(r, float)))
         elif kind == "paths":
             record.add_paths(event[1])
+        elif kind == "rows":  # the analyses' step tables: signal, jacobian, lens
+            record.add_rows(event[1], event[2])
         elif kind == "lesion":  # each worker reports its own models: replace those, keep the others'
             models = {row["model"] for row in event[1]}
             record.set_lesion([r for r in record.lesion_rows() if r["model"] not in models] + event[1])

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from resnet_core.records.tables import (LAYER_COLUMNS, LESION_COLUMNS, METRIC_COLUMNS, PATH_COLUMNS, PATH_OPTIONAL,
-                                        REGION_COLUMNS, LayerSnapshot, RecordError)
+                                        REGION_COLUMNS, STEP_TABLES, LayerSnapshot, RecordError)
 from resnet_core.settings import SettingsError, parse_model_name
 
 CONFIG_MAX_BYTES = 1 << 20  # a config.json is a few kilobytes; more is not a run's
@@ -154,6 +154,9 @@ class Reader:
                 n = len(cols["step"])
                 record.add_paths([{c: (int(v[i]) if c in ("step", "length") else v[i] if c == "model" else float(v[i]))
                                    for c, v in cols.items()} for i in range(n)])
+        for table, columns in STEP_TABLES.items():
+            if self._exists(table):
+                self._read_step_table(record, table, columns)
         if self._exists("lesion.csv"):
             rows = []
             for typed in self.chunks("lesion.csv", LESION_COLUMNS, required=False):
@@ -170,6 +173,19 @@ class Reader:
                 _add_regions(record, pd.concat(frames, ignore_index=True), self.where("regions.csv"))
         record.folder = self.run
         return record
+
+    def _read_step_table(self, record, table: str, columns: list[str]) -> None:
+        """signal.csv, jacobian.csv, lens.csv: step, model, a whole-number index, then numbers (the lens's
+        error a fraction)."""
+        for typed in self.chunks(table, columns, required=False):
+            if typed is None:
+                continue
+            cols = {"step": typed.whole("step"), "model": typed.models(), columns[2]: typed.whole(columns[2])}
+            for c in columns[3:]:
+                cols[c] = typed.fraction(c) if c == "train_error" else typed.number(c)
+            whole = ("step", columns[2])
+            record.add_rows(table, [{c: (int(v[i]) if c in whole else v[i] if c == "model" else float(v[i]))
+                                     for c, v in cols.items()} for i in range(len(cols["step"]))])
 
     def _exists(self, file: str) -> bool:
         return os.path.lexists(self.run / file)

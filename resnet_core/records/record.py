@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
+from resnet_core.records.history import History
+from resnet_core.records.step_tables import StepTables
 from resnet_core.records.stream import Stream
 from resnet_core.records.tables import (LAYER_COLUMNS, LESION_COLUMNS, METRIC_COLUMNS, PATH_COLUMNS, PATH_OPTIONAL,
+                                        STEP_TABLES,
                                         LayerSnapshot, RecordError, StoredMap, jsonable, regions_frame)
 
 if TYPE_CHECKING:  # pandas is imported where a table is asked for: a process that only records
@@ -24,30 +27,6 @@ PATH_ANALYSES = (4, 40)     # analyses kept per model, at least / at most (the m
 REGION_HISTORY = 100        # decision maps kept per model (about 7 KB each, compact) for regions_at
 
 
-class History:
-    """At most ``budget`` items of a growing series, spread evenly over it: each item past the budget
-    removes the kept item whose neighbours are closest together (the oldest such), never the first
-    or the latest two. So the count stays at the budget and the spacing within about a factor of two
-    of even, at any length (at 100,000 steps and a budget of 1,000: every 64 to 136 steps)."""
-
-    def __init__(self, budget: int):
-        self.budget = max(3, int(budget))
-        self.items: list[Any] = []
-        self.keys: list[float] = []
-
-    def add(self, key: float, item: Any) -> None:
-        self.items.append(item)
-        self.keys.append(key)
-        if len(self.items) > self.budget:
-            k = np.asarray(self.keys[:-1], dtype=np.float64)  # the latest is never a candidate ...
-            gaps = k[2:] - k[:-2]                               # ... nor the first, nor the one before the latest
-            i = int(np.argmin(gaps)) + 1
-            del self.items[i], self.keys[i]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-
 class RunRecord:
     def __init__(self, config: dict[str, Any] | None = None, layer_names: dict[str, list[str]] | None = None):
         self.config = config or {}
@@ -60,6 +39,7 @@ class RunRecord:
         self._paths: dict[str, History] = {}            # per model: (step, rows) of each analysis
         self._path_columns: set[str] = set()
         self._lesion: list[dict[str, Any]] = []
+        self._step_tables = StepTables()               # signal, jacobian, lens: per table and model, bounded
         self._regions: dict[str, tuple[int, dict[str, Any]]] = {}  # latest decision map per model
         self._region_history: dict[str, History] = {}  # per model: (seq, step, map) of the maps set
         self._latest_step = 0
@@ -117,6 +97,14 @@ class RunRecord:
                 history.add(float(step), group)
             if self._stream is not None:
                 self._stream.paths(rows)
+            self.version += 1
+
+    def add_rows(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
+        """Rows of one of the analyses' step tables (``tables.STEP_TABLES``: "signal.csv", ...)."""
+        with self._lock:
+            rows = self._step_tables.add(table, rows)
+            if self._stream is not None:
+                self._stream.table(table, rows)
             self.version += 1
 
     def set_lesion(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -207,6 +195,14 @@ class RunRecord:
         rows = [row for _, group in sorted(groups, key=lambda g: g[0]) for row in group]
         return pd.DataFrame(rows, columns=PATH_COLUMNS + extra)
 
+    def table_frame(self, table: str) -> pd.DataFrame:
+        """One of the step tables (``tables.STEP_TABLES``) as kept in memory, by step."""
+        import pandas as pd
+
+        with self._lock:
+            rows = self._step_tables.rows(table)
+        return pd.DataFrame(rows, columns=STEP_TABLES[table])
+
     def lesion_frame(self) -> pd.DataFrame:
         import pandas as pd
 
@@ -279,6 +275,8 @@ class RunRecord:
                 for snap in history.items:
                     stream.layers(model, self.layer_names.get(model, []), snap)
             stream.paths([row for h in self._paths.values() for group in h.items for row in group])
+            for table, rows in self._step_tables.kept().items():
+                stream.table(table, rows)
             stream.dirty.update(("lesion.csv", "regions.csv"))
             stream.flush(self._lesion, self._regions)
         return out
@@ -315,7 +313,8 @@ class RunRecord:
         paths = self.paths_frame()
         if len(paths):
             paths.to_csv(out / "paths.csv", index=False)
-        for name, frame in (("lesion.csv", self.lesion_frame()), ("regions.csv", self.regions_frame())):
+        tables = [(name, self.table_frame(name)) for name in STEP_TABLES]
+        for name, frame in (("lesion.csv", self.lesion_frame()), ("regions.csv", self.regions_frame()), *tables):
             if len(frame):
                 frame.to_csv(out / name, index=False)
         return out

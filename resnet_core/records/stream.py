@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from resnet_core.records.tables import (LAYER_COLUMNS, LESION_COLUMNS, METRIC_COLUMNS, PATH_COLUMNS, PATH_OPTIONAL,
-                                        REGION_COLUMNS, LayerSnapshot, jsonable)
+                                        REGION_COLUMNS, STEP_TABLES, LayerSnapshot, jsonable)
 
 FLUSH_EVERY_S = 2.0         # a streaming record writes its buffers out at least this often
 
@@ -103,6 +103,15 @@ class Stream:
             self._open("paths.csv", PATH_COLUMNS + [c for c in PATH_OPTIONAL if c in rows[0]])
         header = self.files["paths.csv"][2]
         self._rows("paths.csv", [[_cell(r.get(c)) for c in header] for r in rows])
+
+    def table(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Rows of one of the step tables (``tables.STEP_TABLES``), the file opened at its first rows."""
+        if not rows:
+            return
+        if name not in self.files:
+            self._open(name, STEP_TABLES[name])
+        header = self.files[name][2]
+        self._rows(name, [[_cell(r.get(c)) for c in header] for r in rows])
 
     def _flush_files(self) -> None:
         for f, _, _ in self.files.values():

@@ -21,7 +21,14 @@ PATH_COLUMNS = ["step", "model", "length", "n_paths", "grad_norm", "share", "res
 PATH_OPTIONAL = ["path_norm"]  # Veit et al.'s sampled per-path magnitude, where it was measured
 LESION_COLUMNS = ["model", "block", "train_error"]
 REGION_COLUMNS = ["step", "model", "x", "y", "predicted", "confidence"]  # the latest map per model, one row per grid point
-RUN_FILES = ("config.json", "metrics.csv", "layers.csv", "paths.csv", "lesion.csv", "regions.csv",
+# The tables of the analyses recorded at step 0 and at the analysis cadence (``paths_every``), one
+# group of rows per (step, model): the signal propagation plot (Brock, De & Smith 2021), the singular
+# values of the block stack's Jacobian, and the block lens. Each: step, model, an index, then numbers.
+SIGNAL_COLUMNS = ["step", "model", "block", "mean_sq", "variance", "branch_variance"]
+JACOBIAN_COLUMNS = ["step", "model", "index", "singular_value"]
+LENS_COLUMNS = ["step", "model", "block", "train_error", "train_loss"]
+STEP_TABLES = {"signal.csv": SIGNAL_COLUMNS, "jacobian.csv": JACOBIAN_COLUMNS, "lens.csv": LENS_COLUMNS}
+RUN_FILES = ("config.json", "metrics.csv", "layers.csv", "paths.csv", "lesion.csv", "regions.csv", *STEP_TABLES,
              "models")  # the folder of trained nets that `train --save-models` adds (records/exported_models.py)
 
 

@@ -47,6 +47,7 @@ EVAL_CHUNK = 2048           # probes.EVAL_BATCH: evaluation runs in chunks of th
 EVAL_LIVE = 4.0             # layer outputs alive at once while evaluating one chunk (no graph kept)
 PATH_POINTS, PATH_FLOATS = 256, 65536  # analysis.paths.compute.PROBE_POINTS and PROBE_FLOATS
 PATH_SAVED = 4.0            # per block: its input, its Jacobian's state, the path terms being summed
+SIGNAL_POINTS, JACOBIAN_POINTS = 256, 16  # analysis.signal's probe batch and the Jacobian's points
 
 WORKER_LIMIT_ENV = config.env_name("WORKER_MEMORY_MB")  # what a server passes its worker processes
 MACHINE_SHARE = 0.75        # of the machine's memory, shared by the processes that may train or analyse at once
@@ -145,12 +146,22 @@ def estimate_memory(settings: Settings, shape: DataShape, models: tuple[str, ...
             activations, largest = act, spec.name
         widest = max(layer.outputs for layer in layers)
         evaluation = max(evaluation, int(4 * EVAL_LIVE * min(EVAL_CHUNK, shape.n_train) * widest))
-        if spec.residual and settings.paths_every > 0:
+        if settings.paths_every > 0:  # the path analysis and, at its cadence, the signal and the Jacobian
             blocks = settings.for_model(spec).blocks_for(spec.depth)
             features = max(layer.outputs for layer in layers[1:-1]) if len(layers) > 2 else widest
             points = max(16, min(PATH_POINTS, PATH_FLOATS // max(features, 1), shape.n_train))
-            paths = max(paths, int(4 * PATH_SAVED * (2 * blocks + 2) * points * features))
+            path = int(4 * PATH_SAVED * (2 * blocks + 2) * points * features) if spec.residual else 0
+            paths = max(paths, path + _signal_bytes(features, blocks, settings.arch == "mlp"))
     return MemoryEstimate(BASE_BYTES, shape.bytes, weights, activations, evaluation, paths, largest)
+
+
+def _signal_bytes(features: int, blocks: int, dense: bool) -> int:
+    """The signal plot's probe batch through the stack (no graph kept), and for an MLP the exact
+    Jacobian: its forward kept for the backward (PATH_SAVED a layer) and one cotangent per output unit."""
+    signal = 4 * EVAL_LIVE * SIGNAL_POINTS * features
+    if not dense:
+        return int(signal)
+    return int(signal + 4 * JACOBIAN_POINTS * features * (PATH_SAVED * (2 * blocks + 2) + PATH_SAVED * features))
 
 
 # ------------------------------------------------------------------------------------ the limits

@@ -70,7 +70,19 @@ def layout(spec: ModelSpec | str, settings: Settings, input_shape: tuple[int, ..
 
 def parameter_count(spec: ModelSpec | str, settings: Settings, input_shape: tuple[int, ...], n_classes: int) -> int:
     """What ``models.parameter_count(build_model(...))`` returns, without building anything."""
-    return sum(layer.parameters for layer in layout(spec, settings, input_shape, n_classes))
+    return (sum(layer.parameters for layer in layout(spec, settings, input_shape, n_classes))
+            + scalar_count(spec, settings))
+
+
+def scalar_count(spec: ModelSpec | str, settings: Settings) -> int:
+    """The learnable scalars of a residual net's branches: SkipInit's α per block; Fixup's multiplier
+    and 2m biases per block of m layers, and two more around the stem and head (either layout)."""
+    spec = parse_model_name(spec) if isinstance(spec, str) else spec
+    s = settings.for_model(spec)
+    if not spec.residual:
+        return 0
+    blocks = s.blocks_for(spec.depth)
+    return {"skipinit": blocks, "fixup": blocks * (2 * s.branch_layers + 1) + 2}.get(s.init, 0)
 
 
 def unit_outputs(spec: ModelSpec | str, settings: Settings, input_shape: tuple[int, ...], n_classes: int) -> int:

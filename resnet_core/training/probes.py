@@ -6,6 +6,9 @@ one ``stack``), because at these layer sizes the cost is the number of calls, no
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -64,27 +67,44 @@ def evaluate(net: Net, x: torch.Tensor, y: torch.Tensor, batch_stats: bool = Fal
     the running statistics are left untouched: the training error of the network as it trains,
     which a deep net's lagging running averages would otherwise distort (or, at 1000 layers, blow up).
     """
+    loss_sum = torch.zeros((), device=x.device)
+    wrong = torch.zeros((), device=x.device)
+    with batch_statistics(net) if batch_stats else evaluation_mode(net):
+        for start in range(0, len(x), EVAL_BATCH):
+            xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
+            logits = net(xb)
+            loss_sum += F.cross_entropy(logits, yb, reduction="sum")
+            wrong += (logits.argmax(1) != yb).sum()
+    n = max(len(x), 1)
+    return float(loss_sum) / n, float(wrong) / n
+
+
+@contextlib.contextmanager
+def batch_statistics(net: Net) -> Iterator[None]:
+    """Training mode with every BN's momentum 0 for the duration: BN normalises with each batch's
+    own statistics, as in a training step, and the running statistics stay as they are."""
     was_training = net.training
     norms = _batch_norms(net)
     saved = [bn.momentum for bn in norms]
-    if batch_stats:
-        net.train()
-        for bn in norms:
-            bn.momentum = 0.0  # running = 1 * running + 0 * batch: unchanged
-    else:
-        net.eval()
-    loss_sum = torch.zeros((), device=x.device)
-    wrong = torch.zeros((), device=x.device)
-    for start in range(0, len(x), EVAL_BATCH):
-        xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
-        logits = net(xb)
-        loss_sum += F.cross_entropy(logits, yb, reduction="sum")
-        wrong += (logits.argmax(1) != yb).sum()
-    for bn, momentum in zip(norms, saved):
-        bn.momentum = momentum
-    net.train(was_training)
-    n = max(len(x), 1)
-    return float(loss_sum) / n, float(wrong) / n
+    net.train()
+    for bn in norms:
+        bn.momentum = 0.0  # running = 1 * running + 0 * batch: unchanged
+    try:
+        yield
+    finally:
+        for bn, momentum in zip(norms, saved):
+            bn.momentum = momentum
+        net.train(was_training)
+
+
+@contextlib.contextmanager
+def evaluation_mode(net: Net) -> Iterator[None]:
+    was_training = net.training
+    net.eval()
+    try:
+        yield
+    finally:
+        net.train(was_training)
 
 
 @torch.no_grad()

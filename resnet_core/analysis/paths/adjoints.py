@@ -203,8 +203,8 @@ class LinearBlock:
         h = x
         last = len(block.units) - 1
         for j, unit in enumerate(block.units):
-            if not isinstance(unit, Unit) or unit.reshape is not None:
-                raise TypeError("unexpected unit")
+            if not isinstance(unit, Unit) or unit.reshape is not None or not unit.bare:
+                raise TypeError("unexpected unit")  # Fixup's scalar biases move the masks: torch.func's pullback
             if unit.pre:  # BN -> ReLU -> weight (Unit.forward's steps): one factor for the BN scale and the mask
                 normed = h if unit.norm is None else unit.norm(h)  # sets the BN's statistics before its scale is read
                 out = unit.weight_layer(F.relu(normed))
@@ -219,7 +219,10 @@ class LinearBlock:
             if not block.pre and j < last:
                 ops.append(_Scale((h > 0).to(h.dtype)))
                 h = F.relu(h)
-        return ops, h
+        factor = block.branch_factor()  # SkipInit's α, depth-μP's 1/√L: the branch's Jacobian includes them
+        if not (isinstance(factor, float) and factor == 1.0):
+            ops.append(_Function(lambda u: u * factor))
+        return ops, block.branch_end(h)
 
     @staticmethod
     def _skip_ops(shortcut: nn.Module | None, x: torch.Tensor) -> list:

@@ -19,7 +19,8 @@ from resnet_core import config
 from resnet_core.remote.job_pool import JobPool
 from resnet_core.settings import RANGES, Settings, SettingsError, check_depth
 
-SWEEP_COLUMNS = ["family", "depth", "seed", "train_error", "test_error", "mean_train_error", "wall_s"]
+# ``lr``: the run's learning rate (a sweep over learning rates x depths: ``plan_sweep(lrs=...)``).
+SWEEP_COLUMNS = ["family", "depth", "seed", "train_error", "test_error", "mean_train_error", "wall_s", "lr"]
 DEFAULT_DEPTHS = (8, 14, 20, 32, 44, 56)
 DEFAULT_SEEDS = (0, 1, 2)
 FAMILIES = ("plain", "resnet")
@@ -40,11 +41,23 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...]:
     return values
 
 
+def parse_float_list(text: str, what: str) -> tuple[float, ...]:
+    """Parse "0.01,0.1" into (0.01, 0.1); a one-line SettingsError for anything else."""
+    try:
+        values = tuple(float(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise SettingsError(f"{what} must be numbers separated by commas, e.g. 0.01,0.03,0.1 (got {text!r})") from None
+    if not values:
+        raise SettingsError(f"{what}: give at least one, e.g. 0.01,0.03,0.1")
+    return values
+
+
 def plan_sweep(settings: Settings, depths: Iterable[int] = DEFAULT_DEPTHS, seeds: Iterable[int] = DEFAULT_SEEDS,
                steps: int | None = None, families: Iterable[str] = FAMILIES,
-               stack: bool | None = None) -> list[dict[str, Any]]:
+               stack: bool | None = None, lrs: Iterable[float] | None = None) -> list[dict[str, Any]]:
     """Jobs deepest first (the longest runs start first, so the workers finish together). Every
-    depth is checked with the Settings rules before anything runs.
+    depth is checked with the Settings rules before anything runs. ``lrs``: learning rates, each
+    (family, depth, seed) trained at every one of them (default: the settings' own).
 
     Stacked (``stack``, by default ``STACK``; MLPs only): one job per (family, depth) with the list
     of its ``seeds``, trained as one, answering one row per seed. Otherwise one job per (family,
@@ -62,24 +75,26 @@ def plan_sweep(settings: Settings, depths: Iterable[int] = DEFAULT_DEPTHS, seeds
     lo, hi = RANGES["seed"]
     if any(not lo <= s <= hi for s in seeds):
         raise SettingsError(f"seeds must be from {lo:g} to {hi:g}")
-    runs = len(depths) * len(seeds) * len(families)
+    lrs = sorted(set(float(lr) for lr in lrs)) if lrs is not None else [base.lr]
+    if not lrs:
+        raise SettingsError("a sweep needs at least one learning rate")
+    for lr in lrs:
+        base.with_changes(lr=lr)  # the setting's own range, its own message
+    runs = len(depths) * len(seeds) * len(families) * len(lrs)
     if runs > MAX_RUNS:
-        raise SettingsError(f"a sweep of {runs} runs is too big: at most {MAX_RUNS} (fewer depths or seeds)")
+        raise SettingsError(f"a sweep of {runs} runs is too big: at most {MAX_RUNS} (fewer depths, seeds or "
+                            "learning rates)")
     # No per-layer probes, no path analysis: a sweep wants errors only, as fast as they come.
     base = base.with_changes(steps=steps or base.steps, probe_every=RANGES["probe_every"][1], paths_every=0)
     jobs = []
-    if stack if stack is not None else STACK:
-        if stackable(base):
-            for depth in sorted(depths, reverse=True):
-                for family in families:
-                    run = base.with_changes(models=(f"{family}-{depth}",), seed=seeds[0])
-                    jobs.append({"family": family, "depth": depth, "seeds": seeds, "settings": run.to_dict()})
-            return jobs
+    stacked = (stack if stack is not None else STACK) and stackable(base)
     for depth in sorted(depths, reverse=True):
-        for seed in seeds:
-            for family in families:
-                run = base.with_changes(models=(f"{family}-{depth}",), seed=seed)
-                jobs.append({"family": family, "depth": depth, "seed": seed, "settings": run.to_dict()})
+        for lr in lrs:
+            for seed in ([seeds[0]] if stacked else seeds):
+                for family in families:
+                    run = base.with_changes(models=(f"{family}-{depth}",), seed=seed, lr=lr)
+                    where = {"seeds": seeds} if stacked else {"seed": seed}
+                    jobs.append({"family": family, "depth": depth, **where, "settings": run.to_dict()})
     return jobs
 
 
@@ -128,7 +143,7 @@ def sweep_frame(rows: Iterable[dict[str, Any]]):
     frame = pd.DataFrame(list(rows), columns=SWEEP_COLUMNS)
     for column in SWEEP_COLUMNS[3:]:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    return frame.sort_values(["family", "depth", "seed"], ignore_index=True)
+    return frame.sort_values(["family", "depth", "lr", "seed"], ignore_index=True)
 
 
 def write_sweep_csv(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path:
@@ -139,8 +154,10 @@ def write_sweep_csv(rows: Iterable[dict[str, Any]], out_dir: str | Path) -> Path
 
 
 def sweep_summary(frame):
-    """Mean and spread over seeds per (family, depth): what the degradation curve plots."""
-    grouped = frame.groupby(["family", "depth"], sort=True)
+    """Mean and spread over seeds per (family, depth), and per learning rate where the sweep has
+    several: what the degradation curve plots."""
+    keys = ["family", "depth"] + (["lr"] if frame["lr"].nunique() > 1 else [])
+    grouped = frame.groupby(keys, sort=True)
     out = grouped[["train_error", "test_error", "mean_train_error"]].agg(["mean", "min", "max"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
     out["seeds"] = grouped.size()

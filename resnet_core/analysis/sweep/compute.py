@@ -34,7 +34,8 @@ def _warm_up() -> None:
     make_optimizer(Settings(), [w]).step()
 
 
-def sweep_row(family: str, depth: int, seed: int, metrics: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+def sweep_row(family: str, depth: int, seed: int, metrics: list[dict[str, Any]], wall_s: float,
+              lr: float | None = None) -> dict[str, Any]:
     """A run's row of sweep.csv from its rows of metrics.csv. A diverged run has empty errors."""
     ok = [m for m in metrics if m["status"] == "ok"]
     diverged = len(ok) < len(metrics)
@@ -44,7 +45,7 @@ def sweep_row(family: str, depth: int, seed: int, metrics: list[dict[str, Any]],
             "train_error": None if last is None else float(last["train_error"]),
             "test_error": None if last is None else float(last["test_error"]),
             "mean_train_error": None if diverged else float(errors.mean()),
-            "wall_s": round(wall_s, 3)}
+            "wall_s": round(wall_s, 3), "lr": lr}
 
 
 def train_one(job: dict[str, Any], report: Callable[[dict[str, Any] | None], None] = lambda _: None) -> dict[str, Any]:
@@ -62,7 +63,7 @@ def train_one(job: dict[str, Any], report: Callable[[dict[str, Any] | None], Non
 
     trainer.run(on_step=progress)
     return sweep_row(job["family"], job["depth"], job["seed"], trainer.record.metric_rows(),
-                     time.perf_counter() - started)
+                     time.perf_counter() - started, settings.lr)
 
 
 def train_stacked(job: dict[str, Any], report: Callable[[dict[str, Any] | None], None] = lambda _: None) -> dict[str, Any]:
@@ -90,5 +91,5 @@ def train_stacked(job: dict[str, Any], report: Callable[[dict[str, Any] | None],
 
     trainer.run(on_step=progress)
     wall_s = time.perf_counter() - started
-    return {"rows": [sweep_row(job["family"], job["depth"], seed, metrics, wall_s)
+    return {"rows": [sweep_row(job["family"], job["depth"], seed, metrics, wall_s, settings.lr)
                      for seed, metrics in zip(seeds, trainer.metrics)]}

@@ -1,0 +1,96 @@
+"""The signal propagation plot and the Jacobian's singular values of a net's block stack, on a
+fixed probe batch (see ``resnet_core.analysis.signal``).
+
+Signal: for every block, on the probe batch with BN normalising by the batch's own statistics (as
+in a training step; running statistics untouched), the block's output x_{l+1} (the residual stream)
+as its average squared channel mean and average channel variance, and the variance of the branch's
+output F(x_l) (its last layer, scalars included: SkipInit's α, the 1/√L scale). Channels are a
+dense layer's units or a feature map's channels (statistics over points and pixels).
+
+Jacobian: ∂x_n/∂x_0, the block stack's output over its input (the stem's output), for each of a few
+probe points with BN frozen at the probe batch's statistics (so each point's Jacobian is its own),
+exactly: ``torch.func.jacrev``, one vector-Jacobian product per output unit. Its singular values,
+largest first, medianed over the points index by index. MLPs only: a CNN's Jacobian is
+(feature map)², not width².
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from resnet_core.analysis.paths.adjoints import frozen_batch_norm
+from resnet_core.analysis.signal import JACOBIAN_POINTS, JACOBIAN_WIDTH, SIGNAL_FLOATS, SIGNAL_POINTS
+from resnet_core.nets.models import Net
+from resnet_core.training.probes import batch_statistics
+
+
+def signal_points(net: Net, x: torch.Tensor) -> int:
+    """Probe points for the signal plot: SIGNAL_POINTS, fewer where each is big."""
+    with torch.no_grad(), batch_statistics(net):
+        features = net.features(x[:2]).numel() // 2
+    return int(max(8, min(SIGNAL_POINTS, SIGNAL_FLOATS // max(features, 1), len(x))))
+
+
+def _channel_stats(t: torch.Tensor) -> tuple[float, float]:
+    """(mean over channels of the squared channel mean, mean over channels of the channel variance)."""
+    flat = t.detach().double().transpose(0, 1).reshape(t.shape[1], -1)  # channels x (points and pixels)
+    mean = flat.mean(1)
+    var = flat.var(1, unbiased=False)
+    return float(mean.square().mean()), float(var.mean())
+
+
+@torch.no_grad()
+def signal_rows(net: Net, x: torch.Tensor, step: int, model: str) -> list[dict[str, Any]]:
+    """``records.SIGNAL_COLUMNS`` rows, one per block (block = 1 .. n, the block whose output it is)."""
+    rows = []
+    with batch_statistics(net):
+        h = net.features(x)
+        for i, block in enumerate(net.blocks):
+            branch = block.branch(h)
+            h = block(h)
+            mean_sq, variance = _channel_stats(h)
+            _, branch_variance = _channel_stats(branch)
+            rows.append({"step": step, "model": model, "block": i + 1, "mean_sq": _finite(mean_sq),
+                         "variance": _finite(variance), "branch_variance": _finite(branch_variance)})
+    return rows
+
+
+def _finite(v: float) -> float:
+    return v if math.isfinite(v) else math.nan
+
+
+def jacobian_applies(net: Net) -> bool:
+    """An MLP's stack (dense units), no wider than JACOBIAN_WIDTH."""
+    return all(isinstance(u.weight_layer, torch.nn.Linear) for b in net.blocks for u in b.units) \
+        and bool(net.blocks) and net.blocks[-1].units[-1].weight_layer.out_features <= JACOBIAN_WIDTH
+
+
+def stack_jacobians(net: Net, x: torch.Tensor) -> torch.Tensor:
+    """∂x_n/∂x_0 at each point of x: (points, out, in), BN frozen at x's statistics."""
+    with frozen_batch_norm(net, x), torch.no_grad():
+        h0 = net.features(x)
+
+        def stack(v: torch.Tensor) -> torch.Tensor:
+            out = v.unsqueeze(0)
+            for block in net.blocks:
+                out = block(out)
+            return out.squeeze(0)
+
+        with torch.enable_grad():
+            return torch.func.vmap(torch.func.jacrev(stack))(h0).detach()
+
+
+def jacobian_rows(net: Net, x: torch.Tensor, step: int, model: str) -> list[dict[str, Any]]:
+    """``records.JACOBIAN_COLUMNS`` rows: index 0 the largest singular value, each the median over
+    the probe points (the first JACOBIAN_POINTS of x); none where the Jacobian does not apply."""
+    if not jacobian_applies(net):
+        return []
+    jac = stack_jacobians(net, x[:JACOBIAN_POINTS]).double()
+    finite = torch.isfinite(jac).flatten(1).all(1)
+    if not bool(finite.any()):
+        return []
+    values = torch.linalg.svdvals(jac[finite])  # (points, k), descending
+    median = values.median(0).values  # torch's median: the lower middle one, an actual point's value
+    return [{"step": step, "model": model, "index": i, "singular_value": float(v)} for i, v in enumerate(median.tolist())]
