@@ -9,6 +9,7 @@ allows and what it got, never a silent fallback.
 """
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ class ConfigError(UserError):
 @dataclass(frozen=True)
 class Variable:
     name: str                        # without the prefix
-    kind: str                        # "int", "number", "flag", "path" or "choice"
+    kind: str                        # "int", "number", "flag", "path", "text" or "choice"
     default: Any
     help: str
     low: float | None = None         # int and number: inclusive bounds
@@ -41,6 +42,8 @@ class Variable:
     def parse(self, raw: str) -> Any:
         if self.kind == "path":
             return Path(raw).expanduser()
+        if self.kind == "text":
+            return raw
         if self.kind == "flag":
             if raw not in ("0", "1"):
                 raise ConfigError(f"{self.env} must be 0 or 1 (got {raw!r})")
@@ -84,6 +87,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ENGINE", "choice", "", "the one selector of the fast paths: autograd trains every net through its "
              "modules and autograd, without the written-out MLP pass and without stacking a sweep's seeds "
              "(the same numbers, slower)", choices=("", "autograd")),
+    Variable("PLUGINS", "text", "", "modules (comma-separated, importable from the Python path) that the command "
+             "line and every worker process import as they start: a block variant of one's own "
+             "(docs/architecture.md, 'Adding a block variant')"),
     Variable("REQUIRE_BROWSER", "flag", False, "the tests: a missing Chromium fails the browser tests rather than "
              "skipping them (scripts/test.sh sets it)"),
 )
@@ -95,6 +101,18 @@ def get(name: str) -> Any:
     variable = _BY_NAME[name]
     raw = os.environ.get(variable.env, "").strip()
     return variable.parse(raw) if raw else variable.default
+
+
+def load_plugins() -> list[str]:
+    """Import the modules RESIDUAL_LAB_PLUGINS names (once each; they register what they define);
+    the names imported. One that cannot be imported is a ConfigError naming it and why."""
+    names = [n.strip() for n in get("PLUGINS").split(",") if n.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - the user's module: its failure, in one line
+            raise ConfigError(f"{env_name('PLUGINS')}: cannot import {name!r} ({type(exc).__name__}: {exc})") from exc
+    return names
 
 
 def env_name(name: str) -> str:

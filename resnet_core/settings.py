@@ -233,6 +233,16 @@ class Settings:
 
 SETTING_META: dict[str, SettingMeta] = {f.name: f.metadata["meta"] for f in fields(Settings)}
 CHOICES: dict[str, tuple[str, ...]] = {n: tuple(m.choices) for n, m in SETTING_META.items() if m.choices}
+
+
+def add_block_choice(name: str, label: str) -> None:
+    """A block variant of one's own (``nets.models.register_block``) as a value of ``block`` that the
+    settings, the command line and a link accept. Called as the variant's module is imported
+    (``RESIDUAL_LAB_PLUGINS``), before any parser or widget is made."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in ("post", "pre"):
+        raise SettingsError(f"a block variant's name must be a new lowercase word (got {name!r})")
+    SETTING_META["block"].choices[name] = label
+    CHOICES["block"] = tuple(SETTING_META["block"].choices)
 RANGES: dict[str, tuple[float, float]] = {n: m.range for n, m in SETTING_META.items() if m.range}
 DEFAULTS: Settings = Settings()
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from resnet_core import config
 from resnet_core.errors import describe, is_user_error
 from resnet_core.analysis import recorders
 from resnet_core.records.events import ForwardingRecord
@@ -191,5 +192,6 @@ class _Tenants:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)  # tiny layers are dispatch-bound, and the workers share the cores
+    config.load_plugins()  # block variants of one's own (the parent checked they import)
     serve(_Tenants())
     exit_now()

@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 from resnet_core.cli.parser import OneLineParser, UsageError, add_exports, add_lesson, add_sweep, add_train
+from resnet_core import config
 from resnet_core.errors import UserError, one_line
 from resnet_core.remote.trainer import WorkerError
 
@@ -30,6 +31,7 @@ def build_parser() -> OneLineParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        config.load_plugins()  # block variants of one's own, before the parser lists the choices
         args = build_parser().parse_args(argv)
         return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
     except UsageError as exc:

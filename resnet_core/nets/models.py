@@ -10,7 +10,6 @@ MLP depth = branch_layers * blocks + 2, CNN depth = 3 * branch_layers * blocks_p
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_core.settings import ModelSpec, Settings, SettingsError, parse_model_name
+from resnet_core.nets.initialise import initialise
+from resnet_core.settings import ModelSpec, Settings, SettingsError, add_block_choice, parse_model_name
 
 
 @dataclass
@@ -54,8 +54,9 @@ class Unit(nn.Module):
 
     @property
     def bare(self) -> bool:
-        """Nothing but the weight layer and its BN (no Fixup scalars): what the written-out passes know."""
-        return self.shift_in is None and self.shift_act is None
+        """Nothing but the weight layer and its BN (no Fixup scalars, no subclass of one's own): what
+        the written-out passes know."""
+        return type(self) is Unit and self.shift_in is None and self.shift_act is None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pre:
@@ -101,6 +102,8 @@ class Block(nn.Module):
     constant (1/√L for depth-μP's branch scale) and ``shift_out`` Fixup's bias before the ReLU after the addition.
     """
 
+    layout = ""  # a variant's layout, "post" or "pre" (``register_block``); this block follows the settings'
+
     def __init__(self, units: list[Unit], shortcut: nn.Module | None, residual: bool, pre: bool, changes_shape: bool,
                  gain: float | None = None, scale: float = 1.0, shift_out: bool = False):
         super().__init__()
@@ -116,10 +119,11 @@ class Block(nn.Module):
 
     @property
     def bare(self) -> bool:
-        """y = s(x) + F(x) with F its units alone, no scalar at the branch's end nor in its units:
-        the block ``mlp_stack``'s and ``mlp_stacked``'s written-out passes know (anything else goes
-        through the modules and autograd)."""
-        return (self.gain is None and self.scale == 1.0 and self.shift_out is None
+        """y = s(x) + F(x) with F its units alone, no scalar at the branch's end nor in its units, and
+        this very class (not a variant): the block ``mlp_stack``'s and ``mlp_stacked``'s written-out
+        passes and the path maps know. Anything else goes through the modules and autograd (and
+        ``torch.func`` for the path maps), with the same numbers."""
+        return (type(self) is Block and self.gain is None and self.scale == 1.0 and self.shift_out is None
                 and all(u.bare for u in self.units))
 
     def skip(self, x: torch.Tensor) -> torch.Tensor:
@@ -237,16 +241,36 @@ class Net(nn.Module):
         return x
 
 
-def model_seed(seed: int, depth: int, layer: int) -> int:
-    """Initial weights depend on (seed, depth, layer) only, so a plain net and its residual twin
-    of the same depth start from the very same weights."""
-    return zlib.crc32(f"{seed}:{depth}:{layer}".encode())
+# Block variants of one's own, by the value of ``Settings.block`` that selects them (``register_block``).
+BLOCK_VARIANTS: dict[str, type[Block]] = {}
+
+
+def register_block(name: str, label: str, layout: str = "post"):
+    """Class decorator: a block variant, a subclass of ``Block`` that overrides ``branch`` (the
+    residual function F; ``skip`` and ``combine`` are the paper's), selected by
+    ``Settings(block=name)``, ``--block name`` or ``?block=name``, on the ``layout`` ("post" or "pre")
+    whose units it keeps. That is the whole edit: the fast paths do not know it and fall back to
+    the modules and autograd by themselves, the path maps to ``torch.func``. A process learns of
+    it by importing its module: ``RESIDUAL_LAB_PLUGINS`` names it for the command line and the workers.
+    """
+    if layout not in ("post", "pre"):
+        raise SettingsError(f"a block variant's layout is post or pre (got {layout!r})")
+
+    def add(cls: type[Block]) -> type[Block]:
+        if not (isinstance(cls, type) and issubclass(cls, Block)):
+            raise TypeError(f"a block variant subclasses Block (got {cls!r})")
+        add_block_choice(name, label)
+        cls.layout = layout
+        BLOCK_VARIANTS[name] = cls
+        return cls
+    return add
 
 
 def build_model(name: str | ModelSpec, settings: Settings, input_shape: tuple[int, ...], n_classes: int) -> Net:
     spec = parse_model_name(name) if isinstance(name, str) else name
     settings = settings.for_model(spec)  # the model's own suffixes (-b1, -pre, -nobn) win
-    pre = settings.block == "pre"
+    block_class = BLOCK_VARIANTS.get(settings.block, Block)
+    pre = (block_class.layout or settings.block) == "pre"
     use_bn = settings.norm == "batch"
     image = len(input_shape) == 3
     if settings.arch == "cnn" and not image:
@@ -293,75 +317,15 @@ def build_model(name: str | ModelSpec, settings: Settings, input_shape: tuple[in
                     shortcut = proj if not use_bn else nn.Sequential(proj, norm(c_out))
                 elif changes:
                     shortcut = PadShortcut(stride, c_out - c_in)
-            blocks.append(Block(units, shortcut, spec.residual, pre, changes, gain=gain, scale=branch_scale,
+            blocks.append(block_class(units, shortcut, spec.residual, pre, changes, gain=gain, scale=branch_scale,
                                 shift_out=fixup and not pre))
             c_in = c_out
     head = Unit(nn.Linear(c_in, n_classes), norm(c_in) if pre else None, pre=pre,
                 reshape=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) if cnn else None,
                 shift_in=fixup, shift_act=fixup and pre)
     net = Net(spec, stem, blocks, head, pre)
-    _initialise(net, settings)
+    initialise(net, settings)
     return net
-
-
-def _initialise(net: Net, settings: Settings) -> None:
-    """Every weight from (seed, depth, layer); SkipInit's and Fixup's scalars start as ``build_model``
-    made them (α = 0; multipliers 1, biases 0). Fixup also zeroes a residual net's head."""
-    for i, unit in enumerate(net.units()):
-        w = unit.weight_layer
-        gen = torch.Generator().manual_seed(model_seed(settings.seed, net.spec.depth, i))
-        if settings.init == "default":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(model_seed(settings.seed, net.spec.depth, i))
-                w.reset_parameters()
-        else:
-            nn.init.kaiming_normal_(w.weight, mode="fan_in", nonlinearity="relu", generator=gen)
-            if w.bias is not None:
-                nn.init.zeros_(w.bias)
-    for j, block in enumerate(net.blocks):
-        # A projection shortcut is seeded like the units: its weights (and its bias, where there is no
-        # BN) never come from torch's global generator, so two runs of one setting start alike.
-        for m in (block.shortcut.modules() if block.shortcut is not None else ()):
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                seed = model_seed(settings.seed, net.spec.depth, 10_000 + j)
-                if settings.init == "default":
-                    with torch.random.fork_rng(devices=[]):
-                        torch.manual_seed(seed)
-                        m.reset_parameters()
-                    continue
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="linear",
-                                        generator=torch.Generator().manual_seed(seed))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        if settings.init == "fixup" and block.residual:
-            _fixup_branch(block, len(net.blocks))
-        if settings.init == "zero" and block.residual:
-            # Each branch starts at zero, so each block starts as the identity (Goyal et al. 2017;
-            # Fixup). With a BN at the end of the branch its scale is zeroed; otherwise the last weight.
-            last = block.units[-1]
-            if not last.pre and last.norm is not None:
-                nn.init.zeros_(last.norm.weight)
-            else:
-                nn.init.zeros_(last.weight_layer.weight)
-    if settings.init == "fixup" and net.residual:
-        nn.init.zeros_(net.head.weight_layer.weight)
-        nn.init.zeros_(net.head.weight_layer.bias)
-
-
-def _fixup_branch(block: Block, n_blocks: int) -> None:
-    """Fixup's rules (Zhang, Dauphin & Ma 2019) on one He-initialised branch of m layers in a net of
-    L branches: the layers before the last scaled by L^(-1/(2m-2)), the last one at zero (its bias
-    too, where there is no BN). ``_initialise`` zeroes the head."""
-    m = len(block.units)
-    with torch.no_grad():
-        if m > 1:
-            factor = n_blocks ** (-1.0 / (2 * m - 2))
-            for unit in block.units[:-1]:
-                unit.weight_layer.weight.mul_(factor)
-        last = block.units[-1].weight_layer
-        nn.init.zeros_(last.weight)
-        if last.bias is not None:
-            nn.init.zeros_(last.bias)
 
 
 def _prod(shape: tuple[int, ...]) -> int:

@@ -198,7 +198,10 @@ class LinearBlock:
     @staticmethod
     def _branch_ops(block: Block, x: torch.Tensor) -> tuple[list, torch.Tensor]:
         """Backward maps of the branch's layers in forward order, and the branch's output F(x).
-        Mirrors ``Block.branch`` (the check against autograd would catch any drift)."""
+        Mirrors ``Block.branch`` (the check against autograd would catch any drift); a variant of
+        one's own (``register_block``) is not the branch mirrored here: ``torch.func``'s pullback."""
+        if type(block) is not Block:
+            raise TypeError("a block variant")
         ops = []
         h = x
         last = len(block.units) - 1
