@@ -20,5 +20,8 @@ def run(args: argparse.Namespace) -> int:
     RunRecord.read(args.run)  # a folder that is not a run fails here, in one line
     if args.command == "clip" and Path(args.out).exists() and not args.overwrite:
         raise RecordError(f"{args.out} already exists; choose another --out or pass --overwrite")
-    # Its output and its one-line errors go straight to this command's own.
-    return subprocess.run([sys.executable, "-m", "dashboard.slides", args.command, str(args.run), str(args.out)]).returncode
+    done = subprocess.run([sys.executable, "-m", "dashboard.slides", args.command, str(args.run), str(args.out)],
+                          capture_output=True, text=True)
+    sys.stdout.write(done.stdout)  # its lines, its one-line error, as this command's own
+    sys.stderr.write(done.stderr)
+    return done.returncode
