@@ -19,8 +19,8 @@ def test_the_signal_panel_shows_the_runs_own_signal_and_spectrum(streamlit_serve
     open_tab(page, "Signal propagation")
     page.get_by_text("Train, or load a run folder").or_(page.get_by_text("No signal measurements yet")).first.wait_for()
     page.get_by_role("button", name="Train", exact=True).click()
-    page.locator(".st-key-signal_plot .js-plotly-plot").wait_for(timeout=WAIT_MS)
-    page.locator(".st-key-signal_jacobian .js-plotly-plot").wait_for(timeout=WAIT_MS)
+    page.locator(".st-key-signal_plot .js-plotly-plot").filter(visible=True).first.wait_for(timeout=WAIT_MS)
+    page.locator(".st-key-signal_jacobian .js-plotly-plot").filter(visible=True).first.wait_for(timeout=WAIT_MS)
     assert page.locator(".st-key-signal_plot .scatterlayer .trace").count() >= 4  # a line per model at step 0
     caption = page.get_by_text(re.compile(r"Measured on this run, the stream's variance")).inner_text()
     assert re.search(r"resnet-56-nobn: ×\d\.\d\d per block", caption)
@@ -39,7 +39,7 @@ def test_the_block_lens_sits_beside_the_lesion_study(streamlit_server, page):
     page.get_by_text(STEP).wait_for(timeout=WAIT_MS)
     page.get_by_role("button", name="Train", exact=True).click()
     open_tab(page, "Unrolled paths")
-    page.locator(".st-key-paths_lens .js-plotly-plot").wait_for(timeout=WAIT_MS)
+    page.locator(".st-key-paths_lens .js-plotly-plot").filter(visible=True).first.wait_for(timeout=WAIT_MS)
     assert page.locator(".st-key-paths_lens .scatterlayer .trace").count() == 2  # plain-56 and resnet-56
     page.get_by_text(re.compile("Jastrzębski et al. \\(2018\\)")).first.wait_for()
     page.get_by_text("Lesion study: delete one block at test time").wait_for()

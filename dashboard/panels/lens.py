@@ -7,6 +7,7 @@ import math
 import streamlit as st
 
 import dashboard.charts.lens as charts_lens
+from dashboard.panels.accessible import chart
 from resnet_core.analysis.lens import lens_at, middle_error
 
 CHART_CONFIG = {"displaylogo": False}
@@ -26,7 +27,7 @@ def _lens_chart(record) -> None:
     models = [m for m in record.models() if (lens["model"] == m).any()]
     classes = int(record.config.get("dataset", {}).get("classes") or 0)
     chance = 1 - 1 / classes if classes > 1 else None
-    st.plotly_chart(charts_lens.lens_figure(lens, models, chance), key="paths_lens", config=CHART_CONFIG)
+    chart(charts_lens.lens_figure(lens, models, chance), key="paths_lens", config=CHART_CONFIG)
     middles = {m: middle_error(lens, m) for m in models}
     step = int(lens["step"].max())
     st.caption(

@@ -9,6 +9,7 @@ import math
 import streamlit as st
 
 import dashboard.charts.signal as charts_signal
+from dashboard.panels.accessible import chart
 from resnet_core.analysis.signal import growth_per_block, isometry_share
 
 REFRESH_S = 2.5  # the analysis itself runs every paths_every steps; this only picks it up
@@ -30,7 +31,7 @@ def _signal_section(record) -> None:
                 "training (set paths_every above 0).")
         return
     st.markdown("#### The signal, block by block")
-    st.plotly_chart(charts_signal.signal_figure(signal, models), key="signal_plot", config=CHART_CONFIG)
+    chart(charts_signal.signal_figure(signal, models), key="signal_plot", config=CHART_CONFIG)
     growth = {m: growth_per_block(signal, m) for m in models}
     st.markdown(
         "**What to look for** (Brock, De & Smith 2021, signal propagation plots). On a fixed probe batch (the first "
@@ -47,7 +48,7 @@ def _signal_section(record) -> None:
     if jacobian.empty:
         st.info("The Jacobian's spectrum is computed exactly for MLPs (width × width); this run has none.")
         return
-    st.plotly_chart(charts_signal.jacobian_figure(jacobian, models), key="signal_jacobian", config=CHART_CONFIG)
+    chart(charts_signal.jacobian_figure(jacobian, models), key="signal_jacobian", config=CHART_CONFIG)
     spread = {m: isometry_share(jacobian, m, int(jacobian[jacobian["model"] == m]["step"].max()))
               for m in models if (jacobian["model"] == m).any()}
     st.markdown(

@@ -103,7 +103,7 @@ def _on_event(total: int):
 
 def _lr_heatmap(frame, branch_scale: str) -> None:
     scale = " (branches × 1/√L)" if branch_scale == "invsqrt" else " (branch scale 1)"
-    st.plotly_chart(lr_depth_figure(frame, scale), key="sweep_lr_chart")
+    chart(lr_depth_figure(frame, scale), key="sweep_lr_chart")
     moves = {f: sorted(set(best_lr_per_depth(frame, f).values())) for f in dict.fromkeys(frame["family"])}
     st.caption("Mean final training error over seeds; ★ the best learning rate of each depth. Depth-μP (Yang et al. "
                "2023; Bordelon et al. 2023) predicts that with branches scaled by 1/√L the best rate stays put as depth "
