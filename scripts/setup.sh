@@ -14,8 +14,9 @@ if [ ! -f "$stamp" ] || [ "$req" -nt "$stamp" ] || [ requirements.txt -nt "$stam
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
   touch "$stamp"
 fi
-if [ "${1:-}" = "--dev" ] && [ ! -x /usr/bin/chromium ]; then
-  # The browser tests drive Debian's Chromium; Playwright's own browser download is not used.
+if [ ! -x /usr/bin/chromium ]; then
+  # Debian's Chromium: the app draws figures and clips for slides with it (kaleido), and the browser
+  # tests drive it (Playwright's own browser download is not used).
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
 fi
