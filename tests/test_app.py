@@ -250,7 +250,7 @@ def test_replay_a_run_folder_in_the_same_panels(app_test, tmp_path, monkeypatch)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny layers: one thread is as fast, and does not fight the other processes
     try:
-        record = LockstepTrainer(TINY.with_changes(steps=10), recorders=standard()).run()
+        record = LockstepTrainer(TINY.with_changes(steps=10, paths_every=5), recorders=standard()).run()
         record.write(tmp_path / "demo")
     finally:
         torch.set_num_threads(threads)
@@ -268,6 +268,11 @@ def test_replay_a_run_folder_in_the_same_panels(app_test, tmp_path, monkeypatch)
     at.session_state["tab"] = "Decision regions"  # the maps came back from regions.csv
     at.run()
     assert len(at.get("plotly_chart")) == 1 and not at.info
+    at.session_state["tab"] = "Records"  # its step tables hand out as its other tables do
+    at.run()
+    offered = {d.label: d for d in at.get("download_button")}
+    for table in ("signal.csv", "jacobian.csv", "lens.csv"):
+        assert table in offered and not offered[table].proto.disabled, table
 
 
 def test_replay_refuses_anything_outside_the_runs_folder(tmp_path):

@@ -20,12 +20,17 @@ from dashboard.runtime.scratch import run_files_limit_mb
 from dashboard.text import code, literal
 from dashboard.sidebar.url_state import UrlState
 
-TABLES = (("metrics.csv", "metrics_frame", "error and loss per model and evaluation step"),
-          ("layers.csv", "layers_frame", "gradient norm, response std and ‖F(x)‖/‖x‖ per layer and probe"),
-          ("paths.csv", "paths_frame", "gradient per path length (the unrolled view)"),
-          ("lesion.csv", "lesion_frame", "training error with one block removed"),
-          ("regions.csv", "regions_frame", "each model's latest decision map, one row per grid point (2D data)"))
-OPTIONAL_TABLES = {"paths.csv", "lesion.csv", "regions.csv"}  # only some runs record them
+TABLES = (("metrics.csv", RunRecord.metrics_frame, "error and loss per model and evaluation step"),
+          ("layers.csv", RunRecord.layers_frame, "gradient norm, response std and ‖F(x)‖/‖x‖ per layer and probe"),
+          ("paths.csv", RunRecord.paths_frame, "gradient per path length (the unrolled view)"),
+          ("lesion.csv", RunRecord.lesion_frame, "training error with one block removed"),
+          ("regions.csv", RunRecord.regions_frame, "each model's latest decision map, one row per grid point (2D data)"),
+          ("signal.csv", lambda r: r.table_frame("signal.csv"),
+           "the stream's squared mean and variance and the branch's variance per block (signal propagation)"),
+          ("jacobian.csv", lambda r: r.table_frame("jacobian.csv"),
+           "the singular values of the block stack's Jacobian, largest first"),
+          ("lens.csv", lambda r: r.table_frame("lens.csv"), "training error and loss read at every block (the block lens)"))
+OPTIONAL_TABLES = {"paths.csv", "lesion.csv", "regions.csv", "signal.csv", "jacobian.csv", "lens.csv"}  # some runs
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the run folder…")
@@ -94,7 +99,7 @@ def render(view: View, state: UrlState, request=None) -> None:
     exports.render(view, request)
 
 
-def _download(record: RunRecord | None, file_name: str, reader: str, what: str):
+def _download(record: RunRecord | None, file_name: str, reader, what: str):
     """(the button's data, its help): the run folder's own file where the record has one (a live run
     streams its tables there, a replay was read from there), so a download holds every row the run
     recorded; a record without a folder gives what it holds. None: nothing to download."""
@@ -102,9 +107,9 @@ def _download(record: RunRecord | None, file_name: str, reader: str, what: str):
         return None, what
     folder = record.folder
     if folder is None:
-        if file_name in OPTIONAL_TABLES and not len(getattr(record, reader)()):
+        if file_name in OPTIONAL_TABLES and not len(reader(record)):
             return None, what
-        return (lambda r=record, f=getattr(RunRecord, reader): f(r).to_csv(index=False)), what
+        return (lambda r=record, f=reader: f(r).to_csv(index=False)), what
     record.flush()
     path = Path(folder) / file_name
     try:
