@@ -32,23 +32,21 @@ STACK = config.get("ENGINE") != "autograd"  # train a sweep point's seeds as one
 
 def parse_int_list(text: str, what: str) -> tuple[int, ...]:
     """Parse "8,14,20" into (8, 14, 20); a one-line SettingsError for anything else."""
-    try:
-        values = tuple(int(v) for v in str(text).split(",") if v.strip())
-    except ValueError:
-        raise SettingsError(f"{what} must be whole numbers separated by commas, e.g. 8,14,20 (got {text!r})") from None
-    if not values:
-        raise SettingsError(f"{what}: give at least one, e.g. 8,14,20")
-    return values
+    return _parse_list(text, what, int, "whole numbers", "8,14,20")
 
 
 def parse_float_list(text: str, what: str) -> tuple[float, ...]:
     """Parse "0.01,0.1" into (0.01, 0.1); a one-line SettingsError for anything else."""
+    return _parse_list(text, what, float, "numbers", "0.01,0.03,0.1")
+
+
+def _parse_list(text: str, what: str, kind: type, noun: str, example: str) -> tuple:
     try:
-        values = tuple(float(v) for v in str(text).split(",") if v.strip())
+        values = tuple(kind(v) for v in str(text).split(",") if v.strip())
     except ValueError:
-        raise SettingsError(f"{what} must be numbers separated by commas, e.g. 0.01,0.03,0.1 (got {text!r})") from None
+        raise SettingsError(f"{what} must be {noun} separated by commas, e.g. {example} (got {text!r})") from None
     if not values:
-        raise SettingsError(f"{what}: give at least one, e.g. 0.01,0.03,0.1")
+        raise SettingsError(f"{what}: give at least one, e.g. {example}")
     return values
 
 
