@@ -12,6 +12,9 @@ PREFIX = "In numbers: "
 
 
 def chart(fig, key: str, alt: str | None = None, where=st, **kwargs) -> None:
-    """``fig`` drawn in ``where`` (st or a column), then ``alt`` (by default the figure in words)."""
+    """``fig`` drawn in ``where`` (st or a column), then ``alt`` (by default the figure in words:
+    a figure many sessions draw says them once, ``live.Drawn.words``)."""
     where.plotly_chart(fig, key=key, **kwargs)
-    where.caption(PREFIX + literal(alt if alt is not None else figure_alt(fig)))
+    if alt is None:
+        alt = getattr(fig, "words", None) or figure_alt(fig)
+    where.caption(PREFIX + literal(alt))

@@ -28,7 +28,7 @@ from dashboard.text import code, literal
 import dashboard.charts as charts
 import dashboard.charts.layers as charts_layers
 import dashboard.charts.regions as charts_regions
-from dashboard.charts.alt_text import error_alt
+from dashboard.charts.alt_text import error_alt, figure_alt
 from dashboard.panels.accessible import chart
 from dashboard.runtime.class_runs import CACHED_NOTICE
 from dashboard.panels.shared import refresh_pacer
@@ -99,14 +99,24 @@ class Drawn(go.Figure):
     """A finished figure that many sessions draw: ``st.plotly_chart`` asks every session's every
     refresh for ``to_dict()`` and then encodes its arrays, which was a quarter of the server's CPU
     with a class watching one run; here both are done once, on the first draw. Not to be changed
-    after it is first drawn."""
+    after it is first drawn. Its words (``accessible.chart``'s caption) are worked out once too:
+    the error chart's, from the metrics table, were 40 % of the server's CPU under a class."""
 
     @classmethod
-    def of(cls, figure: go.Figure) -> "Drawn":
+    def of(cls, figure: go.Figure, words: Callable[[], str] | None = None) -> "Drawn":
         """The figure itself, now drawn once (its class changed in place: a copy of a plotly figure
-        costs as much as building it)."""
+        costs as much as building it); ``words()`` says it in words (default: from its traces)."""
         figure.__class__ = cls
+        figure.__dict__["_words"] = words
         return figure
+
+    @property
+    def words(self) -> str:
+        said = self.__dict__.get("_said")
+        if said is None:
+            words = self.__dict__.get("_words")
+            said = self.__dict__["_said"] = words() if words is not None else figure_alt(self)
+        return said
 
     def to_dict(self) -> dict:
         drawn = self.__dict__.get("_drawn")
@@ -115,25 +125,29 @@ class Drawn(go.Figure):
         return drawn
 
 
-def cached_figure(name: str, view: View, build: Callable[[], Any], version: Any = None) -> Any:
+def cached_figure(name: str, view: View, build: Callable[[], Any], version: Any = None,
+                  words: Callable[[], str] | None = None) -> Any:
     """The panel's figure for this record version (or the ``version`` of the one table it draws),
-    built once per version for all sessions."""
+    built once per version for all sessions, and said in ``words()`` once (see ``Drawn``)."""
     presenter = bool(st.session_state.get("presenter"))
 
     def styled():
         figure = build()
         if presenter:
             figure.update_layout(font_size=PRESENTER_FONT)
-        return Drawn.of(figure)
+        return Drawn.of(figure, words)
 
     key = (id(view.record), view.version) if version is None else version
     return shared(("figure", name, view.source, key, presenter), view.record, styled)
 
 
-def metrics_figure(name: str, view: View, build: Callable[[Any], Any]) -> Any:
+def metrics_figure(name: str, view: View, build: Callable[[Any], Any],
+                   words: Callable[[Any], str] | None = None) -> Any:
     """A figure of the metrics table alone (curves, cards), shared by every session that sees the
-    same rows of one run, wherever each stands between two evaluations."""
-    return cached_figure(name, view, lambda: build(metrics_of(view)), metrics_version(view))
+    same rows of one run, wherever each stands between two evaluations; ``words(metrics)``: it
+    in words, if not from its traces."""
+    said = None if words is None else (lambda: words(metrics_of(view)))
+    return cached_figure(name, view, lambda: build(metrics_of(view)), metrics_version(view), said)
 
 
 def metrics_version(view: View) -> tuple:
@@ -251,9 +265,9 @@ def training_curves(source: Callable[[], View], show: str = "error") -> None:
     if show == "loss":
         fig = metrics_figure("loss", view, lambda metrics: charts.loss_figure(metrics, models))
     else:
-        fig = metrics_figure("error", view, lambda metrics: charts.error_figure(metrics, models))
-    alt = None if show == "loss" else error_alt(metrics_of(view), models)
-    chart(fig, key="curves", alt=alt, config={"displaylogo": False})
+        fig = metrics_figure("error", view, lambda metrics: charts.error_figure(metrics, models),
+                             lambda metrics: error_alt(metrics, models))
+    chart(fig, key="curves", config={"displaylogo": False})
 
 
 def gradients(source: Callable[[], View]) -> None:

@@ -206,8 +206,14 @@ def _dataset_args(name: str, raw: dict[str, str], base_args: Mapping[str, Any], 
 
 
 def nearest_depth(settings: Settings, depth: int) -> int:
-    """The valid depth closest to ``depth`` for this architecture (ties go deeper)."""
-    return min(settings.valid_depths(), key=lambda d: (abs(d - depth), -d))
+    """The valid depth closest to ``depth`` for this architecture (ties go deeper). The valid
+    depths are an arithmetic run (``Settings.valid_depths``): worked out, not searched (every
+    model row of every page asks, at every rerun)."""
+    valid = settings.valid_depths()
+    first, last = valid[0], valid[-1]
+    every = valid[1] - first if len(valid) > 1 else 1
+    below = first + max(0, min(depth - first, last - first)) // every * every
+    return min((below, min(below + every, last)), key=lambda d: (abs(d - depth), -d))
 
 
 def _models(raw: str | None, shape: Settings, base: Settings, notes: list[str]) -> tuple[str, ...]:
