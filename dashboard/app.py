@@ -135,4 +135,4 @@ def live_view(job: jobs.TrainingJob) -> panels.View:
 
 # Only when Streamlit runs this script: importing it (tests/test_app.py does) must not run the page.
 if __name__ == "__main__":
-    main()
+    refresh_pacer().timed_click(main)()  # the refreshes give way when the clicks are many (runtime.refresh)

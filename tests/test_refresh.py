@@ -80,3 +80,27 @@ def test_timed_notes_the_cpu_of_the_refresh_itself():
     assert wrapped.__qualname__ == busy.__qualname__  # Streamlit names a fragment by its function
     assert wrapped(0) > 0
     assert pacer.load() == pytest.approx(0.05 / WINDOW_S, rel=0.5)
+
+
+def test_the_refreshes_give_way_to_many_clicks():
+    """A class clicking a lot (full runs of the page) leaves the refreshes less of the server, never
+    less than their floor; few clicks leave them their whole share."""
+    from dashboard.runtime.refresh import MIN_REFRESH_SHARE, SERVER_SHARE
+
+    clock = Clock()
+    pacer = RefreshPacer(clock=clock)
+    for _ in range(8):  # a few clicks in the window: 0.05 of a core
+        pacer.note_click(0.04)
+    assert pacer.refresh_share() == REFRESH_SHARE
+    class_refreshing(pacer, clock, pages=40, cost_s=0.015, seconds=WINDOW_S)
+    calm = pacer.every(1.0, "p0")
+    for _ in range(int(0.45 * WINDOW_S / 0.05)):  # forty students clicking every few seconds: 0.45 of a core
+        pacer.note_click(0.05)
+    assert pacer.clicks() == pytest.approx(0.45, rel=0.05)
+    assert pacer.refresh_share() == pytest.approx(SERVER_SHARE - 0.45, rel=0.05)
+    assert pacer.every(1.0, "p0") > calm * 1.5  # the same refreshes, stretched further
+    for _ in range(int(0.6 * WINDOW_S / 0.05)):
+        pacer.note_click(0.05)
+    assert pacer.refresh_share() == MIN_REFRESH_SHARE
+    clock.now += WINDOW_S + 1  # the clicks stopped
+    assert pacer.refresh_share() == REFRESH_SHARE

@@ -4,10 +4,13 @@ Every live page re-runs its fragments on timers (``st.fragment(run_every=...)``)
 in the server's one Python process. A page's refresh costs about 10 ms of that process's CPU
 (``bench/server_cost.py``); forty pages refreshing once a second would keep it busy most of the time,
 and a student's click would wait behind the others' refreshes. So the pages refresh at their base
-pace while the refreshes of all of them, at that pace, would take less than ``REFRESH_SHARE`` of
-the server's time; beyond it every page's intervals are stretched by the same factor, just enough
-(never past ``SLOWEST_S``). The cost is what the refreshes measure as they run (the CPU time of
-their own thread over the last ``WINDOW_S``), not an assumption.
+pace while the refreshes of all of them, at that pace, would take less than their share of the
+server's time; beyond it every page's intervals are stretched by the same factor, just enough
+(never past ``SLOWEST_S``). Their share is ``REFRESH_SHARE``, less whatever the clicks (full
+runs of the page: ~50 ms each, a class of forty clicking every few seconds takes ~0.4 of a core)
+take beyond ``SERVER_SHARE - REFRESH_SHARE``: the clicks are what a student waits for, the
+refreshes give way. The costs are what the runs measure as they run (the CPU time of their own
+thread over the last ``WINDOW_S``), not an assumption.
 
 Nothing here calls Streamlit.
 """
@@ -20,6 +23,8 @@ from collections import deque
 from typing import Callable, TypeVar
 
 REFRESH_SHARE = 0.3    # of one core: what the class's refreshes may take of the server's time
+SERVER_SHARE = 0.6     # ... and clicks and refreshes together, once the clicks take more than the rest
+MIN_REFRESH_SHARE = 0.1  # however busy the clicks are, the refreshes keep this much
 SLOWEST_S = 5.0        # a page that trains never refreshes less often than this
 WINDOW_S = 6.0         # the refreshes the load is judged on
 RETUNE_RATIO = 1.5     # a page takes up a new pace (one full rerun) when it is off by this factor
@@ -33,6 +38,7 @@ class RefreshPacer:
         self._lock = threading.Lock()
         self._events: deque[tuple[float, float]] = deque()  # (when, CPU s scaled back to the base pace)
         self._stretch: dict[str, float] = {}               # each page's factor, as last chosen
+        self._clicks: deque[tuple[float, float]] = deque()  # (when, CPU s) of each full run of a page
 
     def note(self, page: str, cpu_s: float) -> None:
         """One refresh of ``page`` took ``cpu_s`` of the server's CPU."""
@@ -42,9 +48,27 @@ class RefreshPacer:
             self._events.append((now, max(cpu_s, 0.0) * self._stretch.get(page, 1.0)))
             self._trim(now)
 
+    def note_click(self, cpu_s: float) -> None:
+        """A full run of a page (a click, a page opened) took ``cpu_s`` of the server's CPU."""
+        now = self.clock()
+        with self._lock:
+            self._clicks.append((now, max(cpu_s, 0.0)))
+            self._trim(now)
+
     def _trim(self, now: float) -> None:
-        while self._events and now - self._events[0][0] > WINDOW_S:
-            self._events.popleft()
+        for events in (self._events, self._clicks):
+            while events and now - events[0][0] > WINDOW_S:
+                events.popleft()
+
+    def clicks(self) -> float:
+        """The share of one core the pages' full runs took."""
+        with self._lock:
+            self._trim(self.clock())
+            return sum(cpu for _, cpu in self._clicks) / WINDOW_S
+
+    def refresh_share(self) -> float:
+        """What the refreshes may take now: their share, less what the clicks take beyond theirs."""
+        return min(self.share, max(MIN_REFRESH_SHARE, SERVER_SHARE - self.clicks()))
 
     def load(self) -> float:
         """The share of one core the live pages' refreshes would take, all at their base pace."""
@@ -54,7 +78,7 @@ class RefreshPacer:
 
     def stretch(self) -> float:
         """The factor every page's refresh intervals are stretched by now (1: none)."""
-        return max(1.0, self.load() / self.share)
+        return max(1.0, self.load() / self.refresh_share())
 
     def _factor(self, base_s: float) -> float:
         """The stretch a fragment of base pace ``base_s`` gets: the class's, up to SLOWEST_S."""
@@ -74,6 +98,17 @@ class RefreshPacer:
         would be given now is ``RETUNE_RATIO`` times longer or shorter."""
         wanted = base_s * self._factor(base_s)
         return wanted > current_s * RETUNE_RATIO or wanted * RETUNE_RATIO < current_s
+
+    def timed_click(self, function: Callable[..., T]) -> Callable[..., T]:
+        """``function`` (a page's full run), its CPU time noted as a click."""
+        @functools.wraps(function)
+        def run(*args, **kwargs) -> T:
+            started = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.note_click(time.thread_time() - started)
+        return run
 
     def timed(self, page: str, function: Callable[..., T]) -> Callable[..., T]:
         """``function``, its CPU time noted as one refresh of ``page``."""
