@@ -15,7 +15,6 @@ from resnet_core.training.tensors import load_dataset
 BASE = Settings(models=("plain-8", "plain-14", "resnet-14"), steps=24, eval_every=4, probe_every=3, paths_every=12,
                 dataset_args={"n": 400})
 DATA = load_dataset("spirals", {"n": 400})
-DATA_NO_BN = DATA
 
 
 def runs(norm: str) -> list[Settings]:
