@@ -4,8 +4,9 @@ their models of one shape as members of shared stacks, one kernel call per layer
 (``resnet_core/training/member_stacks.py``), each member's numbers exactly those of its run alone.
 
 A run's ``kin`` (``shape_of``) is its settings less what a run may change without changing its
-models' shapes (``OWN_SETTINGS``); it is also its ``affinity``, so runs of one shape go to one
-process. The scheduler's host gives a picked run and its joinable kin one turn (``task.py``) and
+models' shapes (``OWN_SETTINGS``). A new run goes to the process with the fewest active sessions,
+and of those to one holding its kin (``Host.placing``): on one process (the default on 2 cores) the
+class's runs of one shape all share stacks; on several they are spread, a stack in each. The host gives a picked run and its joinable kin one turn (``task.py``) and
 charges each run's owner the part of the process's time its run used (each part of the reply says).
 
 Nothing here calls Streamlit, and this module imports no torch.

@@ -81,7 +81,7 @@ class Run(Viewed, Task):
         self.control: deque[Any] = deque()  # ("lr" | "steps", value), ("regions",), _Request
         self.progress: deque[tuple[float, int]] = deque(maxlen=400)  # (monotonic, step) after each turn
         self.longest_turn_s, self.idle_since = 0.0, time.monotonic()
-        self.kin = self.affinity = run_groups.shape_of(settings)  # runs of one shape: one process, turns together
+        self.kin = run_groups.shape_of(settings)  # runs of one shape: turns together where they share a process
         self.largest_stack = 1              # the most models of one shape it trained in one stack with
         try:  # what its models hold in a worker process (the scheduler places and admits it by this)
             self.memory = resident_bytes(settings)

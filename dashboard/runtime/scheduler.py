@@ -167,6 +167,14 @@ class Host:
             active = [t for t in self.tasks if t.runnable()]
             return len({owner_of(t) for t in active}), len(active), len(self.tasks)
 
+    def placing(self, task: Task) -> tuple:
+        """Where ``task`` should go, least first: fewest active owners, then one holding its kin
+        (runs of its shape, which it trains in one stack with: ``task.py``), then ``load``'s rest."""
+        owners, active, tasks = self.load()
+        with self.cond:
+            kin = task.kin is not None and any(t.kin == task.kin for t in self.tasks)
+        return owners, not kin, active, tasks, self.process is None, self.index
+
     def _pick(self) -> tuple[Task | None, int]:
         """The next task, and how many owners have a runnable one: the owner whose turns have used
         the least of the process's time (ties: served longest ago, one never served here first), and
@@ -326,8 +334,6 @@ class Scheduler:
             raise SchedulerClosed("the server is shutting down")
         with self._lock:
             host = self._affinity.get(task.affinity) if task.affinity else None
-            if host is not None and task.memory and not host.fits(task):
-                host = None  # its kin's process is full: it goes where it fits, and trains alone there
             if host is None and task.memory:
                 # A run goes where its models fit beside the runs being trained (idle ones give
                 # theirs back); where none has room, it is refused now, not failed in a process.
@@ -335,7 +341,7 @@ class Scheduler:
                 if not fitting:
                     held = min(h.memory()[0] - h.memory()[1] for h in self.hosts)
                     raise SchedulerFull(server_full_message(held, self.worker_budget))
-                host = min(fitting, key=lambda h: (*h.load(), h.process is None, h.index))
+                host = min(fitting, key=lambda h: h.placing(task))
             if host is None:
                 # Fewest active owners first: a new session's share there is the biggest (one in
                 # owners + 1), and as a new owner it gets the next turn on any host, so its first
@@ -343,7 +349,7 @@ class Scheduler:
                 # sessions rather than beside one session's four sweep jobs, with a third, not a
                 # half. Then fewest active tasks (one session's jobs spread over equal hosts), then
                 # fewest tasks, then one whose process already runs.
-                host = min(self.hosts, key=lambda h: (*h.load(), h.process is None, h.index))
+                host = min(self.hosts, key=lambda h: h.placing(task))
             if task.affinity:
                 self._affinity[task.affinity] = host
         host.add(task)
