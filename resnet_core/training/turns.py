@@ -54,6 +54,17 @@ class TrainerInTurns:
             raise ValueError("the trainer is in the middle of a step: give it a turn first")
         return self.trainer
 
+    def step_here(self) -> float:
+        """One step in the calling thread, the trainer's own waiting at a step's end (a quick step:
+        see ``group_turn``); its CPU time. Raises what the step raised."""
+        trainer = self.trainer_at_rest()
+        cpu = time.thread_time()
+        self.mid = True
+        trainer.train_step()
+        self.step_s = time.thread_time() - cpu
+        self.mid, self.completed = False, trainer.step
+        return self.step_s
+
     def close(self) -> None:
         """Stop the thread (at its next pause) and let the trainer go."""
         self.job.cancel()
@@ -85,8 +96,10 @@ def group_turn(members: dict[str, tuple[TrainerInTurns, int]], stacks: MemberSta
     """One turn for several built trainers at once (id -> (trainer in turns, step to go towards):
     the dashboard's runs of one shape), stepped in lockstep for about ``budget_s``: at each step the
     passes of the models that share a shape are done in ``stacks``, then every trainer takes its
-    step (its update, evaluation and analyses) in its own thread, as in a turn of its own. A step
-    under way is finished first. Each one's part of the process's CPU time by id, and what any of
+    step (its update, evaluation and analyses): a trainer whose last step was quick (under
+    ``SLOW_STEP_S``) in this thread, each switch of threads costing as much as a small net's step on a
+    loaded machine; one whose steps are slow in its own thread, which may pause it in the middle of
+    its step once the turn is spent, as in a turn of its own. A step under way is finished first. Each one's part of the process's CPU time by id, and what any of
     them raised (that one stops taking part)."""
     used = dict.fromkeys(members, 0.0)
     errors: dict[str, BaseException] = {}
@@ -94,7 +107,10 @@ def group_turn(members: dict[str, tuple[TrainerInTurns, int]], stacks: MemberSta
 
     def step(key: str, m: TrainerInTurns, share: float = 0.0) -> None:
         try:
-            used[key] += share + m.turn(m.completed + 1, max(deadline - time.perf_counter(), 0.0))
+            if not m.mid and m.step_s <= SLOW_STEP_S:  # quick: here, without two thread switches
+                used[key] += share + m.step_here()
+            else:  # slow (its analyses, a deep net): in its thread, which may pause it mid-way
+                used[key] += share + m.turn(m.completed + 1, max(deadline - time.perf_counter(), 0.0))
         except Exception as exc:  # noqa: BLE001 - its own error, reported in its own part of the reply
             errors[key] = exc
 
