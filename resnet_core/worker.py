@@ -89,6 +89,7 @@ class _Tenants:
             turns = self.in_turns.pop(key, None)
             if turns is not None:
                 turns[0].close()
+                self.stacks.clear()  # its models may be in a stack: the next group turn stacks anew
             self.trainers.pop(key, None)
             if cmd == "drop":
                 return {}

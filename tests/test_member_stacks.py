@@ -5,6 +5,7 @@ others mid-way, and when another leaves early."""
 import math
 
 import pytest
+import torch
 
 from resnet_core.analysis import recorders
 from resnet_core.settings import Settings
@@ -113,3 +114,29 @@ def test_a_cnn_or_a_lone_shape_trains_alone():
     assert stacks.prepare(trainers) == [] and all(t.prepared is None for t in trainers)
     one = [trainer(BASE.with_changes(models=("plain-8",))), trainer(BASE.with_changes(models=("plain-14",)))]
     assert stacks.prepare(one) == []
+
+
+def test_a_worker_group_turn_stacks_the_runs_of_one_shape_and_steps_the_others_alone():
+    from resnet_core.worker import _Tenants
+
+    tenants = _Tenants()
+    tiny = BASE.with_changes(models=("plain-6", "resnet-6"), width=8, steps=50)
+    cnn = Settings(arch="cnn", models=("plain-8",), dataset="digits", steps=50, eval_every=5, width=4)
+    for key, settings in (("a", tiny), ("b", tiny.with_changes(seed=7, lr=0.01)), ("c", cnn)):
+        reply = tenants._handle({"cmd": "init", "id": key, "settings": settings.to_dict(), "turns": True, "budget_s": 5.0})
+        while reply["mid"]:
+            reply = tenants._handle({"cmd": "run", "id": key, "to": 0, "budget_s": 5.0})
+    reply = tenants._handle({"cmd": "run_group", "budget_s": 5.0,
+                             "members": [{"id": k, "to": 3} for k in ("a", "b", "c", "gone")]})
+    assert sorted(reply["stacks"]) == [2, 2]  # plain-6 of both runs in one stack, resnet-6 in another
+    assert set(reply["members"]) == {"a", "b", "c"}  # a run the process no longer holds is left out
+    assert all(part["ok"] and part["step"] == 3 and not part["mid"] for part in reply["members"].values())
+    solo = trainer(tiny)
+    solo.run(steps=3)
+    grouped = tenants.in_turns["a"][0].trainer  # its record forwards what it records: its weights say
+    for name, net in grouped.models.items():
+        mine, own = net.state_dict(), solo.models[name].state_dict()
+        assert all(torch.equal(mine[k], own[k]) for k in own), name
+    tenants._handle({"cmd": "drop", "id": "a"})
+    reply = tenants._handle({"cmd": "run_group", "budget_s": 5.0, "members": [{"id": "b", "to": 5}]})
+    assert reply["stacks"] == [] and reply["members"]["b"]["step"] == 5  # alone now: its own passes

@@ -81,6 +81,10 @@ class MemberStacks:
                 t.prepared = Prepared(batches[id(t)], passes[id(t)], share)
         return self.sizes
 
+    def clear(self) -> None:
+        """Let every stack go (a trainer that leaves the process lets its models go with them)."""
+        self._stacks = {}
+
     def _stack(self, key: tuple, nets: list[Net]) -> StackedMLP:
         """The stack of these members, in this order: the one in use, or one built anew."""
         stack = self._stacks.get(key)
