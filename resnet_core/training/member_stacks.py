@@ -26,7 +26,7 @@ import time
 import torch
 
 from resnet_core.nets import mlp_stack
-from resnet_core.nets.mlp_stacked import StackedMLP, member_probe, stackable
+from resnet_core.nets.mlp_stacked import StackedMLP, member_probes, stackable
 from resnet_core.nets.models import Net, Probe
 from resnet_core.training.lockstep import LockstepTrainer, Prepared
 
@@ -104,6 +104,7 @@ class MemberStacks:
         losses = stack.losses(x, y, probe)
         losses.sum().backward()  # each member's gradient is its own loss's: the sum passes 1.0 to each
         stack.hand_gradients()
-        losses = losses.detach()
+        losses = losses.detach().unbind(0)
+        probes = member_probes(probe, len(members)) if probe is not None else [None] * len(members)
         for i, (t, name, _) in enumerate(members):
-            passes.setdefault(id(t), {})[name] = (losses[i], member_probe(probe, i) if probing[i] else None)
+            passes.setdefault(id(t), {})[name] = (losses[i], probes[i] if probing[i] else None)
