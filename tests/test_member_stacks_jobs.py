@@ -58,6 +58,9 @@ def test_two_sessions_of_one_shape_share_a_stack_and_each_trains_as_alone(pool):
         wait_for(lambda: jobs[1].status().state == "paused")
         runs = [job._source for job in jobs]
         assert max(r.largest_stack for r in runs) >= 2  # both sessions' models of one shape in one stack
+        host = pool.hosts[0]
+        charged = {owner for owner, _ in host.ledger}
+        assert {"session-0", "session-1"} <= charged and len(host.ledger) > host.turns  # a turn together: each charged
         assert recorded(jobs[0].status().record, 80) == alone(settings[0], 80)
         left = jobs[1].status().step
         assert recorded(jobs[1].status().record, left) == alone(settings[1], left)
