@@ -140,3 +140,18 @@ def test_a_worker_group_turn_stacks_the_runs_of_one_shape_and_steps_the_others_a
     tenants._handle({"cmd": "drop", "id": "a"})
     reply = tenants._handle({"cmd": "run_group", "budget_s": 5.0, "members": [{"id": "b", "to": 5}]})
     assert reply["stacks"] == [] and reply["members"]["b"]["step"] == 5  # alone now: its own passes
+
+
+def test_a_group_turn_finishes_building_a_run_before_stepping_it():
+    from resnet_core.worker import _Tenants
+
+    tenants = _Tenants()
+    tiny = BASE.with_changes(models=("plain-6",), width=8, steps=50)
+    for key, seed in (("a", 0), ("b", 1)):  # no time to build: both left in the middle of it
+        assert tenants._handle({"cmd": "init", "id": key, "settings": tiny.with_changes(seed=seed).to_dict(),
+                                "turns": True, "budget_s": 0.0})["mid"]
+    for _ in range(50):
+        reply = tenants._handle({"cmd": "run_group", "budget_s": 0.5, "members": [{"id": k, "to": 4} for k in "ab"]})
+        if all(part.get("step") == 4 for part in reply["members"].values()):
+            break
+    assert all(part["ok"] and part["step"] == 4 for part in reply["members"].values())

@@ -19,8 +19,9 @@ gets as much as a classmate with only a run, not seven times as much, and its ru
 split that share. Quanta shrink when many owners are active, so that a round of them stays near
 ``ROUND_S``. Nobody waits in a queue behind a long run; an owner with nothing to do (a paused or
 finished session) is skipped and costs nothing, its share going to the others. A new task goes
-to the process where the fewest owners are active and, if its owner is new there, gets the next
-turn.
+to the process where the fewest owners are active (of those, one holding runs of its shape) and, if
+its owner is new there, gets the next turn. Runs of one shape in one process take a picked run's
+turn together, their models trained in shared stacks, each owner charged its run's part (``task.py``).
 
 Every reply has a deadline: a process that does not answer in time (stopped, stuck) is killed and
 replaced, and each task it held is told (``Task.lost``), so its session can say so and Reset. The

@@ -107,7 +107,9 @@ def group_turn(members: dict[str, tuple[TrainerInTurns, int]], stacks: MemberSta
 
     def step(key: str, m: TrainerInTurns, share: float = 0.0) -> None:
         try:
-            if not m.mid and m.step_s <= SLOW_STEP_S:  # quick: here, without two thread switches
+            if m.mid:  # what is under way (being built, a step paused mid-way) and nothing more
+                used[key] += m.turn(m.completed, max(deadline - time.perf_counter(), 0.0))
+            elif m.step_s <= SLOW_STEP_S:  # quick: here, without two thread switches
                 used[key] += share + m.step_here()
             else:  # slow (its analyses, a deep net): in its thread, which may pause it mid-way
                 used[key] += share + m.turn(m.completed + 1, max(deadline - time.perf_counter(), 0.0))
@@ -116,7 +118,7 @@ def group_turn(members: dict[str, tuple[TrainerInTurns, int]], stacks: MemberSta
 
     while True:
         for key, (m, _) in members.items():
-            if m.mid and m.trainer is not None and key not in errors:  # a step under way: finished first
+            if m.mid and key not in errors:  # a step under way, or the trainer being built: finished first
                 step(key, m)
         due = {key: m for key, (m, to) in members.items() if key not in errors and m.trainer is not None
                and not m.mid and m.completed < to and not m.trainer.done}
