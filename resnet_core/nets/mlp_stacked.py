@@ -197,6 +197,8 @@ class StackedMLP:
             self._grad_views = [list(b.split(len(own[0])) if flat else b.unbind(0))
                                 for b, (_, own, flat) in zip(self._grad_buffers, self._owners)]
         torch._foreach_copy_([self._grad_buffers[i] for _, i in pairs], [g for g, _ in pairs])
+        for stacked, _, _ in self._owners:  # held once, as the members' own runs would hold them
+            stacked.grad = None
         for _, i in pairs:
             for t, view in zip(self._owners[i][1], self._grad_views[i]):
                 if t.grad is not view:
