@@ -14,6 +14,8 @@ Commands (``id`` defaults to "", which is how ``ParallelTrainer`` drives a proce
   run {n, budget_s}           steps until n or the budget is spent (at least one); with init's
                               turns: true, {to, budget_s}: a bounded turn towards step ``to``
                               (a trainer in turns, training/turns.py; its replies say ``mid``)
+  run_group {members: [{id, to}], budget_s}  a turn for several runs in turns at once, those
+                              of one shape trained in shared stacks (training/member_stacks.py)
   set_lr {lr}, set_steps {steps}, drop
   call {method, kwargs, threads?}  one of REMOTE_METHODS, on ``threads`` torch threads (default 1)
   job {kind, args}            a sliced analysis job      slice {budget_s}      let it run a while
@@ -38,7 +40,8 @@ from resnet_core.settings import Settings
 from resnet_core.sizing.budget import out_of_memory, out_of_memory_message
 from resnet_core.training.headless import torch_threads
 from resnet_core.training.lockstep import LockstepTrainer
-from resnet_core.training.turns import TrainerInTurns
+from resnet_core.training.member_stacks import MemberStacks
+from resnet_core.training.turns import TrainerInTurns, group_turn
 
 
 def warm_up() -> dict[str, Any]:
@@ -61,6 +64,7 @@ class _Tenants:
         self.trainers: dict[str, tuple[LockstepTrainer, ForwardingRecord]] = {}
         self.in_turns: dict[str, tuple[TrainerInTurns, ForwardingRecord]] = {}
         self.jobs: dict[str, SlicedJob] = {}
+        self.stacks = MemberStacks()  # the runs in turns whose models share a shape train in these
 
     def __call__(self, msg: dict[str, Any], send) -> None:
         try:
@@ -79,10 +83,13 @@ class _Tenants:
             return warm_up()
         if cmd in ("job", "slice", "cancel"):
             return self._job(cmd, key, msg)
+        if cmd == "run_group":
+            return self._run_group(msg)
         if cmd == "drop" or cmd == "init":
             turns = self.in_turns.pop(key, None)
             if turns is not None:
                 turns[0].close()
+                self.stacks.clear()  # its models may be in a stack: the next group turn stacks anew
             self.trainers.pop(key, None)
             if cmd == "drop":
                 return {}
@@ -141,9 +148,32 @@ class _Tenants:
             turns.trainer_at_rest().call(msg["method"], **msg.get("kwargs", {}))
         else:
             raise ValueError(f"unknown command {cmd!r}")
+        return self._turn_reply(turns, record, started, time.process_time() - cpu if used is None else used)
+
+    def _run_group(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """A turn for several built runs in turns at once (``turns.group_turn``): those of one shape
+        train as members of shared stacks. One part of the reply per run, as its own turn's reply
+        (or its error); ``stacks``: the sizes of the stacks of the turn's last step."""
+        started = time.perf_counter()
+        members = {str(m["id"]): (self.in_turns[str(m["id"])][0], int(m["to"])) for m in msg["members"]
+                   if str(m["id"]) in self.in_turns}
+        used, errors = group_turn(members, self.stacks, float(msg.get("budget_s", 0.1)))
+        parts: dict[str, Any] = {}
+        for key in members:
+            if key in errors:
+                exc = errors[key]
+                parts[key] = {"ok": False, "user": is_user_error(exc),
+                              "error": out_of_memory_message() if out_of_memory(exc) else describe(exc)}
+            else:
+                parts[key] = {"ok": True, **self._turn_reply(*self.in_turns[key], started, used[key])}
+        return {"members": parts, "stacks": self.stacks.sizes, "elapsed_s": round(time.perf_counter() - started, 5),
+                "used_s": round(sum(used.values()), 5)}
+
+    @staticmethod
+    def _turn_reply(turns: TrainerInTurns, record: ForwardingRecord, started: float, used: float) -> dict[str, Any]:
         trainer = turns.trainer
         reply = {"events": record.drain(), "mid": turns.mid, "elapsed_s": round(time.perf_counter() - started, 5),
-                 "used_s": round(time.process_time() - cpu if used is None else used, 5)}
+                 "used_s": round(used, 5)}
         if trainer is not None:  # the steps done: a step under way (mid) is not one yet
             reply.update(step=turns.completed, status=trainer.status, wall_s=trainer.wall_s,
                          step_s=round(turns.step_s, 4))

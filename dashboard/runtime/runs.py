@@ -31,6 +31,7 @@ from resnet_core.remote.trainer import WorkerError, replay_events
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.sizing.budget import resident_bytes
 
+import dashboard.runtime.run_groups as run_groups
 import dashboard.runtime.scratch as scratch
 from dashboard.runtime.job_status import refused
 from dashboard.runtime.record_at import Views
@@ -80,6 +81,8 @@ class Run(Viewed, Task):
         self.control: deque[Any] = deque()  # ("lr" | "steps", value), ("regions",), _Request
         self.progress: deque[tuple[float, int]] = deque(maxlen=400)  # (monotonic, step) after each turn
         self.longest_turn_s, self.idle_since = 0.0, time.monotonic()
+        self.kin = run_groups.shape_of(settings)  # runs of one shape: turns together where they share a process
+        self.largest_stack = 1              # the most models of one shape it trained in one stack with
         try:  # what its models hold in a worker process (the scheduler places and admits it by this)
             self.memory = resident_bytes(settings)
         except SettingsError:
@@ -97,7 +100,8 @@ class Run(Viewed, Task):
     def holding(self) -> bool:
         return self.built
 
-    def _wanted(self) -> int:
+    def wanted(self) -> int:
+        """The step its viewers want it at (its step count at most)."""
         return min(max(self.targets.values(), default=0), self.settings.steps)
 
     def runnable(self) -> bool:
@@ -110,15 +114,27 @@ class Run(Viewed, Task):
                 return True
             if self.control and not (self.step < self.hold_until and all(isinstance(c, _Request) for c in self.control)):
                 return True
-            return self._wanted() > self.step and not self.done
+            return self.wanted() > self.step and not self.done
+
+    def joinable(self) -> bool:
+        """Built and at its head, with nothing to do but steps (no control item, no change due):
+        it may step with the runs of its shape (``kin``) in one turn, their models in shared stacks."""
+        with self.lock:
+            return (self.built and not self.closing and self.error is None and not self.control
+                    and self.trainer_step >= self.step and self.applied >= len(self.changes)
+                    and (self.mid or (self.wanted() > self.step and not self.done)))
+
+    @classmethod
+    def turn_together(cls, host: Host, budget_s: float, tasks: list[Task]) -> dict[Task, float]:
+        return run_groups.turn_together(host, budget_s, [t for t in tasks if isinstance(t, Run)])
 
     def working(self) -> bool:
         with self.lock:
-            return self.error is None and not self.closing and self._wanted() > self.step and not self.done
+            return self.error is None and not self.closing and self.wanted() > self.step and not self.done
 
     def _needs_trainer(self) -> bool:
         """Unbuilt, is there anything a trainer is needed for? (A Pause alone is not.)"""
-        if self._wanted() > self.step and not self.done:
+        if self.wanted() > self.step and not self.done:
             return True
         self.control = deque(item for item in self.control if item != ("regions",))
         return bool(self.control)
@@ -158,14 +174,14 @@ class Run(Viewed, Task):
                     break
                 self._control(host, item)
             with self.lock:
-                target = self.step if self.trainer_step < self.step else self._wanted()
+                target = self.step if self.trainer_step < self.step else self.wanted()
                 if self.error is not None or ((self.trainer_step >= target or self.done) and not self.mid):
                     return
                 if self.applied < len(self.changes):  # rebuilding: stop where the next change falls due
                     target = min(target, self.changes[self.applied][0])
             self._advance(host, max(target, self.trainer_step + (0 if self.mid else 1)), quantum_s)
         except WorkerError as exc:
-            self._fail(host, str(exc))
+            self.fail(host, str(exc))
         except SchedulerFull as exc:  # its models could not be (re)built here now; Train asks again
             with self.lock:
                 self.error = str(exc)
@@ -200,7 +216,10 @@ class Run(Viewed, Task):
     def _take_turn(self, host: Host, cmd: str, deadline: float, **msg: Any) -> None:
         """One bounded turn of the trainer in its process (``init`` or ``run``), and what it brought:
         its config (once built), the events of steps the record lacks, the steps it completed."""
-        reply = host.call(cmd, deadline, id=self.id, **msg)
+        self.took_turn(host, host.call(cmd, deadline, id=self.id, **msg))
+
+    def took_turn(self, host: Host, reply: dict[str, Any]) -> None:
+        """What a turn brought (its own, or its part of one taken together: ``run_groups``)."""
         with self.lock:
             rebuilding = self.trainer_step < self.step
             self.trainer_step, self.mid = reply.get("step", self.trainer_step), bool(reply.get("mid"))
@@ -274,6 +293,10 @@ class Run(Viewed, Task):
 
     def _advance(self, host: Host, to: int, quantum_s: float) -> None:
         self._take_turn(host, "run", reply_deadline(self.longest_turn_s), to=to, budget_s=quantum_s)
+        self.advanced()
+
+    def advanced(self) -> None:
+        """After a turn that stepped: its progress, and whether it is finished now."""
         with self.lock:
             self.progress.append((time.monotonic(), self.step))
             finished = self.done and self.key is not None and not self._reported and self.on_finish is not None
@@ -296,7 +319,8 @@ class Run(Viewed, Task):
                     self.diverged_at[name] = self.step
             self.moved.notify_all()
 
-    def _fail(self, host: Host | None, message: str) -> None:
+    def fail(self, host: Host | None, message: str) -> None:
+        """Its trainer failed: the error is shown, the trainer leaves its process."""
         with self.lock:
             self.error = message
             built, self.built = self.built, False

@@ -19,8 +19,9 @@ gets as much as a classmate with only a run, not seven times as much, and its ru
 split that share. Quanta shrink when many owners are active, so that a round of them stays near
 ``ROUND_S``. Nobody waits in a queue behind a long run; an owner with nothing to do (a paused or
 finished session) is skipped and costs nothing, its share going to the others. A new task goes
-to the process where the fewest owners are active and, if its owner is new there, gets the next
-turn.
+to the process where the fewest owners are active (of those, one holding runs of its shape) and, if
+its owner is new there, gets the next turn. Runs of one shape in one process take a picked run's
+turn together, their models trained in shared stacks, each owner charged its run's part (``task.py``).
 
 Every reply has a deadline: a process that does not answer in time (stopped, stuck) is killed and
 replaced, and each task it held is told (``Task.lost``), so its session can say so and Reset. The
@@ -41,6 +42,9 @@ from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone, serv
 from resnet_core.sizing.budget import server_full_message, server_processes, server_worker_limit_mb, worker_memory_budget
 
 import dashboard.runtime.room as room
+from dashboard.runtime.task import HostLost, SchedulerClosed, Task, owner_of
+
+__all__ = ["Host", "HostLost", "Scheduler", "SchedulerClosed", "SchedulerFull", "Task", "owner_of"]
 
 QUANTUM_S = 0.12        # a task's turn at most: commands stay snappy, the round trip is ~1 % of it
 ROUND_S = 1.0           # with many owners active, quanta shrink so each gets a turn about once a second
@@ -49,6 +53,7 @@ REPLY_DEADLINE_S = 30.0  # a quantum's reply (one step can overrun it; a task ma
 START_DEADLINE_S = 120.0  # a fresh process importing torch and warming up, on a loaded machine
 EVICT_IDLE_S = 120.0    # an idle task's state in its process is dropped after this (see Task.evict), or
                         # sooner where a new run needs its memory (``Host.make_room``)
+GROUP_TURN_S = 0.5      # a turn for several runs of one kind: a quantum each, up to this in all
 HOST_THREAD_NAME = "rl-host"  # also the OS-level name (top -H, the bench's CPU accounting)
 
 
@@ -68,62 +73,7 @@ def _name_os_thread(name: str) -> None:
         pass
 
 
-def owner_of(task: "Task") -> Any:
-    """Whose share ``task``'s turns come from: its owner, or the task itself when it has none."""
-    owner = task.owner
-    return task if owner is None else owner
-
-
 SchedulerFull = room.SchedulerFull
-
-
-class HostLost(RuntimeError):
-    """The conversation with a worker process is over: it died, or sent no reply in time."""
-
-
-class SchedulerClosed(RuntimeError):
-    """The server is shutting down."""
-
-
-class Task:
-    """Work that takes turns on one host. Subclasses say when they have something to do, do one
-    turn of it, and hear when their process is lost. ``runnable`` is called under the host's lock:
-    it must be quick and must not call back into the scheduler; so must ``owner``, read there too."""
-
-    host: "Host | None" = None
-    owner: str | None = None      # whose share its turns come from: a session; None: the task's own
-    affinity: str | None = None   # tasks with the same affinity go to the same process when they can
-    idle_since: float = 0.0       # set by the task when it stops having things to do
-    resident: bool = False        # holds state in its process (a trainer) that evict() may drop
-    memory: int = 0               # bytes it holds in its process while ``holding``
-
-    @property
-    def holding(self) -> bool:
-        """Whether its state is in its process now (counted against the process's memory)."""
-        return False
-
-    def working(self) -> bool:
-        """Whether it has more than a moment's work to do (a run asked for more steps); one that
-        is not gives its memory back when another needs it. Quick, as ``runnable``."""
-        return self.runnable()
-
-    def runnable(self) -> bool:
-        raise NotImplementedError
-
-    def turn(self, host: "Host", quantum_s: float) -> None:
-        """One turn: about ``quantum_s`` of the process's time (a few control messages beside)."""
-        raise NotImplementedError
-
-    def lost(self, message: str) -> None:
-        """The process died or hung; whatever this task held there is gone."""
-
-    def evict(self, host: "Host") -> None:
-        """Idle for EVICT_IDLE_S: drop the state held in the process (it is rebuilt on demand)."""
-
-    def wake(self) -> None:
-        """Something changed: the host looks at this task again."""
-        if self.host is not None:
-            self.host.wake()
 
 
 class Host:
@@ -218,6 +168,14 @@ class Host:
             active = [t for t in self.tasks if t.runnable()]
             return len({owner_of(t) for t in active}), len(active), len(self.tasks)
 
+    def placing(self, task: Task) -> tuple:
+        """Where ``task`` should go, least first: fewest active owners, then one holding its kin
+        (runs of its shape, which it trains in one stack with: ``task.py``), then ``load``'s rest."""
+        owners, active, tasks = self.load()
+        with self.cond:
+            kin = task.kin is not None and any(t.kin == task.kin for t in self.tasks)
+        return owners, not kin, active, tasks, self.process is None, self.index
+
     def _pick(self) -> tuple[Task | None, int]:
         """The next task, and how many owners have a runnable one: the owner whose turns have used
         the least of the process's time (ties: served longest ago, one never served here first), and
@@ -252,6 +210,12 @@ class Host:
         self._served[owner] = self._picks
         return task, len(runnable)
 
+    def _kin(self, task: Task) -> list[Task]:
+        """``task``, and the tasks of its kin here that may take this turn with it (under the lock)."""
+        if task.kin is None or not task.joinable():
+            return [task]
+        return [task, *(t for t in self.tasks if t is not task and t.kin == task.kin and t.runnable() and t.joinable())]
+
     # ---- the thread ---------------------------------------------------------------------------
     def _main(self) -> None:
         _name_os_thread(f"{HOST_THREAD_NAME}-{self.index}")
@@ -267,14 +231,25 @@ class Host:
                 if self.scheduler.closed:
                     break
                 self.current = task
+                kin = self._kin(task)
             quantum = max(MIN_QUANTUM_S, min(QUANTUM_S, ROUND_S / max(active, 1)))  # active: owners
-            owner, self._turn_used = owner_of(task), 0.0
-            self._guard(lambda: (self._ensure_process(), task.turn(self, quantum)), task)
+            self._turn_used, used = 0.0, {}
+            if len(kin) > 1:  # one turn for all of them, each charged its part (see task.py)
+                budget = min(quantum * len(kin), GROUP_TURN_S)
+                self._guard(lambda: (self._ensure_process(), used.update(task.turn_together(self, budget, kin))), task)
+            else:
+                self._guard(lambda: (self._ensure_process(), task.turn(self, quantum)), task)
             with self.cond:
                 self.current = None
                 self.turns += 1
-                self._used[owner] = self._used.get(owner, 0.0) + self._turn_used
-                self.ledger.append((owner, self._turn_used))
+                for t, t_used in (used.items() if used else [(task, self._turn_used)]):
+                    owner = owner_of(t)
+                    self._used[owner] = self._used.get(owner, 0.0) + t_used
+                    self._served[owner] = self._picks
+                    self.ledger.append((owner, t_used))
+                    if t is not task and t in self.tasks:  # served: to the back, as the one picked
+                        self.tasks.remove(t)
+                        self.tasks.append(t)
         if self.process is not None:
             self.process.close(wait_s=0.5)
 
@@ -367,7 +342,7 @@ class Scheduler:
                 if not fitting:
                     held = min(h.memory()[0] - h.memory()[1] for h in self.hosts)
                     raise SchedulerFull(server_full_message(held, self.worker_budget))
-                host = min(fitting, key=lambda h: (*h.load(), h.process is None, h.index))
+                host = min(fitting, key=lambda h: h.placing(task))
             if host is None:
                 # Fewest active owners first: a new session's share there is the biggest (one in
                 # owners + 1), and as a new owner it gets the next turn on any host, so its first
@@ -375,7 +350,7 @@ class Scheduler:
                 # sessions rather than beside one session's four sweep jobs, with a third, not a
                 # half. Then fewest active tasks (one session's jobs spread over equal hosts), then
                 # fewest tasks, then one whose process already runs.
-                host = min(self.hosts, key=lambda h: (*h.load(), h.process is None, h.index))
+                host = min(self.hosts, key=lambda h: h.placing(task))
             if task.affinity:
                 self._affinity[task.affinity] = host
         host.add(task)

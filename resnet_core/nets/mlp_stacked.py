@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_core.nets.mlp_stack import BlockPlan, BlockStack, Kernels, LayerPlan, NormPlan, linear_blocks, linear_unit
-from resnet_core.nets.models import Net, Unit
+from resnet_core.nets.models import Net, Probe, Unit
 
 EVAL_BATCH = 2048  # as training.probes.EVAL_BATCH (nets/ cannot import training/)
 
@@ -135,6 +135,9 @@ class StackedMLP:
         self.size = len(nets)
         self.parameters: list[torch.Tensor] = []
         self.buffers: list[torch.Tensor] = []
+        self._owners: list[tuple[torch.Tensor, list[torch.Tensor], bool]] = []  # (stacked, members' own, flat)
+        self._grad_buffers: list[torch.Tensor] | None = None  # see hand_gradients
+        self._grad_views: list[list[torch.Tensor]] = []
         first = nets[0]
         self.pre = first.pre
         self.stem = self._unit([n.stem for n in nets])
@@ -153,6 +156,7 @@ class StackedMLP:
         if parameter:
             stacked.requires_grad_(True)
             self.parameters.append(stacked)
+            self._owners.append((stacked, tensors, flat))
         else:
             self.buffers.append(stacked)
         return stacked
@@ -178,6 +182,27 @@ class StackedMLP:
             parts = [b.shortcut if isinstance(b.shortcut, nn.Sequential) else [b.shortcut] for b in blocks]
             shortcut = self._layer([p[0] for p in parts], [p[1] if len(p) > 1 else None for p in parts])
         return BlockPlan(layers, blocks[0].pre, blocks[0].residual, shortcut)
+
+    def hand_gradients(self) -> None:
+        """After a backward pass: each member's own parameters get their gradients (for its own
+        optimizer, or its layer probe), as views of one buffer per stacked parameter that the
+        stacked gradients are copied into in one call: setting thousands of ``.grad``s each step
+        cost a tenth of the step. A member's ``.grad`` is set again only where it is not that view
+        (its optimizer let it go, training alone a while)."""
+        pairs = [(stacked.grad, i) for i, (stacked, _, _) in enumerate(self._owners) if stacked.grad is not None]
+        if not pairs:
+            return
+        if self._grad_buffers is None:
+            self._grad_buffers = [torch.empty_like(stacked) for stacked, _, _ in self._owners]
+            self._grad_views = [list(b.split(len(own[0])) if flat else b.unbind(0))
+                                for b, (_, own, flat) in zip(self._grad_buffers, self._owners)]
+        torch._foreach_copy_([self._grad_buffers[i] for _, i in pairs], [g for g, _ in pairs])
+        for stacked, _, _ in self._owners:  # held once, as the members' own runs would hold them
+            stacked.grad = None
+        for _, i in pairs:
+            for t, view in zip(self._owners[i][1], self._grad_views[i]):
+                if t.grad is not view:
+                    t.grad = view
 
     # ---- the passes ---------------------------------------------------------------------------
     def _norm_forward(self, h: torch.Tensor, n: NormPlan, training: bool = True,
@@ -237,20 +262,32 @@ class StackedMLP:
         n = max(len(x), 1)
         return [(float(loss) / n, float(w) / n) for loss, w in zip(loss_sum, wrong.tolist())]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
         """Logits (S, B, classes) of inputs (S, B, features), in training mode (BN on batch
-        statistics, running statistics updated), as each member's ``Net.forward`` would give them."""
+        statistics, running statistics updated), as each member's ``Net.forward`` would give them.
+        ``probe`` gets what ``mlp_stack.forward`` puts in one net's, stacked (``member_probe``)."""
         if self.tracked:
             torch._foreach_add_(self.tracked, 1)
         x = self._unit_forward(x.flatten(2), *self.stem)  # BN in training mode, as a training step
+        if probe is not None:
+            probe.responses.append(x)
         if not self.pre:
             x = torch.relu(x)
         if self.blocks:
-            x = BlockStack.apply(x.contiguous(), self.blocks, self.kernels, None)
-        return self._unit_forward(x, *self.head)
+            x = BlockStack.apply(x.contiguous(), self.blocks, self.kernels, probe)
+        out = self._unit_forward(x, *self.head)
+        if probe is not None:
+            probe.responses.append(out)
+        return out
 
-    def losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def losses(self, x: torch.Tensor, y: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
         """Each member's mean cross-entropy on its own batch: (S,)."""
-        logits = self.forward(x)
+        logits = self.forward(x, probe)
         s, b, k = logits.shape
         return F.cross_entropy(logits.reshape(s * b, k), y.reshape(s * b), reduction="none").view(s, b).mean(1)
+
+
+def member_probes(probe: Probe, size: int) -> list[Probe]:
+    """Each member's part of a stacked forward pass's probe: what its own pass would have filled."""
+    parts = [[t.unbind(0) for t in tensors] for tensors in (probe.responses, probe.branches, probe.skips)]
+    return [Probe(*([u[i] for u in part] for part in parts)) for i in range(size)]

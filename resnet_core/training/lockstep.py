@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Iterable, Iterator, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -89,6 +89,16 @@ class Recorder(Protocol):
     def __call__(self, trainer: "LockstepTrainer", **kwargs: Any) -> None: ...
 
 
+class Prepared(NamedTuple):
+    """A step's forward and backward passes done already, as members of stacks shared with other
+    trainers' models (``training/member_stacks.py``): the batch drawn for it, and for each model
+    passed (its gradients in its parameters) its loss and its probe (None where not probing)."""
+
+    idx: torch.Tensor
+    passes: dict[str, tuple[torch.Tensor, Probe | None]]
+    wall_s: float  # this trainer's part of the stacked passes' time
+
+
 class LockstepTrainer:
     def __init__(self, settings: Settings, data: Dataset | None = None, record: RunRecord | None = None,
                  only: tuple[str, ...] | None = None, recorders: Iterable[Recorder] = ()):
@@ -124,6 +134,7 @@ class LockstepTrainer:
         self.record.layer_names.update({n: m.layer_names() for n, m in self.models.items()})
         self.step = 0
         self.wall_s = 0.0
+        self.prepared: Prepared | None = None  # the next step's passes, when done in a stack
         for net in self.models.values():
             calibrate_batch_norm(net, self.eval_sets["train"][0][:1024])
         self.recorders = {r.name: r for r in recorders}
@@ -148,20 +159,25 @@ class LockstepTrainer:
 
     # ---- one step --------------------------------------------------------------------------
     def train_step(self) -> None:
-        """One update of every model still training, on one shared batch."""
+        """One update of every model still training, on one shared batch: each model's forward
+        and backward pass its own, or done already in a stack (``prepared``), then its own update."""
         s = self.settings
-        idx = self.batches.next().to(self.device)
+        prepared, self.prepared = self.prepared, None
+        idx = self.batches.next().to(self.device) if prepared is None else prepared.idx
         xb, yb = self.x_train[idx], self.y_train[idx]
         probing = self.step % s.probe_every == 0
-        started = time.perf_counter()
+        started = time.perf_counter() - (0.0 if prepared is None else prepared.wall_s)
         for name, net in self.models.items():
             if self.status[name] != "ok":
                 continue
             opt = self.optimizers[name]
-            probe = Probe() if probing else None
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(mlp_stack.forward(net, xb, probe), yb)
-            loss.backward()
+            if prepared is not None and name in prepared.passes:
+                loss, probe = prepared.passes[name]
+            else:
+                probe = Probe() if probing else None
+                opt.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(mlp_stack.forward(net, xb, probe), yb)
+                loss.backward()
             if not math.isfinite(loss.item()):
                 self._diverge(name)
                 continue

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from resnet_core.remote.slicing import SlicedJob
 from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.training.member_stacks import MemberStacks
 
 SLOW_STEP_S = 0.05  # a step slower than this (with its analyses) may be paused in its middle
 
@@ -53,6 +54,17 @@ class TrainerInTurns:
             raise ValueError("the trainer is in the middle of a step: give it a turn first")
         return self.trainer
 
+    def step_here(self) -> float:
+        """One step in the calling thread, the trainer's own waiting at a step's end (a quick step:
+        see ``group_turn``); its CPU time. Raises what the step raised."""
+        trainer = self.trainer_at_rest()
+        cpu = time.thread_time()
+        self.mid = True
+        trainer.train_step()
+        self.step_s = time.thread_time() - cpu
+        self.mid, self.completed = False, trainer.step
+        return self.step_s
+
     def close(self) -> None:
         """Stop the thread (at its next pause) and let the trainer go."""
         self.job.cancel()
@@ -66,9 +78,9 @@ class TrainerInTurns:
             self.mid, self.completed = False, trainer.step
             while trainer.done or trainer.step >= self.target:
                 self.job.pause_here()
-            if self.job.spent():
+            if self.job.spent() and trainer.prepared is None:
                 self.job.pause_here()  # the turn is spent: at a step's end, where it is cheapest
-                continue
+                continue  # (a step whose passes a stack did already is taken at once: see group_turn)
             self.mid = True
             started, cpu = time.perf_counter(), time.thread_time()
             trainer.train_step()
@@ -77,3 +89,43 @@ class TrainerInTurns:
             if now_slow != slow:
                 self.job.preemptible(now_slow)
                 slow = now_slow
+
+
+def group_turn(members: dict[str, tuple[TrainerInTurns, int]], stacks: MemberStacks,
+               budget_s: float) -> tuple[dict[str, float], dict[str, BaseException]]:
+    """One turn for several built trainers at once (id -> (trainer in turns, step to go towards):
+    the dashboard's runs of one shape), stepped in lockstep for about ``budget_s``: at each step the
+    passes of the models that share a shape are done in ``stacks``, then every trainer takes its
+    step (its update, evaluation and analyses): a trainer whose last step was quick (under
+    ``SLOW_STEP_S``) in this thread, each switch of threads costing as much as a small net's step on a
+    loaded machine; one whose steps are slow in its own thread, which may pause it in the middle of
+    its step once the turn is spent, as in a turn of its own. A step under way is finished first. Each one's part of the process's CPU time by id, and what any of
+    them raised (that one stops taking part)."""
+    used = dict.fromkeys(members, 0.0)
+    errors: dict[str, BaseException] = {}
+    deadline = time.perf_counter() + budget_s
+
+    def step(key: str, m: TrainerInTurns, share: float = 0.0) -> None:
+        try:
+            if m.mid:  # what is under way (being built, a step paused mid-way) and nothing more
+                used[key] += m.turn(m.completed, max(deadline - time.perf_counter(), 0.0))
+            elif m.step_s <= SLOW_STEP_S:  # quick: here, without two thread switches
+                used[key] += share + m.step_here()
+            else:  # slow (its analyses, a deep net): in its thread, which may pause it mid-way
+                used[key] += share + m.turn(m.completed + 1, max(deadline - time.perf_counter(), 0.0))
+        except Exception as exc:  # noqa: BLE001 - its own error, reported in its own part of the reply
+            errors[key] = exc
+
+    while True:
+        for key, (m, _) in members.items():
+            if m.mid and key not in errors:  # a step under way, or the trainer being built: finished first
+                step(key, m)
+        due = {key: m for key, (m, to) in members.items() if key not in errors and m.trainer is not None
+               and not m.mid and m.completed < to and not m.trainer.done}
+        if not due or time.perf_counter() >= deadline:
+            return used, errors
+        cpu = time.process_time()
+        stacks.prepare([m.trainer for m in due.values()])
+        share = (time.process_time() - cpu) / len(due)
+        for key, m in due.items():  # each takes the step prepared for it, at once however little time is left
+            step(key, m, share)

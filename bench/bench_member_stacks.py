@@ -1,0 +1,98 @@
+"""Distinct runs share kernels (issue 23): steps per second per session for N distinct runs of the
+degradation lesson (seeds and learning rates differ) in one worker process, as the server's
+scheduler drives it: taking their turns alone (one ``run`` turn each, round robin: as before) and
+together (one ``run_group`` turn: their models of one shape trained in shared stacks), alternated
+in the same run on the same trainers, with every analysis the app records on.
+
+    .venv/bin/python bench/bench_member_stacks.py [--sessions 10] [--seconds 6] [--rounds 2]
+
+Also: the same with bare steps (no analyses, no probes: the trainer's training pass alone), and
+one session by itself (its twins plain-56 and resnet-56 are two shapes, so alone nothing stacks).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+from resnet_core.presets import get_preset
+from resnet_core.remote.trainer import WorkerProcess
+from resnet_core.sizing.budget import server_worker_limit_mb
+
+LRS = (0.05, 0.02, 0.1, 0.03, 0.07)
+FAR = 10**9  # a step no run gets to: every turn is spent training
+
+
+class Sessions:
+    """N runs in turns in one worker process."""
+
+    def __init__(self, worker: WorkerProcess, n: int, bare: bool):
+        self.worker, self.ids, self.steps = worker, [f"s{i}" for i in range(n)], {}
+        base = get_preset("degradation").settings().with_changes(steps=100_000)
+        if bare:
+            base = base.with_changes(probe_every=100_000, eval_every=100_000, paths_every=0)
+        for i, key in enumerate(self.ids):
+            settings = base.with_changes(seed=i, lr=LRS[i % len(LRS)])
+            reply = worker.request(cmd="init", id=key, settings=settings.to_dict(), turns=True, budget_s=1.0)
+            while reply.get("mid", True):
+                reply = worker.request(cmd="run", id=key, to=0, budget_s=1.0)
+            self.steps[key] = reply["step"]
+        self.run_alone(0.5)  # past the first calls of every kernel
+        self.run_together(0.5)
+
+    def run_alone(self, seconds: float, quantum: float = 0.1) -> float:
+        """Steps per second per session, each run taking its own turns, round robin."""
+        start, began = dict(self.steps), time.perf_counter()
+        while time.perf_counter() - began < seconds:
+            for key in self.ids:
+                self.steps[key] = self.worker.request(cmd="run", id=key, to=FAR, budget_s=quantum)["step"]
+        return self._rate(start, began)
+
+    def run_together(self, seconds: float, quantum: float = 0.1) -> float:
+        """Steps per second per session, the runs taking their turns together."""
+        start, began = dict(self.steps), time.perf_counter()
+        while time.perf_counter() - began < seconds:
+            reply = self.worker.request(cmd="run_group", members=[{"id": k, "to": FAR} for k in self.ids],
+                                        budget_s=min(quantum * len(self.ids), 0.5))
+            self.stacks = reply["stacks"]
+            for key, part in reply["members"].items():
+                self.steps[key] = part["step"]
+        return self._rate(start, began)
+
+    def _rate(self, start: dict[str, int], began: float) -> float:
+        elapsed = time.perf_counter() - began
+        return sum(self.steps[k] - start[k] for k in self.ids) / len(self.ids) / elapsed
+
+
+def measure(n: int, bare: bool, seconds: float, rounds: int) -> None:
+    worker = WorkerProcess(server_worker_limit_mb(1))
+    try:
+        worker.request(cmd="warm")
+        sessions = Sessions(worker, n, bare)
+        alone, together = [], []
+        for _ in range(rounds):
+            alone.append(sessions.run_alone(seconds))
+            together.append(sessions.run_together(seconds))
+        kind = "bare steps" if bare else "with analyses"
+        print(f"{n} sessions, {kind}: steps/s per session alone {', '.join(f'{r:.1f}' for r in alone)}; "
+              f"together {', '.join(f'{r:.1f}' for r in together)}; speed-up "
+              f"{sum(together) / sum(alone):.2f}x (stacks {sessions.stacks})", flush=True)
+    finally:
+        worker.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=6.0, help="each measurement's length")
+    parser.add_argument("--rounds", type=int, default=2, help="alone and together, alternated this many times")
+    args = parser.parse_args()
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+    measure(args.sessions, False, args.seconds, args.rounds)
+    measure(args.sessions, True, args.seconds, args.rounds)
+    measure(1, False, args.seconds, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
