@@ -9,7 +9,7 @@ dense layer's units or a feature map's channels (statistics over points and pixe
 
 Jacobian: ∂x_n/∂x_0, the block stack's output over its input (the stem's output), for each of a few
 probe points with BN frozen at the probe batch's statistics (so each point's Jacobian is its own),
-exactly: ``torch.func.jacrev``, one vector-Jacobian product per output unit. Its singular values,
+exactly: one vector-Jacobian product per output unit (``stack_jacobians``). Its singular values,
 largest first, medianed over the points index by index. MLPs only: a CNN's Jacobian is
 (feature map)², not width².
 """
