@@ -9,7 +9,7 @@ dense layer's units or a feature map's channels (statistics over points and pixe
 
 Jacobian: ∂x_n/∂x_0, the block stack's output over its input (the stem's output), for each of a few
 probe points with BN frozen at the probe batch's statistics (so each point's Jacobian is its own),
-exactly: ``torch.func.jacrev``, one vector-Jacobian product per output unit. Its singular values,
+exactly: one vector-Jacobian product per output unit (``stack_jacobians``). Its singular values,
 largest first, medianed over the points index by index. MLPs only: a CNN's Jacobian is
 (feature map)², not width².
 """
@@ -73,7 +73,10 @@ def stack_jacobians(net: Net, x: torch.Tensor) -> torch.Tensor:
     With BN frozen each point goes through the stack alone, so one copy of the points per output
     unit, each copy's gradient seeded with that unit, gives every row of every point's Jacobian in
     one forward and one backward pass. (``torch.func``'s ``vmap(jacrev(...))`` gives the same, but its
-    first call in a process costs about a second and a half: the cold start of every run.)"""
+    first call in a process costs about a second and a half: the cold start of every run.) The seeds
+    go in as the weights of a sum, not as ``autograd.grad``'s ``grad_outputs``: its check of a given
+    gradient's shape imports sympy, 0.6 s of every run's cold start; the sum's backward hands the
+    stack 1.0 x seeds, the seeds themselves to the bit."""
     with frozen_batch_norm(net, x):
         with torch.no_grad():
             h0 = net.features(x)
@@ -85,7 +88,7 @@ def stack_jacobians(net: Net, x: torch.Tensor) -> torch.Tensor:
                 out = block(out)
             width_out = out.shape[1]
             seeds = torch.eye(width_out, dtype=out.dtype).repeat_interleave(points, dim=0)  # copy i: unit i
-            (grad,) = torch.autograd.grad(out, copies, seeds)
+            (grad,) = torch.autograd.grad((out * seeds).sum(), copies)
     return grad.reshape(width_out, points, width_in).transpose(0, 1).detach()
 
 
