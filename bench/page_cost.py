@@ -135,7 +135,7 @@ def show(name: str, figures: dict[str, float], note: str = "") -> None:
           f"({figures['steps/s']:.0f} steps/s){note}", flush=True)
 
 
-def one_round(browser, seconds: float, log: Path) -> None:
+def one_round(browser, seconds: float, log: Path, watch_only: bool = False) -> None:
     with tempfile.TemporaryDirectory() as cache:
         server = start_streamlit(log, env={"RESIDUAL_LAB_RUN_CACHE": cache})
         context = browser.new_context(viewport={"width": 1400, "height": 900}, device_scale_factor=1)
@@ -150,6 +150,8 @@ def one_round(browser, seconds: float, log: Path) -> None:
             page.wait_for_timeout(2000)  # past the first quick refreshes, at the usual pace
             print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
             show("watching", measure(page, received, server.process.pid, seconds))
+            if watch_only:
+                return
             open_tab(page, "Gradients")
             show("gradients", measure(page, received, server.process.pid, seconds))
             open_tab(page, "Training error")
@@ -173,11 +175,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--watch-only", action="store_true", help="only the default tab, in front")
     args = parser.parse_args()
     print(f"shares of one core over {args.seconds:.0f} s; {psutil.cpu_count()} cores", flush=True)
     with chromium() as browser:
         for i in range(args.rounds):
-            one_round(browser, args.seconds, Path("/tmp") / f"page_cost_{i}.log")
+            one_round(browser, args.seconds, Path("/tmp") / f"page_cost_{i}.log", args.watch_only)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ from typing import Any, Callable
 
 import streamlit as st
 
-CURVES_EVERY_S = 3.0    # the training curves (the header refreshes every second)
-HEAVY_EVERY_S = 7.5     # heatmaps, profiles, maps: three of their panels' refreshes
+CURVES_EVERY_S = 3.0    # the training curves: every other refresh of the header (panels.tabs)
+HEAVY_EVERY_S = 7.5     # heatmaps, profiles, maps: every fifth refresh of their tab
+EARLY = 0.9             # a refresh a little early on its timer still redraws: the figure held that long
 HELD = "_held_figures"  # session state: chart key -> (run, when drawn, figure)
 
 
@@ -26,7 +27,7 @@ def paced(key: str, view, figure: Callable[[], Any], every_s: float, clock=time.
     held: dict = st.session_state.setdefault(HELD, {})
     run, now = (view.source, id(view.record)), clock()
     last = held.get(key)
-    if view.active and last is not None and last[0] == run and now - last[1] < every_s:
+    if view.active and last is not None and last[0] == run and now - last[1] < every_s * EARLY:
         return last[2]
     drawn = figure()
     if last is None or last[2] is not drawn:
