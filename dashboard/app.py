@@ -26,6 +26,8 @@ import dashboard.panels.tabs as tabs
 import dashboard.panels.teaching as teaching
 import dashboard.sidebar.url_state as url_state
 from dashboard.panels.lesson import render_lesson_panel
+from dashboard.panels.redraw import CURVES_EVERY_S
+from dashboard.panels.visibility import page_visible
 from dashboard.panels.shared import class_runs, client_address, page_id, refresh_pacer, scheduler
 from resnet_core.lessons import LESSONS
 from resnet_core.settings import Settings
@@ -59,10 +61,11 @@ def main() -> None:
     apply_settings(job, sidebar, notes)
     apply_buttons(job, sidebar)
 
+    seen = page_visible()  # a hidden page refreshes nothing (panels.visibility)
     replay = records_tab.replay_view()
     source = (lambda: replay) if replay is not None else (lambda: live_view(job))
     view = source()
-    polling = replay is None and view.active
+    polling = replay is None and view.active and seen
     starting = polling and view.state == "starting"
     st.session_state[panels.FULL_RUN_STATE] = view.state  # the header reruns the page once it changes
 
@@ -85,7 +88,7 @@ def main() -> None:
     header = st.empty()  # filled by the open tab's fragment (see live_panels.header_in)
     lesson = st.session_state.get("lesson")
     if lesson and lesson in LESSONS:  # the verdict follows the run as it trains
-        live(lesson_verdict, tabs.LIVE_EVERY_S)(lesson, source)
+        live(lesson_verdict, CURVES_EVERY_S)(lesson, source)  # it changes only at evaluations
     request = job.request if replay is None and view.record is not None else None
     tabs.render_tabs(tabs.Page(view, source, live, header, polling, request))
 

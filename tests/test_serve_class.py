@@ -73,7 +73,9 @@ class Tab:
             self.context.add_cookies([{"name": "SERVERID", "value": cookie, "url": url}])
         self.http: list[str] = []
         self.sockets: list[str] = []
-        self.context.on("response", lambda r: self.http.append(r.headers.get(HEADER, "none")))
+        # Responses from a backend: not the page's own blob: URLs (a component's inline script).
+        self.context.on("response", lambda r: self.http.append(r.headers.get(HEADER, "none"))
+                        if r.url.startswith("http") else None)
         self.page = self.watch(self.context.new_page())
 
     def watch(self, page):

@@ -30,6 +30,7 @@ import dashboard.charts.layers as charts_layers
 import dashboard.charts.regions as charts_regions
 from dashboard.charts.alt_text import error_alt, figure_alt
 from dashboard.panels.accessible import chart
+from dashboard.panels.redraw import CURVES_EVERY_S, HEAVY_EVERY_S, paced
 from dashboard.runtime.class_runs import CACHED_NOTICE
 from dashboard.panels.shared import refresh_pacer
 from dashboard.runtime.job_status import refused
@@ -263,10 +264,12 @@ def training_curves(source: Callable[[], View], show: str = "error") -> None:
         return
     models = view.models
     if show == "loss":
-        fig = metrics_figure("loss", view, lambda metrics: charts.loss_figure(metrics, models))
+        fig = paced("loss", view, lambda: metrics_figure(
+            "loss", view, lambda metrics: charts.loss_figure(metrics, models)), CURVES_EVERY_S)
     else:
-        fig = metrics_figure("error", view, lambda metrics: charts.error_figure(metrics, models),
-                             lambda metrics: error_alt(metrics, models))
+        fig = paced("error", view, lambda: metrics_figure(
+            "error", view, lambda metrics: charts.error_figure(metrics, models),
+            lambda metrics: error_alt(metrics, models)), CURVES_EVERY_S)
     chart(fig, key="curves", config={"displaylogo": False})
 
 
@@ -280,10 +283,11 @@ def gradients(source: Callable[[], View]) -> None:
         return charts_layers.gradient_heatmaps(
             {m: record.layer_matrix(m, "grad_norm", max_steps=HEATMAP_STEPS) for m in view.models})
 
-    chart(cached_figure("grad_heat", view, heatmaps), key="grad_heat", config={"displaylogo": False})
-    profiles = latest(record, view.models, "grad_norm")
-    chart(cached_figure("grad_profile", view, lambda: charts_layers.profile_figure(
-        profiles, "‖∂L/∂W‖ (latest probe)")), key="grad_profile", config={"displaylogo": False})
+    chart(paced("grad_heat", view, lambda: cached_figure("grad_heat", view, heatmaps), HEAVY_EVERY_S),
+          key="grad_heat", config={"displaylogo": False})
+    chart(paced("grad_profile", view, lambda: cached_figure("grad_profile", view, lambda: charts_layers.profile_figure(
+        latest(record, view.models, "grad_norm"), "‖∂L/∂W‖ (latest probe)")), HEAVY_EVERY_S),
+          key="grad_profile", config={"displaylogo": False})
 
 
 def signals(source: Callable[[], View], sort: bool = False) -> None:
@@ -291,17 +295,21 @@ def signals(source: Callable[[], View], sort: bool = False) -> None:
     if waiting_for_data(view, "Layer responses"):
         return
     record = view.record
-    stds = latest(record, view.models, "act_std")
-    chart(cached_figure(f"std{sort}", view, lambda: charts_layers.profile_figure(
-        stds, "std of the layer's response", sort=sort)), key="std", config={"displaylogo": False})
+    chart(paced(f"std{sort}", view, lambda: cached_figure(f"std{sort}", view, lambda: charts_layers.profile_figure(
+        latest(record, view.models, "act_std"), "std of the layer's response", sort=sort)), HEAVY_EVERY_S),
+          key="std", config={"displaylogo": False})
     residual = [m for m in view.models if m.startswith("resnet")]
     if not residual:
         st.caption("No residual model in this run: ‖F(x)‖/‖x‖ needs a residual block.")
         return
-    latest_r = {m: (s, charts_layers.block_values(v)) for m, (s, v) in latest(record, residual, "branch_ratio").items()}
-    first_r = {m: (s, charts_layers.block_values(v)) for m, (s, v) in first(record, residual, "branch_ratio").items()}
-    chart(cached_figure("ratio", view, lambda: charts_layers.branch_ratio_figure(latest_r, first_r)),
-                    key="ratio", config={"displaylogo": False})
+
+    def ratios():
+        latest_r = {m: (s, charts_layers.block_values(v)) for m, (s, v) in latest(record, residual, "branch_ratio").items()}
+        first_r = {m: (s, charts_layers.block_values(v)) for m, (s, v) in first(record, residual, "branch_ratio").items()}
+        return charts_layers.branch_ratio_figure(latest_r, first_r)
+
+    chart(paced("ratio", view, lambda: cached_figure("ratio", view, ratios), HEAVY_EVERY_S),
+          key="ratio", config={"displaylogo": False})
 
 
 def regions(source: Callable[[], View]) -> None:
@@ -319,8 +327,8 @@ def regions(source: Callable[[], View]) -> None:
         st.info("Decision regions need 2D data.")
         return
     x, y, n_classes = points
-    chart(cached_figure("regions", view, lambda: charts_regions.regions_figure(
-        maps, x, y, n_classes, view.models)), key="regions", config={"displaylogo": False})
+    chart(paced("regions", view, lambda: cached_figure("regions", view, lambda: charts_regions.regions_figure(
+        maps, x, y, n_classes, view.models)), HEAVY_EVERY_S), key="regions", config={"displaylogo": False})
 
 
 # ----------------------------------------------------------------------------------- helpers

@@ -1,8 +1,8 @@
 """The tabs of the main page, as one table: label, what it draws, and whether it needs 2D data.
 
-Only the open tab runs (and refreshes): a hidden heatmap costs nothing. Every tab but the first
-keeps the header (step counter and cards) fresh from its own fragment; on the Training error tab
-that same fragment redraws the curves. Each live tab's caption, saying what to look for and
+Only the open tab runs (and refreshes): a hidden heatmap costs nothing. Every tab keeps the header
+(step counter and cards) fresh from one fragment: on the live tabs (Training error, Gradients,
+Signals, Decision regions) the fragment that redraws the tab's charts, on the others one of its own. Each live tab's caption, saying what to look for and
 which claim of which paper it tests, stands beside the function that draws the tab.
 """
 from __future__ import annotations
@@ -22,8 +22,10 @@ from dashboard.panels.sweep import render_sweep_panel
 from dashboard.sidebar.controls import view_state
 from resnet_core.settings import Settings
 
-LIVE_EVERY_S = 1.0       # cards and curves
-HEAVY_EVERY_S = 2.5      # heatmaps, profiles, maps: bigger payloads, slower to read anyway
+# Step counter and cards. Every refresh of a page costs Chromium some 9 % of a core whatever it
+# redraws (bench/page_cost.py: the header alone, the curves held still), so a watching tab refreshes
+# every 1.5 s, and redraws its charts less often still (panels.redraw).
+LIVE_EVERY_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class Tab:
     label: str
     render: Callable[[Page], None]
     only_2d: bool = False
-    header: bool = True           # refresh the header from this tab (the first draws its own)
+    header: bool = True           # refresh the header from this tab (the live ones draw their own)
 
 
 # ------------------------------------------------------------------------------- live tabs
@@ -73,8 +75,16 @@ def training_caption() -> None:
     st.caption("The 1 carries the gradient straight from the loss to every layer.")
 
 
+def with_header(panel: Callable[..., None], page: Page, *args) -> None:
+    """The header, then ``panel(page.source, *args)``: one fragment run refreshes both (each run
+    costs the browser as much as a small redraw); the panel's figures, heatmaps and profiles,
+    are redrawn only every few runs (``panels.redraw``)."""
+    panels.header_in(page.header, page.source, page.polling)
+    panel(page.source, *args)
+
+
 def gradients(page: Page) -> None:
-    page.live(panels.gradients, HEAVY_EVERY_S)(page.source)
+    page.live(with_header, LIVE_EVERY_S)(panels.gradients, page)
     gradients_caption(page.view.settings)
 
 
@@ -96,7 +106,7 @@ def gradients_caption(settings: Settings) -> None:
 
 def signals(page: Page) -> None:
     sort = st.toggle("Sort layers by magnitude (the lower plot of Fig. 7)", key="sort_std")
-    page.live(panels.signals, HEAVY_EVERY_S)(page.source, sort)
+    page.live(with_header, LIVE_EVERY_S)(panels.signals, page, sort)
     signals_caption()
 
 
@@ -112,7 +122,7 @@ def signals_caption() -> None:
 
 
 def regions(page: Page) -> None:
-    page.live(panels.regions, HEAVY_EVERY_S)(page.source)
+    page.live(with_header, LIVE_EVERY_S)(panels.regions, page)
     regions_caption()
 
 
@@ -126,9 +136,9 @@ def regions_caption() -> None:
 
 TABS: tuple[Tab, ...] = (
     Tab("Training error", training_error, header=False),
-    Tab("Gradients", gradients),
-    Tab("Signals", signals),
-    Tab("Decision regions", regions, only_2d=True),
+    Tab("Gradients", gradients, header=False),
+    Tab("Signals", signals, header=False),
+    Tab("Decision regions", regions, only_2d=True, header=False),
     Tab("Signal propagation", lambda page: render_signal_panel(page.view.record, page.request is not None)),
     Tab("Unrolled paths", lambda page: render_paths_panel(page.view.record, page.view.settings, page.request)),
     Tab("Depth sweep", lambda page: render_sweep_panel(page.view.settings)),
