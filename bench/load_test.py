@@ -278,7 +278,10 @@ def serving(through_proxy: int, log_dir: Path, env: dict[str, str] | None = None
         with server(log_dir / "server.log", env) as (url, proc):
             yield url, Served([proc]), [log_dir / "server.log"]
         return
-    cls = start_class(log_dir, processes=through_proxy, env=env)
+    # The load's sessions all come from this one address, which the class's per-computer limits (a
+    # computer's tabs at the proxy, its runs training at once) would cap; a real class comes from many.
+    cls = start_class(log_dir, processes=through_proxy, env={**(env or {}), "RESIDUAL_LAB_RUNS_PER_CLIENT": "1000"},
+                      extra=("--tabs-per-client", "0"))
     try:
         procs = {p.pid: p for p in cls.processes()}
         servers = [procs[b.pid] for b in cls.backends.values()]

@@ -40,6 +40,7 @@ from dashboard.runtime.scheduler import (START_DEADLINE_S, Host, HostLost, Sched
                                          reply_deadline)
 
 CALL_DEADLINE_S = 120.0    # an analysis call on the trained models (a lesion study of a deep net)
+FIRST_TURN_S = 1.0         # a run's first turn may take this long: its build and its first step, in one
 
 
 class Run(Viewed, Task):
@@ -211,7 +212,11 @@ class Run(Viewed, Task):
         host.make_room(self)
         with self.lock:
             self.built, self.trainer_step, self.applied, self.mid = True, 0, 0, True
-        self._take_turn(host, "init", START_DEADLINE_S, settings=settings.to_dict(), turns=True, budget_s=quantum_s)
+            first = min(1, self.wanted())  # Train or Step asked for: its first turn goes on to step 1
+        # A click shows a step however busy the process: built in one turn, not in many short ones
+        # spread between the others' (the ledger charges its owner the time all the same).
+        self._take_turn(host, "init", START_DEADLINE_S, settings=settings.to_dict(), turns=True, to=first,
+                        budget_s=max(quantum_s, FIRST_TURN_S) if first else quantum_s)
 
     def _take_turn(self, host: Host, cmd: str, deadline: float, **msg: Any) -> None:
         """One bounded turn of the trainer in its process (``init`` or ``run``), and what it brought:
