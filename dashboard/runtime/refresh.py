@@ -101,22 +101,20 @@ class RefreshPacer:
 
     def timed_click(self, function: Callable[..., T]) -> Callable[..., T]:
         """``function`` (a page's full run), its CPU time noted as a click."""
-        @functools.wraps(function)
-        def run(*args, **kwargs) -> T:
-            started = time.thread_time()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.note_click(time.thread_time() - started)
-        return run
+        return _timed(function, self.note_click)
 
     def timed(self, page: str, function: Callable[..., T]) -> Callable[..., T]:
         """``function``, its CPU time noted as one refresh of ``page``."""
-        @functools.wraps(function)
-        def refresh(*args, **kwargs) -> T:
-            started = time.thread_time()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.note(page, time.thread_time() - started)
-        return refresh
+        return _timed(function, functools.partial(self.note, page))
+
+
+def _timed(function: Callable[..., T], note: Callable[[float], None]) -> Callable[..., T]:
+    """``function``, the CPU time of its own thread in each call handed to ``note``."""
+    @functools.wraps(function)
+    def timed(*args, **kwargs) -> T:
+        started = time.thread_time()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            note(time.thread_time() - started)
+    return timed
