@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dashboard.prestart  # noqa: F401  first: the first worker process warms up while the rest loads
 import dashboard.boot  # noqa: F401  heavy imports, then gc.freeze(), once per process
+import dashboard.server_log  # noqa: F401  a browser leaving mid-message is one log line, not a traceback
 
 import time
 from pathlib import Path
