@@ -3,10 +3,10 @@ distinct runs of a class (different seeds, learning rates, optimizer settings) w
 shape take their forward and backward passes together, one kernel call per layer for all of them.
 
 A stack (``nets.mlp_stacked.StackedMLP``) holds the models of one shape: the same layers, block
-kinds and batch size, so identical nets up to their numbers. A plain net and its residual twin are
-two shapes (the walk of the block stack adds a shortcut to all its members or to none), so a
-session's twins of one depth share a stack with the other sessions' twins of their kind, not with
-each other. While in a stack, a member's parameters and BN statistics are views into the stacked
+kinds and batch size, so identical nets up to their numbers and their shortcuts. A plain net and its
+residual twin with identity shortcuts are one shape (the walk adds a block's shortcut for the members
+that have one), so a session's twins of one depth share a stack with each other and with the other
+sessions' twins of that depth; a projection shortcut is weights, a shape of its own. While in a stack, a member's parameters and BN statistics are views into the stacked
 tensors; a change of membership (a run joins, leaves, pauses, finishes, diverges) builds the
 stack anew from the members' current tensors, at a step boundary.
 
@@ -26,7 +26,7 @@ import time
 import torch
 
 from resnet_core.nets import mlp_stack
-from resnet_core.nets.mlp_stacked import StackedMLP, member_probes, stackable
+from resnet_core.nets.mlp_stacked import StackedMLP, stackable
 from resnet_core.nets.models import Net, Probe
 from resnet_core.training.lockstep import LockstepTrainer, Prepared
 
@@ -37,9 +37,10 @@ def stack_key(trainer: LockstepTrainer, net: Net) -> tuple | None:
     key = getattr(net, "_member_key", False)
     if key is False:
         plain = mlp_stack.ENABLED and trainer.device.type == "cpu" and stackable(net)
-        # The modules' own descriptions name every layer's shape, BN's eps and momentum; the block
-        # kinds and the activation order are the rest of what the stacked walk reads.
-        key = net._member_key = (str(net), net.pre, tuple((b.pre, b.residual) for b in net.blocks),
+        # The modules' own descriptions name every layer's shape, BN's eps and momentum, and a
+        # projection shortcut; the activation order is the rest of what the stacked walk reads.
+        # Whether a block adds its identity shortcut is not: the walk decides it per member.
+        key = net._member_key = (str(net), net.pre, tuple(b.pre for b in net.blocks),
                                  str(net.head.weight_layer.weight.dtype)) if plain else None
     if key is None or not net.training or any(b.removed for b in net.blocks):
         return None
@@ -105,6 +106,6 @@ class MemberStacks:
         losses.sum().backward()  # each member's gradient is its own loss's: the sum passes 1.0 to each
         stack.hand_gradients()
         losses = losses.detach().unbind(0)
-        probes = member_probes(probe, len(members)) if probe is not None else [None] * len(members)
+        probes = stack.member_probes(probe) if probe is not None else [None] * len(members)
         for i, (t, name, _) in enumerate(members):
             passes.setdefault(id(t), {})[name] = (losses[i], probes[i] if probing[i] else None)
