@@ -1,19 +1,23 @@
 """Distinct runs share kernels (issue 23): steps per second per session for N distinct runs of the
 degradation lesson (seeds and learning rates differ) in one worker process, as the server's
-scheduler drives it: taking their turns alone (one ``run`` turn each, round robin: as before) and
-together (one ``run_group`` turn: their models of one shape trained in shared stacks), alternated
-in the same run on the same trainers, with every analysis the app records on.
+scheduler drives it: taking their turns alone (one ``run`` turn each, round robin: each model's
+passes its own, the unstacked path) and together (one ``run_group`` turn: their models of one
+shape trained in shared stacks, a run's twins plain-56 and resnet-56 in one), alternated in the
+same run on the same trainers, with every analysis the app records on.
 
     .venv/bin/python bench/bench_member_stacks.py [--sessions 10] [--seconds 6] [--rounds 2]
 
-Also: the same with bare steps (no analyses, no probes: the trainer's training pass alone), and
-one session by itself (its twins plain-56 and resnet-56 are two shapes, so alone nothing stacks).
+Also: the same with bare steps (no analyses, no probes: the trainer's training pass alone); one
+session by itself (alone, only its twins stack), with analyses and bare; and the evaluations the
+runs do every ``eval_every`` steps, each net's own (``probes.evaluate``) against one stacked forward
+of the twins (``StackedMLP.evaluate``), for one run and for five in step (CPU time, alternated).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import statistics
 import time
 
 from resnet_core.presets import get_preset
@@ -82,6 +86,43 @@ def measure(n: int, bare: bool, seconds: float, rounds: int) -> None:
         worker.close()
 
 
+def measure_evaluations(runs: int, rounds: int) -> None:
+    """One evaluation step of ``runs`` runs' depth-56 twins (both splits, as ``evaluate_all``): each
+    net's own against one stacked forward, in this process's CPU time (one thread, as a worker)."""
+    import torch
+
+    from resnet_core.nets.mlp_stacked import StackedMLP
+    from resnet_core.training.lockstep import LockstepTrainer
+    from resnet_core.training.probes import evaluate
+
+    torch.set_num_threads(1)
+    base = get_preset("degradation").settings()
+    trainers = [LockstepTrainer(base.with_changes(seed=i, lr=LRS[i % len(LRS)])) for i in range(runs)]
+    for t in trainers:
+        t.run(steps=5)
+    nets = [net for t in trainers for name, net in t.models.items() if name.endswith("-56")]
+    stack = StackedMLP(nets)
+    (x, y), (xt, yt) = trainers[0].eval_sets["train"], trainers[0].eval_sets["test"]
+
+    def each() -> list:
+        return [(evaluate(n, x, y, batch_stats=True), evaluate(n, xt, yt)) for n in nets]
+
+    def stacked() -> list:
+        return list(zip(stack.evaluate(x, y, batch_stats=True), stack.evaluate(xt, yt)))
+
+    exact = each() == stacked()
+    own, together = [], []
+    for _ in range(rounds):
+        for run, times in ((each, own), (stacked, together)):
+            cpu = time.process_time()
+            run()
+            times.append(time.process_time() - cpu)
+    a, b = statistics.median(own), statistics.median(together)
+    print(f"evaluations of {len(nets)} nets ({runs} runs' twins; {len(x)} + {len(xt)} points): CPU ms, median of "
+          f"{rounds}: each its own {1000 * a:.0f}, stacked {1000 * b:.0f}, speed-up {a / b:.2f}x; bit for bit: {exact}",
+          flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10)
@@ -92,6 +133,10 @@ def main() -> None:
     measure(args.sessions, False, args.seconds, args.rounds)
     measure(args.sessions, True, args.seconds, args.rounds)
     measure(1, False, args.seconds, args.rounds)
+    measure(1, True, args.seconds, args.rounds)
+    measure_evaluations(1, 8 * args.rounds)
+    measure_evaluations(5, 2 * args.rounds)
+    print(f"load {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":
