@@ -86,6 +86,50 @@ def measure(n: int, bare: bool, seconds: float, rounds: int) -> None:
         worker.close()
 
 
+def measure_passes(runs: int, steps: int, rounds: int) -> None:
+    """Bare steps of ``runs`` runs in this process (no worker, no turns: the passes and updates alone),
+    four ways alternated: each model its own passes; in stacks with a plain net and its residual twin
+    apart, pairs stacked too (``MemberStacks(twins=False, smallest=2)``: the code before twins shared);
+    the twins in one stack, pairs too (``smallest=2``); the twins in one stack, from three members on
+    (``MemberStacks()``, what the workers do)."""
+    import torch
+
+    from resnet_core.training.lockstep import LockstepTrainer
+    from resnet_core.training.member_stacks import MemberStacks
+
+    torch.set_num_threads(1)
+    base = get_preset("degradation").settings().with_changes(steps=100_000, probe_every=100_000,
+                                                            eval_every=100_000, paths_every=0)
+    trainers = [LockstepTrainer(base.with_changes(seed=i, lr=LRS[i % len(LRS)])) for i in range(runs)]
+
+    def own() -> None:
+        for t in trainers:
+            t.train_step()
+
+    def stacked(stacks: MemberStacks):
+        def step() -> None:
+            stacks.prepare(trainers)
+            own()
+        return step
+
+    ways = {"own passes": lambda: own, "twins apart, pairs too": lambda: stacked(MemberStacks(False, smallest=2)),
+            "twins together, pairs too": lambda: stacked(MemberStacks(smallest=2)),
+            "twins together, from three": lambda: stacked(MemberStacks())}
+    rates: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, make in ways.items():
+            step = make()
+            step()  # a new MemberStacks builds its stacks: not timed
+            cpu = time.process_time()
+            for _ in range(steps):
+                step()
+            rates[name].append(steps / (time.process_time() - cpu))
+    base_rate = sum(rates["own passes"])
+    print(f"{runs} runs, bare steps in one process: steps/s per run (CPU time) "
+          + "; ".join(f"{k} {', '.join(f'{r:.1f}' for r in v)} ({sum(v) / base_rate:.2f}x)" for k, v in rates.items()),
+          flush=True)
+
+
 def measure_evaluations(runs: int, rounds: int) -> None:
     """One evaluation step of ``runs`` runs' depth-56 twins (both splits, as ``evaluate_all``): each
     net's own against one stacked forward, in this process's CPU time (one thread, as a worker)."""
@@ -134,6 +178,8 @@ def main() -> None:
     measure(args.sessions, True, args.seconds, args.rounds)
     measure(1, False, args.seconds, args.rounds)
     measure(1, True, args.seconds, args.rounds)
+    measure_passes(1, 60, args.rounds)
+    measure_passes(args.sessions, 10, args.rounds)
     measure_evaluations(1, 8 * args.rounds)
     measure_evaluations(5, 2 * args.rounds)
     print(f"load {os.getloadavg()[0]:.1f} at the end")

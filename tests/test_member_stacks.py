@@ -54,11 +54,12 @@ def alone(settings: Settings) -> dict:
     return tables(t)
 
 
-def together(schedule: dict[int, tuple[int, int]], settings: list[Settings]) -> tuple[list[LockstepTrainer], list[list[int]]]:
+def together(schedule: dict[int, tuple[int, int]], settings: list[Settings],
+             stacks: MemberStacks | None = None) -> tuple[list[LockstepTrainer], list[list[int]]]:
     """Trainers stepped as a worker steps a group: ``schedule[i] = (tick it joins, tick it leaves)``;
-    at each tick every member present takes one step, its passes in the stacks. The stack sizes of
-    each tick."""
-    stacks, trainers, sizes = MemberStacks(), {}, []
+    at each tick every member present takes one step, its passes in the stacks (a worker's
+    ``MemberStacks()`` unless given). The stack sizes of each tick."""
+    stacks, trainers, sizes = stacks or MemberStacks(), {}, []
     end = max(leave for _, leave in schedule.values())
     for tick in range(end):
         for i, (join, _) in schedule.items():
@@ -107,18 +108,26 @@ def test_a_diverging_member_is_flagged_and_the_others_train_on(lr, diverging):
     trained, sizes = together({0: (0, 30), 1: (0, 30)}, settings)
     assert {n for n, st in trained[1].status.items() if st == "diverged"} == diverging
     assert set(trained[0].status.values()) == {"ok"}
-    assert sizes[0] == [2, 4]  # at first: plain-8 of both runs; the twins plain-14 and resnet-14 of both
+    assert sizes[0] == [4]  # at first the twins plain-14 and resnet-14 of both runs (plain-8's pair: alone)
     for t, s in zip(trained, settings):
         assert same(tables(t), alone(s))
 
 
 @pytest.mark.parametrize("norm", ["batch", "none"])
 def test_a_sessions_twins_share_a_stack_by_themselves(norm):
-    """One session alone: its plain-14 and resnet-14 differ only in the shortcut, and train as one stack."""
+    """One session alone: its plain-14 and resnet-14 differ only in the shortcut, and train as one stack
+    where pairs are stacked (a worker stacks from three members on: a pair does not pay)."""
     settings = runs(norm)[2]  # Adam
-    trained, sizes = together({0: (0, 30)}, [settings])
+    trained, sizes = together({0: (0, 30)}, [settings], MemberStacks(smallest=2))
     assert sizes[:settings.steps] == [[2]] * settings.steps  # plain-8 has no partner: it trains alone
     assert same(tables(trained[0]), alone(settings))
+    assert MemberStacks().prepare([trainer(settings)]) == []  # a worker's: the pair trains its own passes
+
+
+def test_plain_and_residual_nets_apart_when_asked():
+    """``twins=False`` (the bench's comparison): a plain net and its residual twin in stacks of their own."""
+    trained, sizes = together({0: (0, 4), 1: (0, 4)}, runs("batch")[:2], MemberStacks(twins=False, smallest=2))
+    assert sizes[0] == [2, 2, 2]
 
 
 def test_a_cnn_or_a_lone_shape_trains_alone():
@@ -153,7 +162,7 @@ def test_a_worker_group_turn_stacks_the_runs_of_one_shape_and_steps_the_others_a
         assert all(torch.equal(mine[k], own[k]) for k in own), name
     tenants._handle({"cmd": "drop", "id": "a"})
     reply = tenants._handle({"cmd": "run_group", "budget_s": 5.0, "members": [{"id": "b", "to": 5}]})
-    assert reply["stacks"] == [2] and reply["members"]["b"]["step"] == 5  # alone now: its own twins share one
+    assert reply["stacks"] == [] and reply["members"]["b"]["step"] == 5  # alone now: a pair, its own passes
 
 
 def test_a_group_turn_finishes_building_a_run_before_stepping_it():

@@ -10,8 +10,8 @@ sessions' twins of that depth; a projection shortcut is weights, a shape of its 
 tensors; a change of membership (a run joins, leaves, pauses, finishes, diverges) builds the
 stack anew from the members' current tensors, at a step boundary.
 
-``prepare(trainers)`` does the next step's passes of every model that shares its shape with
-another's: each trainer's own next batch (its own ``BatchStream``), one stacked forward and
+``prepare(trainers)`` does the next step's passes of every model that shares its shape with at
+least two others' (``SMALLEST_STACK``: a stack of two does not pay): each trainer's own next batch (its own ``BatchStream``), one stacked forward and
 backward, each member's gradients handed to its own parameters, its loss and its layer probe kept in
 the trainer's ``prepared``. The trainer's own ``train_step`` then does the rest as it always does:
 its divergence rule, its layer snapshot, its OWN optimizer step (so its learning rate, momentum and
@@ -31,9 +31,10 @@ from resnet_core.nets.models import Net, Probe
 from resnet_core.training.lockstep import LockstepTrainer, Prepared
 
 
-def stack_key(trainer: LockstepTrainer, net: Net) -> tuple | None:
+def stack_key(trainer: LockstepTrainer, net: Net, twins: bool = True) -> tuple | None:
     """What a net must share with another to train in one stack with it, or None where it cannot be
-    stacked now (not an MLP a stack holds, not on the CPU, a block removed for a lesion)."""
+    stacked now (not an MLP a stack holds, not on the CPU, a block removed for a lesion). ``twins``
+    False: a plain net and its residual twin apart (as before they could share; the bench compares)."""
     key = getattr(net, "_member_key", False)
     if key is False:
         plain = mlp_stack.ENABLED and trainer.device.type == "cpu" and stackable(net)
@@ -44,29 +45,40 @@ def stack_key(trainer: LockstepTrainer, net: Net) -> tuple | None:
                                  str(net.head.weight_layer.weight.dtype)) if plain else None
     if key is None or not net.training or any(b.removed for b in net.blocks):
         return None
-    return key + (trainer.batches.batch_size,)
+    return key + (trainer.batches.batch_size,) + (() if twins else (net.residual,))
+
+
+# The fewest members a stack is built for. Measured (BENCHMARKS.md, bare steps of the degradation
+# lesson's nets in one process): a stack of two costs what the two members' own passes cost or more
+# (a ``bmm`` of two matrices this small costs two ``mm``s, and each BN adds two copies: one run's twins
+# stacked alone, 0.84x), from three on it pays (three runs, stacks of three: 1.2x; ten, stacks of ten
+# and twenty: 2.0x). So a session's twins share a stack once another session's models of their depth
+# are there, and train their own passes alone.
+SMALLEST_STACK = 3
 
 
 class MemberStacks:
     """One worker process's stacks, rebuilt as their members change."""
 
-    def __init__(self) -> None:
+    def __init__(self, twins: bool = True, smallest: int = SMALLEST_STACK) -> None:
+        self.twins = twins  # a plain net and its residual twin in one stack (``stack_key``)
+        self.smallest = smallest  # a group of fewer models trains its own passes
         self._stacks: dict[tuple, StackedMLP] = {}
         self.sizes: list[int] = []  # the stacks of the last prepare: how many members each
 
     def prepare(self, trainers: list[LockstepTrainer]) -> list[int]:
         """The next step's passes of every model of ``trainers`` (each at a step's end) that shares
-        its shape with another's; the others train alone. The sizes of the stacks used."""
+        its shape with enough others' (``smallest``); the others train alone. The sizes of the stacks used."""
         started = time.perf_counter()
         groups: dict[tuple, list[tuple[LockstepTrainer, str, Net]]] = {}
         for t in trainers:
             if t.done or t.prepared is not None:
                 continue
             for name, net in t.training_models():
-                key = stack_key(t, net)
+                key = stack_key(t, net, self.twins)
                 if key is not None:
                     groups.setdefault(key, []).append((t, name, net))
-        groups = {k: members for k, members in groups.items() if len(members) > 1}
+        groups = {k: members for k, members in groups.items() if len(members) >= max(self.smallest, 2)}
         self._stacks = {k: s for k, s in self._stacks.items() if k in groups}  # a stack not used lets go
         batches: dict[int, torch.Tensor] = {}
         passes: dict[int, dict[str, tuple[torch.Tensor, Probe | None]]] = {}
