@@ -8,9 +8,11 @@ same run on the same trainers, with every analysis the app records on.
     .venv/bin/python bench/bench_member_stacks.py [--sessions 10] [--seconds 6] [--rounds 2]
 
 Also: the same with bare steps (no analyses, no probes: the trainer's training pass alone); one
-session by itself (alone, only its twins stack), with analyses and bare; and the evaluations the
-runs do every ``eval_every`` steps, each net's own (``probes.evaluate``) against one stacked forward
-of the twins (``StackedMLP.evaluate``), for one run and for five in step (CPU time, alternated).
+session by itself, with analyses and bare (its twins are a pair, and a worker stacks from three
+members on: nothing stacks); the passes alone in this process, four ways (each model its own, twins
+apart, twins together with pairs stacked, and as the workers stack); and the evaluations the runs
+do every ``eval_every`` steps, each net's own (``probes.evaluate``) against one stacked forward of
+the twins (``StackedMLP.evaluate``), for one run and for five in step (CPU time, alternated).
 """
 from __future__ import annotations
 
