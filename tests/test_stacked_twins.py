@@ -14,6 +14,7 @@ from resnet_core.nets import mlp_stack
 from resnet_core.nets.mlp_stacked import StackedMLP
 from resnet_core.nets.models import Probe, build_model
 from resnet_core.settings import Settings, SettingsError
+from resnet_core.training.probes import evaluate
 
 
 def bits(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -86,7 +87,13 @@ def test_twins_stacked_get_their_own_passes_bit_for_bit(settings):
             for seed, name in enumerate(("plain-14", "resnet-14", "resnet-14", "plain-14"))]
     solo = [copy.deepcopy(n) for n in nets]
     check_members(nets, solo, x, y)
-    assert [b.adds is not None for b in StackedMLP(nets).blocks] == [True] * len(nets[0].blocks)
+    stack = StackedMLP(nets)
+    assert [b.adds is not None for b in stack.blocks] == [True] * len(nets[0].blocks)
+    # and evaluated as one (no grad; BN on running or on batch statistics): each its own numbers
+    for batch_stats in (False, True):
+        mine, theirs = stack.evaluate(x, y, batch_stats), [evaluate(net, x, y, batch_stats) for net in solo]
+        assert all(bits(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64))
+                   for a, b in zip(mine, theirs))  # a net without BN may overflow: NaN in both
 
 
 def test_a_plain_members_values_are_its_branchs_own_bits():
