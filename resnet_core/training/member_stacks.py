@@ -6,13 +6,14 @@ A stack (``nets.mlp_stacked.StackedMLP``) holds the models of one shape: the sam
 kinds and batch size, so identical nets up to their numbers and their shortcuts. A plain net and its
 residual twin with identity shortcuts are one shape (the walk adds a block's shortcut for the members
 that have one), so a session's twins of one depth share a stack with each other and with the other
-sessions' twins of that depth; a projection shortcut is weights, a shape of its own. While in a stack, a member's parameters and BN statistics are views into the stacked
-tensors; a change of membership (a run joins, leaves, pauses, finishes, diverges) builds the
-stack anew from the members' current tensors, at a step boundary.
+sessions' twins of that depth; a projection shortcut is weights, a shape of its own. While in a
+stack, a member's parameters and BN statistics are views into the stacked tensors; a change of
+membership (a run joins, leaves, pauses, finishes, diverges) builds the stack anew from the
+members' current tensors, at a step boundary.
 
 ``prepare(trainers)`` does the next step's passes of every model that shares its shape with at
-least two others' (``SMALLEST_STACK``: a stack of two does not pay): each trainer's own next batch (its own ``BatchStream``), one stacked forward and
-backward, each member's gradients handed to its own parameters, its loss and its layer probe kept in
+least two others' (``SMALLEST_STACK``: a stack of two does not pay): each trainer's own next batch
+(its own ``BatchStream``), one stacked forward and backward, each member's gradients handed to its own parameters, its loss and its layer probe kept in
 the trainer's ``prepared``. The trainer's own ``train_step`` then does the rest as it always does:
 its divergence rule, its layer snapshot, its OWN optimizer step (so its learning rate, momentum and
 optimizer kind stay its own), its evaluation and its analyses. Each member's numbers are those of
@@ -48,12 +49,12 @@ def stack_key(trainer: LockstepTrainer, net: Net, twins: bool = True) -> tuple |
     return key + (trainer.batches.batch_size,) + (() if twins else (net.residual,))
 
 
-# The fewest members a stack is built for. Measured (BENCHMARKS.md, bare steps of the degradation
-# lesson's nets in one process): a stack of two costs what the two members' own passes cost or more
-# (a ``bmm`` of two matrices this small costs two ``mm``s, and each BN adds two copies: one run's twins
-# stacked alone, 0.84x), from three on it pays (three runs, stacks of three: 1.2x; ten, stacks of ten
-# and twenty: 2.0x). So a session's twins share a stack once another session's models of their depth
-# are there, and train their own passes alone.
+# The fewest members a stack is built for. Measured (BENCHMARKS.md, "Twins in one stack": bare steps
+# of the degradation lesson's nets in one process): a stack of two costs what the two members' own
+# passes cost or more (a ``bmm`` of two products this small costs two ``mm``s, and each BN adds two
+# copies: one run's twins stacked alone, 0.77-0.84x), from three on it pays (two runs' twins, a
+# stack of four: 1.18x; ten runs, stacks of ten and twenty: 2.1-2.2x). So a session's twins share a
+# stack once another session's models of their depth are there, and train their own passes alone.
 SMALLEST_STACK = 3
 
 
