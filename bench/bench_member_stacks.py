@@ -1,19 +1,25 @@
 """Distinct runs share kernels (issue 23): steps per second per session for N distinct runs of the
 degradation lesson (seeds and learning rates differ) in one worker process, as the server's
-scheduler drives it: taking their turns alone (one ``run`` turn each, round robin: as before) and
-together (one ``run_group`` turn: their models of one shape trained in shared stacks), alternated
-in the same run on the same trainers, with every analysis the app records on.
+scheduler drives it: taking their turns alone (one ``run`` turn each, round robin: each model's
+passes its own, the unstacked path) and together (one ``run_group`` turn: their models of one
+shape trained in shared stacks, a run's twins plain-56 and resnet-56 in one), alternated in the
+same run on the same trainers, with every analysis the app records on.
 
     .venv/bin/python bench/bench_member_stacks.py [--sessions 10] [--seconds 6] [--rounds 2]
 
-Also: the same with bare steps (no analyses, no probes: the trainer's training pass alone), and
-one session by itself (its twins plain-56 and resnet-56 are two shapes, so alone nothing stacks).
+Also: the same with bare steps (no analyses, no probes: the trainer's training pass alone); one
+session by itself, with analyses and bare (its twins are a pair, and a worker stacks from three
+members on: nothing stacks); the passes alone in this process, four ways (each model its own, twins
+apart, twins together with pairs stacked, and as the workers stack); and the evaluations the runs
+do every ``eval_every`` steps, each net's own (``probes.evaluate``) against one stacked forward of
+the twins (``StackedMLP.evaluate``), for one run and for five in step (CPU time, alternated).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import statistics
 import time
 
 from resnet_core.presets import get_preset
@@ -82,6 +88,87 @@ def measure(n: int, bare: bool, seconds: float, rounds: int) -> None:
         worker.close()
 
 
+def measure_passes(runs: int, steps: int, rounds: int) -> None:
+    """Bare steps of ``runs`` runs in this process (no worker, no turns: the passes and updates alone),
+    four ways alternated: each model its own passes; in stacks with a plain net and its residual twin
+    apart, pairs stacked too (``MemberStacks(twins=False, smallest=2)``: the code before twins shared);
+    the twins in one stack, pairs too (``smallest=2``); the twins in one stack, from three members on
+    (``MemberStacks()``, what the workers do)."""
+    import torch
+
+    from resnet_core.training.lockstep import LockstepTrainer
+    from resnet_core.training.member_stacks import MemberStacks
+
+    torch.set_num_threads(1)
+    base = get_preset("degradation").settings().with_changes(steps=100_000, probe_every=100_000,
+                                                            eval_every=100_000, paths_every=0)
+    trainers = [LockstepTrainer(base.with_changes(seed=i, lr=LRS[i % len(LRS)])) for i in range(runs)]
+
+    def own() -> None:
+        for t in trainers:
+            t.train_step()
+
+    def stacked(stacks: MemberStacks):
+        def step() -> None:
+            stacks.prepare(trainers)
+            own()
+        return step
+
+    ways = {"own passes": lambda: own, "twins apart, pairs too": lambda: stacked(MemberStacks(False, smallest=2)),
+            "twins together, pairs too": lambda: stacked(MemberStacks(smallest=2)),
+            "twins together, from three": lambda: stacked(MemberStacks())}
+    rates: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, make in ways.items():
+            step = make()
+            step()  # a new MemberStacks builds its stacks: not timed
+            cpu = time.process_time()
+            for _ in range(steps):
+                step()
+            rates[name].append(steps / (time.process_time() - cpu))
+    base_rate = sum(rates["own passes"])
+    print(f"{runs} runs, bare steps in one process: steps/s per run (CPU time) "
+          + "; ".join(f"{k} {', '.join(f'{r:.1f}' for r in v)} ({sum(v) / base_rate:.2f}x)" for k, v in rates.items()),
+          flush=True)
+
+
+def measure_evaluations(runs: int, rounds: int) -> None:
+    """One evaluation step of ``runs`` runs' depth-56 twins (both splits, as ``evaluate_all``): each
+    net's own against one stacked forward, in this process's CPU time (one thread, as a worker)."""
+    import torch
+
+    from resnet_core.nets.mlp_stacked import StackedMLP
+    from resnet_core.training.lockstep import LockstepTrainer
+    from resnet_core.training.probes import evaluate
+
+    torch.set_num_threads(1)
+    base = get_preset("degradation").settings()
+    trainers = [LockstepTrainer(base.with_changes(seed=i, lr=LRS[i % len(LRS)])) for i in range(runs)]
+    for t in trainers:
+        t.run(steps=5)
+    nets = [net for t in trainers for name, net in t.models.items() if name.endswith("-56")]
+    stack = StackedMLP(nets)
+    (x, y), (xt, yt) = trainers[0].eval_sets["train"], trainers[0].eval_sets["test"]
+
+    def each() -> list:
+        return [(evaluate(n, x, y, batch_stats=True), evaluate(n, xt, yt)) for n in nets]
+
+    def stacked() -> list:
+        return list(zip(stack.evaluate(x, y, batch_stats=True), stack.evaluate(xt, yt)))
+
+    exact = each() == stacked()
+    own, together = [], []
+    for _ in range(rounds):
+        for run, times in ((each, own), (stacked, together)):
+            cpu = time.process_time()
+            run()
+            times.append(time.process_time() - cpu)
+    a, b = statistics.median(own), statistics.median(together)
+    print(f"evaluations of {len(nets)} nets ({runs} runs' twins; {len(x)} + {len(xt)} points): CPU ms, median of "
+          f"{rounds}: each its own {1000 * a:.0f}, stacked {1000 * b:.0f}, speed-up {a / b:.2f}x; bit for bit: {exact}",
+          flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10)
@@ -92,6 +179,12 @@ def main() -> None:
     measure(args.sessions, False, args.seconds, args.rounds)
     measure(args.sessions, True, args.seconds, args.rounds)
     measure(1, False, args.seconds, args.rounds)
+    measure(1, True, args.seconds, args.rounds)
+    measure_passes(1, 60, args.rounds)
+    measure_passes(args.sessions, 10, args.rounds)
+    measure_evaluations(1, 8 * args.rounds)
+    measure_evaluations(5, 2 * args.rounds)
+    print(f"load {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

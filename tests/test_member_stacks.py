@@ -54,11 +54,12 @@ def alone(settings: Settings) -> dict:
     return tables(t)
 
 
-def together(schedule: dict[int, tuple[int, int]], settings: list[Settings]) -> tuple[list[LockstepTrainer], list[list[int]]]:
+def together(schedule: dict[int, tuple[int, int]], settings: list[Settings],
+             stacks: MemberStacks | None = None) -> tuple[list[LockstepTrainer], list[list[int]]]:
     """Trainers stepped as a worker steps a group: ``schedule[i] = (tick it joins, tick it leaves)``;
-    at each tick every member present takes one step, its passes in the stacks. The stack sizes of
-    each tick."""
-    stacks, trainers, sizes = MemberStacks(), {}, []
+    at each tick every member present takes one step, its passes in the stacks (a worker's
+    ``MemberStacks()`` unless given). The stack sizes of each tick."""
+    stacks, trainers, sizes = stacks or MemberStacks(), {}, []
     end = max(leave for _, leave in schedule.values())
     for tick in range(end):
         for i, (join, _) in schedule.items():
@@ -77,8 +78,8 @@ def test_members_joining_and_leaving_get_their_own_runs_bit_for_bit(norm):
     # Run 0 throughout; 1 leaves early; 2 joins mid-way; 3 joins mid-way and leaves before the end.
     schedule = {0: (0, 30), 1: (0, 10), 2: (5, 30), 3: (7, 19)}
     trained, sizes = together(schedule, settings)
-    assert max(max(s, default=0) for s in sizes) == 4  # all four in one stack at some step
-    assert all(len(s) <= 3 for s in sizes)  # one stack per shape: the twins are two shapes
+    assert max(max(s, default=0) for s in sizes) == 8  # all four runs' twins plain-14, resnet-14 in one stack
+    assert all(len(s) <= 2 for s in sizes)  # one stack per depth: each run's twins share it
     for t, s in zip(trained, settings):
         if t.step == s.steps:  # trained to the end: everything it recorded is its own run's
             assert same(tables(t), alone(s)), f"seed {s.seed}"
@@ -98,13 +99,35 @@ def test_a_member_that_leaves_mid_run_leaves_the_others_numbers_unchanged():
     assert left[2].step == 6
 
 
-def test_a_diverging_member_is_flagged_and_the_others_train_on():
+@pytest.mark.parametrize(("lr", "diverging"), [(5.0, {"plain-8", "plain-14", "resnet-14"}), (1.0, {"resnet-14"})])
+def test_a_diverging_member_is_flagged_and_the_others_train_on(lr, diverging):
+    """No BN, a huge step: the second run's nets blow up (at 5.0 its plain-14 a step after its resnet-14,
+    next to the first run's twins in their stack; at 1.0 its resnet-14 alone, next to its own plain twin)."""
     base = runs("none")[:2]
-    settings = [base[0], base[1].with_changes(lr=5.0, momentum=0.9)]  # no BN, a huge step: it blows up
-    trained, _ = together({0: (0, 30), 1: (0, 30)}, settings)
-    assert "diverged" in trained[1].status.values()
+    settings = [base[0], base[1].with_changes(lr=lr, momentum=0.9)]
+    trained, sizes = together({0: (0, 30), 1: (0, 30)}, settings)
+    assert {n for n, st in trained[1].status.items() if st == "diverged"} == diverging
+    assert set(trained[0].status.values()) == {"ok"}
+    assert sizes[0] == [4]  # at first the twins plain-14 and resnet-14 of both runs (plain-8's pair: alone)
     for t, s in zip(trained, settings):
         assert same(tables(t), alone(s))
+
+
+@pytest.mark.parametrize("norm", ["batch", "none"])
+def test_a_sessions_twins_share_a_stack_by_themselves(norm):
+    """One session alone: its plain-14 and resnet-14 differ only in the shortcut, and train as one stack
+    where pairs are stacked (a worker stacks from three members on: a pair does not pay)."""
+    settings = runs(norm)[2]  # Adam
+    trained, sizes = together({0: (0, 30)}, [settings], MemberStacks(smallest=2))
+    assert sizes[:settings.steps] == [[2]] * settings.steps  # plain-8 has no partner: it trains alone
+    assert same(tables(trained[0]), alone(settings))
+    assert MemberStacks().prepare([trainer(settings)]) == []  # a worker's: the pair trains its own passes
+
+
+def test_plain_and_residual_nets_apart_when_asked():
+    """``twins=False`` (the bench's comparison): a plain net and its residual twin in stacks of their own."""
+    trained, sizes = together({0: (0, 4), 1: (0, 4)}, runs("batch")[:2], MemberStacks(twins=False, smallest=2))
+    assert sizes[0] == [2, 2, 2]
 
 
 def test_a_cnn_or_a_lone_shape_trains_alone():
@@ -128,7 +151,7 @@ def test_a_worker_group_turn_stacks_the_runs_of_one_shape_and_steps_the_others_a
             reply = tenants._handle({"cmd": "run", "id": key, "to": 0, "budget_s": 5.0})
     reply = tenants._handle({"cmd": "run_group", "budget_s": 5.0,
                              "members": [{"id": k, "to": 3} for k in ("a", "b", "c", "gone")]})
-    assert sorted(reply["stacks"]) == [2, 2]  # plain-6 of both runs in one stack, resnet-6 in another
+    assert reply["stacks"] == [4]  # plain-6 and resnet-6 of both runs in one stack
     assert set(reply["members"]) == {"a", "b", "c"}  # a run the process no longer holds is left out
     assert all(part["ok"] and part["step"] == 3 and not part["mid"] for part in reply["members"].values())
     solo = trainer(tiny)
@@ -139,7 +162,7 @@ def test_a_worker_group_turn_stacks_the_runs_of_one_shape_and_steps_the_others_a
         assert all(torch.equal(mine[k], own[k]) for k in own), name
     tenants._handle({"cmd": "drop", "id": "a"})
     reply = tenants._handle({"cmd": "run_group", "budget_s": 5.0, "members": [{"id": "b", "to": 5}]})
-    assert reply["stacks"] == [] and reply["members"]["b"]["step"] == 5  # alone now: its own passes
+    assert reply["stacks"] == [] and reply["members"]["b"]["step"] == 5  # alone now: a pair, its own passes
 
 
 def test_a_group_turn_finishes_building_a_run_before_stepping_it():

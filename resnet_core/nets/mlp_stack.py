@@ -62,8 +62,19 @@ class LayerPlan(NamedTuple):
 class BlockPlan(NamedTuple):
     layers: tuple[LayerPlan, ...]
     pre: bool
-    residual: bool
+    residual: bool  # some member adds the shortcut (one net: the net)
     shortcut: LayerPlan | None  # a projection (its BN, if any, after it); None: the identity
+    # Of stacked members (``mlp_stacked``) where only some add the shortcut (a plain net and its
+    # residual twin): which do, a bool (S, 1, 1); None where all do or none does. The others take
+    # their branch's own values, selected (``torch.where``) rather than added to a masked zero,
+    # which would turn a plain member's -0.0 into +0.0 and its inf into NaN.
+    adds: torch.Tensor | None = None
+
+
+def add_shortcut(h: torch.Tensor, with_skip: torch.Tensor, adds: torch.Tensor | None) -> torch.Tensor:
+    """``with_skip`` (the branch ``h`` with the shortcut added) for the members that add it (all
+    where ``adds`` is None), ``h`` for the others."""
+    return with_skip if adds is None else torch.where(adds, with_skip, h)
 
 
 def _layer(linear: nn.Linear, bn: nn.BatchNorm1d | None) -> LayerPlan:
@@ -152,7 +163,7 @@ def _forward(plan: tuple[BlockPlan, ...], x: torch.Tensor, probe: Probe | None, 
         keep(for_backward)
         return out
 
-    for layers, pre, residual, shortcut in plan:
+    for layers, pre, residual, shortcut, adds in plan:
         h = x
         last = len(layers) - 1
         for j, layer in enumerate(layers):
@@ -180,7 +191,7 @@ def _forward(plan: tuple[BlockPlan, ...], x: torch.Tensor, probe: Probe | None, 
             if probe is not None:
                 probe.branches.append(h)
                 probe.skips.append(s)
-            h = s + h
+            h = add_shortcut(h, s + h, adds)
         if not pre:
             h = relu(h)
             keep(h)
@@ -192,7 +203,7 @@ def _forward(plan: tuple[BlockPlan, ...], x: torch.Tensor, probe: Probe | None, 
 def _backward(plan: tuple[BlockPlan, ...], g: torch.Tensor, saved: list, grads: list, k: Kernels) -> torch.Tensor:
     """The gradient at the stack's input; ``grads`` gets (parameter, gradient) pairs."""
     take, give = saved.pop, grads.append
-    for layers, pre, residual, shortcut in reversed(plan):
+    for layers, pre, residual, shortcut, adds in reversed(plan):
         if not pre:
             g = _threshold_backward(g, take(), 0)
         g_skip = None
@@ -216,7 +227,7 @@ def _backward(plan: tuple[BlockPlan, ...], g: torch.Tensor, saved: list, grads: 
                 if layer.norm is not None:
                     g = k.norm_backward(g, layer.norm, take(), give)
                 g = k.linear_backward(g, layer, take(), give)
-        g = g if g_skip is None else g + g_skip
+        g = g if g_skip is None else add_shortcut(g, g + g_skip, adds)
     return g
 
 

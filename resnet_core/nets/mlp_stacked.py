@@ -1,5 +1,8 @@
 """S MLPs of one architecture as one: every layer's weights stacked along a new first dimension, so
-that one kernel call serves all S members (a sweep's seeds of one family and depth).
+that one kernel call serves all S members (a sweep's seeds of one family and depth; a class's runs
+of one lesson). A plain net and its residual twin are one architecture here where the twin's
+shortcuts are the identity: the walk adds a block's shortcut for the members that have one
+(``mlp_stack.BlockPlan.adds``), the others keep their branch's values exactly.
 
 These nets are dispatch-bound: at batch 128 and width 32 a step costs its number of kernel calls,
 not its arithmetic. A linear layer of the S members is one ``bmm`` over (S, B, in) @ (S, in, out);
@@ -26,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_core.nets.mlp_stack import BlockPlan, BlockStack, Kernels, LayerPlan, NormPlan, linear_blocks, linear_unit
+from resnet_core.nets.mlp_stack import (BlockPlan, BlockStack, Kernels, LayerPlan, NormPlan, add_shortcut, linear_blocks,
+                                        linear_unit)
 from resnet_core.nets.models import Net, Probe, Unit
 
 EVAL_BATCH = 2048  # as training.probes.EVAL_BATCH (nets/ cannot import training/)
@@ -143,6 +147,8 @@ class StackedMLP:
         self.stem = self._unit([n.stem for n in nets])
         self.blocks = tuple(self._block([n.blocks[i] for n in nets]) for i in range(len(first.blocks)))
         self.head = self._unit([n.head for n in nets])
+        residual = [j for j, b in enumerate(self.blocks) if b.residual]  # the blocks that fill a probe's branches
+        self._probed = [[k for k, j in enumerate(residual) if n.blocks[j].residual] for n in nets]  # each member's
         self.tracked = [m.num_batches_tracked for n in nets for m in n.modules() if isinstance(m, nn.BatchNorm1d)]
         self.kernels = StackedKernels(self.size)
 
@@ -175,13 +181,20 @@ class StackedMLP:
         return StackedUnit(self._layer([u.weight_layer for u in units], [u.norm for u in units]), units[0].pre)
 
     def _block(self, blocks) -> BlockPlan:
+        """The members' blocks at one depth. A plain block and a residual one with the identity as
+        its shortcut (a plain net and its residual twin) stack: the walk adds the shortcut for the
+        members that have one (``BlockPlan.adds``). A projection is weights all members must have."""
         layers = tuple(self._layer([b.units[j].weight_layer for b in blocks], [b.units[j].norm for b in blocks])
                        for j in range(len(blocks[0].units)))
+        adds = [b.residual for b in blocks]
         shortcut = None
-        if blocks[0].shortcut is not None:
+        if any(b.shortcut is not None for b in blocks):
+            if not all(adds) or any(b.shortcut is None for b in blocks):
+                raise ValueError("members with a projection shortcut stack only with members that have one too")
             parts = [b.shortcut if isinstance(b.shortcut, nn.Sequential) else [b.shortcut] for b in blocks]
             shortcut = self._layer([p[0] for p in parts], [p[1] if len(p) > 1 else None for p in parts])
-        return BlockPlan(layers, blocks[0].pre, blocks[0].residual, shortcut)
+        mask = None if all(adds) or not any(adds) else torch.tensor(adds, device=layers[0].weight.device).view(-1, 1, 1)
+        return BlockPlan(layers, blocks[0].pre, any(adds), shortcut, mask)
 
     def hand_gradients(self) -> None:
         """After a backward pass: each member's own parameters get their gradients (for its own
@@ -239,7 +252,8 @@ class StackedMLP:
                 if not block.pre and j < last:
                     h = torch.relu(h)
             if block.residual:
-                h = (x if block.shortcut is None else self._unit_forward(x, block.shortcut, False, *mode)) + h
+                s = x if block.shortcut is None else self._unit_forward(x, block.shortcut, False, *mode)
+                h = add_shortcut(h, s + h, block.adds)
             x = h if block.pre else torch.relu(h)
         return self._unit_forward(x, *self.head, *mode)
 
@@ -286,8 +300,10 @@ class StackedMLP:
         s, b, k = logits.shape
         return F.cross_entropy(logits.reshape(s * b, k), y.reshape(s * b), reduction="none").view(s, b).mean(1)
 
-
-def member_probes(probe: Probe, size: int) -> list[Probe]:
-    """Each member's part of a stacked forward pass's probe: what its own pass would have filled."""
-    parts = [[t.unbind(0) for t in tensors] for tensors in (probe.responses, probe.branches, probe.skips)]
-    return [Probe(*([u[i] for u in part] for part in parts)) for i in range(size)]
+    def member_probes(self, probe: Probe) -> list[Probe]:
+        """Each member's part of a stacked forward pass's probe: what its own pass would have filled
+        (a block's branch and shortcut only for the members that add a shortcut there)."""
+        responses, branches, skips = ([t.unbind(0) for t in tensors] for tensors in (probe.responses, probe.branches,
+                                                                                   probe.skips))
+        return [Probe([r[i] for r in responses], [branches[k][i] for k in mine], [skips[k][i] for k in mine])
+                for i, mine in enumerate(self._probed)]
