@@ -215,3 +215,21 @@ def test_the_scratch_folder_is_private_and_goes_at_exit(tmp_path):
     uploads, mode = out.stdout.split()
     assert mode == "0o700" and Path(uploads).parent.parent == tmp_path
     assert not Path(uploads).exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_live_run_and_a_replay_answer_one_interface():
+    """Every member of ``Source`` that a session's cursor asks of what it views, a ``Run`` and a
+    ``Replay`` both have: a session never asks which of the two it views."""
+    from resnet_core.records import RunRecord
+
+    from dashboard.runtime.runs import Run
+    from dashboard.runtime.source import Replay, Source
+
+    members = {name for name in vars(Source) if not name.startswith("_")} | set(Source.__annotations__)
+    assert {"live", "want", "push", "retry", "host_pid", "record", "step", "done", "views"} <= members
+    live = Run(None, TINY)  # not added to a scheduler: nothing starts
+    replay = Replay(RunRecord({"settings": TINY.to_dict()}, {}), "0" * 64)
+    for source in (live, replay):
+        missing = {m for m in members if not hasattr(source, m)}
+        assert not missing, f"{type(source).__name__} lacks {sorted(missing)}"
+    assert live.live and not replay.live and replay.done and replay.host_pid is None
