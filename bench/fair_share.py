@@ -19,13 +19,13 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 from test_fairness import LINK, LONG  # noqa: E402
-from test_jobs import wait_for  # noqa: E402
+from test_sessions import wait_for  # noqa: E402
 
-from dashboard.runtime.jobs import TrainingJob  # noqa: E402
+from dashboard.runtime.session import Session  # noqa: E402
 from dashboard.runtime.scheduler import Scheduler  # noqa: E402
 
 
-def window(host, run, job: TrainingJob, process_s: float) -> dict:
+def window(host, run, job: Session, process_s: float) -> dict:
     mark, start, t0, seen = len(host.ledger), job.status().step, time.monotonic(), len(run.progress)
     wait_for(lambda: sum(u for _, u in list(host.ledger)[mark:]) >= process_s, timeout=600)
     turns, steps, wall = list(host.ledger)[mark:], job.status().step - start, time.monotonic() - t0
@@ -47,14 +47,14 @@ def main() -> None:
     args = parser.parse_args()
     pool = Scheduler(size=1)
     host = pool.hosts[0]
-    small, link = TrainingJob(pool, LONG, owner="small"), TrainingJob(pool, LINK, owner="link")
+    small, link = Session(pool, LONG, owner="small"), Session(pool, LINK, owner="link")
     try:
         small.train()
         wait_for(lambda: small.status().step > 5)
-        alone = window(host, small._source, small, args.process_s / 4)
+        alone = window(host, small.source, small, args.process_s / 4)
         link.train()
         wait_for(lambda: any(o == "link" for o, _ in list(host.ledger)), timeout=120)
-        beside = window(host, small._source, small, args.process_s)
+        beside = window(host, small.source, small, args.process_s)
     finally:
         small.stop()
         link.stop()

@@ -3,7 +3,7 @@
     streamlit run dashboard/app.py
 
 Layout and wiring only: the sidebar (``dashboard.sidebar``) edits the settings, the link
-(``sidebar.url_state``) carries them, a per-session ``TrainingJob`` (``dashboard.runtime``) trains in a
+(``sidebar.url_state``) carries them, the tab's ``Session`` (``dashboard.runtime.session``) trains in a
 worker process of the server's ``Scheduler`` (one budget of processes, shared fairly by every
 session's training and analyses), and the tabs (``panels.tabs``, one table) draw what the run
 recorded.
@@ -20,7 +20,7 @@ from pathlib import Path
 import streamlit as st
 
 import dashboard.sidebar.controls as controls
-import dashboard.runtime.jobs as jobs
+from dashboard.runtime.session import Session
 import dashboard.panels.live as panels
 import dashboard.panels.records as records_tab
 import dashboard.panels.tabs as tabs
@@ -39,15 +39,15 @@ CLICK_SETTLE_S = 0.8     # a Train or Step click's own run waits this long at mo
 MAX_NOTES = 12  # lines of the warning about a link's values; the rest are counted
 
 
-@st.cache_resource(scope="session", on_release=jobs.TrainingJob.stop, validate=lambda job: job.alive,
+@st.cache_resource(scope="session", on_release=Session.stop, validate=lambda session: session.alive,
                    show_spinner=False)
-def training_job(_settings: Settings | None) -> jobs.TrainingJob:
-    """This browser tab's trainer; released (and stopped) a few seconds after the tab closes.
-    A job found stopped (its thread ended) is replaced. It starts with the page's settings (the
+def tab_session(_settings: Settings | None) -> Session:
+    """This browser tab's training; released (and stopped) a few seconds after the tab closes.
+    A session found stopped is replaced. It starts with the page's settings (the
     leading underscore keeps them out of the cache key), so opening the page issues no reset
     and the page has nothing to wait for. Its runs are charged to this tab (``page_id``), which
     shares the worker processes with every other tab, whatever each has running."""
-    return jobs.TrainingJob(scheduler(), _settings, class_runs(), owner=page_id(), client=client_address())
+    return Session(scheduler(), _settings, class_runs(), owner=page_id(), client=client_address())
 
 
 def main() -> None:
@@ -58,13 +58,13 @@ def main() -> None:
     notes = controls.start_session(st.query_params)
     teaching.page_style(bool(st.session_state.get("presenter")))
     sidebar = controls.render_sidebar()
-    job = training_job(sidebar.settings)
-    apply_settings(job, sidebar, notes)
-    apply_buttons(job, sidebar)
+    session = tab_session(sidebar.settings)
+    apply_settings(session, sidebar, notes)
+    apply_buttons(session, sidebar)
 
     seen = page_visible()  # a hidden page refreshes nothing (panels.visibility)
     replay = records_tab.replay_view()
-    source = (lambda: replay) if replay is not None else (lambda: live_view(job))
+    source = (lambda: replay) if replay is not None else (lambda: live_view(session))
     view = source()
     polling = replay is None and view.active and seen
     starting = polling and view.state == "starting"
@@ -90,7 +90,7 @@ def main() -> None:
     lesson = st.session_state.get("lesson")
     if lesson and lesson in LESSONS:  # the verdict follows the run as it trains
         live(lesson_verdict, CURVES_EVERY_S)(lesson, source)  # it changes only at evaluations
-    request = job.request if replay is None and view.record is not None else None
+    request = session.request if replay is None and view.record is not None else None
     tabs.render_tabs(tabs.Page(view, source, live, header, polling, request))
 
 
@@ -98,15 +98,16 @@ def lesson_verdict(lesson: str, source) -> None:
     render_lesson_panel(lesson, source().record)
 
 
-def apply_settings(job: jobs.TrainingJob, sidebar: controls.SidebarResult, notes: list[str]) -> None:
-    """Sidebar -> job (reset, or a live change of lr/steps) and -> link."""
+def apply_settings(session: Session, sidebar: controls.SidebarResult, notes: list[str]) -> None:
+    """Sidebar -> session (reset, or a live change of lr/steps) and -> link. The sidebar's settings
+    are checked (``Settings.checked``, in ``controls``): the one check on the page's side."""
     if notes:  # each note quotes the link's values as code (url_state), so none of them renders as markup
         shown = notes[:MAX_NOTES] + ([f"… and {len(notes) - MAX_NOTES} more"] if len(notes) > MAX_NOTES else [])
         st.warning("The link asked for values that are not allowed; adjusted:\n\n" + "\n".join(f"- {n}" for n in shown),
                    icon=":material/tune:")
     if sidebar.error:  # already escaped where it quotes the user (controls)
         st.error(sidebar.error, icon=":material/error:")
-    elif sidebar.settings is not None and job.update_settings(sidebar.settings) == "reset":
+    elif sidebar.settings is not None and session.update_settings(sidebar.settings) == "reset":
         st.toast("That setting changes the models, so the run was reset: press Train to start again.",
                  icon=":material/restart_alt:")
     wanted = url_state.encode(controls.view_state())
@@ -114,25 +115,25 @@ def apply_settings(job: jobs.TrainingJob, sidebar: controls.SidebarResult, notes
         st.query_params.from_dict(wanted)
 
 
-def apply_buttons(job: jobs.TrainingJob, sidebar: controls.SidebarResult) -> None:
+def apply_buttons(session: Session, sidebar: controls.SidebarResult) -> None:
     pressed = sidebar.pressed
     if pressed & {"train", "step", "reset"}:
         st.session_state.pop("replay", None)  # back to the live run
     if "reset" in pressed:
-        job.reset(sidebar.settings)
+        session.reset(sidebar.settings)
     if "pause" in pressed:
-        job.pause()
+        session.pause()
     if sidebar.error is None:
         if "train" in pressed:
-            job.train()
+            session.train()
         if "step" in pressed:
-            job.step()
+            session.step()
         if pressed & {"train", "step"}:
-            job.settle(CLICK_SETTLE_S)  # this run's page then shows the click's first step
+            session.settle(CLICK_SETTLE_S)  # this run's page then shows the click's first step
 
 
-def live_view(job: jobs.TrainingJob) -> panels.View:
-    s = job.status()
+def live_view(session: Session) -> panels.View:
+    s = session.status()
     return panels.View(s.record, s.settings, s.step, s.state, "live", error=s.error, notice=s.notice, slowed=s.slowed,
                        pending=s.pending, steps_per_s=s.steps_per_s, rebuilding=s.rebuilding, cached=s.cached)
 

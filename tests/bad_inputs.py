@@ -206,7 +206,7 @@ def slowed_link() -> Callable[[], str]:
     """The costliest link a class found (its steps took 19.7 s with their analyses): it trains,
     at its share of the server, and its student reads why it goes slowly."""
     def run() -> str:
-        from dashboard.runtime.job_status import slowed
+        from dashboard.runtime.session_status import slowed
 
         return slowed(19.7) or "not slowed"
     return run

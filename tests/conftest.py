@@ -92,7 +92,7 @@ def app_test(_streamlit_caches):
     """``app_test(query=None)`` -> an AppTest of dashboard/app.py that has run once."""
     from streamlit.testing.v1 import AppTest
 
-    from dashboard.runtime.jobs import stop_all_jobs
+    from dashboard.runtime.session import stop_all_sessions
 
     def make(query: dict[str, str] | None = None):
         at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=APP_TIMEOUT_S)
@@ -101,7 +101,7 @@ def app_test(_streamlit_caches):
         return at.run()
 
     yield make
-    stop_all_jobs()
+    stop_all_sessions()
 
 
 @pytest.fixture(autouse=True)

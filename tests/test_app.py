@@ -45,8 +45,8 @@ def wait_until(at, condition, timeout: float = 60.0) -> None:
         if stopped:
             raise AssertionError(f"the run stopped: {stopped[0]}")
         if time.monotonic() > deadline:
-            from dashboard.runtime.jobs import _LIVE_JOBS
-            states = [(j.status().state, j.status().error, j.scheduler.stats()) for j in _LIVE_JOBS]
+            from dashboard.runtime.session import _OPEN_SESSIONS
+            states = [(j.status().state, j.status().error, j.scheduler.stats()) for j in _OPEN_SESSIONS]
             raise AssertionError(f"condition not met; page says step {step_of(at)}; jobs: {states}")
         time.sleep(0.2)
         at.run()
@@ -130,14 +130,14 @@ def test_buttons_drive_the_training_job(app_test):
 
 def test_a_tabs_training_is_charged_to_that_tab_in_the_scheduler(app_test):
     """Turns are shared per browser tab (dashboard.runtime.scheduler): the tab's run is in its share."""
-    from dashboard.runtime.jobs import _LIVE_JOBS
+    from dashboard.runtime.session import _OPEN_SESSIONS
 
     at = app_test(url_state.encode(UrlState(TINY.with_changes(seed=41))))  # a run nobody trained before
     at.button(key="step").click().run()
     wait_until(at, lambda: step_of(at) == 1)
     tab = at.session_state["_page_id"]
-    [job] = [j for j in _LIVE_JOBS if j.owner == tab]
-    assert job._source.owner == tab
+    [job] = [j for j in _OPEN_SESSIONS if j.owner == tab]
+    assert job.source.owner == tab
 
 
 def test_changing_a_model_mid_run_resets_with_a_notice(app_test):
@@ -156,7 +156,7 @@ def test_a_run_the_class_trained_already_is_served_from_the_cache_and_says_so(ap
     """Another session (here: one driven directly, on the same cache folder) trained these settings;
     this page is served that run, and marks it quietly in the header, with the same cards."""
     from dashboard.runtime.class_runs import CACHED_NOTICE, ClassRuns
-    from dashboard.runtime.jobs import TrainingJob
+    from dashboard.runtime.session import Session
     from dashboard.runtime.run_cache import RunCache
     from dashboard.runtime.scheduler import Scheduler
 
@@ -164,7 +164,7 @@ def test_a_run_the_class_trained_already_is_served_from_the_cache_and_says_so(ap
     scheduler = Scheduler(size=1)
     try:
         runs = ClassRuns(scheduler, RunCache())  # the test session's cache folder (conftest)
-        other = TrainingJob(scheduler, settings, runs)
+        other = Session(scheduler, settings, runs)
         other.train()
         deadline = time.monotonic() + 60
         while other.status().state != "done" and time.monotonic() < deadline:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.runtime.jobs import TrainingJob
+from dashboard.runtime.session import Session
 from dashboard.runtime.scheduler import Scheduler
 from resnet_core.sizing.budget import BASE_BYTES, MB, resident_bytes
-from test_jobs import TINY, wait_for
+from test_sessions import TINY, wait_for
 
 # Each run holds about 93 MB of models in the worker (width 512): two fit beside the interpreter
 # in the 640 MB the test gives the whole server, a third does not.
@@ -21,10 +21,10 @@ def small_server(monkeypatch):
     monkeypatch.setenv("RESIDUAL_LAB_RUN_MEMORY_MB", "500")
     monkeypatch.setenv("RESIDUAL_LAB_SERVER_MEMORY_MB", str((BASE_BYTES + 5 * resident_bytes(BIG) // 2) // MB))
     pool = Scheduler(size=1)
-    made: list[TrainingJob] = []
+    made: list[Session] = []
 
-    def session(seed: int) -> TrainingJob:
-        made.append(TrainingJob(pool, BIG.with_changes(seed=seed), owner=f"session-{seed}"))
+    def session(seed: int) -> Session:
+        made.append(Session(pool, BIG.with_changes(seed=seed), owner=f"session-{seed}"))
         return made[-1]
 
     yield pool, session
@@ -47,7 +47,7 @@ def test_a_run_that_would_not_fit_beside_the_others_is_refused_up_front_and_paus
     wait_for(lambda: a.status().state == "paused")
     c.train()  # a paused run gives its memory back to a session that trains
     wait_for(lambda: c.status().step > 0 and c.status().error is None)
-    assert not a._source.built  # a's models left the process; its charts stay
+    assert not a.source.built  # a's models left the process; its charts stay
     assert a.status().record is not None and a.status().error is None
     a.train()  # and a's rebuild now meets a full process: told so, not blamed
     status = wait_for(lambda: (s := a.status()).error and s)
@@ -64,9 +64,9 @@ def test_one_computer_trains_at_most_three_runs_at_once_and_its_other_tabs_are_t
     runs at once (RESIDUAL_LAB_RUNS_PER_CLIENT); a fourth tab is told why, and trains once one of
     the others pauses. Another computer is not affected."""
     pool = Scheduler(size=1)
-    tabs = [TrainingJob(pool, TINY.with_changes(steps=100_000, seed=i), owner=f"tab-{i}", client="10.0.0.7")
+    tabs = [Session(pool, TINY.with_changes(steps=100_000, seed=i), owner=f"tab-{i}", client="10.0.0.7")
             for i in range(4)]
-    classmate = TrainingJob(pool, TINY.with_changes(steps=100_000, seed=9), owner="classmate", client="10.0.0.8")
+    classmate = Session(pool, TINY.with_changes(steps=100_000, seed=9), owner="classmate", client="10.0.0.8")
     try:
         for tab in tabs:
             tab.train()

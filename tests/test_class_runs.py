@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from dashboard.runtime.class_runs import ClassRuns
-from dashboard.runtime.jobs import TrainingJob
+from dashboard.runtime.session import Session
 from dashboard.runtime.run_cache import RunCache
 from dashboard.runtime.run_keys import run_key
 from dashboard.runtime.scheduler import Scheduler
-from test_jobs import TINY, wait_for
+from test_sessions import TINY, wait_for
 
 RUN = TINY.with_changes(steps=60, paths_every=20)  # every table: metrics, layers, paths, maps
 
@@ -38,14 +38,14 @@ def pool():
 
 @pytest.fixture
 def made():
-    jobs: list[TrainingJob] = []
+    jobs: list[Session] = []
     yield jobs
     for job in jobs:
         job.stop()
 
 
-def session(made, pool, runs=None, settings=RUN) -> TrainingJob:
-    made.append(TrainingJob(pool, settings, runs))
+def session(made, pool, runs=None, settings=RUN) -> Session:
+    made.append(Session(pool, settings, runs))
     return made[-1]
 
 
@@ -143,8 +143,8 @@ def test_a_run_changed_in_place_leaves_the_class_the_moment_the_change_is_asked(
     wait_for(lambda: a.status().step == 5 and not a.status().pending)
     assert a.update_settings(long.with_changes(lr=0.5)) == "live"
     b.train()  # at once, before the run's next turn has carried the change out
-    assert b._source is not a._source
-    wait_for(lambda: b.status().step > 0 and a._source.settings.lr == 0.5)
+    assert b.source is not a.source
+    wait_for(lambda: b.status().step > 0 and a.source.settings.lr == 0.5)
     assert b.status().record.config["settings"]["lr"] == long.lr == 0.05
     assert not b.status().cached  # B trains its own run: nobody's run is served to it as the class's
 

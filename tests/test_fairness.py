@@ -13,13 +13,13 @@ from collections import Counter
 import pytest
 
 import dashboard.runtime.scheduler as scheduler_module
-from dashboard.runtime.background import _JobTask, start_analysis
+from dashboard.runtime.background import AnalysisTask, start_analysis
 from dashboard.runtime.class_runs import ClassRuns
-from dashboard.runtime.jobs import TrainingJob
+from dashboard.runtime.session import Session
 from dashboard.runtime.runs import Run
 from dashboard.runtime.scheduler import QUANTUM_S, ROUND_S, Scheduler, Task, owner_of
 from resnet_core.analysis.sweep import plan_sweep
-from test_jobs import TINY, wait_for
+from test_sessions import TINY, wait_for
 
 
 class AnswersAtOnce:
@@ -199,12 +199,12 @@ def pool():
 def test_a_classmates_sweep_leaves_a_training_session_half_the_process(pool, monkeypatch):
     """Session A trains; session B starts a sweep of three runs at once, all on one process."""
     turns: list = []
-    for cls in (Run, _JobTask):
+    for cls in (Run, AnalysisTask):
         def counted(self, host, quantum_s, turn=cls.turn):
             turns.append(owner_of(self))
             turn(self, host, quantum_s)
         monkeypatch.setattr(cls, "turn", counted)
-    a = TrainingJob(pool, LONG, owner="session-a")
+    a = Session(pool, LONG, owner="session-a")
     sweep = None
     try:
         a.train()
@@ -228,15 +228,15 @@ def test_a_run_the_class_shares_is_charged_to_nobody_in_it(pool):
     """The first session to train a lesson trains it for everyone: while it alone views the run,
     the run is in its share; once a classmate follows it too, the run has a share of its own."""
     runs = ClassRuns(pool)
-    first = TrainingJob(pool, LONG.with_changes(seed=7), runs, owner="session-a")
-    second = TrainingJob(pool, LONG.with_changes(seed=7), runs, owner="session-b")
+    first = Session(pool, LONG.with_changes(seed=7), runs, owner="session-a")
+    second = Session(pool, LONG.with_changes(seed=7), runs, owner="session-b")
     try:
         first.train()
         wait_for(lambda: first.status().step > 0)
-        run = first._source
+        run = first.source
         assert run.owner == "session-a"
         second.train()
-        assert second._source is run and run.owner == run.id
+        assert second.source is run and run.owner == run.id
         second.reset()  # the classmate leaves: the run is the first session's again
         assert run.owner == "session-a"
     finally:
@@ -254,7 +254,7 @@ LINK = TINY.with_changes(models=("resnet-2002", "resnet-2002-pre", "resnet-2002-
                          probe_every=1, paths_every=1, steps=100_000, batch_size=128)
 
 
-def ledger_window(host, job: TrainingJob, process_s: float) -> tuple[list, int]:
+def ledger_window(host, job: Session, process_s: float) -> tuple[list, int]:
     """The turns the host gives (owner, the process's CPU time used) until they add up to
     ``process_s``, and the steps ``job`` made meanwhile. CPU time, as the worker measures it: what
     a loaded machine does to the wall clock does not enter."""
@@ -271,8 +271,8 @@ def test_beside_the_costliest_link_a_small_run_keeps_its_share_and_never_waits_a
     analyses if need be. Counted by the scheduler's own ledger of the worker's CPU time."""
     pool = Scheduler(size=1)
     host = pool.hosts[0]
-    small = TrainingJob(pool, LONG, owner="small")
-    link = TrainingJob(pool, LINK, owner="link")
+    small = Session(pool, LONG, owner="small")
+    link = Session(pool, LINK, owner="link")
     try:
         small.train()
         wait_for(lambda: small.status().step > 5)

@@ -9,9 +9,9 @@ import psutil
 import pytest
 
 import dashboard.runtime.scheduler as scheduler
-from dashboard.runtime.jobs import TrainingJob
+from dashboard.runtime.session import Session
 from dashboard.runtime.scheduler import Scheduler
-from test_jobs import TINY, wait_for
+from test_sessions import TINY, wait_for
 
 from load_test import server, step_of
 from streamlit_client import StreamlitClient
@@ -21,7 +21,7 @@ LONG = TINY.with_changes(steps=20_000, eval_every=50)
 
 def test_a_training_process_killed_mid_run_is_shown_in_its_session_only(tmp_path):
     pool = Scheduler(size=2)
-    a, b = TrainingJob(pool, LONG), TrainingJob(pool, LONG)
+    a, b = Session(pool, LONG), Session(pool, LONG)
     try:
         a.train()
         b.train()
@@ -48,7 +48,7 @@ def test_a_training_process_that_stops_answering_is_replaced_and_the_others_go_o
     killed and replaced; its sessions are told and can Reset; the other process's sessions move."""
     monkeypatch.setattr(scheduler, "REPLY_DEADLINE_S", 3.0)
     pool = Scheduler(size=2)
-    stuck, other = TrainingJob(pool, LONG), TrainingJob(pool, LONG.with_changes(seed=1))
+    stuck, other = Session(pool, LONG), Session(pool, LONG.with_changes(seed=1))
     try:
         stuck.train()
         other.train()

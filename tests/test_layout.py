@@ -70,7 +70,7 @@ def test_the_torch_free_modules_load_without_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "clean", out.stdout
-    assert "resnet_core.analysis.paths" in torch_free and "dashboard.runtime.jobs" in torch_free
+    assert "resnet_core.analysis.paths" in torch_free and "dashboard.runtime.session" in torch_free
 
 
 def test_no_module_imports_another_that_imports_it_back():

@@ -314,6 +314,30 @@ def test_eviction_keeps_the_most_recently_used_within_the_limit(tmp_path, tiny_r
     assert not any((cache.root / ".trash").iterdir()) and not any((cache.root / INCOMING).iterdir())
 
 
+def test_the_finished_runs_are_one_cache_memory_in_front_of_the_folder(tmp_path, tiny_runs):
+    """What a server process finished it serves from memory (the last few), and what another one
+    stored, from the folder they share; without a folder, memory alone."""
+    from dashboard.runtime.finished_runs import FinishedRuns
+
+    keys = list(tiny_runs)
+    here = FinishedRuns(RunCache(tmp_path / "cache", limit_mb=50), keep=2)
+    for key in keys[:3]:
+        here.remember(key, tiny_runs[key])
+        here.store(key, tiny_runs[key])
+    assert here.get(keys[2]) is tiny_runs[keys[2]]  # from memory: the very record
+    from_folder = here.get(keys[0])  # past the two kept in memory: read back from the folder
+    assert from_folder is not None and from_folder is not tiny_runs[keys[0]]
+    assert_same_run(from_folder, tiny_runs[keys[0]])
+    assert here.get(keys[0]) is from_folder  # and kept in memory from then on
+    other = FinishedRuns(RunCache(tmp_path / "cache", limit_mb=50))  # another server process
+    assert_same_run(other.get(keys[1]), tiny_runs[keys[1]])
+    alone = FinishedRuns(None, keep=1)
+    alone.remember(keys[0], tiny_runs[keys[0]])
+    alone.store(keys[0], tiny_runs[keys[0]])  # nowhere to write: nothing happens
+    alone.remember(keys[1], tiny_runs[keys[1]])
+    assert alone.get(keys[0]) is None and alone.get(keys[1]) is tiny_runs[keys[1]]
+
+
 def test_a_run_larger_than_the_whole_limit_is_not_stored(tmp_path, tiny_runs):
     key, record = next(iter(tiny_runs.items()))
     small = RunCache(tmp_path / "small", limit_mb=0.001)

@@ -158,7 +158,7 @@ def test_a_cnn_records_its_signal_and_no_jacobian():
 def test_a_cached_run_and_a_run_replayed_to_a_step_keep_the_tables(small_run):
     """The run cache's copy of a finished run, and a cached run joined mid-way (``record_until``), carry
     the signal, Jacobian and lens rows of the steps they hold."""
-    from dashboard.runtime.class_runs import frozen_copy
+    from dashboard.runtime.finished_runs import frozen_copy
     from dashboard.runtime.run_cache import record_until
 
     copy = frozen_copy(small_run)

@@ -11,9 +11,9 @@ import pytest
 
 from resnet_core.cli import main
 from dashboard.runtime.background import start_analysis
-from dashboard.runtime.jobs import TrainingJob
+from dashboard.runtime.session import Session
 from dashboard.runtime.scheduler import Scheduler
-from test_jobs import wait_for
+from test_sessions import wait_for
 from resnet_core.remote.job_pool import JobFailed, JobPool
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.analysis.sweep import SWEEP_COLUMNS, plan_sweep, run_count, run_sweep, sweep_frame, sweep_summary, write_sweep_csv
@@ -137,7 +137,7 @@ def test_a_stopped_sweep_stops_taking_turns(one_process):
 def test_one_budget_of_processes_holds_training_and_a_sweep_together(one_process):
     """A sweep asking for two runs at once, beside a session training, on a budget of one process:
     all of it moves, and no second process is started (the old separate queues made three)."""
-    job = TrainingJob(one_process, TINY.with_changes(models=("plain-4", "resnet-6"), width=8, steps=100_000))
+    job = Session(one_process, TINY.with_changes(models=("plain-4", "resnet-6"), width=8, steps=100_000))
     try:
         job.train()
         wait_for(lambda: job.status().step > 0)

@@ -1,4 +1,5 @@
-"""The panels of the main page, each a function of a ``View`` (a live job's state, or a replayed run).
+"""The panels of the main page, each a function of a ``View`` (a session's run at the step its
+cursor shows, or a replayed run folder).
 
 Each panel reads the record, calls the pure chart builders and draws them with a caption saying
 what to look for and which claim of the papers it tests. ``app.py`` wraps the live ones in
@@ -33,7 +34,7 @@ from dashboard.panels.accessible import chart
 from dashboard.panels.redraw import CURVES_EVERY_S, HEAVY_EVERY_S, paced
 from dashboard.runtime.class_runs import CACHED_NOTICE
 from dashboard.panels.shared import refresh_pacer
-from dashboard.runtime.job_status import refused
+from dashboard.runtime.session_status import refused
 from dashboard.runtime.run_cache import metrics_key
 
 HEATMAP_STEPS = 120
@@ -44,11 +45,11 @@ class View:
     record: RunRecord | None
     settings: Settings
     step: int
-    state: str                       # a job state, or "replay"
+    state: str                       # a session state (SessionStatus.state), or "replay"
     source: str = "live"             # "live" or the replayed folder's name
     error: str | None = None
     notice: str | None = None
-    pending: bool = False            # a command sent to the job and not yet carried out
+    pending: bool = False            # a command sent to the session and not yet carried out
     steps_per_s: float | None = None  # this session's training pace, while it trains
     rebuilding: bool = False         # the models are rebuilt (replayed) up to the step shown
     cached: bool = False             # served from a run another session started, or the run cache
@@ -186,7 +187,7 @@ def pace(steps_per_s: float | None) -> str:
     return f" · {steps_per_s:.0f} steps/s" if steps_per_s >= 10 else f" · {steps_per_s:.1f} steps/s"
 
 
-FULL_RUN_STATE = "_full_run_state"  # session state: the job's state when the page last ran in full
+FULL_RUN_STATE = "_full_run_state"  # session state: the session's state when the page last ran in full
 PACE_STATE = "_refresh_pace"        # session state: (base s, chosen s, pacer key) of the live refreshes
 RETUNE_EVERY_S = 10.0               # a page reconsiders its pace at most this often
 

@@ -4,7 +4,7 @@ It shows the unrolled formulas and every path of a small stack; for a residual m
 the number of paths of each length beside the gradient that flows through them (exact, recomputed
 every ``paths_every`` steps while it trains); and the lesion study, residual against plain.
 It reads only the run's record, so a replayed run folder shows the same; ``request(method)`` asks
-the live job to run a trainer method (``lesion_study``), and is None when replaying.
+the session to run a trainer method (``lesion_study``), and is None when replaying.
 """
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ def _load(name: str, root: str, stamp: float) -> RunRecord:
 
 
 def replay_view() -> View | None:
-    """The replayed run, when this session picked one; None for the live job."""
+    """The replayed run, when this session picked one; None for the session's live run."""
     name = st.session_state.get("replay")
     if not name:
         return None
@@ -61,7 +61,7 @@ MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024  # what one click may make the server hol
 
 
 def render(view: View, state: UrlState, request=None) -> None:
-    """``request``: the session's ``job.request`` while a live run has trained nets (exports.py)."""
+    """``request``: the ``Session.request`` while a live run has trained nets (exports.py)."""
     left, right = st.columns(2, gap="large")
     with left:
         st.subheader("Download this run")

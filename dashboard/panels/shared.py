@@ -4,7 +4,7 @@ them (``page_id``).
 
 One ``Scheduler`` per server (``st.cache_resource``), made on the server's first page view, with
 the worker process ``dashboard.prestart`` started as that view began; closed (its processes ended) when Streamlit
-releases its resources. The page, the training jobs and the analysis panels all use this one, so
+releases its resources. The page, the sessions' training and the analysis panels all use this one, so
 one budget of processes (env ``RESIDUAL_LAB_PROCESSES``) covers them all.
 """
 from __future__ import annotations

@@ -38,7 +38,7 @@ class Page:
     live: Callable[[Callable, float], Callable]
     header: Any                   # the slot above the tabs, filled by the open tab's fragment
     polling: bool
-    request: Callable[..., None] | None  # the session's job.request, when there is a trained run
+    request: Callable[..., None] | None  # the Session.request, when there is a trained run
 
 
 @dataclass(frozen=True)

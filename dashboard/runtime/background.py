@@ -51,7 +51,7 @@ class AnalysisRun:
         self.lock = threading.Lock()
         self._finished = threading.Event()
         self._pending = deque(enumerate(jobs))
-        self._active: set[_JobTask] = set()
+        self._active: set[AnalysisTask] = set()
         self._parallel = max(1, int(parallel))
         if not jobs:
             self._finish()
@@ -98,7 +98,7 @@ class AnalysisRun:
             if self.cancelled or self.error is not None or not self._pending:
                 return
             index, args = self._pending.popleft()
-            task = _JobTask(self, index, args)
+            task = AnalysisTask(self, index, args)
             self._active.add(task)
         try:
             self.scheduler.add(task)
@@ -111,7 +111,7 @@ class AnalysisRun:
         except Exception as exc:  # noqa: BLE001 - a result the page cannot use: shown as one line
             self._fail(describe(exc))
 
-    def _ended(self, task: "_JobTask", error: str | None) -> None:
+    def _ended(self, task: "AnalysisTask", error: str | None) -> None:
         """A job finished (error None), failed or was cancelled (``task.cancelling``)."""
         if error is not None and not task.cancelling:
             self._fail(error)
@@ -143,8 +143,9 @@ class AnalysisRun:
         return self.cancelled or self.error is not None
 
 
-class _JobTask(Task):
-    """One job of an AnalysisRun: started in a worker process, then run a slice per turn."""
+class AnalysisTask(Task):
+    """One of an AnalysisRun's jobs (``JOB_KINDS``) as a task of the scheduler: started in a worker
+    process, then run a slice per turn."""
 
     def __init__(self, run: AnalysisRun, index: int, args: dict[str, Any]):
         self.run, self.index, self.args = run, index, args

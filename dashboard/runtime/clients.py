@@ -16,13 +16,13 @@ def runs_per_client() -> int:
     return config.get("RUNS_PER_CLIENT")
 
 
-def crowded(job: Any, jobs: Iterable[Any]) -> str | None:
-    """Why ``job`` (a TrainingJob) may not start training now, or None: its computer's other tabs
-    (``jobs`` with its ``client``) already train the most runs one computer may."""
-    if job.client is None or job.training():
+def crowded(session: Any, sessions: Iterable[Any]) -> str | None:
+    """Why ``session`` (a ``session.Session``) may not start training now, or None: its computer's
+    other tabs (``sessions`` with its ``client``) already train the most runs one computer may."""
+    if session.client is None or session.training():
         return None
     limit = runs_per_client()
-    busy = sum(1 for other in jobs if other is not job and other.client == job.client and other.training())
+    busy = sum(1 for other in sessions if other is not session and other.client == session.client and other.training())
     if busy < limit:
         return None
     return (f"this computer already trains {busy} runs in other tabs, the most one computer may train at once "

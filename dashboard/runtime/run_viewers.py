@@ -1,6 +1,7 @@
 """What the sessions viewing a ``Run`` ask of it and read from it, from any thread: the steps each
 viewer wants, joining a run of the class and taking it out of the class for a change, requests
-for its turns, its pace. The ``Run`` (``runs.py``) carries these out at its turns.
+for its turns, its pace. The ``Run`` (``runs.py``) carries these out at its turns. With these a
+``Run`` is a ``Source`` (``source.py``), as a ``Replay`` of a finished run is.
 
 Nothing here calls Streamlit, and this module imports no torch.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from resnet_core.records import run_finished
 
@@ -25,9 +26,19 @@ class _Request:
     error: str | None = None
 
 
+def steps_per_s(samples: Iterable[tuple[float, int]], now: float) -> float | None:
+    """Steps per second over the ``(monotonic, step)`` samples of the last ``RATE_WINDOW_S``: None
+    until two of them, at two moments, have been taken. A run's (``Viewed``) and a cursor's."""
+    recent = [(t, s) for t, s in samples if now - t <= RATE_WINDOW_S]
+    steady = len(recent) >= 2 and recent[-1][0] > recent[0][0]
+    return (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0]) if steady else None
+
+
 class Viewed:
     """The viewers' side of a ``Run`` (its state: ``lock``, ``targets``, ``sessions``, ``control``,
     ``key``, ``closing``, ``progress``, set up by ``Run``)."""
+
+    live = True  # it can train further (a ``Source``'s question; a ``Replay`` cannot)
 
     # ---- what viewers ask (any thread) -----------------------------------------------------
     def want(self, viewer: int, step: int | None, session: str | None = None) -> None:
@@ -70,6 +81,11 @@ class Viewed:
             self.on_change(self)
         return True
 
+    def alone(self, viewer: int) -> bool:
+        """Whether ``viewer`` is its only viewer (a change it asks for is then made in place)."""
+        with self.lock:
+            return not set(self.targets) - {viewer}
+
     def push(self, item: Any) -> None:
         with self.lock:
             self.control.append(item)
@@ -86,10 +102,20 @@ class Viewed:
     def done(self) -> bool:
         return run_finished(self.step, self.settings.steps, self.status)
 
+    @property
+    def behind(self) -> bool:
+        """Its models in their process are behind its head: dropped while idle, or being rebuilt up
+        to it (read under ``lock``)."""
+        return self.record is not None and self.step > 0 and (not self.built or self.trainer_step < self.step)
+
+    @property
+    def host_pid(self) -> int | None:
+        """The worker process it trains in (tests, benchmarks)."""
+        host = self.host
+        return host.pid if host is not None else None
+
     def steps_per_s(self) -> float | None:
         """The run's pace over the last few seconds: None until two turns have been measured."""
         with self.lock:
-            now = time.monotonic()
-            recent = [(t, s) for t, s in self.progress if now - t <= RATE_WINDOW_S]
-        steady = len(recent) >= 2 and recent[-1][0] > recent[0][0]
-        return (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0]) if steady else None
+            progress = list(self.progress)
+        return steps_per_s(progress, time.monotonic())

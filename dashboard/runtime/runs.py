@@ -9,7 +9,7 @@ class, and analyses on its models (``push``) are carried out between steps, at i
 A run whose trainer was dropped from its process (idle for a long while, ``EVICT_IDLE_S``) is
 rebuilt on demand: a run is a pure function of its settings, its seed and the changes made to it
 (at the steps they were made), so the process replays those steps, recording nothing, up to where
-it was (CPU training here is deterministic; see tests/test_jobs.py).
+it was (CPU training here is deterministic; see tests/test_sessions.py).
 
 Whose share pays for a run's turns (``Task.owner``, see ``scheduler``): the one session viewing
 it, so its run and its analyses share one. A run viewers of several sessions follow (a class on
@@ -24,6 +24,7 @@ import itertools
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any, Callable
 
 from resnet_core.records import RunRecord
@@ -33,7 +34,7 @@ from resnet_core.sizing.budget import resident_bytes
 
 import dashboard.runtime.run_groups as run_groups
 import dashboard.runtime.scratch as scratch
-from dashboard.runtime.job_status import refused
+from dashboard.runtime.session_status import refused
 from dashboard.runtime.record_at import Views
 from dashboard.runtime.run_viewers import Viewed, _Request
 from dashboard.runtime.scheduler import (START_DEADLINE_S, Host, HostLost, Scheduler, SchedulerFull, Task,
@@ -127,7 +128,7 @@ class Run(Viewed, Task):
 
     @classmethod
     def turn_together(cls, host: Host, budget_s: float, tasks: list[Task]) -> dict[Task, float]:
-        return run_groups.turn_together(host, budget_s, [t for t in tasks if isinstance(t, Run)])
+        return run_groups.turn_together(host, budget_s, tasks)  # all runs: only runs have a kin (task.py)
 
     def working(self) -> bool:
         with self.lock:
@@ -249,7 +250,7 @@ class Run(Viewed, Task):
                 _, name, value = self.changes[self.applied]
                 self.applied += 1
                 if self.trainer_step >= self.step and getattr(self.settings, name) != value:  # new to this run
-                    self.settings = self.settings.with_changes(**{name: value})
+                    self.settings = replace(self.settings, **{name: value})
                     if self.record is not None:
                         self.record.config.setdefault("settings", {}).update({name: value})
             self._absorb(host.call(f"set_{name}", id=self.id, **{name: value}))
@@ -280,11 +281,11 @@ class Run(Viewed, Task):
         with self.lock:
             if getattr(self.settings, name) == value:
                 return
-            self.settings = self.settings.with_changes(**{name: value})
+            self.settings = replace(self.settings, **{name: value})  # checked by the page: trusted
             if self.record is not None:
                 self.record.config.setdefault("settings", {}).update({name: value})
             if self.step == 0:  # before the first step: the run's own settings, not a change
-                self.initial = self.initial.with_changes(**{name: value})
+                self.initial = replace(self.initial, **{name: value})
             else:
                 self.changes.append((self.step, name, value))
             live = self.trainer_step == self.step

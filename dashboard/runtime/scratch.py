@@ -119,7 +119,7 @@ def stream_run(record):
 
 def discard_run(record) -> None:
     """The end of a live run's files (``record``: a RunRecord from ``stream_run``, or None): it stops
-    streaming, and its folder goes. Returns None, for ``job.streaming = discard_run(job.streaming)``."""
+    streaming, and its folder goes."""
     if record is not None:
         record.close_stream()
         remove(record.folder)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from dashboard.runtime.jobs import TrainingJob
+from dashboard.runtime.session import Session
 from dashboard.runtime.scheduler import Scheduler
 from resnet_core.analysis import recorders
 from resnet_core.settings import Settings
@@ -48,7 +48,7 @@ def pool():
 
 def test_two_sessions_of_one_shape_share_a_stack_and_each_trains_as_alone(pool):
     settings = [BASE.with_changes(seed=3, lr=0.05), BASE.with_changes(seed=4, lr=0.02, optimizer="adam")]
-    jobs = [TrainingJob(pool, s, owner=f"session-{i}") for i, s in enumerate(settings)]
+    jobs = [Session(pool, s, owner=f"session-{i}") for i, s in enumerate(settings)]
     try:
         for job in jobs:
             job.train()
@@ -56,7 +56,7 @@ def test_two_sessions_of_one_shape_share_a_stack_and_each_trains_as_alone(pool):
         jobs[1].pause()  # this session leaves the stack mid-run; the other trains on
         wait_for(lambda: jobs[0].status().state == "done")
         wait_for(lambda: jobs[1].status().state == "paused")
-        runs = [job._source for job in jobs]
+        runs = [job.source for job in jobs]
         assert max(r.largest_stack for r in runs) >= 2  # both sessions' models of one shape in one stack
         host = pool.hosts[0]
         charged = {owner for owner, _ in host.ledger}

@@ -1,5 +1,5 @@
-"""What a session's ``TrainingJob`` tells its page (``JobStatus``), the one error it raises, and
-which changes of the settings a run takes without a reset. Nothing here calls Streamlit.
+"""What a ``Session`` tells its page (``SessionStatus``), the one error it raises, and which changes
+of the settings a run takes without a reset. Nothing here calls Streamlit.
 """
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ def needs_reset(old: Settings, new: Settings) -> bool:
     return any(a[k] != b[k] for k in a if k not in LIVE_FIELDS)
 
 
-class JobError(RuntimeError):
-    """A request the job cannot serve (no trained model, an unknown method, a failure in the worker)."""
+class SessionError(RuntimeError):
+    """A request the session cannot serve (no trained model, an unknown method, a failure in the worker)."""
 
 
 @dataclass(frozen=True)
-class JobStatus:
+class SessionStatus:
     """What the page shows; a copy, so it can be read without any lock."""
 
     state: str                    # idle | starting | training | paused | done | error

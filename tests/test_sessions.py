@@ -1,4 +1,4 @@
-"""Training jobs on the server's scheduler, with real worker processes: fair sharing of one process
+"""Sessions training on the server's scheduler, with real worker processes: fair sharing of one process
 by several sessions, the commands, and a run rebuilt after its trainer left its process."""
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from dashboard.runtime.jobs import JobError, TrainingJob, needs_reset
+from dashboard.runtime.session import Session
+from dashboard.runtime.session_status import SessionError, needs_reset
 from dashboard.runtime.scheduler import Scheduler
 from resnet_core.settings import Settings
 
@@ -33,11 +34,11 @@ def pool():
 
 
 @pytest.fixture
-def jobs(pool):
-    made: list[TrainingJob] = []
+def new_session(pool):
+    made: list[Session] = []
 
-    def make(settings: Settings = TINY, scheduler: Scheduler = pool) -> TrainingJob:
-        made.append(TrainingJob(scheduler, settings))
+    def make(settings: Settings = TINY, scheduler: Scheduler = pool) -> Session:
+        made.append(Session(scheduler, settings))
         return made[-1]
 
     yield make
@@ -45,8 +46,8 @@ def jobs(pool):
         job.stop(wait=True)
 
 
-def test_step_train_pause_reset(jobs):
-    job = jobs()
+def test_step_train_pause_reset(new_session):
+    job = new_session()
     job.step()
     wait_for(lambda: job.status().step == 1 and job.status().state == "paused")
     record = job.status().record
@@ -59,8 +60,8 @@ def test_step_train_pause_reset(jobs):
     assert job.status().step == 0
 
 
-def test_pause_holds_the_step(jobs):
-    job = jobs(TINY.with_changes(steps=100_000))
+def test_pause_holds_the_step(new_session):
+    job = new_session(TINY.with_changes(steps=100_000))
     job.train()
     wait_for(lambda: job.status().step > 3)
     job.pause()
@@ -70,9 +71,9 @@ def test_pause_holds_the_step(jobs):
     assert job.status().step == held
 
 
-def test_sessions_with_different_settings_all_train_at_once_on_one_process(jobs, pool):
+def test_sessions_with_different_settings_all_train_at_once_on_one_process(new_session, pool):
     long = TINY.with_changes(steps=100_000)
-    sessions = [jobs(long.with_changes(seed=seed, lr=lr)) for seed, lr in ((0, 0.05), (1, 0.02), (2, 0.1))]
+    sessions = [new_session(long.with_changes(seed=seed, lr=lr)) for seed, lr in ((0, 0.05), (1, 0.02), (2, 0.1))]
     for job in sessions:
         job.train()
     wait_for(lambda: all(j.status().step > 50 for j in sessions))  # nobody waits behind the first
@@ -91,12 +92,12 @@ def test_sessions_with_different_settings_all_train_at_once_on_one_process(jobs,
     assert sessions[0].status().step == held  # ... and takes no turns
 
 
-def test_a_run_dropped_from_its_process_is_rebuilt_and_goes_on_as_if_it_never_left(jobs):
+def test_a_run_dropped_from_its_process_is_rebuilt_and_goes_on_as_if_it_never_left(new_session):
     """An idle session's trainer leaves its process after a while (it costs memory, not CPU); the
     next Step replays the run (the same steps and the same mid-run change) and carries on."""
     evicting = Scheduler(size=1, evict_idle_s=0.5)
     try:
-        left, stayed = jobs(scheduler=evicting), jobs()
+        left, stayed = new_session(scheduler=evicting), new_session()
         for job in (left, stayed):
             job.step(12)
             wait_for(lambda j=job: j.status().step == 12 and not j.status().pending)
@@ -104,7 +105,7 @@ def test_a_run_dropped_from_its_process_is_rebuilt_and_goes_on_as_if_it_never_le
             job.step(6)
             wait_for(lambda j=job: j.status().step == 18 and not j.status().pending)
         pid = left.pid
-        wait_for(lambda: not left._source.built)  # idle: dropped from its process
+        wait_for(lambda: not left.source.built)  # idle: dropped from its process
         assert left.pid == pid and left.status().step == 18  # nothing on the page changed
         for job in (left, stayed):
             job.train()
@@ -117,8 +118,8 @@ def test_a_run_dropped_from_its_process_is_rebuilt_and_goes_on_as_if_it_never_le
         evicting.close()
 
 
-def test_learning_rate_changes_mid_run_without_reset(jobs):
-    job = jobs()
+def test_learning_rate_changes_mid_run_without_reset(new_session):
+    job = new_session()
     job.step(3)
     wait_for(lambda: job.status().step == 3)
     record = job.status().record
@@ -130,8 +131,8 @@ def test_learning_rate_changes_mid_run_without_reset(jobs):
     assert job.status().step == 60  # more steps than the run began with
 
 
-def test_the_last_step_is_evaluated_even_off_the_evaluation_grid(jobs):
-    job = jobs(TINY.with_changes(steps=32))  # evaluations every 5 steps: 30, then 32, the end
+def test_the_last_step_is_evaluated_even_off_the_evaluation_grid(new_session):
+    job = new_session(TINY.with_changes(steps=32))  # evaluations every 5 steps: 30, then 32, the end
     job.train()
     wait_for(lambda: job.status().state == "done")
     steps = job.status().record.metrics_frame()["step"]
@@ -142,8 +143,8 @@ def test_the_last_step_is_evaluated_even_off_the_evaluation_grid(jobs):
     assert job.status().record.metrics_frame()["step"].max() == 41
 
 
-def test_changing_a_model_resets(jobs):
-    job = jobs()
+def test_changing_a_model_resets(new_session):
+    job = new_session()
     job.step()
     wait_for(lambda: job.status().step == 1)
     assert needs_reset(TINY, TINY.with_changes(width=16)) and not needs_reset(TINY, TINY.with_changes(lr=0.2))
@@ -152,8 +153,8 @@ def test_changing_a_model_resets(jobs):
     assert job.settings.models == ("plain-4", "resnet-8")
 
 
-def test_a_failing_run_reports_its_error_and_recovers_on_reset(jobs, pool):
-    job = jobs(TINY.with_changes(dataset="csv", dataset_args={}))  # no file: the worker cannot load the data
+def test_a_failing_run_reports_its_error_and_recovers_on_reset(new_session, pool):
+    job = new_session(TINY.with_changes(dataset="csv", dataset_args={}))  # no file: the worker cannot load the data
     job.train()
     status = wait_for(lambda: (s := job.status()).state == "error" and s)
     assert status.error.startswith("the csv dataset needs a file")  # the user's message, no class path
@@ -163,11 +164,11 @@ def test_a_failing_run_reports_its_error_and_recovers_on_reset(jobs, pool):
     wait_for(lambda: job.status().step == 1)
 
 
-def test_requests_need_a_model_and_a_known_method(jobs):
-    job = jobs()
-    with pytest.raises(JobError, match="press Train or Step"):
+def test_requests_need_a_model_and_a_known_method(new_session):
+    job = new_session()
+    with pytest.raises(SessionError, match="press Train or Step"):
         job.request("decision_regions")
-    with pytest.raises(JobError, match="unknown analysis"):
+    with pytest.raises(SessionError, match="unknown analysis"):
         job.request("os.system")
     job.step()
     wait_for(lambda: job.status().step == 1)
@@ -176,7 +177,7 @@ def test_requests_need_a_model_and_a_known_method(jobs):
     assert job.status().record.version > before
 
 
-def test_a_live_run_streams_its_tables_to_a_private_folder_that_goes_with_it(jobs):
+def test_a_live_run_streams_its_tables_to_a_private_folder_that_goes_with_it(new_session):
     """Downloads are the run's files: every evaluation is there, in this server's own folder (0700),
     and the folder goes when the run is reset."""
     import os
@@ -186,7 +187,7 @@ def test_a_live_run_streams_its_tables_to_a_private_folder_that_goes_with_it(job
 
     import dashboard.runtime.scratch as scratch
 
-    job = jobs(TINY.with_changes(eval_every=1))
+    job = new_session(TINY.with_changes(eval_every=1))
     job.train()
     wait_for(lambda: job.status().state == "done")
     record = job.status().record
@@ -214,3 +215,21 @@ def test_the_scratch_folder_is_private_and_goes_at_exit(tmp_path):
     uploads, mode = out.stdout.split()
     assert mode == "0o700" and Path(uploads).parent.parent == tmp_path
     assert not Path(uploads).exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_live_run_and_a_replay_answer_one_interface():
+    """Every member of ``Source`` that a session's cursor asks of what it views, a ``Run`` and a
+    ``Replay`` both have: a session never asks which of the two it views."""
+    from resnet_core.records import RunRecord
+
+    from dashboard.runtime.runs import Run
+    from dashboard.runtime.source import Replay, Source
+
+    members = {name for name in vars(Source) if not name.startswith("_")} | set(Source.__annotations__)
+    assert {"live", "want", "push", "retry", "host_pid", "record", "step", "done", "views"} <= members
+    live = Run(None, TINY)  # not added to a scheduler: nothing starts
+    replay = Replay(RunRecord({"settings": TINY.to_dict()}, {}), "0" * 64)
+    for source in (live, replay):
+        missing = {m for m in members if not hasattr(source, m)}
+        assert not missing, f"{type(source).__name__} lacks {sorted(missing)}"
+    assert live.live and not replay.live and replay.done and replay.host_pid is None
