@@ -222,6 +222,26 @@ def test_presenter_view_hides_most_controls_and_keeps_the_settings(app_test):
     assert "presenter" not in at.query_params
 
 
+def test_closed_popovers_and_expanders_draw_nothing_and_keep_what_was_set_in_them(app_test):
+    at = app_test({"preset": "preact-deep"})
+    rows = at.session_state["model_rows"]
+    option_widgets = [c.key for c in at.segmented_control if re.fullmatch(r"w\.m\d+\.(block|layers|norm|init)", c.key)]
+    assert option_widgets == [] and "w.eval_every" not in {w.key for w in at.number_input}  # closed: not drawn
+    at.session_state[f"options{rows[1]}"] = True  # the browser opens the second model's popover
+    at.run()
+    at.segmented_control(key=f"w.m{rows[1]}.norm").set_value("none").run()
+    at.session_state[f"options{rows[1]}"] = False
+    at.session_state["measurement"] = True
+    at.run()
+    at.number_input(key="w.eval_every").set_value(7).run()
+    at.session_state["measurement"] = False
+    at.run()
+    at.run()  # a run that did not draw them: Streamlit has dropped their widgets' state
+    assert at.session_state["settings"] == get_preset("preact-deep").settings().with_changes(
+        models=("resnet-302-post", "resnet-302-pre-nobn"), eval_every=7)
+    assert at.query_params["models"] == "resnet-302-post,resnet-302-pre-nobn"
+
+
 def test_a_lesson_applies_its_settings(app_test, monkeypatch):
     lesson = lessons.Lesson("why-deeper", "Why deeper is worse", "", "", {**get_preset("degradation").overrides, "width": 16},
                             lessons.checks.degradation)

@@ -25,7 +25,7 @@ from resnet_core.sizing.budget import check_settings
 
 from dashboard.runtime.uploads import store_points_csv
 from dashboard.text import code, literal
-from dashboard.sidebar.model_picker import model_rows, render_models, seed_models
+from dashboard.sidebar.model_picker import model_rows, option_keys, render_models, seed_models
 from dashboard.sidebar.url_state import UrlState, decode
 
 W = "w."  # widget keys: "w.width", "w.ds.spirals.arms", "w.m3.depth", ...
@@ -77,21 +77,29 @@ def adopt(settings: Settings, preset: str | None = None, lesson: str | None = No
 
 
 def _seed_missing(settings: Settings) -> None:
-    """Widgets hidden in an earlier run lost their state: give them the canonical values again."""
+    """Every widget keeps its value through runs that do not draw it (a closed popover or expander,
+    presenter view): Streamlit drops the state of a widget a run did not draw, and a value set
+    earlier under its key comes back in its place. So each run sets the kept widgets' values again,
+    as they are, before any is drawn; a widget never seen gets the canonical value."""
     ss = st.session_state
     for key in SIMPLE:
         ss.setdefault(W + key, getattr(settings, key))
     ss.setdefault(W + "norm", settings.norm == "batch")
     ss.setdefault(W + "dataset", settings.dataset)
     name = ss[W + "dataset"]
+    data_keys = []
     for arg, default in DATASETS[name].defaults.items():
         value = settings.dataset_args.get(arg, default) if name == settings.dataset else default
-        ss.setdefault(f"{W}ds.{name}.{arg}", value)
+        data_keys.append(f"{W}ds.{name}.{arg}")
+        ss.setdefault(data_keys[-1], value)
     ss.setdefault(W + "preset", ss.get("preset") or CUSTOM)
     ss.setdefault(W + "lesson", ss.get("lesson") or CUSTOM)
     ss.setdefault(W + "presenter", bool(ss.get("presenter")))
     if not model_rows():
         seed_models(settings)
+    for key in (*(W + k for k in SIMPLE), W + "norm", *data_keys, *option_keys()):
+        if key in ss:
+            ss[key] = ss[key]
 
 
 # --------------------------------------------------------------------------------- callbacks
@@ -193,15 +201,18 @@ def _data_section() -> tuple[str, dict[str, Any], str | None]:
     error = None
     if name == "csv":
         args, error = _csv_upload()
-    with st.expander("Data options", expanded=False):
-        for arg, default in spec.defaults.items():
-            if isinstance(default, str):
-                continue  # paths: the CSV comes from the uploader, CIFAR-10 from data/
-            key = f"{W}ds.{name}.{arg}"
-            ss.setdefault(key, default)
-            value = _number_widget(arg, key, default, spec.ranges.get(arg), spec.help.get(arg))
-            if value != default:
-                args[arg] = value
+    options = st.expander("Data options", key="data_options", on_change="rerun")  # drawn only while open
+    for arg, default in spec.defaults.items():
+        if isinstance(default, str):
+            continue  # paths: the CSV comes from the uploader, CIFAR-10 from data/
+        key = f"{W}ds.{name}.{arg}"
+        ss.setdefault(key, default)
+        value = ss[key]
+        if options.open:
+            with options:
+                value = _number_widget(arg, key, default, spec.ranges.get(arg), spec.help.get(arg))
+        if value != default:
+            args[arg] = value
     return name, args, error
 
 
@@ -278,10 +289,12 @@ def _optimisation_section() -> None:
     _choice_slider("batch_size", BATCHES)
     _number("steps", step=50)
     _number("seed", step=1)
-    with st.expander("Measurement", expanded=False):
-        for name in ("eval_every", "probe_every", "paths_every"):
-            _number(name, step=1)
-        _choice(st.selectbox, "device")
+    measurement = st.expander("Measurement", key="measurement", on_change="rerun")
+    if measurement.open:  # drawn only while open (their values kept by _seed_missing)
+        with measurement:
+            for name in ("eval_every", "probe_every", "paths_every"):
+                _number(name, step=1)
+            _choice(st.selectbox, "device")
 
 
 def _choice_slider(name: str, options: tuple, fmt=None) -> Any:

@@ -41,6 +41,11 @@ def _write_row(row: int, spec: ModelSpec) -> None:
         ss[_key(row, field)] = value
 
 
+def option_keys() -> list[str]:
+    """The widget keys of every row's own options (drawn only while the row's popover is open)."""
+    return [_key(row, field) for row in model_rows() for field in FIELDS[2:]]
+
+
 def _spec_of(row: int) -> ModelSpec | None:
     ss = st.session_state
     if _key(row, "family") not in ss or _key(row, "depth") not in ss:
@@ -119,8 +124,11 @@ def render_models(shape: Settings) -> list[str]:
                 st.segmented_control(f"Family of {spec.name}", ("plain", "resnet"), key=_key(row, "family"),
                                      required=True, label_visibility="collapsed", format_func=FAMILY_LABELS.get)
             if not presenter:
-                with cols[1], st.popover("", icon=":material/tune:", help=f"options of {spec.name} alone"):
-                    choice = functools.partial(st.segmented_control, required=True)  # a radio reads all of session state: 3x the CPU
+                with cols[1]:
+                    options = st.popover("", icon=":material/tune:", help=f"options of {spec.name} alone",
+                                         key=f"options{row}", on_change="rerun")
+                if options.open:  # drawn only while open: four widgets a model, at every run of every page
+                    choice = functools.partial(options.segmented_control, required=True)  # a radio reads all of session state: 3x the CPU
                     choice("Block layout", tuple(LAYOUT_LABELS), key=_key(row, "block"), format_func=LAYOUT_LABELS.get,
                            help="He et al. (2016) compare the original and the pre-activation layout")
                     choice("Weight layers per branch", tuple(LAYERS_LABELS), key=_key(row, "layers"),
