@@ -2,10 +2,12 @@
 once all their refreshes would take more than the server's share for them."""
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
+from dashboard.runtime.clicks_first import ClicksFirst
 from dashboard.runtime.refresh import REFRESH_SHARE, SLOWEST_S, WINDOW_S, RefreshPacer
 
 
@@ -104,3 +106,39 @@ def test_the_refreshes_give_way_to_many_clicks():
     assert pacer.refresh_share() == MIN_REFRESH_SHARE
     clock.now += WINDOW_S + 1  # the clicks stopped
     assert pacer.refresh_share() == REFRESH_SHARE
+
+
+def test_a_refresh_starts_only_once_the_clicks_being_answered_are():
+    pacer = RefreshPacer()
+    order: list[str] = []
+    in_click, click_may_end = threading.Event(), threading.Event()
+
+    def full_run():
+        order.append("click starts")
+        in_click.set()
+        click_may_end.wait(10)
+        pacer.timed("p1", lambda: order.append("its own fragment"))()  # drawn within the click: no wait
+        order.append("click ends")
+
+    click = threading.Thread(target=pacer.timed_click(full_run))
+    click.start()
+    in_click.wait(10)
+    refresh = threading.Thread(target=pacer.timed("p2", lambda: order.append("another page refreshes")))
+    refresh.start()
+    refresh.join(0.3)
+    assert refresh.is_alive()  # waiting for the click
+    click_may_end.set()
+    click.join(10)
+    refresh.join(10)
+    assert order == ["click starts", "its own fragment", "click ends", "another page refreshes"]
+
+
+def test_a_refresh_waits_for_the_clicks_no_longer_than_its_limit():
+    gate = ClicksFirst(max_wait_s=0.05)
+    with gate.click():
+        waiting = threading.Thread(target=lambda: results.append(gate.wait_for_clicks()))
+        results: list[bool] = []
+        waiting.start()
+        waiting.join(10)
+    assert results == [False] and gate.running() == 0
+    assert gate.wait_for_clicks() is True

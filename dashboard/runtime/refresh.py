@@ -10,7 +10,8 @@ server's time; beyond it every page's intervals are stretched by the same factor
 runs of the page: ~50 ms each, a class of forty clicking every few seconds takes ~0.4 of a core)
 take beyond ``SERVER_SHARE - REFRESH_SHARE``: the clicks are what a student waits for, the
 refreshes give way. The costs are what the runs measure as they run (the CPU time of their own
-thread over the last ``WINDOW_S``), not an assumption.
+thread over the last ``WINDOW_S``), not an assumption. And a refresh starts only once the clicks
+being answered are (``clicks_first``): the pace sets how much the refreshes take, that, when.
 
 Nothing here calls Streamlit.
 """
@@ -21,6 +22,8 @@ import threading
 import time
 from collections import deque
 from typing import Callable, TypeVar
+
+from dashboard.runtime.clicks_first import ClicksFirst
 
 REFRESH_SHARE = 0.3    # of one core: what the class's refreshes may take of the server's time
 SERVER_SHARE = 0.6     # ... and clicks and refreshes together, once the clicks take more than the rest
@@ -33,8 +36,10 @@ T = TypeVar("T")
 
 
 class RefreshPacer:
-    def __init__(self, share: float = REFRESH_SHARE, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, share: float = REFRESH_SHARE, clock: Callable[[], float] = time.monotonic,
+                 clicks_first: ClicksFirst | None = None):
         self.share, self.clock = share, clock
+        self.clicks_first = clicks_first or ClicksFirst()
         self._lock = threading.Lock()
         self._events: deque[tuple[float, float]] = deque()  # (when, CPU s scaled back to the base pace)
         self._stretch: dict[str, float] = {}               # each page's factor, as last chosen
@@ -100,12 +105,24 @@ class RefreshPacer:
         return wanted > current_s * RETUNE_RATIO or wanted * RETUNE_RATIO < current_s
 
     def timed_click(self, function: Callable[..., T]) -> Callable[..., T]:
-        """``function`` (a page's full run), its CPU time noted as a click."""
-        return _timed(function, self.note_click)
+        """``function`` (a page's full run), its CPU time noted as a click; refreshes wait for it."""
+        timed = _timed(function, self.note_click)
+
+        @functools.wraps(function)
+        def click(*args, **kwargs) -> T:
+            with self.clicks_first.click():
+                return timed(*args, **kwargs)
+        return click
 
     def timed(self, page: str, function: Callable[..., T]) -> Callable[..., T]:
-        """``function``, its CPU time noted as one refresh of ``page``."""
-        return _timed(function, functools.partial(self.note, page))
+        """``function`` (a refresh of ``page``), started once no click runs, its CPU time noted."""
+        timed = _timed(function, functools.partial(self.note, page))
+
+        @functools.wraps(function)
+        def refresh(*args, **kwargs) -> T:
+            self.clicks_first.wait_for_clicks()
+            return timed(*args, **kwargs)
+        return refresh
 
 
 def _timed(function: Callable[..., T], note: Callable[[float], None]) -> Callable[..., T]:
