@@ -210,16 +210,17 @@ def header(source: Callable[[], View], polling: bool = False) -> None:
     started = st.session_state.get(FULL_RUN_STATE) == "starting" and view.state != "starting"
     if polling and (not view.active or started or retune_pace()):
         st.rerun()
-    left, right = st.columns([1, 2], vertical_alignment="center")
-    with left:
-        st.markdown(f"## Step {view.step}")
-    with right:
-        total = view.settings.steps
-        where = f" · replay of {code(view.source)}" if view.state == "replay" else ""
-        badge = REBUILDING_BADGE if view.rebuilding else STATE_BADGES.get(view.state, view.state)
-        cached = f" · {CACHED_NOTICE}" if view.cached and view.state != "replay" else ""
-        st.markdown(f"{badge} &nbsp; {view.step} of {total} steps{pace(view.steps_per_s)}{where}{cached}")
-        st.progress(min(1.0, view.step / max(total, 1)))
+    # Horizontal containers, not st.columns: each column is a block of its own, and every element
+    # is a message the browser handles at every refresh (bench/page_cost.py: frames per second).
+    with st.container(horizontal=True, vertical_alignment="center", gap="large"):
+        st.markdown(f"## Step {view.step}", width="content")
+        with st.container():
+            total = view.settings.steps
+            where = f" · replay of {code(view.source)}" if view.state == "replay" else ""
+            badge = REBUILDING_BADGE if view.rebuilding else STATE_BADGES.get(view.state, view.state)
+            cached = f" · {CACHED_NOTICE}" if view.cached and view.state != "replay" else ""
+            st.markdown(f"{badge} &nbsp; {view.step} of {total} steps{pace(view.steps_per_s)}{where}{cached}")
+            st.progress(min(1.0, view.step / max(total, 1)))
     if view.error:
         then = "" if refused(view.error) else " — press **Reset** to start again"  # a limit: Train asks again
         st.error(f"{literal(view.error)}{then}.", icon=":material/error:")
@@ -233,9 +234,9 @@ def header(source: Callable[[], View], polling: bool = False) -> None:
                        lambda: charts.model_cards(metrics_of(view), models))
     else:
         cards = [charts.ModelCard(m, None, None, None) for m in models]
-    for col, card in zip(st.columns(max(len(cards), 1)), cards):
-        with col:
-            st.metric(card.model, card.value, card.delta, delta_color="inverse", border=True,
+    with st.container(horizontal=True):
+        for card in cards:
+            st.metric(card.model, card.value, card.delta, delta_color="inverse", border=True, width="stretch",
                       help="training error (eval mode) at the latest evaluation; the change is since the one before")
 
 

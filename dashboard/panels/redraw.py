@@ -1,6 +1,6 @@
 """How often a live chart is redrawn in the student's browser: at its own pace, slower than the refresh.
 
-A live page refreshes every second so that the step counter and the cards move. Redrawing a plotly
+A live page refreshes every two seconds so that the step counter and the cards move. Redrawing a plotly
 chart costs the browser far more than the rest of that refresh (``bench/page_cost.py``: the
 Training error tab cost its renderer 26 % of a core, 11 % with the curves held still), and a curve
 that gains a point or two a second reads as well redrawn every few seconds. So while a run trains,
@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import streamlit as st
 
-CURVES_EVERY_S = 3.0    # the training curves: every other refresh of the header (panels.tabs)
-HEAVY_EVERY_S = 7.5     # heatmaps, profiles, maps: every fifth refresh of their tab
+CURVES_EVERY_S = 4.0    # the training curves: every other refresh of the header (panels.tabs)
+HEAVY_EVERY_S = 8.0     # heatmaps, profiles, maps: every fourth refresh of their tab
 EARLY = 0.9             # a refresh a little early on its timer still redraws: the figure held that long
 HELD = "_held_figures"  # session state: chart key -> (run, when drawn, figure)
 
