@@ -12,12 +12,12 @@ from collections import Counter
 
 import pytest
 
-import dashboard.runtime.scheduler as scheduler_module
+import resnet_core.scheduling.scheduler as scheduler_module
 from dashboard.runtime.background import AnalysisTask, start_analysis
 from dashboard.runtime.class_runs import ClassRuns
 from dashboard.runtime.session import Session
 from dashboard.runtime.runs import Run
-from dashboard.runtime.scheduler import QUANTUM_S, ROUND_S, Scheduler, Task, owner_of
+from resnet_core.scheduling.scheduler import QUANTUM_S, ROUND_S, Scheduler, Task, owner_of
 from resnet_core.analysis.sweep import plan_sweep
 from test_sessions import TINY, wait_for
 

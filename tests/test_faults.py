@@ -8,9 +8,9 @@ import signal
 import psutil
 import pytest
 
-import dashboard.runtime.scheduler as scheduler
+import resnet_core.scheduling.scheduler as scheduler
 from dashboard.runtime.session import Session
-from dashboard.runtime.scheduler import Scheduler
+from resnet_core.scheduling.scheduler import Scheduler
 from test_sessions import TINY, wait_for
 
 from load_test import server, step_of

@@ -12,7 +12,7 @@ import pytest
 from resnet_core.cli import main
 from dashboard.runtime.background import start_analysis
 from dashboard.runtime.session import Session
-from dashboard.runtime.scheduler import Scheduler
+from resnet_core.scheduling.scheduler import Scheduler
 from test_sessions import wait_for
 from resnet_core.remote.job_pool import JobFailed, JobPool
 from resnet_core.settings import Settings, SettingsError

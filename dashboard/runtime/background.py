@@ -26,7 +26,7 @@ from resnet_core.errors import describe
 from resnet_core.remote.job_pool import JobEvent, job_function
 from resnet_core.remote.trainer import WorkerError
 
-from dashboard.runtime.scheduler import Host, Scheduler, SchedulerClosed, Task, reply_deadline
+from resnet_core.scheduling.scheduler import Host, Scheduler, SchedulerClosed, Task, reply_deadline
 
 _ids = itertools.count(1)
 

@@ -41,8 +41,8 @@ from resnet_core.remote.trainer import WorkerError, WorkerProcess
 from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone, server_worker_nice
 from resnet_core.sizing.budget import server_full_message, server_processes, server_worker_limit_mb, worker_memory_budget
 
-import dashboard.runtime.room as room
-from dashboard.runtime.task import HostLost, SchedulerClosed, Task, owner_of
+import resnet_core.scheduling.room as room
+from resnet_core.scheduling.task import HostLost, SchedulerClosed, Task, owner_of
 
 __all__ = ["Host", "HostLost", "Scheduler", "SchedulerClosed", "SchedulerFull", "Task", "owner_of"]
 
