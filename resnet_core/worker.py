@@ -34,7 +34,7 @@ from resnet_core.analysis import recorders
 from resnet_core.records.events import ForwardingRecord
 from resnet_core.remote.job_pool import job_function
 from resnet_core.remote.slicing import SlicedJob
-from resnet_core.remote.trainer import REMOTE_METHODS
+from resnet_core.remote.worker_process import REMOTE_METHODS
 from resnet_core.remote.transport import exit_now, serve
 from resnet_core.settings import Settings
 from resnet_core.sizing.budget import out_of_memory, out_of_memory_message

@@ -99,7 +99,7 @@ def test_a_server_restart_leaves_no_worker_and_no_stale_session(tmp_path):
 def test_a_run_bigger_than_its_process_may_hold_fails_that_run_only(monkeypatch):
     """The estimate let it through (budget lifted), the worker's own memory limit did not: one line
     says so, and the same process trains the next run."""
-    from resnet_core.remote.trainer import WorkerError, WorkerProcess
+    from resnet_core.remote.worker_process import WorkerError, WorkerProcess
     from resnet_core.settings import Settings
 
     monkeypatch.setenv("RESIDUAL_LAB_RUN_MEMORY_MB", "100000")

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from resnet_core.errors import describe
 from resnet_core.remote.job_pool import JobEvent, job_function
-from resnet_core.remote.trainer import WorkerError
+from resnet_core.remote.worker_process import WorkerError
 
 from resnet_core.scheduling.scheduler import Host, Scheduler, SchedulerClosed, Task, reply_deadline
 

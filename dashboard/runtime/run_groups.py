@@ -17,7 +17,7 @@ import json
 import time
 from typing import Any
 
-from resnet_core.remote.trainer import WorkerError
+from resnet_core.remote.worker_process import WorkerError
 from resnet_core.settings import Settings
 
 from resnet_core.scheduling.scheduler import Host, reply_deadline

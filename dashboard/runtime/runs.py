@@ -28,7 +28,8 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from resnet_core.records import RunRecord
-from resnet_core.remote.trainer import WorkerError, replay_events
+from resnet_core.records.events import replay_events
+from resnet_core.remote.worker_process import WorkerError
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.sizing.budget import resident_bytes
 

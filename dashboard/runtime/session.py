@@ -27,7 +27,7 @@ import time
 import weakref
 from typing import Any
 
-from resnet_core.remote.trainer import REMOTE_METHODS
+from resnet_core.remote.worker_process import REMOTE_METHODS
 from resnet_core.settings import Settings
 
 import dashboard.runtime.clients as clients

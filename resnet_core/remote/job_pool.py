@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from resnet_core.errors import describe
-from resnet_core.remote.trainer import WorkerError, WorkerProcess
+from resnet_core.remote.transport import ProcessGone
+from resnet_core.remote.worker_process import WorkerError, WorkerProcess, checked
 
 # Jobs a worker may run: kind -> "module:function(args, report) -> dict". Nothing else is callable.
 JOB_KINDS = {
@@ -82,7 +83,7 @@ class JobPool:
                 if self.closed.is_set():
                     raise JobFailed("cancelled")
                 for worker, (_, key) in running.items():  # every worker works on its slice at once
-                    worker.post(cmd="slice", id=key, budget_s=SLICE_S)
+                    _post(worker, cmd="slice", id=key, budget_s=SLICE_S)
                 replies = [(worker, index, _answer(worker)) for worker, (index, _) in list(running.items())]
                 for worker, index, reply in replies:
                     if reply.get("done"):
@@ -143,12 +144,21 @@ class JobPool:
 
 
 def _ask(worker: WorkerProcess, **msg: Any) -> dict[str, Any]:
-    worker.post(**msg)
+    _post(worker, **msg)
     return _answer(worker)
+
+
+def _post(worker: WorkerProcess, **msg: Any) -> None:
+    try:
+        worker.send(msg)
+    except ProcessGone as exc:
+        raise JobFailed("the training process has stopped") from exc
 
 
 def _answer(worker: WorkerProcess) -> dict[str, Any]:
     try:
-        return worker.answer()
+        return checked(worker.receive())
+    except ProcessGone as exc:
+        raise JobFailed("the training process ended unexpectedly") from exc
     except WorkerError as exc:
         raise JobFailed(str(exc)) from exc

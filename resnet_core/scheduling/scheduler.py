@@ -31,17 +31,19 @@ Nothing here calls Streamlit, and this module imports no torch.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
 from typing import Any
 
 from resnet_core.errors import describe
-from resnet_core.remote.trainer import WorkerError, WorkerProcess
-from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone, server_worker_nice
-from resnet_core.sizing.budget import server_full_message, server_processes, server_worker_limit_mb, worker_memory_budget
+from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone
+from resnet_core.remote.worker_process import WorkerError, WorkerProcess, checked
+from resnet_core.sizing.budget import server_full_message, server_processes, worker_memory_budget
 
 import resnet_core.scheduling.room as room
+from resnet_core.scheduling.policy import WorkerPolicy, server_policy
 from resnet_core.scheduling.task import HostLost, SchedulerClosed, Task, owner_of
 
 __all__ = ["Host", "HostLost", "Scheduler", "SchedulerClosed", "SchedulerFull", "Task", "owner_of"]
@@ -100,7 +102,7 @@ class Host:
     # ---- talking to the process (from the host thread, inside a task's turn) -----------------
     def call(self, cmd: str, deadline_s: float | None = None, **msg: Any) -> dict[str, Any]:
         """One round trip. WorkerError: the process answered with an error (it lives on).
-        HostLost: it is gone, or said nothing for ``deadline_s`` (default REPLY_DEADLINE_S)."""
+        HostLost: it is gone, or said nothing for ``deadline_s`` (default REPLY_DEADLINE_S; inf: none)."""
         deadline_s = REPLY_DEADLINE_S if deadline_s is None else deadline_s
         process = self.process
         if process is None:
@@ -122,14 +124,12 @@ class Host:
     @staticmethod
     def _reply(process: JsonProcess, deadline_s: float) -> dict[str, Any]:
         try:
-            reply = process.receive(timeout=deadline_s)
+            reply = process.receive(timeout=None if math.isinf(deadline_s) else deadline_s)
         except NoReply as exc:
             raise HostLost(f"the worker process stopped answering (no reply within {deadline_s:.0f} s)") from exc
         except ProcessGone as exc:
             raise HostLost("the training process ended unexpectedly") from exc
-        if not reply.get("ok"):
-            raise WorkerError(reply.get("error", "unknown error"), user=bool(reply.get("user")))
-        return reply
+        return checked(reply)
 
     @property
     def pid(self) -> int | None:
@@ -219,7 +219,7 @@ class Host:
     # ---- the thread ---------------------------------------------------------------------------
     def _main(self) -> None:
         _name_os_thread(f"{HOST_THREAD_NAME}-{self.index}")
-        if self._spare is not None or (self.index == 0 and self.scheduler.warm):
+        if self._spare is not None or self.scheduler.policy.eager or (self.index == 0 and self.scheduler.warm):
             self._guard(self._ensure_process)  # the first Train of the day finds a warm process
         while True:
             with self.cond:
@@ -251,7 +251,7 @@ class Host:
                         self.tasks.remove(t)
                         self.tasks.append(t)
         if self.process is not None:
-            self.process.close(wait_s=0.5)
+            self.process.close(wait_s=self.scheduler.close_wait_s)
 
     def _guard(self, work, task: Task | None = None) -> None:
         try:
@@ -272,21 +272,21 @@ class Host:
             raise HostLost("the server is shutting down")
         started = time.perf_counter()
         spare, self._spare = self._spare, None
+        policy = self.scheduler.policy
         try:
-            self.process = spare if spare is not None and spare.alive else WorkerProcess(
-                server_worker_limit_mb(self.scheduler.size))
+            self.process = spare if spare is not None and spare.alive else WorkerProcess(policy.limit_mb)
         except OSError as exc:
             raise HostLost(f"a worker process could not be started ({exc})") from exc
         try:
             if spare is self.process:  # told to warm up already: its reply is the next message
                 self._reply(self.process, START_DEADLINE_S)
-            else:
+            elif policy.warm_up:
                 self.call("warm", START_DEADLINE_S)
         except WorkerError:
             pass  # the warm-up is an optimisation; a real run reports its own error
-        # Warmed at the server's priority (the first Train of the day waits for it); from now on
-        # it gives way to the server answering pages.
-        self.process.lower_priority(server_worker_nice())
+        # Warmed at its owner's priority (the first Train of the day waits for it); from now on a
+        # server's gives way to the server answering pages.
+        self.process.lower_priority(policy.nice)
         self.warm_s = time.perf_counter() - started
 
     def _lose(self, message: str) -> None:
@@ -320,9 +320,12 @@ class Scheduler:
     """``size`` hosts; tasks placed on the least busy one."""
 
     def __init__(self, size: int | None = None, warm: bool = True, evict_idle_s: float = EVICT_IDLE_S,
-                 spare: JsonProcess | None = None):
-        """``spare``: a worker process already started and told to warm up (``dashboard.prestart``)."""
+                 spare: JsonProcess | None = None, policy: WorkerPolicy | None = None):
+        """``spare``: a worker process already started and told to warm up (``dashboard.prestart``);
+        ``policy``: how the processes are started and driven (default: a server's, ``policy.py``)."""
         self.size = size or server_processes()
+        self.policy = policy or server_policy(self.size)
+        self.close_wait_s = 0.5  # how long a process may take to end when the scheduler closes
         self.worker_budget = worker_memory_budget(self.size)  # bytes each process may hold, all sessions'
         self.warm, self.evict_idle_s = warm, evict_idle_s
         self.closed = False
@@ -364,11 +367,15 @@ class Scheduler:
     def pids(self) -> list[int]:
         return [h.pid for h in self.hosts if h.pid is not None]
 
-    def close(self) -> None:
-        self.closed = True
+    def close(self, wait_s: float = 0.5) -> None:
+        """End the hosts and their processes, each given ``wait_s`` to end before it is killed (0:
+        at once, work under way abandoned, a host waiting on its process freed)."""
+        self.closed, self.close_wait_s = True, wait_s
         for host in self.hosts:
             host.wake()
+            if wait_s == 0 and (process := host.process) is not None:
+                process.close(wait_s=0.0)
         for host in self.hosts:
             host.thread.join(timeout=5)
             if host.process is not None:
-                host.process.close(wait_s=0.5)
+                host.process.close(wait_s=wait_s)
