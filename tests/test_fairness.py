@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 import resnet_core.scheduling.scheduler as scheduler_module
-from dashboard.runtime.background import AnalysisTask, start_analysis
+from resnet_core.scheduling.analysis_run import AnalysisTask, start_analysis
 from dashboard.runtime.class_runs import ClassRuns
 from dashboard.runtime.session import Session
 from dashboard.runtime.runs import Run

@@ -3,7 +3,7 @@
 ``Scheduler`` holds ``size`` worker processes (env ``RESIDUAL_LAB_PROCESSES``; else one per core
 but one, the last core left to serve the pages). Each process is a ``Host``: one thread of this
 server drives it, giving turns to the tasks bound to it. A task is a session's run (``runs.Run``:
-a trainer that lives in that process) or one analysis job (``background``: a sweep's run, a loss
+a trainer that lives in that process) or one analysis job (``analysis_run``: a sweep's run, a loss
 landscape, shattered gradients). A turn is one quantum of the process's time, about
 ``QUANTUM_S``: a few training steps, or a slice of an analysis job.
 
