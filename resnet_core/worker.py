@@ -5,9 +5,9 @@ One process hosts the work of many sessions at once, each piece under the id its
 trainers (a ``LockstepTrainer`` over some or all of a run's models), stepped a few steps at a time,
 and analysis jobs (``resnet_core.remote.job_kinds.JOB_KINDS``: a sweep's run, a loss landscape,
 shattered gradients), run a time slice at a time (``resnet_core.remote.slicing``). Only one thing
-runs at any moment, on one torch thread; the parent (the dashboard's scheduler, or a
-``ParallelTrainer``) decides what runs next. Every reply carries what that trainer recorded since
-its last reply.
+runs at any moment, on one torch thread; the parent (a scheduler's host, the dashboard's or the
+command line's: ``resnet_core/scheduling``) decides what runs next. Every reply carries what
+that trainer recorded since its last reply.
 
 Commands (``id`` defaults to "", which is how ``ParallelTrainer`` drives a process of its own):
   init {settings, only?}      build a trainer            step {n}              n steps

@@ -1,8 +1,10 @@
-"""The server's one budget of worker processes, shared fairly by the sessions that compute.
+"""The one driver of worker processes: a server's budget of them, shared fairly by the sessions
+that compute, or a command's (the command line's main thread its one owner: ``parallel_trainer``,
+``job_pool``; how either's processes start: ``policy``).
 
-``Scheduler`` holds ``size`` worker processes (env ``RESIDUAL_LAB_PROCESSES``; else one per core
-but one, the last core left to serve the pages). Each process is a ``Host``: one thread of this
-server drives it, giving turns to the tasks bound to it. A task is a session's run (``runs.Run``:
+``Scheduler`` holds ``size`` worker processes (a server's: env ``RESIDUAL_LAB_PROCESSES``; else one
+per core but one, the last core left to serve the pages). Each process is a ``Host``: one thread of
+its owner's process drives it, giving turns to the tasks bound to it. A task is a session's run (``runs.Run``:
 a trainer that lives in that process) or one analysis job (``analysis_run``: a sweep's run, a loss
 landscape, shattered gradients). A turn is one quantum of the process's time, about
 ``QUANTUM_S``: a few training steps, or a slice of an analysis job.
