@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-import resnet_core.scheduling.scheduler as scheduler_module
+import resnet_core.scheduling.host as host_module
 from resnet_core.scheduling.analysis_run import AnalysisTask, start_analysis
 from dashboard.runtime.class_runs import ClassRuns
 from dashboard.runtime.session import Session
@@ -79,7 +79,7 @@ class Busy(Task):
 @pytest.fixture
 def hosts(monkeypatch):
     """A scheduler of ``size`` hosts whose processes answer at once."""
-    monkeypatch.setattr(scheduler_module, "WorkerProcess", AnswersAtOnce)
+    monkeypatch.setattr(host_module, "WorkerProcess", AnswersAtOnce)
     made: list[Scheduler] = []
 
     def make(size: int = 1) -> Scheduler:

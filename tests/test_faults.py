@@ -8,7 +8,7 @@ import signal
 import psutil
 import pytest
 
-import resnet_core.scheduling.scheduler as scheduler
+import resnet_core.scheduling.host as host_module
 from dashboard.runtime.session import Session
 from resnet_core.scheduling.scheduler import Scheduler
 from test_sessions import TINY, wait_for
@@ -46,7 +46,7 @@ def test_a_training_process_killed_mid_run_is_shown_in_its_session_only(tmp_path
 def test_a_training_process_that_stops_answering_is_replaced_and_the_others_go_on(monkeypatch):
     """A process stopped mid-run (SIGSTOP: as good as a hang) is noticed at its reply's deadline,
     killed and replaced; its sessions are told and can Reset; the other process's sessions move."""
-    monkeypatch.setattr(scheduler, "REPLY_DEADLINE_S", 3.0)
+    monkeypatch.setattr(host_module, "REPLY_DEADLINE_S", 3.0)
     pool = Scheduler(size=2)
     stuck, other = Session(pool, LONG), Session(pool, LONG.with_changes(seed=1))
     try:
