@@ -80,7 +80,7 @@ def thread_cpu(server: psutil.Process) -> tuple[float, float]:
     """(CPU seconds of the whole server, of the threads that drive its worker processes): the
     scheduler names their OS threads (HOST_THREAD_NAME-i), so training can be told apart from
     serving the page."""
-    from dashboard.runtime.scheduler import HOST_THREAD_NAME
+    from resnet_core.scheduling.scheduler import HOST_THREAD_NAME
 
     total = training = 0.0
     for t in server.threads():

@@ -23,7 +23,7 @@ import statistics
 import time
 
 from resnet_core.presets import get_preset
-from resnet_core.remote.trainer import WorkerProcess
+from resnet_core.remote.worker_process import WorkerProcess
 from resnet_core.sizing.budget import server_worker_limit_mb
 
 LRS = (0.05, 0.02, 0.1, 0.03, 0.07)

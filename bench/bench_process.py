@@ -61,7 +61,7 @@ def cli(args: list[str], code: Path, env_extra: dict[str, str] | None = None) ->
 def separation_child() -> None:
     """In a fresh interpreter: train the degradation preset, print the step once it has separated."""
     from resnet_core.presets import get_preset
-    from resnet_core.remote.trainer import ParallelTrainer
+    from resnet_core.scheduling.parallel_trainer import ParallelTrainer
 
     settings = get_preset("degradation").settings()
     shallow, deep, res = (s.name for s in settings.model_specs)
@@ -74,7 +74,7 @@ def separation_child() -> None:
             last = {r["model"]: r["train_error"] for r in trainer.record.metric_rows() if r["step"] == trainer.step}
             streak = streak + 1 if last[deep] >= last[shallow] + 0.10 and last[res] <= last[deep] - 0.10 else 0
             if streak == 3:
-                workers = " ".join(f"{process_cpu(w.process.pid):.2f}" for w in trainer.workers)
+                workers = " ".join(f"{process_cpu(pid):.2f}" for pid in trainer.pids())
                 print(f"separated {trainer.step} cpu {time.process_time():.2f} {workers}", flush=True)
                 return
     print("separated never", flush=True)

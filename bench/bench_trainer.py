@@ -28,7 +28,7 @@ from resnet_core.training.tensors import load_dataset
 from resnet_core.training.lockstep import BatchStream, LockstepTrainer
 from resnet_core.analysis.recorders import standard
 from resnet_core.nets.models import build_model
-from resnet_core.remote.trainer import ParallelTrainer
+from resnet_core.scheduling.parallel_trainer import ParallelTrainer
 from resnet_core.presets import get_preset
 
 

@@ -22,7 +22,7 @@ from test_fairness import LINK, LONG  # noqa: E402
 from test_sessions import wait_for  # noqa: E402
 
 from dashboard.runtime.session import Session  # noqa: E402
-from dashboard.runtime.scheduler import Scheduler  # noqa: E402
+from resnet_core.scheduling.scheduler import Scheduler  # noqa: E402
 
 
 def window(host, run, job: Session, process_s: float) -> dict:

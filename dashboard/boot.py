@@ -17,7 +17,7 @@ import plotly.graph_objects  # noqa: F401
 import plotly.io  # noqa: F401
 import plotly.subplots  # noqa: F401
 
-import resnet_core.remote.trainer  # noqa: F401
+import resnet_core.remote.worker_process  # noqa: F401
 import resnet_core.records  # noqa: F401
 
 gc.collect()

@@ -14,7 +14,7 @@ from resnet_core.remote.transport import JsonProcess
 
 import dashboard.runtime.scratch as scratch
 
-TRAINING_WORKER = "resnet_core.worker"  # what resnet_core.remote.trainer.WorkerProcess runs
+TRAINING_WORKER = "resnet_core.worker"  # what resnet_core.remote.worker_process.WorkerProcess runs
 
 _lock = threading.Lock()
 _spare: JsonProcess | None = None

@@ -3,11 +3,11 @@ that computes, for the dashboard's scheduler and the command line alike.
 
 One process hosts the work of many sessions at once, each piece under the id its message names:
 trainers (a ``LockstepTrainer`` over some or all of a run's models), stepped a few steps at a time,
-and analysis jobs (``resnet_core.remote.job_pool.JOB_KINDS``: a sweep's run, a loss landscape,
+and analysis jobs (``resnet_core.remote.job_kinds.JOB_KINDS``: a sweep's run, a loss landscape,
 shattered gradients), run a time slice at a time (``resnet_core.remote.slicing``). Only one thing
-runs at any moment, on one torch thread; the parent (the dashboard's scheduler, or a
-``ParallelTrainer``) decides what runs next. Every reply carries what that trainer recorded since
-its last reply.
+runs at any moment, on one torch thread; the parent (a scheduler's host, the dashboard's or the
+command line's: ``resnet_core/scheduling``) decides what runs next. Every reply carries what
+that trainer recorded since its last reply.
 
 Commands (``id`` defaults to "", which is how ``ParallelTrainer`` drives a process of its own):
   init {settings, only?}      build a trainer            step {n}              n steps
@@ -32,9 +32,9 @@ from resnet_core import config
 from resnet_core.errors import describe, is_user_error
 from resnet_core.analysis import recorders
 from resnet_core.records.events import ForwardingRecord
-from resnet_core.remote.job_pool import job_function
+from resnet_core.remote.job_kinds import job_function
 from resnet_core.remote.slicing import SlicedJob
-from resnet_core.remote.trainer import REMOTE_METHODS
+from resnet_core.remote.worker_process import REMOTE_METHODS
 from resnet_core.remote.transport import exit_now, serve
 from resnet_core.settings import Settings
 from resnet_core.sizing.budget import out_of_memory, out_of_memory_message

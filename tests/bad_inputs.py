@@ -156,7 +156,7 @@ def server_full() -> Callable[[], str]:
     own budget): refused at once, the server named, not the run."""
     def run() -> str:
         from dashboard.runtime.runs import Run
-        from dashboard.runtime.scheduler import Scheduler, SchedulerFull, Task
+        from resnet_core.scheduling.scheduler import Scheduler, SchedulerFull, Task
         from resnet_core.settings import Settings
         from resnet_core.sizing.budget import MB
 

@@ -129,7 +129,7 @@ def test_buttons_drive_the_training_job(app_test):
 
 
 def test_a_tabs_training_is_charged_to_that_tab_in_the_scheduler(app_test):
-    """Turns are shared per browser tab (dashboard.runtime.scheduler): the tab's run is in its share."""
+    """Turns are shared per browser tab (resnet_core.scheduling.scheduler): the tab's run is in its share."""
     from dashboard.runtime.session import _OPEN_SESSIONS
 
     at = app_test(url_state.encode(UrlState(TINY.with_changes(seed=41))))  # a run nobody trained before
@@ -158,7 +158,7 @@ def test_a_run_the_class_trained_already_is_served_from_the_cache_and_says_so(ap
     from dashboard.runtime.class_runs import CACHED_NOTICE, ClassRuns
     from dashboard.runtime.session import Session
     from dashboard.runtime.run_cache import RunCache
-    from dashboard.runtime.scheduler import Scheduler
+    from resnet_core.scheduling.scheduler import Scheduler
 
     settings = TINY.with_changes(steps=40, seed=11)
     scheduler = Scheduler(size=1)

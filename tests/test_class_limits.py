@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dashboard.runtime.session import Session
-from dashboard.runtime.scheduler import Scheduler
+from resnet_core.scheduling.scheduler import Scheduler
 from resnet_core.sizing.budget import BASE_BYTES, MB, resident_bytes
 from test_sessions import TINY, wait_for
 

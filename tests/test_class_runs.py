@@ -12,7 +12,7 @@ from dashboard.runtime.class_runs import ClassRuns
 from dashboard.runtime.session import Session
 from dashboard.runtime.run_cache import RunCache
 from dashboard.runtime.run_keys import run_key
-from dashboard.runtime.scheduler import Scheduler
+from resnet_core.scheduling.scheduler import Scheduler
 from test_sessions import TINY, wait_for
 
 RUN = TINY.with_changes(steps=60, paths_every=20)  # every table: metrics, layers, paths, maps

@@ -12,12 +12,12 @@ from collections import Counter
 
 import pytest
 
-import dashboard.runtime.scheduler as scheduler_module
-from dashboard.runtime.background import AnalysisTask, start_analysis
+import resnet_core.scheduling.host as host_module
+from resnet_core.scheduling.analysis_run import AnalysisTask, start_analysis
 from dashboard.runtime.class_runs import ClassRuns
 from dashboard.runtime.session import Session
 from dashboard.runtime.runs import Run
-from dashboard.runtime.scheduler import QUANTUM_S, ROUND_S, Scheduler, Task, owner_of
+from resnet_core.scheduling.scheduler import QUANTUM_S, ROUND_S, Scheduler, Task, owner_of
 from resnet_core.analysis.sweep import plan_sweep
 from test_sessions import TINY, wait_for
 
@@ -79,7 +79,7 @@ class Busy(Task):
 @pytest.fixture
 def hosts(monkeypatch):
     """A scheduler of ``size`` hosts whose processes answer at once."""
-    monkeypatch.setattr(scheduler_module, "WorkerProcess", AnswersAtOnce)
+    monkeypatch.setattr(host_module, "WorkerProcess", AnswersAtOnce)
     made: list[Scheduler] = []
 
     def make(size: int = 1) -> Scheduler:

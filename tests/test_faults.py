@@ -8,9 +8,9 @@ import signal
 import psutil
 import pytest
 
-import dashboard.runtime.scheduler as scheduler
+import resnet_core.scheduling.host as host_module
 from dashboard.runtime.session import Session
-from dashboard.runtime.scheduler import Scheduler
+from resnet_core.scheduling.scheduler import Scheduler
 from test_sessions import TINY, wait_for
 
 from load_test import server, step_of
@@ -46,7 +46,7 @@ def test_a_training_process_killed_mid_run_is_shown_in_its_session_only(tmp_path
 def test_a_training_process_that_stops_answering_is_replaced_and_the_others_go_on(monkeypatch):
     """A process stopped mid-run (SIGSTOP: as good as a hang) is noticed at its reply's deadline,
     killed and replaced; its sessions are told and can Reset; the other process's sessions move."""
-    monkeypatch.setattr(scheduler, "REPLY_DEADLINE_S", 3.0)
+    monkeypatch.setattr(host_module, "REPLY_DEADLINE_S", 3.0)
     pool = Scheduler(size=2)
     stuck, other = Session(pool, LONG), Session(pool, LONG.with_changes(seed=1))
     try:
@@ -99,7 +99,7 @@ def test_a_server_restart_leaves_no_worker_and_no_stale_session(tmp_path):
 def test_a_run_bigger_than_its_process_may_hold_fails_that_run_only(monkeypatch):
     """The estimate let it through (budget lifted), the worker's own memory limit did not: one line
     says so, and the same process trains the next run."""
-    from resnet_core.remote.trainer import WorkerError, WorkerProcess
+    from resnet_core.remote.worker_process import WorkerError, WorkerProcess
     from resnet_core.settings import Settings
 
     monkeypatch.setenv("RESIDUAL_LAB_RUN_MEMORY_MB", "100000")

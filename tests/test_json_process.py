@@ -98,7 +98,7 @@ def niceness(pid: int) -> int:
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads niceness from /proc (Linux)")
 def test_a_server_s_workers_give_way_to_the_server_once_warm_and_the_cli_s_do_not():
-    from dashboard.runtime.scheduler import Scheduler
+    from resnet_core.scheduling.scheduler import Scheduler
 
     ours = niceness(os.getpid())
     plain = JsonProcess("noisy_child")

@@ -112,7 +112,7 @@ def test_no_module_is_over_400_lines():
 # remote/ (the driving side of the worker processes) is torch-free and below the nets it never
 # imports; the worker process (resnet_core/worker.py) composes training and analysis above both.
 LAYERS = [("errors",), ("config",), ("settings",), ("presets", "data", "records", "__init__"), ("sizing",),
-          ("remote",), ("nets",), ("training",), ("analysis",), ("lessons",), ("worker",), ("cli",),
+          ("remote",), ("scheduling",), ("nets",), ("training",), ("analysis",), ("lessons",), ("worker",), ("cli",),
           ("__main__", "dashboard")]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

@@ -12,7 +12,7 @@ from resnet_core.cli import main
 from resnet_core.analysis.paths.lesion import lesion_errors, lesion_points, lesion_rows
 from resnet_core.training.lockstep import LockstepTrainer
 from resnet_core.analysis.recorders import standard
-from resnet_core.remote.trainer import ParallelTrainer
+from resnet_core.scheduling.parallel_trainer import ParallelTrainer
 from resnet_core.nets.models import build_model
 from resnet_core.presets import get_preset
 from resnet_core.training.probes import evaluate

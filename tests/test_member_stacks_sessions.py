@@ -8,7 +8,7 @@ import time
 import pytest
 
 from dashboard.runtime.session import Session
-from dashboard.runtime.scheduler import Scheduler
+from resnet_core.scheduling.scheduler import Scheduler
 from resnet_core.analysis import recorders
 from resnet_core.settings import Settings
 from resnet_core.training.lockstep import LockstepTrainer

@@ -83,7 +83,7 @@ def test_two_live_runs_of_one_setting_record_the_same_tables(settings):
 def test_the_dashboards_worker_processes_record_the_same_run_as_one_process():
     """The page trains through worker processes, the CLI in one: a key is one run either way (rows
     arrive from the workers in their own order, so the tables are compared sorted)."""
-    from resnet_core.remote.trainer import ParallelTrainer
+    from resnet_core.scheduling.parallel_trainer import ParallelTrainer
 
     settings = MLP.with_changes(paths_every=0)  # the path analysis's first call in each worker is slow
     local = train(settings)

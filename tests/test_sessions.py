@@ -9,7 +9,7 @@ import pytest
 
 from dashboard.runtime.session import Session
 from dashboard.runtime.session_status import SessionError, needs_reset
-from dashboard.runtime.scheduler import Scheduler
+from resnet_core.scheduling.scheduler import Scheduler
 from resnet_core.settings import Settings
 
 TINY = Settings(models=("plain-4", "resnet-6"), width=8, steps=30, eval_every=5, probe_every=5,

@@ -10,11 +10,12 @@ import psutil
 import pytest
 
 from resnet_core.cli import main
-from dashboard.runtime.background import start_analysis
+from resnet_core.scheduling.analysis_run import start_analysis
 from dashboard.runtime.session import Session
-from dashboard.runtime.scheduler import Scheduler
+from resnet_core.scheduling.scheduler import Scheduler
 from test_sessions import wait_for
-from resnet_core.remote.job_pool import JobFailed, JobPool
+from resnet_core.remote.job_kinds import JobFailed
+from resnet_core.scheduling.job_pool import JobPool
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.analysis.sweep import SWEEP_COLUMNS, plan_sweep, run_count, run_sweep, sweep_frame, sweep_summary, write_sweep_csv
 

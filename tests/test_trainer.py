@@ -8,7 +8,7 @@ import torch
 
 from resnet_core.training.lockstep import BatchStream, LockstepTrainer
 from resnet_core.analysis.recorders import standard
-from resnet_core.remote.trainer import ParallelTrainer
+from resnet_core.scheduling.parallel_trainer import ParallelTrainer
 from resnet_core.presets import get_preset, presets
 from resnet_core.records import LAYER_COLUMNS, METRIC_COLUMNS, RecordError, RunRecord
 from resnet_core.settings import Settings
@@ -176,4 +176,4 @@ def test_no_more_worker_processes_than_models():
     with ParallelTrainer(SMALL.with_changes(models=("resnet-14",), steps=2), workers=2) as trainer:
         trainer.run()
         started = {p.pid for p in psutil.Process().children()} - before
-        assert len(trainer.workers) == 1 and len(started) == 1 and trainer.step == 2
+        assert len(trainer.pids()) == 1 and len(started) == 1 and trainer.step == 2

@@ -13,7 +13,7 @@ import streamlit as st
 from dashboard.charts.studies import landscape_line_figure, landscape_range, landscape_surface_figure
 from dashboard.panels.study import Study, open_study
 from dashboard.panels.shared import page_id, scheduler
-from dashboard.runtime.background import AnalysisRun, start_analysis
+from resnet_core.scheduling.analysis_run import AnalysisRun, start_analysis
 from dashboard.text import literal
 from dashboard.panels.accessible import chart as draw_chart
 from resnet_core.analysis.landscape import COARSE, FINE, LINE_POINTS, twin_depth, twin_settings

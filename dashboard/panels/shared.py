@@ -18,7 +18,7 @@ import dashboard.prestart as prestart
 from dashboard.runtime.class_runs import ClassRuns
 from dashboard.runtime.refresh import RefreshPacer
 from dashboard.runtime.run_cache import RunCache
-from dashboard.runtime.scheduler import Scheduler
+from resnet_core.scheduling.scheduler import Scheduler
 
 
 @st.cache_resource(on_release=Scheduler.close, show_spinner=False)

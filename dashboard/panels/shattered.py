@@ -12,7 +12,7 @@ import streamlit as st
 from dashboard.charts.studies import correlation_figure, gradient_curves_figure
 from dashboard.panels.study import Study, open_study
 from dashboard.panels.shared import page_id, scheduler
-from dashboard.runtime.background import AnalysisRun, start_analysis
+from resnet_core.scheduling.analysis_run import AnalysisRun, start_analysis
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.analysis.shattered import (DEFAULT_BRANCH_LAYERS, DEFAULT_DEPTHS, POINTS, check_depths, check_memory,
                                             scalar_settings)

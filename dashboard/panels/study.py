@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from dashboard.runtime.background import AnalysisRun
+from resnet_core.scheduling.analysis_run import AnalysisRun
 
 _tabs = itertools.count(1)
 

@@ -13,7 +13,7 @@ from dashboard.charts.studies import sweep_figure
 from dashboard.charts.sweep_lr import best_lr_per_depth, lr_depth_figure
 from dashboard.panels.study import Study, open_study
 from dashboard.panels.shared import page_id, scheduler
-from dashboard.runtime.background import AnalysisRun, start_analysis
+from resnet_core.scheduling.analysis_run import AnalysisRun, start_analysis
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.sizing.budget import check_settings
 from dashboard.text import literal

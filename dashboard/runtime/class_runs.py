@@ -24,7 +24,7 @@ from dashboard.runtime.finished_runs import KEEP_FINISHED, FinishedRuns, whole_r
 from dashboard.runtime.run_cache import RunCache
 from dashboard.runtime.run_keys import run_key
 from dashboard.runtime.runs import Run
-from dashboard.runtime.scheduler import Scheduler
+from resnet_core.scheduling.scheduler import Scheduler
 from dashboard.runtime.source import Replay, Source
 
 CACHED_NOTICE = "from the class's run cache"

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from dashboard.runtime.runs import Run
-from dashboard.runtime.scheduler import Scheduler
+from resnet_core.scheduling.scheduler import Scheduler
 from dashboard.runtime.source import Source
 
 

@@ -17,10 +17,10 @@ import json
 import time
 from typing import Any
 
-from resnet_core.remote.trainer import WorkerError
+from resnet_core.remote.worker_process import WorkerError
 from resnet_core.settings import Settings
 
-from dashboard.runtime.scheduler import Host, reply_deadline
+from resnet_core.scheduling.scheduler import Host, reply_deadline
 
 Run = Any  # runs.Run (which imports this module)
 

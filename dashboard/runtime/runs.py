@@ -28,7 +28,8 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from resnet_core.records import RunRecord
-from resnet_core.remote.trainer import WorkerError, replay_events
+from resnet_core.records.events import replay_events
+from resnet_core.remote.worker_process import WorkerError
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.sizing.budget import resident_bytes
 
@@ -37,7 +38,7 @@ import dashboard.runtime.scratch as scratch
 from dashboard.runtime.session_status import refused
 from dashboard.runtime.record_at import Views
 from dashboard.runtime.run_viewers import Viewed, _Request
-from dashboard.runtime.scheduler import (START_DEADLINE_S, Host, HostLost, Scheduler, SchedulerFull, Task,
+from resnet_core.scheduling.scheduler import (START_DEADLINE_S, Host, HostLost, Scheduler, SchedulerFull, Task,
                                          reply_deadline)
 
 CALL_DEADLINE_S = 120.0    # an analysis call on the trained models (a lesion study of a deep net)

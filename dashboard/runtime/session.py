@@ -27,7 +27,7 @@ import time
 import weakref
 from typing import Any
 
-from resnet_core.remote.trainer import REMOTE_METHODS
+from resnet_core.remote.worker_process import REMOTE_METHODS
 from resnet_core.settings import Settings
 
 import dashboard.runtime.clients as clients
@@ -36,7 +36,7 @@ from dashboard.runtime.cursor import Cursor
 from dashboard.runtime.fork import Fork
 from dashboard.runtime.run_viewers import END, _Request
 from dashboard.runtime.runs import Run
-from dashboard.runtime.scheduler import Scheduler, SchedulerClosed, SchedulerFull
+from resnet_core.scheduling.scheduler import Scheduler, SchedulerClosed, SchedulerFull
 from dashboard.runtime.session_status import LIVE_FIELDS, SessionError, SessionStatus, needs_reset, slowed
 from dashboard.runtime.source import Source
 

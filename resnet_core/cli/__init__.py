@@ -14,7 +14,7 @@ from typing import Sequence
 from resnet_core.cli.parser import OneLineParser, UsageError, add_exports, add_lesson, add_sweep, add_train
 from resnet_core import config
 from resnet_core.errors import UserError, one_line
-from resnet_core.remote.trainer import WorkerError
+from resnet_core.remote.worker_process import WorkerError
 
 COMMANDS = {"presets": "resnet_core.cli.presets", "train": "resnet_core.cli.train",
             "sweep": "resnet_core.cli.sweep", "lesson": "resnet_core.cli.lesson",

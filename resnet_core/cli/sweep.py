@@ -12,7 +12,7 @@ from resnet_core.analysis.sweep import (parse_float_list, parse_int_list, plan_s
 from resnet_core.cli.output import SweepFile
 from resnet_core.cli.parser import is_terminal, settings_from_args
 from resnet_core.cli.workers import check_workers, default_workers
-from resnet_core.remote.job_pool import JobFailed
+from resnet_core.remote.job_kinds import JobFailed
 from resnet_core.settings import Settings
 from resnet_core.training.headless import one_torch_thread
 from resnet_core.training.lockstep import check_fits

@@ -13,7 +13,7 @@ from resnet_core.data import load_arrays
 from resnet_core.records import RunRecord
 from resnet_core.cli.workers import check_workers, default_workers
 from resnet_core.records.exported_models import MODELS_DIR, write_model_py
-from resnet_core.remote.trainer import ParallelTrainer, WorkerProcess
+from resnet_core.scheduling.parallel_trainer import ParallelTrainer, command_line_scheduler
 from resnet_core.sizing import budget
 
 def run(args: argparse.Namespace) -> int:
@@ -37,28 +37,27 @@ def train_headless(settings, workers: int, analyses: tuple[str, ...] = (), out: 
     nothing is written before every check has passed. ``save_models`` (with ``out``): the trained
     nets go to its ``models/`` (records/exported_models.py) before the analyses touch them.
 
-    The models train in worker processes, as the dashboard's do (one kind of process, one
-    protocol: ``resnet_core/worker.py``), and this process never imports torch: the
-    workers are started first, so that their start-up (an interpreter, torch) overlaps the checks
-    here, and they are ended if a check fails."""
+    The models train in worker processes driven by a scheduler, as the dashboard's are (one kind
+    of process, one protocol, one driver: ``resnet_core/scheduling``), this thread its one owner,
+    and this process never imports torch: the workers are started first, so that their start-up
+    (an interpreter, torch) overlaps the checks here, and they are ended if a check fails."""
     check_workers(workers)
     count = workers or default_workers(settings, len(settings.models), on_gpu=1)
-    pool = [WorkerProcess() for _ in range(min(count, len(settings.models)))]
+    scheduler = command_line_scheduler(min(count, len(settings.models)))
     wait_s = 0.0  # a check failed or the run stopped: end the processes at once
     try:
-        record = _train(settings, analyses, out, pool, save_models)
+        record = _train(settings, analyses, out, scheduler, save_models)
         wait_s = 2.0
         return record
     finally:
-        for worker in pool:
-            worker.close(wait_s)
+        scheduler.close(wait_s)
 
 
-def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: list, save_models: bool = False) -> RunRecord:
+def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, scheduler, save_models: bool = False) -> RunRecord:
     # The workers load the data themselves; here it is only checked, as numpy arrays (a bad file
     # fails here, before any write).
     budget.check_fits(settings, budget.shape_of(load_arrays(settings.dataset, settings.dataset_args)))
-    with ParallelTrainer(settings, workers=pool) as trainer:
+    with ParallelTrainer(settings, workers=scheduler) as trainer:
         record = trainer.record
         if out is not None:
             record.stream_to(out.start())
@@ -71,7 +70,7 @@ def _train(settings, analyses: tuple[str, ...], out: RunFolder | None, pool: lis
                 trainer.call("save_models", folder=str((out.partial / MODELS_DIR).resolve()))
                 write_model_py(out.partial / MODELS_DIR)
             # The steps done, the analyses (compute-bound, unlike the steps) share every core.
-            threads = max(1, (os.cpu_count() or 1) // len(pool))
+            threads = max(1, (os.cpu_count() or 1) // len(trainer.shares))
             for analysis in analyses:
                 trainer.call(analysis, threads=threads)
         except BaseException as exc:

@@ -231,7 +231,7 @@ _TRAINED: dict[str, dict[str, Net]] = {}
 
 
 def landscape_job(args: dict[str, Any], report: Callable[[dict[str, Any] | None], None]) -> dict[str, Any]:
-    """A job for ``resnet_core.remote.job_pool.JobPool``: train the twins (or reuse them), then each one's line and grid.
+    """A job for ``resnet_core.scheduling.job_pool.JobPool``: train the twins (or reuse them), then each one's line and grid.
     args: settings (dict), depth, steps, grid, line, seed. Reports progress and each model's
     landscape as soon as it is ready."""
     settings = Settings.from_dict(args["settings"])

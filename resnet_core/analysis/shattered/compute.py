@@ -117,7 +117,7 @@ def shattered_gradients(depths=DEFAULT_DEPTHS, seeds=DEFAULT_SEEDS, width: int =
 
 
 def shattered_job(args: dict[str, Any], report: Callable[[dict[str, Any] | None], None]) -> dict[str, Any]:
-    """The computation as a job of ``resnet_core.remote.job_pool.JobPool``: JSON in, JSON out, progress as it goes."""
+    """The computation as a job of ``resnet_core.scheduling.job_pool.JobPool``: JSON in, JSON out, progress as it goes."""
     def on_depth(partial: ShatteredResult, left: int) -> None:
         done = len(partial.depths)
         report({"progress": done / (done + left), "result": partial.to_dict()})

@@ -1,7 +1,7 @@
 """The depth sweep: plain and residual nets over a list of depths and seeds (He et al. 2015,
 Table 6 and Fig. 6), one independent run per (family, depth, seed).
 
-Runs share nothing, so they are jobs of ``resnet_core.remote.job_pool.JobPool``: worker processes with one torch
+Runs share nothing, so they are jobs of ``resnet_core.scheduling.job_pool.JobPool``: worker processes with one torch
 thread each, results back as JSON rows as runs finish (a live chart fills in as they come).
 An MLP's seeds of one (family, depth) have the same parameter shapes, so by default they are one
 job trained stacked (``training.stacked``: one kernel call per layer for all seeds, each seed's
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from resnet_core import config
-from resnet_core.remote.job_pool import JobPool
+from resnet_core.scheduling.job_pool import JobPool
 from resnet_core.settings import RANGES, Settings, SettingsError, check_depth
 
 # ``lr``: the run's learning rate (a sweep over learning rates x depths: ``plan_sweep(lrs=...)``).

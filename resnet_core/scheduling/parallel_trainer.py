@@ -1,4 +1,4 @@
-"""Lockstep training spread over worker processes, one torch thread each.
+"""Lockstep training spread over worker processes, one torch thread each, through a scheduler.
 
 Tiny layers are dispatch-bound: the cost is Python and kernel-launch overhead, so threads in one
 process fight over the GIL while processes do not, and two processes with two intra-op threads
@@ -6,62 +6,25 @@ apiece oversubscribe two cores (5x slower, measured). Each worker therefore runs
 ``LockstepTrainer`` over its share of the models with ``torch.set_num_threads(1)``; all workers
 draw the same batches from the same seed, so the result is the same as one process's.
 
-A worker is a fresh interpreter (``python -m resnet_core.worker``) speaking JSON lines
-(``resnet_core.remote.transport``): nothing crossing a process boundary is ever unpickled. This is
-the driving side and imports no torch: the dashboard's server drives workers without loading it.
-``ParallelTrainer`` has the driving interface of ``LockstepTrainer`` (``train_step``, ``run``,
-``set_lr``, ``set_steps``, ``step``, ``status``, ``record``, ``done``).
+The processes are a ``Scheduler``'s (the one driver of worker processes, the server's too), each
+share a ``RoundTrip`` task of the calling thread, its one owner: every command goes to all of them
+at once and their answers are replayed into one record in the settings' order. This is the
+driving side and imports no torch. ``ParallelTrainer`` has the driving interface of
+``LockstepTrainer`` (``train_step``, ``run``, ``set_lr``, ``set_steps``, ``step``, ``status``,
+``record``, ``done``).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from resnet_core.remote.transport import JsonProcess, ProcessGone
 from resnet_core.records import RunRecord, run_finished
 from resnet_core.records.events import replay_events
+from resnet_core.scheduling.policy import COMMAND_LINE
+from resnet_core.scheduling.round_trip import RoundTrip
+from resnet_core.scheduling.scheduler import Scheduler
 from resnet_core.settings import ModelSpec, Settings
 
-# Trainer methods a parent may ask a worker to run; what they record is forwarded to the parent.
-REMOTE_METHODS = ("decision_regions", "lesion_study", "path_analysis", "save_models")
-
-
-class WorkerError(RuntimeError):
-    """A training step failed inside a worker, or the worker is gone: the one line to show, and
-    whether it is the user's to fix (a setting, a file) or a fault of ours."""
-
-    def __init__(self, message: str, user: bool = False):
-        super().__init__(message)
-        self.user = user
-
-
-class WorkerProcess(JsonProcess):
-    """One long-lived training process (``python -m resnet_core.worker``); reusable for run
-    after run (``init`` resets it)."""
-
-    def __init__(self, limit_mb: int | None = None) -> None:
-        """``limit_mb``: the memory the process may use (default: one run's, ``worker_limit_bytes``)."""
-        super().__init__("resnet_core.worker", limit_mb)
-
-    def post(self, **msg: Any) -> None:
-        try:
-            self.send(msg)
-        except ProcessGone as exc:
-            raise WorkerError("the training process has stopped") from exc
-
-    def answer(self) -> dict[str, Any]:
-        try:
-            reply = self.receive()
-        except ProcessGone as exc:
-            raise WorkerError("the training process ended unexpectedly") from exc
-        if not reply.get("ok"):
-            raise WorkerError(reply.get("error", "unknown error"), user=bool(reply.get("user")))
-        return reply
-
-    def request(self, **msg: Any) -> dict[str, Any]:
-        self.post(**msg)
-        return self.answer()
-
-
+OWNER = "command-line"  # the calling thread: the one owner of the trainer's tasks
 RESIDUAL_COST = 1.25  # a residual layer costs more than a plain one: the add, the branch probe, the paths
 
 
@@ -79,18 +42,33 @@ def balance(specs: tuple[ModelSpec, ...], workers: int) -> list[tuple[str, ...]]
     return [tuple(g) for g in groups if g]
 
 
+def command_line_scheduler(processes: int) -> Scheduler:
+    """``processes`` worker processes, started at once, for one command's work."""
+    return Scheduler(size=max(1, processes), warm=False, policy=COMMAND_LINE)
+
+
 class ParallelTrainer:
-    def __init__(self, settings: Settings, workers: int | list[WorkerProcess] = 2):
+    def __init__(self, settings: Settings, workers: int | Scheduler = 2):
+        """``workers``: how many processes (a scheduler of its own, closed with the trainer), or a
+        scheduler whose processes it uses (at most one per model)."""
         self.settings = settings.checked()
+        own = not isinstance(workers, Scheduler)
         # Never more processes than models: an extra one would sit idle holding torch.
-        count = min(len(workers) if isinstance(workers, list) else int(workers), len(self.settings.models))
+        count = min(int(workers) if own else workers.size, len(self.settings.models))
         groups = balance(self.settings.model_specs, max(1, count))
-        self.owns_workers = not isinstance(workers, list)
-        self.workers = workers[:len(groups)] if isinstance(workers, list) else [WorkerProcess() for _ in groups]
-        self.step, self.wall_s = 0, 0.0
-        self.status: dict[str, str] = {}
-        self.diverged_at: dict[str, int] = {}
-        replies = self._all("init", [{"settings": self.settings.to_dict(), "only": list(g)} for g in groups])
+        self.scheduler = command_line_scheduler(len(groups)) if own else workers
+        self.owns_scheduler = own
+        self.shares = [RoundTrip(OWNER) for _ in groups]
+        try:
+            for share in self.shares:
+                self.scheduler.add(share)
+            self.step, self.wall_s = 0, 0.0
+            self.status: dict[str, str] = {}
+            self.diverged_at: dict[str, int] = {}
+            replies = self._all("init", [{"settings": self.settings.to_dict(), "only": list(g)} for g in groups])
+        except BaseException:
+            self.close(wait_s=0.0)
+            raise
         layer_names = {k: v for r in replies for k, v in r["layer_names"].items()}
         by_name = {m["name"]: m for r in replies for m in r["config"]["models"]}
         # Each worker describes its share; the run is every model, in the settings' order.
@@ -98,10 +76,13 @@ class ParallelTrainer:
         self.record = RunRecord(config, layer_names)
         self._absorb(replies)
 
+    def pids(self) -> list[int]:
+        return [share.host.pid for share in self.shares if share.host is not None and share.host.pid is not None]
+
     def _all(self, cmd: str, payloads: list[dict[str, Any]] | None = None, **msg: Any) -> list[dict[str, Any]]:
-        for i, worker in enumerate(self.workers):
-            worker.post(cmd=cmd, **msg, **(payloads[i] if payloads else {}))
-        return [worker.answer() for worker in self.workers]
+        for i, share in enumerate(self.shares):
+            share.send(cmd, **msg, **(payloads[i] if payloads else {}))
+        return [share.reply() for share in self.shares]
 
     def _absorb(self, replies: list[dict[str, Any]]) -> None:
         for reply in replies:
@@ -143,13 +124,18 @@ class ParallelTrainer:
         analyses after training are compute-bound, unlike the steps: a lone worker may take every core)."""
         self._absorb(self._all("call", method=method, kwargs=kwargs, threads=threads))
 
-    def close(self) -> None:
-        if self.owns_workers:
-            for worker in self.workers:
-                worker.close()
+    def close(self, wait_s: float = 2.0) -> None:
+        """Its tasks leave the scheduler; its own scheduler ends its processes (``wait_s``: how long
+        each may take to end before it is killed)."""
+        if self.owns_scheduler:
+            self.scheduler.close(wait_s)
+        else:
+            for share in self.shares:
+                if share.host is not None:
+                    share.host.remove(share)
 
     def __enter__(self) -> "ParallelTrainer":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.close(2.0 if exc[0] is None else 0.0)

@@ -1,15 +1,17 @@
-"""Analyses (sweeps, landscapes, shattered gradients) for a page: jobs on the server's scheduler.
+"""Analyses (sweeps, landscapes, shattered gradients): jobs on a scheduler, the server's or a command's.
 
-``start_analysis(kind, jobs, on_event)`` gives each job of the list (``resnet_core.remote.job_pool
-.JOB_KINDS``) to the same ``Scheduler`` the training runs use, at most ``parallel`` at a time: each
-job is a task that takes time slices on a worker process, round robin with the training runs
+``start_analysis(kind, jobs, on_event)`` gives each job of the list (``resnet_core.remote.job_kinds
+.JOB_KINDS``) to a ``Scheduler``, at most ``parallel`` at a time: each job is a task that takes
+time slices on a worker process. On the server it takes them round robin with the training runs
 there, so an analysis neither waits behind a long run nor adds a process beyond the server's
 budget. ``on_event(run, event)`` turns each partial result and result into what the page shows
-(``run.add``, ``run.set_progress``); it is called on the scheduler's thread and must be quick.
+(``run.add``, ``run.set_progress``), or hands it to the command line's waiting thread
+(``job_pool.JobPool``); it is called on the scheduler's thread and must be quick, as ``on_done``,
+called once when the last job has ended.
 
 The jobs are charged to ``owner``, the browser session that asked for the analysis: however many
 run at once, they and that session's training run take turns in one share of the process
-(``scheduler``). Without an owner (the CLI, tests) each job is its own.
+(``scheduler``). Without an owner (tests) each job is its own.
 
 The page reads ``snapshot()``, ``progress``, ``status``, ``error`` and ``done`` whenever it
 refreshes; ``cancel()`` stops the jobs at their next checkpoint. Nothing here calls Streamlit.
@@ -23,10 +25,10 @@ from collections import deque
 from typing import Any, Callable
 
 from resnet_core.errors import describe
-from resnet_core.remote.job_pool import JobEvent, job_function
-from resnet_core.remote.trainer import WorkerError
+from resnet_core.remote.job_kinds import JobEvent, job_function
+from resnet_core.remote.worker_process import WorkerError
 
-from dashboard.runtime.scheduler import Host, Scheduler, SchedulerClosed, Task, reply_deadline
+from resnet_core.scheduling.scheduler import Host, Scheduler, SchedulerClosed, Task, reply_deadline
 
 _ids = itertools.count(1)
 
@@ -36,11 +38,12 @@ class AnalysisRun:
 
     def __init__(self, scheduler: Scheduler, kind: str, jobs: list[dict[str, Any]],
                  on_event: Callable[["AnalysisRun", JobEvent], None], parallel: int = 1,
-                 affinity: str | None = None, label: str = "job", owner: str | None = None):
+                 affinity: str | None = None, label: str = "job", owner: str | None = None,
+                 on_done: Callable[["AnalysisRun"], None] | None = None):
         job_function(kind)  # an unknown kind fails here, in the caller
         self.scheduler, self.kind, self.label, self.affinity = scheduler, kind, label, affinity
         self.owner = owner  # the session whose share of the processes its jobs use (None: each its own)
-        self.on_event = on_event
+        self.on_event, self.on_done = on_event, on_done
         self.results: list[Any] = []
         self.progress = 0.0
         self.status = ""  # a few words on what is being done
@@ -137,6 +140,8 @@ class AnalysisRun:
             self.finished_at = time.perf_counter()
             self.done = True
             self._finished.set()
+            if self.on_done is not None:
+                self.on_done(self)
 
     @property
     def stopping(self) -> bool:

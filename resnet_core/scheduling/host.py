@@ -1,50 +1,28 @@
-"""The server's one budget of worker processes, shared fairly by the sessions that compute.
+"""One worker process and the thread that drives it: a ``Scheduler``'s ``Host``.
 
-``Scheduler`` holds ``size`` worker processes (env ``RESIDUAL_LAB_PROCESSES``; else one per core
-but one, the last core left to serve the pages). Each process is a ``Host``: one thread of this
-server drives it, giving turns to the tasks bound to it. A task is a session's run (``runs.Run``:
-a trainer that lives in that process) or one analysis job (``background``: a sweep's run, a loss
-landscape, shattered gradients). A turn is one quantum of the process's time, about
-``QUANTUM_S``: a few training steps, or a slice of an analysis job.
-
-Turns are shared per owner, not per task. A task's ``owner`` is the browser session that asked
-for it (a run several sessions view is its own owner: see ``runs``; a task without one, in a test
-or a benchmark, is its own owner too), and by the worker's CPU time each owner's turns used (each
-reply says; ``ledger`` keeps it), not by their number: the owner that used the least gets the next
-turn (ties: the one served longest ago) and gives it to its task served longest ago; one that starts
-having work joins level with the least of the others. A turn is bounded in time however long a step
-is (``resnet_core/training/turns.py``). So every owner with a runnable task gets the same part of the process, however
-many tasks it has and whatever its steps cost: a session training a run while its 6-run sweep goes on
-gets as much as a classmate with only a run, not seven times as much, and its run and its sweep
-split that share. Quanta shrink when many owners are active, so that a round of them stays near
-``ROUND_S``. Nobody waits in a queue behind a long run; an owner with nothing to do (a paused or
-finished session) is skipped and costs nothing, its share going to the others. A new task goes
-to the process where the fewest owners are active (of those, one holding runs of its shape) and, if
-its owner is new there, gets the next turn. Runs of one shape in one process take a picked run's
-turn together, their models trained in shared stacks, each owner charged its run's part (``task.py``).
-
-Every reply has a deadline: a process that does not answer in time (stopped, stuck) is killed and
-replaced, and each task it held is told (``Task.lost``), so its session can say so and Reset. The
-same happens to a process that dies. The other processes, and their sessions, go on.
-
-Nothing here calls Streamlit, and this module imports no torch.
+The thread gives turns to the tasks bound to the host (``_pick``: the owner whose turns have used
+the least of the process's time, and of its tasks the one served longest ago; see ``scheduler``),
+makes each round trip of a turn (``call``: the one place a reply is waited for, decoded and turned
+into an error), starts the process (``_ensure_process``, as the scheduler's ``WorkerPolicy`` says)
+and, where it dies or stays silent past a reply's deadline, kills it and tells every task it held
+(``_lose``). Torch-free; nothing here calls Streamlit.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
 from typing import Any
 
 from resnet_core.errors import describe
-from resnet_core.remote.trainer import WorkerError, WorkerProcess
-from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone, server_worker_nice
-from resnet_core.sizing.budget import server_full_message, server_processes, server_worker_limit_mb, worker_memory_budget
+from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone
+from resnet_core.remote.worker_process import WorkerError, WorkerProcess, checked
 
-import dashboard.runtime.room as room
-from dashboard.runtime.task import HostLost, SchedulerClosed, Task, owner_of
+import resnet_core.scheduling.room as room
+from resnet_core.scheduling.task import HostLost, Task, owner_of
 
-__all__ = ["Host", "HostLost", "Scheduler", "SchedulerClosed", "SchedulerFull", "Task", "owner_of"]
+Scheduler = Any  # the scheduler's (which imports this module): its policy, size, budget, closed flag
 
 QUANTUM_S = 0.12        # a task's turn at most: commands stay snappy, the round trip is ~1 % of it
 ROUND_S = 1.0           # with many owners active, quanta shrink so each gets a turn about once a second
@@ -73,13 +51,10 @@ def _name_os_thread(name: str) -> None:
         pass
 
 
-SchedulerFull = room.SchedulerFull
-
-
 class Host:
     """One worker process and the thread that drives it."""
 
-    def __init__(self, scheduler: "Scheduler", index: int, spare: JsonProcess | None = None):
+    def __init__(self, scheduler: Scheduler, index: int, spare: JsonProcess | None = None):
         self.scheduler, self.index = scheduler, index
         self.tasks: deque[Task] = deque()
         self.process: JsonProcess | None = None
@@ -100,7 +75,7 @@ class Host:
     # ---- talking to the process (from the host thread, inside a task's turn) -----------------
     def call(self, cmd: str, deadline_s: float | None = None, **msg: Any) -> dict[str, Any]:
         """One round trip. WorkerError: the process answered with an error (it lives on).
-        HostLost: it is gone, or said nothing for ``deadline_s`` (default REPLY_DEADLINE_S)."""
+        HostLost: it is gone, or said nothing for ``deadline_s`` (default REPLY_DEADLINE_S; inf: none)."""
         deadline_s = REPLY_DEADLINE_S if deadline_s is None else deadline_s
         process = self.process
         if process is None:
@@ -122,14 +97,12 @@ class Host:
     @staticmethod
     def _reply(process: JsonProcess, deadline_s: float) -> dict[str, Any]:
         try:
-            reply = process.receive(timeout=deadline_s)
+            reply = process.receive(timeout=None if math.isinf(deadline_s) else deadline_s)
         except NoReply as exc:
             raise HostLost(f"the worker process stopped answering (no reply within {deadline_s:.0f} s)") from exc
         except ProcessGone as exc:
             raise HostLost("the training process ended unexpectedly") from exc
-        if not reply.get("ok"):
-            raise WorkerError(reply.get("error", "unknown error"), user=bool(reply.get("user")))
-        return reply
+        return checked(reply)
 
     @property
     def pid(self) -> int | None:
@@ -219,7 +192,7 @@ class Host:
     # ---- the thread ---------------------------------------------------------------------------
     def _main(self) -> None:
         _name_os_thread(f"{HOST_THREAD_NAME}-{self.index}")
-        if self._spare is not None or (self.index == 0 and self.scheduler.warm):
+        if self._spare is not None or self.scheduler.policy.eager or (self.index == 0 and self.scheduler.warm):
             self._guard(self._ensure_process)  # the first Train of the day finds a warm process
         while True:
             with self.cond:
@@ -251,7 +224,7 @@ class Host:
                         self.tasks.remove(t)
                         self.tasks.append(t)
         if self.process is not None:
-            self.process.close(wait_s=0.5)
+            self.process.close(wait_s=self.scheduler.close_wait_s)
 
     def _guard(self, work, task: Task | None = None) -> None:
         try:
@@ -272,21 +245,21 @@ class Host:
             raise HostLost("the server is shutting down")
         started = time.perf_counter()
         spare, self._spare = self._spare, None
+        policy = self.scheduler.policy
         try:
-            self.process = spare if spare is not None and spare.alive else WorkerProcess(
-                server_worker_limit_mb(self.scheduler.size))
+            self.process = spare if spare is not None and spare.alive else WorkerProcess(policy.limit_mb)
         except OSError as exc:
             raise HostLost(f"a worker process could not be started ({exc})") from exc
         try:
             if spare is self.process:  # told to warm up already: its reply is the next message
                 self._reply(self.process, START_DEADLINE_S)
-            else:
+            elif policy.warm_up:
                 self.call("warm", START_DEADLINE_S)
         except WorkerError:
             pass  # the warm-up is an optimisation; a real run reports its own error
-        # Warmed at the server's priority (the first Train of the day waits for it); from now on
-        # it gives way to the server answering pages.
-        self.process.lower_priority(server_worker_nice())
+        # Warmed at its owner's priority (the first Train of the day waits for it); from now on a
+        # server's gives way to the server answering pages.
+        self.process.lower_priority(policy.nice)
         self.warm_s = time.perf_counter() - started
 
     def _lose(self, message: str) -> None:
@@ -314,61 +287,3 @@ class Host:
                     self.evict(task)
                 finally:
                     self.cond.acquire()
-
-
-class Scheduler:
-    """``size`` hosts; tasks placed on the least busy one."""
-
-    def __init__(self, size: int | None = None, warm: bool = True, evict_idle_s: float = EVICT_IDLE_S,
-                 spare: JsonProcess | None = None):
-        """``spare``: a worker process already started and told to warm up (``dashboard.prestart``)."""
-        self.size = size or server_processes()
-        self.worker_budget = worker_memory_budget(self.size)  # bytes each process may hold, all sessions'
-        self.warm, self.evict_idle_s = warm, evict_idle_s
-        self.closed = False
-        self._lock = threading.Lock()
-        self.hosts = [Host(self, i, spare if i == 0 else None) for i in range(self.size)]
-        self._affinity: dict[str, Host] = {}
-
-    def add(self, task: Task) -> Host:
-        if self.closed:
-            raise SchedulerClosed("the server is shutting down")
-        with self._lock:
-            host = self._affinity.get(task.affinity) if task.affinity else None
-            if host is None and task.memory:
-                # A run goes where its models fit beside the runs being trained (idle ones give
-                # theirs back); where none has room, it is refused now, not failed in a process.
-                fitting = [h for h in self.hosts if h.fits(task)]
-                if not fitting:
-                    held = min(h.memory()[0] - h.memory()[1] for h in self.hosts)
-                    raise SchedulerFull(server_full_message(held, self.worker_budget))
-                host = min(fitting, key=lambda h: h.placing(task))
-            if host is None:
-                # Fewest active owners first: a new session's share there is the biggest (one in
-                # owners + 1), and as a new owner it gets the next turn on any host, so its first
-                # step comes as soon as anywhere. Counting tasks instead would put it beside two
-                # sessions rather than beside one session's four sweep jobs, with a third, not a
-                # half. Then fewest active tasks (one session's jobs spread over equal hosts), then
-                # fewest tasks, then one whose process already runs.
-                host = min(self.hosts, key=lambda h: h.placing(task))
-            if task.affinity:
-                self._affinity[task.affinity] = host
-        host.add(task)
-        return host
-
-    def stats(self) -> dict[str, int]:
-        loads = [h.load() for h in self.hosts]
-        return {"size": self.size, "active": sum(a for _, a, _ in loads), "tasks": sum(n for _, _, n in loads),
-                "processes": sum(1 for h in self.hosts if h.process is not None)}
-
-    def pids(self) -> list[int]:
-        return [h.pid for h in self.hosts if h.pid is not None]
-
-    def close(self) -> None:
-        self.closed = True
-        for host in self.hosts:
-            host.wake()
-        for host in self.hosts:
-            host.thread.join(timeout=5)
-            if host.process is not None:
-                host.process.close(wait_s=0.5)
