@@ -33,7 +33,7 @@ from resnet_core.errors import describe, is_user_error
 from resnet_core.analysis import recorders
 from resnet_core.records.events import ForwardingRecord
 from resnet_core.remote.job_kinds import job_function
-from resnet_core.remote.slicing import SlicedJob
+from resnet_core.remote.slicing import SlicedThread
 from resnet_core.remote.worker_process import REMOTE_METHODS
 from resnet_core.remote.transport import exit_now, serve
 from resnet_core.settings import Settings
@@ -63,7 +63,7 @@ class _Tenants:
     def __init__(self) -> None:
         self.trainers: dict[str, tuple[LockstepTrainer, ForwardingRecord]] = {}
         self.in_turns: dict[str, tuple[TrainerInTurns, ForwardingRecord]] = {}
-        self.jobs: dict[str, SlicedJob] = {}
+        self.jobs: dict[str, SlicedThread] = {}
         self.stacks = MemberStacks()  # the runs in turns whose models share a shape train in these
 
     def __call__(self, msg: dict[str, Any], send) -> None:
@@ -198,7 +198,7 @@ class _Tenants:
     def _job(self, cmd: str, key: str, msg: dict[str, Any]) -> dict[str, Any]:
         if cmd == "job":
             function, args = job_function(msg["kind"]), msg["args"]
-            self.jobs[key] = SlicedJob(lambda report: function(args, report), name=f"job-{msg['kind']}")
+            self.jobs[key] = SlicedThread(lambda report: function(args, report), name=f"job-{msg['kind']}")
             return {}
         job = self.jobs.get(key)
         if job is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from resnet_core.remote.slicing import SlicedJob
+from resnet_core.remote.slicing import SlicedThread
 
 
 def counting_job(counter: list[int], until: int | None = None):
@@ -18,7 +18,7 @@ def counting_job(counter: list[int], until: int | None = None):
 
 def test_a_job_runs_only_during_its_slices():
     counter = [0]
-    job = SlicedJob(counting_job(counter))
+    job = SlicedThread(counting_job(counter))
     time.sleep(0.1)
     assert counter[0] == 0  # not started before its first slice
     partials = job.run_slice(0.05)
@@ -34,7 +34,7 @@ def test_a_job_runs_only_during_its_slices():
 
 def test_a_job_that_ends_hands_back_its_result_or_its_error():
     counter = [0]
-    job = SlicedJob(counting_job(counter, until=2500))
+    job = SlicedThread(counting_job(counter, until=2500))
     while not job.done:
         job.run_slice(1.0)
     assert job.result == "finished" and counter[0] == 2500
@@ -42,6 +42,6 @@ def test_a_job_that_ends_hands_back_its_result_or_its_error():
     def failing(report):
         raise ValueError("depth 7 is not valid")
 
-    job = SlicedJob(failing)
+    job = SlicedThread(failing)
     job.run_slice(1.0)
     assert job.done and str(job.error) == "depth 7 is not valid"

@@ -3,7 +3,7 @@
 A sweep's runs, a loss landscape or the shattered-gradient nets are each a job: a function
 ``f(args: dict, report) -> dict`` named in ``JOB_KINDS`` and imported by name in the worker
 (``resnet_core/worker.py``), which runs it a time slice at a time (``job`` then ``slice`` commands,
-``slicing.SlicedJob``). Its driver (``resnet_core/scheduling/analysis_run.py``) hears each partial
+``slicing.SlicedThread``). Its driver (``resnet_core/scheduling/analysis_run.py``) hears each partial
 result and the result as a ``JobEvent``.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A worker process hosts several sessions' work at once (``resnet_core.worker``): trainers,
 stepped a few at a time by its main thread, and analysis jobs (a sweep's run, a loss landscape),
 which are long function calls. Each such call runs in a thread of its own that may only run while
-the main thread waits for it: ``SlicedJob.run_slice(budget_s)`` lets it go and returns once the job
+the main thread waits for it: ``SlicedThread.run_slice(budget_s)`` lets it go and returns once the job
 calls the ``report`` it was handed after the budget is spent (or ends). So the process never runs two
 things at once (one torch thread per process, as everywhere here), and the parent decides who runs
 next, round robin, as it does for the trainers.
@@ -28,11 +28,11 @@ class Cancelled(BaseException):
     the job's own ``except Exception`` blocks do not swallow it."""
 
 
-class SlicedJob:
+class SlicedThread:
     """``function(report)`` in a thread that runs only during ``run_slice`` calls; ``report(partial)``
     collects a partial result, and every call of ``report`` is a place to pause or stop."""
 
-    def __init__(self, function: Callable[[Callable[[Any], None]], Any], name: str = "sliced-job"):
+    def __init__(self, function: Callable[[Callable[[Any], None]], Any], name: str = "sliced"):
         self._function = function
         self._go = threading.Event()       # the job may run
         self._back = threading.Event()     # the main thread may go on

@@ -3,10 +3,10 @@ class shares.
 
 One step of a deep run with its analyses can take seconds (six 2002-layer nets evaluated, mapped and
 path-analysed every step: 19.7 s), and a classmate's run on the same process waited all of it. So
-each run's ``LockstepTrainer`` lives in a thread of its own (a ``slicing.SlicedJob``) that runs only
+each run's ``LockstepTrainer`` lives in a thread of its own (a ``slicing.SlicedThread``) that runs only
 during ``turn(n, budget_s)``: it steps towards its target and gives the process back once the turn's
 time is spent, at the end of a step or, where its steps are slow (over ``SLOW_STEP_S``), at the next
-call into this project's code, in the middle of a step's analyses if need be (``SlicedJob.
+call into this project's code, in the middle of a step's analyses if need be (``SlicedThread.
 preemptible``). A turn is then bounded in time whatever a step costs, and the parent shares the
 process by the time each run used (``used_s``, the process's CPU time in the turn).
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from resnet_core.remote.slicing import SlicedJob
+from resnet_core.remote.slicing import SlicedThread
 from resnet_core.training.lockstep import LockstepTrainer
 from resnet_core.training.member_stacks import MemberStacks
 
@@ -37,16 +37,16 @@ class TrainerInTurns:
         self.completed = 0              # steps done, their analyses included
         self.step_s = 0.0               # the CPU time of the last step done, with its analyses
         self.mid = True                 # built in the first turns: not at a step's end before that
-        self.job = SlicedJob(self._main, name="trainer-in-turns")
+        self.thread = SlicedThread(self._main, name="trainer-in-turns")
 
     def turn(self, to: int, budget_s: float) -> float:
         """Step towards step ``to`` (finishing the step under way first, whatever ``to`` says) for
         about ``budget_s``; the process's CPU time it used. Raises what the trainer raised."""
         self.target = max(to, self.completed + (1 if self.mid and self.trainer is not None else 0))
-        self.job.run_slice(budget_s)
-        if self.job.done and self.job.error is not None:
-            raise self.job.error
-        return self.job.used_s
+        self.thread.run_slice(budget_s)
+        if self.thread.done and self.thread.error is not None:
+            raise self.thread.error
+        return self.thread.used_s
 
     def trainer_at_rest(self) -> LockstepTrainer:
         """The trainer, between two steps: for a change of setting or an analysis asked for."""
@@ -67,19 +67,19 @@ class TrainerInTurns:
 
     def close(self) -> None:
         """Stop the thread (at its next pause) and let the trainer go."""
-        self.job.cancel()
+        self.thread.cancel()
         self.trainer = None
 
     def _main(self, report: Callable[[Any], None]) -> None:
-        self.job.preemptible(True)  # building and step 0's analyses: as slow as a step can be
+        self.thread.preemptible(True)  # building and step 0's analyses: as slow as a step can be
         trainer = self.trainer = self._build()
         slow = True
         while True:
             self.mid, self.completed = False, trainer.step
             while trainer.done or trainer.step >= self.target:
-                self.job.pause_here()
-            if self.job.spent() and trainer.prepared is None:
-                self.job.pause_here()  # the turn is spent: at a step's end, where it is cheapest
+                self.thread.pause_here()
+            if self.thread.spent() and trainer.prepared is None:
+                self.thread.pause_here()  # the turn is spent: at a step's end, where it is cheapest
                 continue  # (a step whose passes a stack did already is taken at once: see group_turn)
             self.mid = True
             started, cpu = time.perf_counter(), time.thread_time()
@@ -87,7 +87,7 @@ class TrainerInTurns:
             self.step_s = time.thread_time() - cpu  # its own time, however many turns it took
             now_slow = time.perf_counter() - started > SLOW_STEP_S
             if now_slow != slow:
-                self.job.preemptible(now_slow)
+                self.thread.preemptible(now_slow)
                 slow = now_slow
 
 
