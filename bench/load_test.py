@@ -127,8 +127,8 @@ def run_load(sessions: int, training: int, seconds: float, cap: int = 2, log_pat
             while time.monotonic() < stop:
                 try:
                     c.run(timeout=60)
-                except TimeoutError:
-                    errors.append("an interaction took over 60 s")
+                except TimeoutError as exc:
+                    errors.append(f"an interaction took over 60 s: {exc}")
                 time.sleep(think * rng.uniform(0.5, 1.5))
 
         threads = [threading.Thread(target=interact, args=(c, random.Random(i)), daemon=True)
@@ -331,8 +331,8 @@ def run_classroom(through_proxy: int = 0, seconds: float = 60.0, same: int = 30,
                     break
                 try:
                     c.interactions.append(c.run(timeout=60))
-                except TimeoutError:
-                    errors.append("an interaction took over 60 s")
+                except TimeoutError as exc:
+                    errors.append(f"an interaction took over 60 s: {exc}")
 
         threads = [threading.Thread(target=student, args=(c, off, random.Random(i)), daemon=True)
                    for i, (c, off) in enumerate(zip(clients, offsets))]

@@ -37,6 +37,7 @@ class StreamlitClient:
         self.bytes_received = 0
         self.auto_reruns: dict[str, float] = {}  # fragment id -> interval s
         self.latencies: list[float] = []
+        self.ended: str | None = None  # why this client stopped reading, if it did
         self._lock = threading.Lock()
         self._finished = threading.Event()
         self._closed = False
@@ -76,7 +77,8 @@ class StreamlitClient:
         started = time.perf_counter()
         self._send_rerun(trigger)
         if not self._finished.wait(timeout):
-            raise TimeoutError("the script did not finish")
+            why = f" (the client stopped reading: {self.ended})" if self.ended else ""
+            raise TimeoutError(f"the script did not finish{why}")
         elapsed = time.perf_counter() - started
         self.latencies.append(elapsed)
         return elapsed
@@ -100,14 +102,19 @@ class StreamlitClient:
         while not self._closed:
             try:
                 data = self.ws.recv()
-            except (OSError, websocket.WebSocketException):
+            except (OSError, websocket.WebSocketException) as exc:
+                self.ended = f"{type(exc).__name__}: {exc}"
                 return
             if not isinstance(data, bytes):
                 continue
             self.bytes_received += len(data)
             msg = ForwardMsg()
-            msg.ParseFromString(data)
-            self._handle(msg)
+            try:
+                msg.ParseFromString(data)
+                self._handle(msg)
+            except Exception as exc:  # noqa: BLE001  said by the next interaction, not lost in a thread
+                self.ended = f"{type(exc).__name__}: {exc}"
+                return
 
     def _handle(self, msg: ForwardMsg) -> None:
         kind = msg.WhichOneof("type")
