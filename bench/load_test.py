@@ -27,8 +27,10 @@ import math
 import os
 import random
 import re
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -271,6 +273,19 @@ class Served:
                 "proxy": total([self.proxy]) if self.proxy else 0.0}
 
 
+def stacks(served: Served, log_dir: Path) -> str:
+    """Where the servers' Python stacks went, dumped now by py-spy where it is installed (a
+    developer's tool, not a dependency): what a server was doing while an interaction hung."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return ""
+    path = log_dir / f"stacks-{time.monotonic():.0f}.txt"
+    with path.open("w") as out:
+        for server in served.servers:
+            subprocess.run([spy, "dump", "--pid", str(server.pid)], stdout=out, stderr=subprocess.STDOUT, timeout=60)
+    return f" (the servers' stacks: {path})"
+
+
 @contextmanager
 def serving(through_proxy: int, log_dir: Path, env: dict[str, str] | None = None):
     """(url, Served): one plain ``streamlit run`` (through_proxy 0) or serve-class.sh with N processes."""
@@ -332,7 +347,7 @@ def run_classroom(through_proxy: int = 0, seconds: float = 60.0, same: int = 30,
                 try:
                     c.interactions.append(c.run(timeout=60))
                 except TimeoutError as exc:
-                    errors.append(f"an interaction took over 60 s: {exc}")
+                    errors.append(f"an interaction took over 60 s: {exc}{stacks(served, log_dir)}")
 
         threads = [threading.Thread(target=student, args=(c, off, random.Random(i)), daemon=True)
                    for i, (c, off) in enumerate(zip(clients, offsets))]
