@@ -36,10 +36,9 @@ T = TypeVar("T")
 
 
 class RefreshPacer:
-    def __init__(self, share: float = REFRESH_SHARE, clock: Callable[[], float] = time.monotonic,
-                 clicks_first: ClicksFirst | None = None):
+    def __init__(self, share: float = REFRESH_SHARE, clock: Callable[[], float] = time.monotonic):
         self.share, self.clock = share, clock
-        self.clicks_first = clicks_first or ClicksFirst()
+        self.clicks_first = ClicksFirst()
         self._lock = threading.Lock()
         self._events: deque[tuple[float, float]] = deque()  # (when, CPU s scaled back to the base pace)
         self._stretch: dict[str, float] = {}               # each page's factor, as last chosen

@@ -76,7 +76,7 @@ def adopt(settings: Settings, preset: str | None = None, lesson: str | None = No
     seed_models(settings)
 
 
-def _seed_missing(settings: Settings) -> None:
+def _keep_widget_state(settings: Settings) -> None:
     """Every widget keeps its value through runs that do not draw it (a closed popover or expander,
     presenter view): Streamlit drops the state of a widget a run did not draw, and a value set
     earlier under its key comes back in its place. So each run sets the kept widgets' values again,
@@ -135,7 +135,7 @@ def _presenter_changed() -> None:
 def render_sidebar() -> SidebarResult:
     ss = st.session_state
     canonical: Settings = ss["settings"]
-    _seed_missing(canonical)
+    _keep_widget_state(canonical)
     presenter = bool(ss.get("presenter"))
     pressed: set[str] = set()
     with st.sidebar:
@@ -290,7 +290,7 @@ def _optimisation_section() -> None:
     _number("steps", step=50)
     _number("seed", step=1)
     measurement = st.expander("Measurement", key="measurement", on_change="rerun")
-    if measurement.open:  # drawn only while open (their values kept by _seed_missing)
+    if measurement.open:  # drawn only while open (their values kept by _keep_widget_state)
         with measurement:
             for name in ("eval_every", "probe_every", "paths_every"):
                 _number(name, step=1)
