@@ -6,13 +6,14 @@ from __future__ import annotations
 import io
 import zipfile
 
+from app_pages import step_of, wait_until
+
 import dashboard.sidebar.url_state as url_state
 from dashboard.sidebar.url_state import UrlState
+from resnet_core.analysis.recorders import standard
 from resnet_core.records.exported_models import write_model_py
 from resnet_core.settings import Settings
-from resnet_core.analysis.recorders import standard
 from resnet_core.training.lockstep import LockstepTrainer
-from test_app import step_of, wait_until
 
 TINY = Settings(models=("plain-4", "resnet-6"), width=8, steps=10, eval_every=5, probe_every=5,
                 paths_every=0, dataset_args={"n": 200})
