@@ -24,7 +24,8 @@ from pathlib import Path
 
 import psutil
 
-from load_test import TimedClient, quantile, serving, step_of
+from class_serving import serving
+from load_test import TimedClient, quantile, step_of
 
 P95_LIMIT_S = 0.5
 MEMORY_LIMIT = 80.0  # % of the machine's memory in use

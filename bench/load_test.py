@@ -27,43 +27,22 @@ import math
 import os
 import random
 import re
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 
-from class_server import start_class
-from class_server import kill_tree as stop_class
-from streamlit_server import start_streamlit, stop_streamlit
 from resnet_core.sizing.budget import server_processes
+from class_serving import server, serving, stacks
 from streamlit_client import StreamlitClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
 STEP = re.compile(r"Step (\d+)")
 PACE = re.compile(r"([\d.]+) steps/s")  # the header's own pace, beside the step counter
-
-
-@contextmanager
-def server(log_path: Path, env: dict[str, str] | None = None):
-    """A real server (the tests' ``start_streamlit``), stopped with a plain SIGTERM to the server
-    alone: whatever it started must go with it, and the fault tests check that it does."""
-    srv = start_streamlit(log_path, env)
-    try:
-        yield srv.url, psutil.Process(srv.process.pid)
-    finally:
-        srv.process.terminate()
-        try:
-            srv.process.wait(10)
-        except subprocess.TimeoutExpired:
-            stop_streamlit(srv.process)
 
 
 def _first(client: StreamlitClient, pattern: re.Pattern, kind: type):
@@ -233,80 +212,6 @@ def quantile(values: list[float], q: float) -> float:
     """Nearest-rank quantile; inf (a session that never got there) counts, and shows."""
     ranked = sorted(values)
     return ranked[max(0, math.ceil(q * len(ranked)) - 1)] if ranked else math.nan
-
-
-class Served:
-    """The processes serving the class, one server or serve-class.sh's backends and proxy; CPU time
-    of the servers themselves and of everything under them (training and analysis workers)."""
-
-    def __init__(self, servers: list[psutil.Process], proxy: psutil.Process | None = None):
-        self.servers, self.proxy = servers, proxy
-        self._seen: dict[int, psutil.Process] = {}
-        self._times: dict[int, float] = {}
-
-    def _sample(self) -> None:
-        for server in self.servers:
-            try:
-                for child in server.children(recursive=True):
-                    self._seen.setdefault(child.pid, child)
-            except psutil.Error:
-                pass
-        for pid, proc in list(self._seen.items()):
-            try:
-                self._times[pid] = sum(proc.cpu_times()[:2])
-            except psutil.Error:
-                pass  # ended: its last sample stands
-
-    def cpu(self) -> dict[str, float]:
-        self._sample()
-
-        def total(procs) -> float:
-            out = 0.0
-            for proc in procs:
-                try:
-                    out += sum(proc.cpu_times()[:2])
-                except psutil.Error:
-                    pass
-            return out
-
-        return {"servers": total(self.servers), "workers": sum(self._times.values()),
-                "proxy": total([self.proxy]) if self.proxy else 0.0}
-
-
-def stacks(served: Served, log_dir: Path) -> str:
-    """Where the servers' Python stacks went, dumped now by py-spy where it is installed (a
-    developer's tool, not a dependency): what a server was doing while an interaction hung."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(spy).exists():
-        return ""
-    path = log_dir / f"stacks-{time.monotonic():.0f}.txt"
-    with path.open("w") as out:
-        for server in served.servers:
-            subprocess.run([spy, "dump", "--pid", str(server.pid)], stdout=out, stderr=subprocess.STDOUT, timeout=60)
-    return f" (the servers' stacks: {path})"
-
-
-@contextmanager
-def serving(through_proxy: int, log_dir: Path, env: dict[str, str] | None = None):
-    """(url, Served): one plain ``streamlit run`` (through_proxy 0) or serve-class.sh with N processes."""
-    if not through_proxy:
-        with server(log_dir / "server.log", env) as (url, proc):
-            yield url, Served([proc]), [log_dir / "server.log"]
-        return
-    # The load's sessions all come from this one address, which the class's per-computer limits (a
-    # computer's tabs at the proxy, its runs training at once) would cap; a real class comes from many.
-    cls = start_class(log_dir, processes=through_proxy, env={**(env or {}), "RESIDUAL_LAB_RUNS_PER_CLIENT": "1000"},
-                      extra=("--tabs-per-client", "0"))
-    try:
-        procs = {p.pid: p for p in cls.processes()}
-        servers = [procs[b.pid] for b in cls.backends.values()]
-        proxy = next(p for p in procs.values() if "haproxy" in p.name())
-        yield cls.url, Served(servers, proxy), [b.log_path for b in cls.backends.values()]
-    finally:
-        try:
-            cls.stop("sigterm")
-        except subprocess.TimeoutExpired:
-            stop_class(cls)
 
 
 def run_classroom(through_proxy: int = 0, seconds: float = 60.0, same: int = 30, think: float = 5.0,

@@ -13,7 +13,8 @@ from dashboard.runtime.session import Session
 from resnet_core.scheduling.scheduler import Scheduler
 from test_sessions import TINY, wait_for
 
-from load_test import server, step_of
+from class_serving import server
+from load_test import step_of
 from streamlit_client import StreamlitClient
 
 LONG = TINY.with_changes(steps=20_000, eval_every=50)
