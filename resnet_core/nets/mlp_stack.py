@@ -65,16 +65,22 @@ class BlockPlan(NamedTuple):
     residual: bool  # some member adds the shortcut (one net: the net)
     shortcut: LayerPlan | None  # a projection (its BN, if any, after it); None: the identity
     # Of stacked members (``mlp_stacked``) where only some add the shortcut (a plain net and its
-    # residual twin): which do, a bool (S, 1, 1); None where all do or none does. The others take
-    # their branch's own values, selected (``torch.where``) rather than added to a masked zero,
-    # which would turn a plain member's -0.0 into +0.0 and its inf into NaN.
-    adds: torch.Tensor | None = None
+    # residual twin): the first that does, the stack holding those that do last; None where all do
+    # or none does. The others keep their branch's own values untouched (not added to a masked
+    # zero, which would turn a plain member's -0.0 into +0.0 and its inf into NaN).
+    adds: int | None = None
 
 
-def add_shortcut(h: torch.Tensor, with_skip: torch.Tensor, adds: torch.Tensor | None) -> torch.Tensor:
-    """``with_skip`` (the branch ``h`` with the shortcut added) for the members that add it (all
-    where ``adds`` is None), ``h`` for the others."""
-    return with_skip if adds is None else torch.where(adds, with_skip, h)
+def add_shortcut(branch: torch.Tensor, shortcut: torch.Tensor, adds: int | None, overwrite: bool = False) -> torch.Tensor:
+    """The branch with the shortcut added, for the members from ``adds`` on (all where ``adds`` is
+    None); the branch's own values for the others. ``overwrite``: the branch's tensor is nobody
+    else's (no probe holds it), so the sum may go into it: one kernel on the adding members' rows,
+    where a selection (``torch.where``) of a whole sum cost four times that."""
+    if adds is None:
+        return shortcut + branch
+    out = branch if overwrite else branch.clone()
+    out[adds:].add_(shortcut[adds:])
+    return out
 
 
 def _layer(linear: nn.Linear, bn: nn.BatchNorm1d | None) -> LayerPlan:
@@ -191,7 +197,7 @@ def _forward(plan: tuple[BlockPlan, ...], x: torch.Tensor, probe: Probe | None, 
             if probe is not None:
                 probe.branches.append(h)
                 probe.skips.append(s)
-            h = add_shortcut(h, s + h, adds)
+            h = add_shortcut(h, s, adds, overwrite=probe is None)
         if not pre:
             h = relu(h)
             keep(h)
@@ -227,7 +233,7 @@ def _backward(plan: tuple[BlockPlan, ...], g: torch.Tensor, saved: list, grads: 
                 if layer.norm is not None:
                     g = k.norm_backward(g, layer.norm, take(), give)
                 g = k.linear_backward(g, layer, take(), give)
-        g = g if g_skip is None else add_shortcut(g, g + g_skip, adds)
+        g = g if g_skip is None else add_shortcut(g, g_skip, adds, overwrite=True)  # the branch's g is new
     return g
 
 

@@ -193,8 +193,12 @@ class StackedMLP:
                 raise ValueError("members with a projection shortcut stack only with members that have one too")
             parts = [b.shortcut if isinstance(b.shortcut, nn.Sequential) else [b.shortcut] for b in blocks]
             shortcut = self._layer([p[0] for p in parts], [p[1] if len(p) > 1 else None for p in parts])
-        mask = None if all(adds) or not any(adds) else torch.tensor(adds, device=layers[0].weight.device).view(-1, 1, 1)
-        return BlockPlan(layers, blocks[0].pre, any(adds), shortcut, mask)
+        first = None
+        if any(adds) and not all(adds):
+            first = adds.index(True)
+            if not all(adds[first:]):
+                raise ValueError("in a stack, the members that add a block's shortcut come after those that do not")
+        return BlockPlan(layers, blocks[0].pre, any(adds), shortcut, first)
 
     def hand_gradients(self) -> None:
         """After a backward pass: each member's own parameters get their gradients (for its own
@@ -253,7 +257,7 @@ class StackedMLP:
                     h = torch.relu(h)
             if block.residual:
                 s = x if block.shortcut is None else self._unit_forward(x, block.shortcut, False, *mode)
-                h = add_shortcut(h, s + h, block.adds)
+                h = add_shortcut(h, s, block.adds, overwrite=True)
             x = h if block.pre else torch.relu(h)
         return self._unit_forward(x, *self.head, *mode)
 

@@ -79,7 +79,9 @@ class MemberStacks:
                 key = stack_key(t, net, self.twins)
                 if key is not None:
                     groups.setdefault(key, []).append((t, name, net))
-        groups = {k: members for k, members in groups.items() if len(members) >= max(self.smallest, 2)}
+        # A stack's members that add their blocks' shortcuts come last (``StackedMLP``): plain nets first.
+        groups = {k: sorted(members, key=lambda m: m[2].residual) for k, members in groups.items()
+                  if len(members) >= max(self.smallest, 2)}
         self._stacks = {k: s for k, s in self._stacks.items() if k in groups}  # a stack not used lets go
         batches: dict[int, torch.Tensor] = {}
         passes: dict[int, dict[str, tuple[torch.Tensor, Probe | None]]] = {}
