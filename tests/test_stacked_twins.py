@@ -82,9 +82,9 @@ def check_members(nets, solo, x, y, steps: int = 3) -> list[torch.Tensor]:
 def test_twins_stacked_get_their_own_passes_bit_for_bit(settings):
     torch.manual_seed(0)
     x, y = torch.randn(64, 2), torch.randint(0, 3, (64,))
-    # plain, residual, residual, plain: the members that add the shortcut are not one run of them
+    # the members that add the shortcut last (a stack's order: see the test below)
     nets = [build_model(name, settings.with_changes(seed=seed), (2,), 3)
-            for seed, name in enumerate(("plain-14", "resnet-14", "resnet-14", "plain-14"))]
+            for seed, name in enumerate(("plain-14", "plain-14", "resnet-14", "resnet-14"))]
     solo = [copy.deepcopy(n) for n in nets]
     check_members(nets, solo, x, y)
     stack = StackedMLP(nets)
@@ -101,11 +101,22 @@ def test_a_plain_members_values_are_its_branchs_own_bits():
     (that is +0.0), nor h + 0 * inf (NaN), as a masked add would give; a residual member's is s + h."""
     h = torch.tensor([[[-0.0, 1.5, float("inf"), float("nan")]], [[-0.0, 1.5, 2.0, -3.0]]])
     s = torch.tensor([[[float("inf"), 2.0, float("-inf"), 1.0]], [[0.0, 2.0, float("inf"), 1.0]]])
-    out = mlp_stack.add_shortcut(h, s + h, torch.tensor([False, True]).view(-1, 1, 1))
-    assert bits(out[0], h[0]) and bool(torch.signbit(out[0, 0, 0]))
-    assert bits(out[1], s[1] + h[1]) and not bool(torch.signbit(out[1, 0, 0]))
+    for overwrite in (False, True):
+        branch = h.clone()
+        out = mlp_stack.add_shortcut(branch, s, 1, overwrite)  # from member 1 on
+        assert bits(out[0], h[0]) and bool(torch.signbit(out[0, 0, 0]))
+        assert bits(out[1], s[1] + h[1]) and not bool(torch.signbit(out[1, 0, 0]))
+        assert (out is branch) == overwrite and (overwrite or bits(branch, h))  # a probe's branch stays its own
     masked = h + torch.tensor([0.0, 1.0]).view(-1, 1, 1) * s
     assert not bits(masked[0], h[0])  # what the test guards against
+
+
+def test_a_stack_holds_the_members_that_add_a_shortcut_last():
+    settings = Settings(dataset="spirals", models=("plain-8", "resnet-8"))
+    nets = [build_model(n, settings.with_changes(seed=s), (2,), 3) for s, n in enumerate(("resnet-8", "plain-8"))]
+    with pytest.raises(ValueError, match="come after"):
+        StackedMLP(nets)
+    assert all(b.adds == 1 for b in StackedMLP(nets[::-1]).blocks)
 
 
 def test_a_diverging_plain_member_keeps_its_inf_and_nan_to_itself():

@@ -119,6 +119,17 @@ class StackedKernels(Kernels):
         return _stacked_back(g, self.size)
 
 
+def _first_adding(adds: list[bool]) -> int | None:
+    """Of members of which some add a block's shortcut: the first that does, the others before it
+    (``BlockPlan.adds``); None where all do or none does."""
+    if all(adds) or not any(adds):
+        return None
+    first = adds.index(True)
+    if not all(adds[first:]):
+        raise ValueError("in a stack, the members that add a block's shortcut come after those that do not")
+    return first
+
+
 def stackable(net: Net) -> bool:
     """An MLP of linear layers and 1D BN (what ``build_model`` makes for ``arch="mlp"``): blocks
     ``mlp_stack``'s plan holds, and a stem and head that only flatten their input, if anything."""
@@ -143,6 +154,8 @@ class StackedMLP:
         self._grad_buffers: list[torch.Tensor] | None = None  # see hand_gradients
         self._grad_views: list[list[torch.Tensor]] = []
         first = nets[0]
+        for i in range(len(first.blocks)):  # refused before any member's tensors are stacked
+            _first_adding([n.blocks[i].residual for n in nets])
         self.pre = first.pre
         self.stem = self._unit([n.stem for n in nets])
         self.blocks = tuple(self._block([n.blocks[i] for n in nets]) for i in range(len(first.blocks)))
@@ -193,12 +206,7 @@ class StackedMLP:
                 raise ValueError("members with a projection shortcut stack only with members that have one too")
             parts = [b.shortcut if isinstance(b.shortcut, nn.Sequential) else [b.shortcut] for b in blocks]
             shortcut = self._layer([p[0] for p in parts], [p[1] if len(p) > 1 else None for p in parts])
-        first = None
-        if any(adds) and not all(adds):
-            first = adds.index(True)
-            if not all(adds[first:]):
-                raise ValueError("in a stack, the members that add a block's shortcut come after those that do not")
-        return BlockPlan(layers, blocks[0].pre, any(adds), shortcut, first)
+        return BlockPlan(layers, blocks[0].pre, any(adds), shortcut, _first_adding(adds))
 
     def hand_gradients(self) -> None:
         """After a backward pass: each member's own parameters get their gradients (for its own
