@@ -12,6 +12,7 @@ from resnet_core.nets import mlp_stack
 from resnet_core.nets.models import Probe, build_model
 from resnet_core.settings import Settings, SettingsError
 from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.training.probes import batch_statistics, calibrate_batch_norm, evaluate, evaluation_mode
 from resnet_core.analysis.recorders import standard
 
 
@@ -58,6 +59,30 @@ def test_every_block_kind_trains_as_autograd_does(settings, name):
                 b -= 0.05 * b.grad
                 a.grad = b.grad = None
     assert engine._mlp_stack, "the engine was not used"
+
+
+@pytest.mark.parametrize(("settings", "name"), list(kinds()))
+def test_every_block_kind_evaluates_and_calibrates_as_its_modules_do(settings, name):
+    """Without gradients the walk serves the evaluations (BN on running statistics, or on the batch's
+    with momentum 0), BN's calibration (momentum None: a cumulative average) and the decision maps:
+    every output, running statistic and batch counter as the modules leave them."""
+    torch.manual_seed(1)
+    x, y = torch.randn(300, 2), torch.randint(0, 3, (300,))
+    engine = build_model(name, settings, (2,), 3)
+    modules = copy.deepcopy(engine)
+    modules._mlp_stack = ()  # the engine does not apply: every pass walks the modules
+    with torch.no_grad():
+        for mode in (batch_statistics, evaluation_mode):
+            with mode(modules), mode(engine):
+                assert same(modules(x), mlp_stack.forward(engine, x)), mode.__name__
+    errors = []
+    for net in (modules, engine):
+        calibrate_batch_norm(net, x, batch_size=64)
+        errors.append((evaluate(net, x, y), evaluate(net, x, y, batch_stats=True)))
+    assert errors[0] == errors[1]
+    assert engine._mlp_stack, "the engine was not used"
+    for (where, a), (_, b) in zip(modules.named_buffers(), engine.named_buffers()):
+        assert same(a.float(), b.float()), where
 
 
 def test_gradients_accumulate_into_existing_ones_as_autograd_does():

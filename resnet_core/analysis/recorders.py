@@ -19,6 +19,7 @@ from resnet_core.analysis.paths.compute import analyse_paths, next_start_length,
 from resnet_core.analysis.lens.compute import lens_rows
 from resnet_core.analysis.paths.lesion import lesion_rows
 from resnet_core.analysis.signal.compute import jacobian_rows, signal_points, signal_rows
+from resnet_core.nets import mlp_stack
 
 if TYPE_CHECKING:
     from resnet_core.training.lockstep import LockstepTrainer
@@ -51,7 +52,7 @@ class DecisionMaps:
         for name, net in t.training_models():
             was = net.training
             net.eval()
-            prob = torch.softmax(net(grid), 1)
+            prob = torch.softmax(mlp_stack.forward(net, grid), 1)
             net.train(was)
             conf, cls = prob.max(1)
             t.record.set_regions(name, t.step, {

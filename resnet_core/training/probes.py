@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from resnet_core.nets import mlp_stack
 from resnet_core.nets.models import Net, Probe
 from resnet_core.records import LayerSnapshot
 
@@ -72,7 +73,7 @@ def evaluate(net: Net, x: torch.Tensor, y: torch.Tensor, batch_stats: bool = Fal
     with batch_statistics(net) if batch_stats else evaluation_mode(net):
         for start in range(0, len(x), EVAL_BATCH):
             xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
-            logits = net(xb)
+            logits = mlp_stack.forward(net, xb)
             loss_sum += F.cross_entropy(logits, yb, reduction="sum")
             wrong += (logits.argmax(1) != yb).sum()
     n = max(len(x), 1)
@@ -121,7 +122,7 @@ def calibrate_batch_norm(net: Net, x: torch.Tensor, batch_size: int = 256) -> No
     was_training = net.training
     net.train()
     for start in range(0, len(x), batch_size):
-        net(x[start:start + batch_size])
+        mlp_stack.forward(net, x[start:start + batch_size])
     for bn, momentum in zip(norms, saved):
         bn.momentum = momentum
     net.train(was_training)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from resnet_core.training.tensors import Dataset, load_dataset
 from resnet_core.analysis.landscape import COARSE, LINE_POINTS, SPAN, twin_depth, twin_settings
 from resnet_core.training.lockstep import LockstepTrainer
+from resnet_core.nets import mlp_stack
 from resnet_core.nets.models import Net
 from resnet_core.settings import Settings, SettingsError
 
@@ -84,7 +85,7 @@ class _Perturbed:
 
 @torch.no_grad()
 def mean_loss(net: Net, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float(F.cross_entropy(net(x), y))
+    return float(F.cross_entropy(mlp_stack.forward(net, x), y))
 
 
 def grid_coordinates(n: int, span: float = SPAN) -> np.ndarray:
