@@ -34,7 +34,7 @@ from resnet_core.lessons import LESSONS
 from resnet_core.settings import Settings
 
 ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
-STARTING_EVERY_S = 0.25  # while the models are built: the first step shows as soon as it is taken
+STARTING_EVERY_S = 0.25  # while the models are built and until they take a step: it shows as soon as taken
 CLICK_SETTLE_S = 0.8     # a Train or Step click's own run waits this long at most for the first step
 MAX_NOTES = 12  # lines of the warning about a link's values; the rest are counted
 
@@ -67,8 +67,8 @@ def main() -> None:
     source = (lambda: replay) if replay is not None else (lambda: live_view(session))
     view = source()
     polling = replay is None and view.active and seen
-    starting = polling and view.state == "starting"
-    st.session_state[panels.FULL_RUN_STATE] = view.state  # the header reruns the page once it changes
+    starting = polling and view.first_step_coming
+    st.session_state[panels.QUICK_STATE] = starting  # the header reruns the page once the first step shows
 
     def live(function, every: float):
         """``function`` as a fragment that refreshes itself only while something trains: every
@@ -76,7 +76,7 @@ def main() -> None:
         if not polling:
             return st.fragment(function)
         key = f"{page_id()}@{every}"  # one page's fragments of one base pace
-        if starting:  # the header reruns the page once the models are built
+        if starting:  # the header reruns the page once the first step shows
             pace = STARTING_EVERY_S
             st.session_state.pop(panels.PACE_STATE, None)
         else:

@@ -142,3 +142,13 @@ def test_a_refresh_waits_for_the_clicks_no_longer_than_its_limit():
         waiting.join(10)
     assert results == [False] and gate.running() == 0
     assert gate.wait_for_clicks() is True
+
+
+@pytest.mark.parametrize(("state", "step", "quick"), [
+    ("starting", 0, True), ("training", 0, True),  # built, not yet stepped: the click's answer is coming
+    ("training", 1, False), ("paused", 0, False), ("done", 40, False), ("idle", 0, False)])
+def test_a_page_refreshes_quickly_until_its_first_step_shows(state, step, quick):
+    from dashboard.panels.live import View
+    from resnet_core.settings import Settings
+
+    assert View(None, Settings(), step, state).first_step_coming is quick

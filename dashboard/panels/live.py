@@ -67,6 +67,12 @@ class View:
         return self.pending or self.state in ("starting", "training")
 
     @property
+    def first_step_coming(self) -> bool:
+        """The models are being built, or built and not yet stepped: the page refreshes quickly
+        until the first step shows (a click's answer), then at its usual pace."""
+        return self.state == "starting" or (self.state == "training" and self.step == 0)
+
+    @property
     def version(self) -> int:
         return self.record.version if self.record is not None else -1
 
@@ -187,7 +193,7 @@ def pace(steps_per_s: float | None) -> str:
     return f" · {steps_per_s:.0f} steps/s" if steps_per_s >= 10 else f" · {steps_per_s:.1f} steps/s"
 
 
-FULL_RUN_STATE = "_full_run_state"  # session state: the session's state when the page last ran in full
+QUICK_STATE = "_quick_refresh"  # session state: whether the page last ran in full awaiting a first step
 PACE_STATE = "_refresh_pace"        # session state: (base s, chosen s, pacer key) of the live refreshes
 RETUNE_EVERY_S = 10.0               # a page reconsiders its pace at most this often
 
@@ -204,10 +210,10 @@ def retune_pace() -> bool:
 
 def header(source: Callable[[], View], polling: bool = False) -> None:
     """Step counter, state, one card per model; asks for a full rerun once training stops, so
-    the page stops polling and the buttons show the new state, and once the models are built, so
-    the page goes from its quick first refreshes to its usual pace."""
+    the page stops polling and the buttons show the new state, and once the first step is taken,
+    so the page goes from its quick first refreshes to its usual pace."""
     view = source()
-    started = st.session_state.get(FULL_RUN_STATE) == "starting" and view.state != "starting"
+    started = st.session_state.get(QUICK_STATE, False) and not view.first_step_coming
     if polling and (not view.active or started or retune_pace()):
         st.rerun()
     # Horizontal containers, not st.columns: each column is a block of its own, and every element
