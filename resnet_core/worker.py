@@ -13,7 +13,8 @@ Commands (``id`` defaults to "", which is how ``ParallelTrainer`` drives a proce
   init {settings, only?}      build a trainer            step {n}              n steps
   run {n, budget_s}           steps until n or the budget is spent (at least one); with init's
                               turns: true, {to, budget_s}: a bounded turn towards step ``to``
-                              (a trainer in turns, training/turns.py; its replies say ``mid``)
+                              (a trainer in turns, training/turns.py; its replies say ``mid``;
+                              with init's answer_first: true, ``later`` while step 0's analyses wait)
   run_group {members: [{id, to}], budget_s}  a turn for several runs in turns at once, those
                               of one shape trained in shared stacks (training/member_stacks.py)
   set_lr {lr}, set_steps {steps}, drop
@@ -134,8 +135,9 @@ class _Tenants:
         if cmd == "init":
             record = ForwardingRecord()
             settings = Settings.from_dict(msg["settings"])
-            self.in_turns[key] = (TrainerInTurns(lambda: LockstepTrainer(settings, record=record,
-                                                                             recorders=recorders.standard())), record)
+            first = bool(msg.get("answer_first"))  # a new run: its first step before step 0's analyses
+            self.in_turns[key] = (TrainerInTurns(lambda: LockstepTrainer(settings, record=record, recorders=recorders.standard(),
+                                                                             answer_first=first)), record)
         turns, record = self.in_turns[key]
         used = None
         if cmd in ("init", "run"):
@@ -172,8 +174,8 @@ class _Tenants:
     @staticmethod
     def _turn_reply(turns: TrainerInTurns, record: ForwardingRecord, started: float, used: float) -> dict[str, Any]:
         trainer = turns.trainer
-        reply = {"events": record.drain(), "mid": turns.mid, "elapsed_s": round(time.perf_counter() - started, 5),
-                 "used_s": round(used, 5)}
+        reply = {"events": record.drain(), "mid": turns.mid, "later": turns.later,
+                 "elapsed_s": round(time.perf_counter() - started, 5), "used_s": round(used, 5)}
         if trainer is not None:  # the steps done: a step under way (mid) is not one yet
             reply.update(step=turns.completed, status=trainer.status, wall_s=trainer.wall_s,
                          step_s=round(turns.step_s, 4))

@@ -78,6 +78,7 @@ class Run(Viewed, Task):
         self.built, self.closing = False, False
         self.busy = False                   # a turn is under way: the step may still move
         self.mid = False                    # the trainer is in the middle of a step (turns.py): more turns first
+        self.later = False                  # its step 0 analyses wait for a turn after its first step (turns.py)
         self.step_s = 0.0                   # the process's time its last step took, analyses included
         self.targets: dict[int, int] = {}   # viewer id -> the step it wants to see
         self.sessions: dict[int, str | None] = {}  # viewer id -> its session (whose share it uses)
@@ -113,7 +114,7 @@ class Run(Viewed, Task):
                 return self.host is not None
             if self.error is not None:
                 return False
-            if self.built and self.mid:
+            if self.built and (self.mid or self.later):
                 return True
             if self.control and not (self.step < self.hold_until and all(isinstance(c, _Request) for c in self.control)):
                 return True
@@ -178,11 +179,11 @@ class Run(Viewed, Task):
                 self._control(host, item)
             with self.lock:
                 target = self.step if self.trainer_step < self.step else self.wanted()
-                if self.error is not None or ((self.trainer_step >= target or self.done) and not self.mid):
+                if self.error is not None or ((self.trainer_step >= target or self.done) and not (self.mid or self.later)):
                     return
                 if self.applied < len(self.changes):  # rebuilding: stop where the next change falls due
                     target = min(target, self.changes[self.applied][0])
-            self._advance(host, max(target, self.trainer_step + (0 if self.mid else 1)), quantum_s)
+            self._advance(host, max(target, self.trainer_step + (0 if self.mid or self.later else 1)), quantum_s)
         except WorkerError as exc:
             self.fail(host, str(exc))
         except SchedulerFull as exc:  # its models could not be (re)built here now; Train asks again
@@ -217,8 +218,10 @@ class Run(Viewed, Task):
             first = min(1, self.wanted())  # Train or Step asked for: its first turn goes on to step 1
         # A click shows a step however busy the process: built in one turn, not in many short ones
         # spread between the others' (the ledger charges its owner the time all the same).
+        # A new run's step 0 analyses (half of a build) wait for the next turn: the first step is the
+        # click's answer (a run rebuilt has its record already: nothing is held back).
         self._take_turn(host, "init", START_DEADLINE_S, settings=settings.to_dict(), turns=True, to=first,
-                        budget_s=max(quantum_s, FIRST_TURN_S) if first else quantum_s)
+                        budget_s=max(quantum_s, FIRST_TURN_S) if first else quantum_s, answer_first=self.record is None)
 
     def _take_turn(self, host: Host, cmd: str, deadline: float, **msg: Any) -> None:
         """One bounded turn of the trainer in its process (``init`` or ``run``), and what it brought:
@@ -230,6 +233,7 @@ class Run(Viewed, Task):
         with self.lock:
             rebuilding = self.trainer_step < self.step
             self.trainer_step, self.mid = reply.get("step", self.trainer_step), bool(reply.get("mid"))
+            self.later = bool(reply.get("later"))
             self.step_s = float(reply.get("step_s", self.step_s))
             first = self.record is None and "config" in reply
             if first:

@@ -3,7 +3,9 @@
 
 Each recorder has a ``name`` (a worker may be asked to run it by that name, ``REMOTE_METHODS``),
 says whether it is ``due`` at the trainer's current step, and records into the trainer's record
-when called. ``standard()`` is what the app and the command line record: decision maps on 2D data; at the
+when called; one that is ``later`` may, at step 0, record after the first step is taken, on copies
+of the nets as they were (``LockstepTrainer``'s ``answer_first``: a dashboard run's first step
+comes first). ``standard()`` is what the app and the command line record: decision maps on 2D data; at the
 path cadence the unrolled view of every residual net, the signal propagation plot with the
 Jacobian's spectrum, and the block lens; and on request the lesion study and
 the trained nets as files.
@@ -38,6 +40,7 @@ class DecisionMaps:
     """For 2D data: each model's predicted class and confidence on a grid over the data."""
 
     name = "decision_regions"
+    later = True  # at step 0 it may wait for the first step (LockstepTrainer's answer_first)
 
     def due(self, t: LockstepTrainer) -> bool:
         s, k = t.settings, t.step
@@ -66,6 +69,7 @@ class UnrolledPaths:
     and Veit et al.'s sampled per-path norms beside it."""
 
     name = "path_analysis"
+    later = True
 
     def __init__(self) -> None:
         self.cutoffs: dict[str, int] = {}  # each model's last cutoff: where the next analysis starts
@@ -88,6 +92,7 @@ class SignalPropagation:
     Jacobian, on the first training points, at the path cadence."""
 
     name = "signal_analysis"
+    later = True
     due = staticmethod(at_path_cadence)
 
     def __call__(self, t: LockstepTrainer) -> None:
@@ -102,6 +107,7 @@ class BlockLens:
     (``analysis.lens``; Jastrzębski et al. 2018): its last block is the model's own training error."""
 
     name = "block_lens"
+    later = True
     due = staticmethod(at_path_cadence)
 
     def __call__(self, t: LockstepTrainer) -> None:

@@ -7,6 +7,7 @@ the others go on.
 """
 from __future__ import annotations
 
+import copy
 import math
 import platform
 import time
@@ -80,7 +81,8 @@ def run_config(settings: Settings, data: Dataset, models: list[dict[str, Any]], 
 
 
 class Recorder(Protocol):
-    """A step hook: what a run records of its nets besides the error curves (``analysis/recorders.py``)."""
+    """A step hook: what a run records of its nets besides the error curves (``analysis/recorders.py``).
+    ``later`` (where it says so): at step 0 it may wait for the first step (``answer_first``)."""
 
     name: str
 
@@ -99,13 +101,49 @@ class Prepared(NamedTuple):
     wall_s: float  # this trainer's part of the stacked passes' time
 
 
+class AtStep:
+    """What a recorder reads of a trainer, as it was at one step, so that it may record after the
+    trainer has stepped on (``LockstepTrainer.answer_first``): the nets' states kept now (a copy of
+    their tensors, cheap), the nets themselves copied when first read (a deep copy is slow: 27 ms
+    for a 56-layer net). The batches the copies' BNs count are added to the nets' own counters
+    (``count_passes``), as if the recorders had run on them."""
+
+    def __init__(self, trainer: "LockstepTrainer"):
+        self.settings, self.step, self.data, self.device = trainer.settings, trainer.step, trainer.data, trainer.device
+        self.x_train, self.y_train, self.eval_sets, self.record = (trainer.x_train, trainer.y_train, trainer.eval_sets,
+                                                                   trainer.record)
+        self._states = [(name, net, {k: v.detach().clone() for k, v in net.state_dict().items()})
+                        for name, net in trainer.training_models()]
+        self._models: list[tuple[str, Net]] | None = None
+
+    def training_models(self) -> Iterator[tuple[str, Net]]:
+        if self._models is None:
+            self._models = []
+            for name, net, state in self._states:
+                then = copy.deepcopy(net)
+                then.load_state_dict(state)
+                self._models.append((name, then))
+        return iter(self._models)
+
+    @torch.no_grad()
+    def count_passes(self) -> None:
+        for (_, net, state), (_, then) in zip(self._states, self._models or []):
+            own, copied = net.state_dict(), then.state_dict()
+            for key in state:
+                if key.endswith("num_batches_tracked"):
+                    own[key] += copied[key] - state[key]
+
+
 class LockstepTrainer:
     def __init__(self, settings: Settings, data: Dataset | None = None, record: RunRecord | None = None,
-                 only: tuple[str, ...] | None = None, recorders: Iterable[Recorder] = ()):
+                 only: tuple[str, ...] | None = None, recorders: Iterable[Recorder] = (), answer_first: bool = False):
         """``only`` restricts this trainer to some of the settings' models (one worker's share);
         batches and initial weights are the same as if it trained all of them. ``recorders``: the
         step hooks that record more than the error curves and the layer probes (by default none;
-        ``analysis.recorders.standard()`` is what the app and the command line record)."""
+        ``analysis.recorders.standard()`` is what the app and the command line record).
+        ``answer_first``: the recorders due at step 0 that may wait (``Recorder.later``) record on
+        copies of the nets as they were, when ``record_later`` is called: a dashboard run's first
+        step, the answer to a click, does not wait behind them (they are about half of a build)."""
         self.settings = settings.checked()
         self.device = resolve_device(self.settings.device)
         self.data = data or load_dataset(self.settings.dataset, self.settings.dataset_args)
@@ -138,6 +176,8 @@ class LockstepTrainer:
         for net in self.models.values():
             calibrate_batch_norm(net, self.eval_sets["train"][0][:1024])
         self.recorders = {r.name: r for r in recorders}
+        self._later: list[tuple[Recorder, AtStep]] = []  # held back at step 0 (answer_first)
+        self._answer_first = answer_first
         self._record_step()
 
     # ---- control ---------------------------------------------------------------------------
@@ -202,9 +242,27 @@ class LockstepTrainer:
         """The error curves where the step is evaluated, then every recorder due at this step."""
         if self.evaluating():
             self.record.add_metrics(self.evaluate_all())
+        then = None
         for recorder in self.recorders.values():
             if recorder.due(self):
-                recorder(self)
+                if self._answer_first and self.step == 0 and getattr(recorder, "later", False):
+                    then = then or AtStep(self)
+                    self._later.append((recorder, then))
+                else:
+                    recorder(self)
+
+    @property
+    def later(self) -> bool:
+        """Whether recorders held back at step 0 (``answer_first``) have yet to record."""
+        return bool(self._later)
+
+    def record_later(self) -> None:
+        """The recorders held back at step 0, now, on the nets as they were then."""
+        later, self._later = self._later, []
+        for recorder, then in later:
+            recorder(then)
+        for then in {id(then): then for _, then in later}.values():
+            then.count_passes()
 
     def _diverge(self, name: str) -> None:
         self.status[name] = "diverged"

@@ -39,9 +39,20 @@ class TrainerInTurns:
         self.mid = True                 # built in the first turns: not at a step's end before that
         self.thread = SlicedThread(self._main, name="trainer-in-turns")
 
+    @property
+    def later(self) -> bool:
+        """At a step's end, with step 0's analyses held back to record (``answer_first``)."""
+        return self.trainer is not None and not self.mid and self.trainer.later
+
     def turn(self, to: int, budget_s: float) -> float:
         """Step towards step ``to`` (finishing the step under way first, whatever ``to`` says) for
-        about ``budget_s``; the process's CPU time it used. Raises what the trainer raised."""
+        about ``budget_s``; the process's CPU time it used. Raises what the trainer raised. A turn
+        that finds step 0's analyses held back (``later``) records them and takes no step: the turn
+        after the first step's, so that one came first."""
+        if self.later:
+            cpu = time.thread_time()
+            self.trainer.record_later()  # here: the trainer's thread waits at a step's end
+            return time.thread_time() - cpu
         self.target = max(to, self.completed + (1 if self.mid and self.trainer is not None else 0))
         self.thread.run_slice(budget_s)
         if self.thread.done and self.thread.error is not None:
@@ -84,6 +95,8 @@ class TrainerInTurns:
             self.mid = True
             started, cpu = time.perf_counter(), time.thread_time()
             trainer.train_step()
+            if trainer.done and trainer.later:  # a run of one step: nothing comes after it to wait for
+                trainer.record_later()
             self.step_s = time.thread_time() - cpu  # its own time, however many turns it took
             now_slow = time.perf_counter() - started > SLOW_STEP_S
             if now_slow != slow:
@@ -107,7 +120,7 @@ def group_turn(members: dict[str, tuple[TrainerInTurns, int]], stacks: MemberSta
 
     def step(key: str, m: TrainerInTurns, share: float = 0.0) -> None:
         try:
-            if m.mid:  # what is under way (being built, a step paused mid-way) and nothing more
+            if m.mid or m.later:  # what is under way (being built, a step paused mid-way, step 0's analyses)
                 used[key] += m.turn(m.completed, max(deadline - time.perf_counter(), 0.0))
             elif m.step_s <= SLOW_STEP_S:  # quick: here, without two thread switches
                 used[key] += share + m.step_here()
@@ -118,7 +131,7 @@ def group_turn(members: dict[str, tuple[TrainerInTurns, int]], stacks: MemberSta
 
     while True:
         for key, (m, _) in members.items():
-            if m.mid and key not in errors:  # a step under way, or the trainer being built: finished first
+            if (m.mid or m.later) and key not in errors:  # under way, being built, or held back: finished first
                 step(key, m)
         due = {key: m for key, (m, to) in members.items() if key not in errors and m.trainer is not None
                and not m.mid and m.completed < to and not m.trainer.done}
