@@ -151,6 +151,19 @@ def test_a_new_session_gets_the_next_turn_however_many_tasks_are_busy(hosts):
     assert window.share(since=33)["session-a"] == 4  # then one turn in two
 
 
+def test_new_sessions_get_their_first_turns_in_the_order_they_came(hosts):
+    """Students who click Train while the process is busy: the first to click gets the first step,
+    not the last (ten first steps queued behind each other, the last first, took the first 1.2 s)."""
+    scheduler, window = hosts(1), Window(0)
+    scheduler.add(Busy("session-b", window))
+    run_window(scheduler, window, 3)
+    newcomers = [Busy(f"student-{i}", window) for i in range(5)]
+    for task in newcomers:
+        scheduler.add(task)
+    run_window(scheduler, window, 8)
+    assert window.turns[3:8] == newcomers
+
+
 def test_quanta_shrink_with_the_sessions_active_not_with_their_tasks(hosts):
     scheduler, window = hosts(1), Window(0)
     sweep = [Busy("session-b", window) for _ in range(12)]  # one session's twelve jobs

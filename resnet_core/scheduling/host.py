@@ -64,6 +64,8 @@ class Host:
         self._picks = 0
         self._served: dict[Any, int] = {}  # owner -> the pick that last gave it a turn (see _pick)
         self._used: dict[Any, float] = {}  # owner -> the process's time its turns used (see _pick)
+        self._arrived: dict[Any, int] = {}  # owner -> when its first task here came (see _pick)
+        self._arrivals = 0
         self._active: set[Any] = set()     # the owners with work to do at the last pick
         self._turn_used = 0.0              # the process's time used by the turn under way
         self.ledger: deque[tuple[Any, float]] = deque(maxlen=50_000)  # (owner, time used) of each turn
@@ -112,7 +114,9 @@ class Host:
     def add(self, task: Task) -> None:
         with self.cond:
             task.host = self
-            self.tasks.appendleft(task)  # a new task gets the next turn: its first step comes soon
+            self.tasks.appendleft(task)  # a new task gets its owner's next turn: its first step comes soon
+            self._arrivals += 1
+            self._arrived.setdefault(owner_of(task), self._arrivals)
             self.cond.notify_all()
 
     def remove(self, task: Task) -> None:
@@ -152,7 +156,9 @@ class Host:
     def _pick(self) -> tuple[Task | None, int]:
         """The next task, and how many owners have a runnable one: the owner whose turns have used
         the least of the process's time (ties: served longest ago, one never served here first), and
-        of its runnable tasks the one served longest ago. Shared by time used, not by turns: a
+        of its runnable tasks the one served longest ago; owners never served here, in the order they
+        came (ten students who click Train at once get their first steps in that order, not the
+        last first). Shared by time used, not by turns: a
         session whose steps take seconds gets as much of the process as one whose steps take
         milliseconds, not a thousand times more. An owner that starts (or starts again) having work
         joins level with the least of the others: no credit is banked while idle."""
@@ -167,6 +173,8 @@ class Host:
             del self._served[gone]
         for gone in self._used.keys() - present:
             del self._used[gone]
+        for gone in self._arrived.keys() - present:
+            del self._arrived[gone]
         if not runnable:
             self._active = set()
             return None, 0
@@ -175,7 +183,7 @@ class Host:
             if o not in self._active and level is not None:
                 self._used[o] = max(self._used.get(o, 0.0), level)
         self._active = set(runnable)
-        owner = min(runnable, key=lambda o: (self._used.get(o, 0.0), self._served.get(o, -1)))
+        owner = min(runnable, key=lambda o: (self._used.get(o, 0.0), self._served.get(o, -1), self._arrived.get(o, 0)))
         task = runnable[owner][0]
         self.tasks.remove(task)
         self.tasks.append(task)
