@@ -46,28 +46,37 @@ def test_a_new_run_takes_its_first_step_before_its_step_0_analyses_and_records_t
         assert all(torch.equal(mine[k], theirs[k]) for k in theirs), name
 
 
-def test_a_worker_answers_a_new_runs_first_turn_with_its_first_step_and_the_analyses_a_turn_later(tmp_path):
-    tenants, record = _Tenants(), None
-    replies = [tenants._handle({"cmd": "init", "id": "r", "settings": SETTINGS.to_dict(), "turns": True, "to": 1,
-                                "budget_s": 5.0, "answer_first": True})]
-    while replies[-1]["mid"]:
-        replies.append(tenants._handle({"cmd": "run", "id": "r", "to": 1, "budget_s": 5.0}))
-    assert replies[-1]["step"] == 1 and replies[-1]["later"]  # the first step, step 0's analyses held back
-    record = RunRecord(replies[0]["config"], replies[0]["layer_names"])
-    for reply in replies:
-        replay_events(record, reply["events"])
-    assert record.paths_frame().empty and not record.regions()
+def test_a_worker_answers_new_runs_first_turns_with_their_first_steps_and_the_analyses_a_turn_later(tmp_path):
+    """Two runs of one shape, so that their later turns come in a group turn, their models in a stack."""
+    tenants, runs = _Tenants(), {"r": SETTINGS, "s": SETTINGS.with_changes(seed=5, lr=0.02)}
+    records = {}
+    for key, settings in runs.items():
+        replies = [tenants._handle({"cmd": "init", "id": key, "settings": settings.to_dict(), "turns": True, "to": 1,
+                                    "budget_s": 5.0, "answer_first": True})]
+        while replies[-1]["mid"]:
+            replies.append(tenants._handle({"cmd": "run", "id": key, "to": 1, "budget_s": 5.0}))
+        assert replies[-1]["step"] == 1 and replies[-1]["later"]  # the first step, step 0's analyses held back
+        records[key] = RunRecord(replies[0]["config"], replies[0]["layer_names"])
+        for reply in replies:
+            replay_events(records[key], reply["events"])
+        assert records[key].paths_frame().empty and not records[key].regions()
     reply = tenants._handle({"cmd": "run", "id": "r", "to": 1, "budget_s": 5.0})  # a Step click: nothing more
     assert reply["step"] == 1 and not reply["later"] and not reply["mid"]
-    replay_events(record, reply["events"])
-    assert set(record.paths_frame()["step"]) == {0}
-    while reply["step"] < SETTINGS.steps:
-        reply = tenants._handle({"cmd": "run_group", "budget_s": 5.0, "members": [{"id": "r", "to": SETTINGS.steps}]})
-        reply = reply["members"]["r"]
-        replay_events(record, reply["events"])
-    plain = LockstepTrainer(SETTINGS, recorders=standard())
-    plain.run()
-    same_run(plain.record, record, tmp_path)
+    replay_events(records["r"], reply["events"])
+    assert set(records["r"].paths_frame()["step"]) == {0}
+    stacked = []
+    while any(record.latest_step() < SETTINGS.steps for record in records.values()):
+        reply = tenants._handle({"cmd": "run_group", "budget_s": 5.0,
+                                 "members": [{"id": key, "to": SETTINGS.steps} for key in runs]})
+        stacked += reply["stacks"]
+        for key, part in reply["members"].items():
+            assert not part["later"]  # "s" recorded its step 0 analyses in the first group turn
+            replay_events(records[key], part["events"])
+    assert 4 in stacked  # both runs' plain-8 and resnet-8 in one stack
+    for key, settings in runs.items():
+        plain = LockstepTrainer(settings, recorders=standard())
+        plain.run()
+        same_run(plain.record, records[key], tmp_path / key)
 
 
 def test_a_rebuilt_run_holds_nothing_back():

@@ -7,7 +7,7 @@ the others go on.
 """
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
 import platform
 import time
@@ -103,35 +103,35 @@ class Prepared(NamedTuple):
 
 class AtStep:
     """What a recorder reads of a trainer, as it was at one step, so that it may record after the
-    trainer has stepped on (``LockstepTrainer.answer_first``): the nets' states kept now (a copy of
-    their tensors, cheap), the nets themselves copied when first read (a deep copy is slow: 27 ms
-    for a 56-layer net). The batches the copies' BNs count are added to the nets' own counters
-    (``count_passes``), as if the recorders had run on them."""
+    trainer has stepped on (``LockstepTrainer.answer_first``): its nets' weights and BN statistics
+    copied now (one copy of their tensors), and put back into the nets for the recorders
+    (``as_then``), then brought forward again. BN's batch counters are left to count on, as if the
+    recorders had run then."""
 
     def __init__(self, trainer: "LockstepTrainer"):
         self.settings, self.step, self.data, self.device = trainer.settings, trainer.step, trainer.data, trainer.device
         self.x_train, self.y_train, self.eval_sets, self.record = (trainer.x_train, trainer.y_train, trainer.eval_sets,
                                                                    trainer.record)
-        self._states = [(name, net, {k: v.detach().clone() for k, v in net.state_dict().items()})
-                        for name, net in trainer.training_models()]
-        self._models: list[tuple[str, Net]] | None = None
+        self._models = list(trainer.training_models())
+        self._then = [t.detach().clone() for t in self._tensors()]
+
+    def _tensors(self) -> list[torch.Tensor]:
+        return [t for _, net in self._models for key, t in net.state_dict(keep_vars=True).items()
+                if not key.endswith("num_batches_tracked")]
 
     def training_models(self) -> Iterator[tuple[str, Net]]:
-        if self._models is None:
-            self._models = []
-            for name, net, state in self._states:
-                then = copy.deepcopy(net)
-                then.load_state_dict(state)
-                self._models.append((name, then))
         return iter(self._models)
 
+    @contextlib.contextmanager
     @torch.no_grad()
-    def count_passes(self) -> None:
-        for (_, net, state), (_, then) in zip(self._states, self._models or []):
-            own, copied = net.state_dict(), then.state_dict()
-            for key in state:
-                if key.endswith("num_batches_tracked"):
-                    own[key] += copied[key] - state[key]
+    def as_then(self) -> Iterator[None]:
+        tensors = self._tensors()
+        now = [t.detach().clone() for t in tensors]
+        torch._foreach_copy_(tensors, self._then)
+        try:
+            yield
+        finally:
+            torch._foreach_copy_(tensors, now)
 
 
 class LockstepTrainer:
@@ -260,9 +260,8 @@ class LockstepTrainer:
         """The recorders held back at step 0, now, on the nets as they were then."""
         later, self._later = self._later, []
         for recorder, then in later:
-            recorder(then)
-        for then in {id(then): then for _, then in later}.values():
-            then.count_passes()
+            with then.as_then():
+                recorder(then)
 
     def _diverge(self, name: str) -> None:
         self.status[name] = "diverged"
