@@ -9,17 +9,14 @@ same run on the same trainers, with every analysis the app records on.
 
 Also: the same with bare steps (no analyses, no probes: the trainer's training pass alone); one
 session by itself, with analyses and bare (its twins are a pair, and a worker stacks from three
-members on: nothing stacks); the passes alone in this process, four ways (each model its own, twins
-apart, twins together with pairs stacked, and as the workers stack); and the evaluations the runs
-do every ``eval_every`` steps, each net's own (``probes.evaluate``) against one stacked forward of
-the twins (``StackedMLP.evaluate``), for one run and for five in step (CPU time, alternated).
+members on: nothing stacks); and the passes alone in this process, four ways (each model its own,
+twins apart, twins together with pairs stacked, and as the workers stack; CPU time, alternated).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
-import statistics
 import time
 
 from resnet_core.presets import get_preset
@@ -132,43 +129,6 @@ def measure_passes(runs: int, steps: int, rounds: int) -> None:
           flush=True)
 
 
-def measure_evaluations(runs: int, rounds: int) -> None:
-    """One evaluation step of ``runs`` runs' depth-56 twins (both splits, as ``evaluate_all``): each
-    net's own against one stacked forward, in this process's CPU time (one thread, as a worker)."""
-    import torch
-
-    from resnet_core.nets.mlp_stacked import StackedMLP
-    from resnet_core.training.lockstep import LockstepTrainer
-    from resnet_core.training.probes import evaluate
-
-    torch.set_num_threads(1)
-    base = get_preset("degradation").settings()
-    trainers = [LockstepTrainer(base.with_changes(seed=i, lr=LRS[i % len(LRS)])) for i in range(runs)]
-    for t in trainers:
-        t.run(steps=5)
-    nets = [net for t in trainers for name, net in t.models.items() if name.endswith("-56")]
-    stack = StackedMLP(nets)
-    (x, y), (xt, yt) = trainers[0].eval_sets["train"], trainers[0].eval_sets["test"]
-
-    def each() -> list:
-        return [(evaluate(n, x, y, batch_stats=True), evaluate(n, xt, yt)) for n in nets]
-
-    def stacked() -> list:
-        return list(zip(stack.evaluate(x, y, batch_stats=True), stack.evaluate(xt, yt)))
-
-    exact = each() == stacked()
-    own, together = [], []
-    for _ in range(rounds):
-        for run, times in ((each, own), (stacked, together)):
-            cpu = time.process_time()
-            run()
-            times.append(time.process_time() - cpu)
-    a, b = statistics.median(own), statistics.median(together)
-    print(f"evaluations of {len(nets)} nets ({runs} runs' twins; {len(x)} + {len(xt)} points): CPU ms, median of "
-          f"{rounds}: each its own {1000 * a:.0f}, stacked {1000 * b:.0f}, speed-up {a / b:.2f}x; bit for bit: {exact}",
-          flush=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10)
@@ -182,8 +142,6 @@ def main() -> None:
     measure(1, True, args.seconds, args.rounds)
     measure_passes(1, 60, args.rounds)
     measure_passes(args.sessions, 10, args.rounds)
-    measure_evaluations(1, 8 * args.rounds)
-    measure_evaluations(5, 2 * args.rounds)
     print(f"load {os.getloadavg()[0]:.1f} at the end")
 
 

@@ -11,8 +11,9 @@ so each member keeps its own statistics (BN is per channel). Measured on this ma
 these kernels gives every member exactly what its own call would (tests/test_stacked_sweep.py).
 
 The members' own ``Net``s stay: after stacking, their parameters and BN buffers are views into
-the stacked tensors, so each ``Net`` always holds its member's current weights and statistics
-(``training.probes.evaluate`` on it gives what ``StackedMLP.evaluate`` gives for all at once).
+the stacked tensors, so each ``Net`` always holds its member's current weights and statistics,
+and is what evaluates it (``training.probes.evaluate``: at 1600 points each net's own walk took
+0.5-0.7x the time of one stacked forward, whose side-by-side BN copies cost more than it saved).
 
 Activations are contiguous (S, B, C) tensors; a BN sees them as (B, S*C), one copy each way.
 The block stack's training pass is written out: ``mlp_stack`` walks the blocks, as for one net,
@@ -29,12 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_core.nets.mlp_stack import (BlockPlan, BlockStack, Kernels, LayerPlan, NormPlan, add_shortcut, linear_blocks,
+from resnet_core.nets.mlp_stack import (BlockPlan, BlockStack, Kernels, LayerPlan, NormPlan, linear_blocks,
                                         linear_unit)
 from resnet_core.nets.models import Net, Probe, Unit
-
-EVAL_BATCH = 2048  # as training.probes.EVAL_BATCH (nets/ cannot import training/)
-
 
 class _Linear(torch.autograd.Function):
     """x (S, B, in) @ W (S, out, in)^T + b (S, out), with the gradients computed in the layouts of
@@ -230,63 +228,24 @@ class StackedMLP:
                     t.grad = view
 
     # ---- the passes ---------------------------------------------------------------------------
-    def _norm_forward(self, h: torch.Tensor, n: NormPlan, training: bool = True,
-                      momentum: float | None = None) -> torch.Tensor:
+    def _norm_forward(self, h: torch.Tensor, n: NormPlan) -> torch.Tensor:
         s, b, c = h.shape
-        out = torch.native_batch_norm(_side_by_side(h), n.weight, n.bias, n.running_mean, n.running_var, training,
-                                      n.momentum if momentum is None else momentum, n.eps)[0]
+        out = torch.native_batch_norm(_side_by_side(h), n.weight, n.bias, n.running_mean, n.running_var, True,
+                                      n.momentum, n.eps)[0]
         # Back to a contiguous (S, B, C): an elementwise kernel (ReLU, its backward) on the strided
         # view took 11 us against 2 us, more than the copy (3 us).
         return _stacked_back(out, s)
 
-    def _unit_forward(self, x: torch.Tensor, layer: LayerPlan, pre: bool, *bn_mode) -> torch.Tensor:
-        """The unit as ``models.Unit`` computes it, without the ReLU that follows a post unit."""
+    def _unit_forward(self, x: torch.Tensor, layer: LayerPlan, pre: bool) -> torch.Tensor:
+        """The unit as ``models.Unit`` computes it in training mode, without the ReLU that follows a post unit."""
         if pre:
             if layer.norm is not None:
-                x = self._norm_forward(x, layer.norm, *bn_mode)
+                x = self._norm_forward(x, layer.norm)
             x = torch.relu(x)
         x = _Linear.apply(x, layer.weight, layer.bias)
         if not pre and layer.norm is not None:
-            x = self._norm_forward(x, layer.norm, *bn_mode)
+            x = self._norm_forward(x, layer.norm)
         return x
-
-    def _predict(self, x: torch.Tensor, training: bool, momentum: float | None) -> torch.Tensor:
-        """Logits without the training pass's bookkeeping, BN as asked (see ``evaluate``)."""
-        mode = (training, momentum)
-        x = self._unit_forward(x, *self.stem, *mode)
-        if not self.pre:
-            x = torch.relu(x)
-        for block in self.blocks:
-            h = x
-            last = len(block.layers) - 1
-            for j, layer in enumerate(block.layers):
-                h = self._unit_forward(h, layer, block.pre, *mode)
-                if not block.pre and j < last:
-                    h = torch.relu(h)
-            if block.residual:
-                s = x if block.shortcut is None else self._unit_forward(x, block.shortcut, False, *mode)
-                h = add_shortcut(h, s, block.adds, overwrite=True)
-            x = h if block.pre else torch.relu(h)
-        return self._unit_forward(x, *self.head, *mode)
-
-    @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_stats: bool = False) -> list[tuple[float, float]]:
-        """Each member's (mean cross-entropy, error fraction) on the same points, as
-        ``training.probes.evaluate`` computes them for its own net: in chunks of ``EVAL_BATCH``;
-        ``batch_stats`` normalising with each chunk's statistics and leaving the running ones
-        as they are (momentum 0), else with the running ones (eval mode)."""
-        size = self.size
-        loss_sum = [torch.zeros((), device=x.device) for _ in range(size)]
-        wrong = torch.zeros(size, device=x.device)
-        for start in range(0, len(x), EVAL_BATCH):
-            xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
-            logits = self._predict(xb.flatten(1).unsqueeze(0).expand(size, -1, -1), batch_stats,
-                                   0.0 if batch_stats else None)
-            for i in range(size):  # one call each: the sum's order is then the member's own
-                loss_sum[i] += F.cross_entropy(logits[i], yb, reduction="sum")
-            wrong += (logits.argmax(2) != yb).sum(1)
-        n = max(len(x), 1)
-        return [(float(loss) / n, float(w) / n) for loss, w in zip(loss_sum, wrong.tolist())]
 
     def forward(self, x: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
         """Logits (S, B, classes) of inputs (S, B, features), in training mode (BN on batch
