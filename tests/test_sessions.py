@@ -233,3 +233,14 @@ def test_a_live_run_and_a_replay_answer_one_interface():
         missing = {m for m in members if not hasattr(source, m)}
         assert not missing, f"{type(source).__name__} lacks {sorted(missing)}"
     assert live.live and not replay.live and replay.done and replay.host_pid is None
+
+
+def test_a_step_on_a_new_run_shows_its_first_step_and_then_step_0s_analyses(new_session):
+    """A new run's first step comes before step 0's analyses (``answer_first``); the session stays
+    pending until they arrive a turn later, so a page that stepped once still gets to show them."""
+    job = new_session(TINY.with_changes(paths_every=10))
+    job.step(1)
+    status = wait_for(lambda: (s := job.status()).step == 1 and not s.pending and s)
+    assert set(status.record.paths_frame()["step"]) == {0}  # resnet-6's unrolled paths at step 0
+    assert set(status.record.table_frame("lens.csv")["step"]) == {0}
+    assert job.source.working() is False  # nothing held back any more: its memory may go

@@ -133,8 +133,8 @@ class Run(Viewed, Task):
         return run_groups.turn_together(host, budget_s, tasks)  # all runs: only runs have a kin (task.py)
 
     def working(self) -> bool:
-        with self.lock:
-            return self.error is None and not self.closing and self.wanted() > self.step and not self.done
+        with self.lock:  # step 0's held-back analyses too: evicted first, they would be lost
+            return self.error is None and not self.closing and (self.later or (self.wanted() > self.step and not self.done))
 
     def _needs_trainer(self) -> bool:
         """Unbuilt, is there anything a trainer is needed for? (A Pause alone is not.)"""

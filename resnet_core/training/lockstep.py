@@ -141,9 +141,9 @@ class LockstepTrainer:
         batches and initial weights are the same as if it trained all of them. ``recorders``: the
         step hooks that record more than the error curves and the layer probes (by default none;
         ``analysis.recorders.standard()`` is what the app and the command line record).
-        ``answer_first``: the recorders due at step 0 that may wait (``Recorder.later``) record on
-        copies of the nets as they were, when ``record_later`` is called: a dashboard run's first
-        step, the answer to a click, does not wait behind them (they are about half of a build)."""
+        ``answer_first``: the recorders due at step 0 that may wait (``Recorder.later``) record when
+        ``record_later`` is called, on the nets put back as they were (``AtStep``): a dashboard run's
+        first step, the answer to a click, does not wait behind them (they are about half of a build)."""
         self.settings = settings.checked()
         self.device = resolve_device(self.settings.device)
         self.data = data or load_dataset(self.settings.dataset, self.settings.dataset_args)
