@@ -86,3 +86,10 @@ def test_a_rebuilt_run_holds_nothing_back():
     while reply["mid"]:
         reply = tenants._handle({"cmd": "run", "id": "r", "to": 1, "budget_s": 5.0})
     assert reply["step"] == 1 and not reply["later"]
+
+
+def test_a_run_that_ends_at_its_first_step_holds_nothing_back():
+    one = LockstepTrainer(SETTINGS.with_changes(steps=1), recorders=standard(), answer_first=True)
+    assert one.later
+    one.train_step()
+    assert one.done and not one.later and set(one.record.paths_frame()["step"]) == {0, 1}

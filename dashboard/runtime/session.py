@@ -273,7 +273,7 @@ class Session:
                 status = dict(source.status) if glued else {}
                 diverged = dict(source.diverged_at) if glued else {}
                 busy = source.busy and glued
-                later = getattr(source, "later", False) and glued  # step 0's analyses are on their way
+                later = source.later and glued  # step 0's analyses are on their way
             finished = done and step >= head
             pending = error is None and (fork is not None or control or later or (cursor.goal > step and not finished))
             rate = None

@@ -152,11 +152,11 @@ class StackedMLP:
         self._grad_buffers: list[torch.Tensor] | None = None  # see hand_gradients
         self._grad_views: list[list[torch.Tensor]] = []
         first = nets[0]
-        for i in range(len(first.blocks)):  # refused before any member's tensors are stacked
-            _first_adding([n.blocks[i].residual for n in nets])
+        depths = range(len(first.blocks))
+        adding = [_first_adding([n.blocks[i].residual for n in nets]) for i in depths]  # refused before any stacking
         self.pre = first.pre
         self.stem = self._unit([n.stem for n in nets])
-        self.blocks = tuple(self._block([n.blocks[i] for n in nets]) for i in range(len(first.blocks)))
+        self.blocks = tuple(self._block([n.blocks[i] for n in nets], adding[i]) for i in depths)
         self.head = self._unit([n.head for n in nets])
         residual = [j for j, b in enumerate(self.blocks) if b.residual]  # the blocks that fill a probe's branches
         self._probed = [[k for k, j in enumerate(residual) if n.blocks[j].residual] for n in nets]  # each member's
@@ -191,10 +191,10 @@ class StackedMLP:
     def _unit(self, units: list[Unit]) -> StackedUnit:
         return StackedUnit(self._layer([u.weight_layer for u in units], [u.norm for u in units]), units[0].pre)
 
-    def _block(self, blocks) -> BlockPlan:
+    def _block(self, blocks, first_adding: int | None) -> BlockPlan:
         """The members' blocks at one depth. A plain block and a residual one with the identity as
         its shortcut (a plain net and its residual twin) stack: the walk adds the shortcut for the
-        members that have one (``BlockPlan.adds``). A projection is weights all members must have."""
+        members from ``first_adding`` on (``BlockPlan.adds``). A projection is weights all members must have."""
         layers = tuple(self._layer([b.units[j].weight_layer for b in blocks], [b.units[j].norm for b in blocks])
                        for j in range(len(blocks[0].units)))
         adds = [b.residual for b in blocks]
@@ -204,7 +204,7 @@ class StackedMLP:
                 raise ValueError("members with a projection shortcut stack only with members that have one too")
             parts = [b.shortcut if isinstance(b.shortcut, nn.Sequential) else [b.shortcut] for b in blocks]
             shortcut = self._layer([p[0] for p in parts], [p[1] if len(p) > 1 else None for p in parts])
-        return BlockPlan(layers, blocks[0].pre, any(adds), shortcut, _first_adding(adds))
+        return BlockPlan(layers, blocks[0].pre, any(adds), shortcut, first_adding)
 
     def hand_gradients(self) -> None:
         """After a backward pass: each member's own parameters get their gradients (for its own

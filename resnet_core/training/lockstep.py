@@ -227,6 +227,8 @@ class LockstepTrainer:
         self.wall_s += time.perf_counter() - started
         self.step += 1
         self._record_step()
+        if self._later and self.done:  # a run that ends here: nothing comes after it to wait for
+            self.record_later()
 
     # ---- what is recorded of the nets as they train --------------------------------------------
     def evaluating(self) -> bool:

@@ -95,8 +95,6 @@ class TrainerInTurns:
             self.mid = True
             started, cpu = time.perf_counter(), time.thread_time()
             trainer.train_step()
-            if trainer.done and trainer.later:  # a run of one step: nothing comes after it to wait for
-                trainer.record_later()
             self.step_s = time.thread_time() - cpu  # its own time, however many turns it took
             now_slow = time.perf_counter() - started > SLOW_STEP_S
             if now_slow != slow:
