@@ -5,6 +5,7 @@
   the whole session, its log kept so a test can check it holds no traceback.
 - ``browser`` / ``page``: Debian's Chromium driven by Playwright (sync API), a fresh 1400x900
   page per test.
+- ``tiny_runs``: five small finished runs by key, for the run cache's tests.
 - ``app_test``: a factory of ``AppTest``s of the dashboard (optionally opened with a query string),
   run once; the training jobs they started are stopped after the test, and at the end of the
   module Streamlit's resource caches are cleared, which closes the worker pool.
@@ -122,3 +123,9 @@ def spirals():
     return load_dataset("spirals", {"n": 600})
 
 
+@pytest.fixture(scope="module")
+def tiny_runs():
+    """Five small finished runs of five seeds, by key: the run cache's tests (``run_cache_runs``)."""
+    from run_cache_runs import tiny_runs_by_key
+
+    return tiny_runs_by_key()

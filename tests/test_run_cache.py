@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 import tomllib
 from pathlib import Path
 
@@ -23,46 +22,12 @@ from dashboard.runtime.run_cache import (CACHE_ENV, INCOMING, LIMIT_ENV, RunCach
 from resnet_core.records import RecordError, RunRecord
 from resnet_core.settings import Settings
 from resnet_core.training.lockstep import LockstepTrainer
-from resnet_core.analysis.recorders import REGION_EVERY, standard
+from resnet_core.analysis.recorders import REGION_EVERY
+from run_cache_runs import MLP, REPO, TINY, assert_same_run, train
 
-REPO = Path(__file__).resolve().parents[1]
-
-# The degradation lesson in small: a shallow and a deeper plain MLP beside the residual twin.
-MLP = Settings(models=("plain-8", "plain-20", "resnet-20"), steps=30, eval_every=5, probe_every=1,
-               paths_every=10, dataset_args={"n": 300})
 # A small CIFAR-style CNN on the digits (three stages: the shortcut projects where the shape changes).
 CNN = Settings(dataset="digits", arch="cnn", width=4, models=("plain-8", "resnet-8"), steps=8, eval_every=4,
                probe_every=1, paths_every=4, batch_size=32)
-TINY = Settings(models=("resnet-4",), steps=3, eval_every=3, probe_every=1, paths_every=0, batch_size=32,
-                dataset_args={"n": 100})
-
-
-def train(settings: Settings, steps: int | None = None, lesion: bool = False) -> RunRecord:
-    """A live run, with one torch thread as every trainer of the project (module fixtures are
-    made before the per-test one_thread fixture, so this sets it itself)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        trainer = LockstepTrainer(settings, recorders=standard())
-        trainer.run(steps)
-        if lesion:
-            trainer.call("lesion_study")
-        return trainer.record
-    finally:
-        torch.set_num_threads(threads)
-
-
-def assert_same_run(a: RunRecord, b: RunRecord, *, wall_s: bool = False, history: bool = True) -> None:
-    """The tables a user sees are identical, value for value (wall_s too where asked), and so is
-    every decision map of the run (where asked)."""
-    drop = [] if wall_s else ["wall_s"]
-    pd.testing.assert_frame_equal(a.metrics_frame().drop(columns=drop), b.metrics_frame().drop(columns=drop),
-                                  check_exact=True)
-    for table in ("layers_frame", "paths_frame", "regions_frame", "lesion_frame"):
-        pd.testing.assert_frame_equal(getattr(a, table)(), getattr(b, table)(), check_exact=True, obj=table)
-    assert a.regions() == b.regions()
-    if history:
-        assert a.region_history() == b.region_history()
 
 
 # ------------------------------------------------------------------------------ determinism
@@ -288,12 +253,6 @@ def test_a_limit_that_is_not_a_number_is_refused(monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------------------------- eviction
 
-@pytest.fixture(scope="module")
-def tiny_runs() -> dict[str, RunRecord]:
-    """Five small finished runs of five seeds, by key."""
-    return {run_key(s): train(s) for s in (TINY.with_changes(seed=seed) for seed in range(5))}
-
-
 def test_eviction_keeps_the_most_recently_used_within_the_limit(tmp_path, tiny_runs):
     keys = list(tiny_runs)
     probe = RunCache(tmp_path / "probe", limit_mb=50)
@@ -344,140 +303,6 @@ def test_a_run_larger_than_the_whole_limit_is_not_stored(tmp_path, tiny_runs):
     assert small.put(key, record) is False and small.keys() == [] and small.get(key) is None
     off = RunCache(tmp_path / "off", limit_mb=0)
     assert off.put(key, record) is False and off.keys() == []
-
-
-# -------------------------------------------------------------------------------- atomicity
-
-PUT_FROM_A_PROCESS = textwrap.dedent("""
-    import json, sys, time
-    from pathlib import Path
-    import torch
-    torch.set_num_threads(1)
-    from dashboard.runtime.run_cache import RunCache, run_key
-    from resnet_core.settings import Settings
-    from resnet_core.analysis.recorders import standard
-    from resnet_core.training.lockstep import LockstepTrainer
-    settings = Settings.from_dict(json.loads(sys.argv[1]))
-    root, go = Path(sys.argv[2]), Path(sys.argv[3])
-    record = LockstepTrainer(settings, recorders=standard()).run()
-    print("ready", flush=True)
-    while not go.exists():
-        time.sleep(0.001)
-    print(RunCache(root, limit_mb=50).put(run_key(settings), record), flush=True)
-""")
-
-
-def test_two_processes_putting_one_key_leave_one_whole_entry(tmp_path):
-    settings = MLP.with_changes(steps=10, paths_every=0)  # no path analysis: its first call is slow
-    go = tmp_path / "go"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-c", PUT_FROM_A_PROCESS, json.dumps(settings.to_dict()),
-                               str(tmp_path / "cache"), str(go)], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    try:
-        for p in procs:
-            assert p.stdout.readline().strip() == "ready", p.stderr.read()
-        go.touch()  # both trained: now both put at once
-        results = [p.communicate(timeout=120)[0].strip() for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert sorted(results) == ["False", "True"], results
-    cache = RunCache(tmp_path / "cache", limit_mb=50)
-    assert cache.keys() == [run_key(settings)]
-    assert not any((cache.root / INCOMING).iterdir())
-    # and the run another process stored is the run this one trains
-    assert_same_run(cache.get(run_key(settings)), train(settings))
-
-
-def test_a_half_written_folder_is_never_served(tmp_path, tiny_runs):
-    (key, record), (other_key, other) = list(tiny_runs.items())[:2]
-    runs = tmp_path / "runs"
-    cache = RunCache(runs / "cache", limit_mb=50)
-    # a process died while writing: its temporary folder holds some of the files
-    crashed = cache.root / INCOMING / f"{key}.99999.dead"
-    record.write(crashed)
-    (crashed / "layers.csv").unlink()
-    # and a folder under the key's own name that no put made (copied in by hand, say)
-    record.write(cache.path(key))
-    (cache.path(key) / "metrics.csv").write_text("step,model\n")
-    assert cache.get(key) is None and not cache.contains(key)
-    assert replay.run_folders(runs) == [f"cache/{key}"]  # temporary folders are never listed for replay
-    # a put goes ahead beside the leftovers and replaces the stray folder with a whole entry
-    fresh = cache.root / INCOMING / f"{other_key}.99998.writing"  # another process, still writing
-    record.write(fresh)
-    assert cache.put(key, record)
-    assert_same_run(cache.get(key), record, wall_s=True)
-    # a later put clears the temporary folders left over an hour ago, not the ones being written
-    old = time.time() - 2 * 3600
-    os.utime(crashed, (old, old))
-    assert cache.put(other_key, other)
-    assert not crashed.exists() and fresh.exists()
-    assert sorted(cache.keys()) == sorted([key, other_key])
-
-
-def test_the_server_side_imports_no_torch(tmp_path, tiny_runs):
-    key, record = next(iter(tiny_runs.items()))
-    RunCache(tmp_path, limit_mb=50).put(key, record)
-    script = textwrap.dedent(f"""
-        import sys
-        from dashboard.runtime.run_cache import RunCache, run_key, record_until
-        from resnet_core.settings import Settings
-        run_key(Settings()); run_key(Settings(dataset="digits", arch="cnn", models=("resnet-8",)))
-        cache = RunCache({str(tmp_path)!r}, limit_mb=50)
-        record_until(cache.get({key!r}), 2)
-        print("torch" in sys.modules)
-    """)
-    out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
-
-
-EVICT_AND_PUT_AGAIN = textwrap.dedent("""
-    import json, sys
-    import torch
-    torch.set_num_threads(1)
-    from dashboard.runtime.run_cache import RunCache, run_key
-    from resnet_core.settings import Settings
-    from resnet_core.analysis.recorders import standard
-    from resnet_core.training.lockstep import LockstepTrainer
-    runs = [LockstepTrainer(Settings.from_dict(json.loads(a)), recorders=standard()).run() for a in sys.argv[2:4]]
-    keys = [run_key(Settings.from_dict(json.loads(a))) for a in sys.argv[2:4]]
-    cache = RunCache(sys.argv[1], limit_mb=float(sys.argv[4]))
-    print("ready", flush=True)
-    for i in range(24):  # room for one entry: each put evicts the least recently used key
-        cache.put(keys[i % 2], runs[i % 2])
-""")
-
-
-def test_a_reader_racing_evictions_gets_a_whole_run_or_none(tmp_path, tiny_runs):
-    """One process puts two keys in turn into a cache with room for one, so each put evicts the
-    other; meanwhile this one reads the first key again and again."""
-    (key, record), (other_key, other) = list(tiny_runs.items())[:2]
-    probe = RunCache(tmp_path / "probe", limit_mb=50)
-    probe.put(key, record)
-    limit_mb = 1.5 * probe.size_bytes() / 2**20
-    settings = [json.dumps(Settings.from_dict(r.config["settings"]).to_dict()) for r in (record, other)]
-    writer = subprocess.Popen([sys.executable, "-c", EVICT_AND_PUT_AGAIN, str(tmp_path / "cache"), *settings,
-                               str(limit_mb)], env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    cache = RunCache(tmp_path / "cache", limit_mb=limit_mb)
-    served = []
-    try:
-        assert writer.stdout.readline().strip() == "ready", writer.stderr.read()
-        while writer.poll() is None:
-            got = cache.get(key)
-            if got is not None:
-                served.append(got)
-        assert writer.returncode == 0, writer.stderr.read()
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-    for got in served:
-        assert_same_run(got, record)
-    assert len(cache.keys()) == 1 and not any((cache.root / INCOMING).iterdir())
 
 
 # ------------------------------------------------- issue 20: a class's cache serves its run, and only it
