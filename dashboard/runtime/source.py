@@ -33,6 +33,7 @@ class Source(Protocol):
     status: dict[str, str]                    # model -> ok | diverged
     diverged_at: dict[str, int]
     busy: bool                                # a turn is under way: the step may still move
+    later: bool                               # step 0's analyses are held back for a turn (turns.py)
     control: Any                              # what is still to be carried out between steps
     pause_maps: tuple[int, dict[str, Any]] | None  # (step, maps) drawn at a Pause
     views: Views                              # its record as it stood at a step, per step
@@ -71,6 +72,7 @@ class Replay:
     live = False
     error: str | None = None
     busy = False
+    later = False
     behind = False
     host_pid = None
     pause_maps = None
