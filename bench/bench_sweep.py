@@ -10,7 +10,7 @@ the time of one (goal: ratio <= 0.6). Each figure includes starting the worker p
 degradation trend is printed too, so a fast but wrong sweep cannot pass unnoticed.
 
 ``--stacking`` times the same sweep planned seed by seed (one job per run) and stacked (one job
-per family and depth, ``training.stacked``), alternated, on ``--workers`` processes; it prints
+per depth, its runs side by side in shared stacks, ``training.member_stacks``), alternated, on ``--workers`` processes; it prints
 both wall times, their ratio, both degradation trends and the largest difference between the two
 sweeps' errors (0 when stacking changed no number).
 
@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--depths", default="8,14,20,32,44,56")
     parser.add_argument("--repeat", type=int, default=1, help="take the fastest of this many sweeps per setting")
-    parser.add_argument("--stacking", action="store_true", help="time seed by seed against stacked seeds instead")
+    parser.add_argument("--stacking", action="store_true", help="time run by run against each depth's runs side by side instead")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for --stacking")
     args = parser.parse_args()
     if args.stacking:

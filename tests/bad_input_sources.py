@@ -97,14 +97,14 @@ def sidebar(query: str) -> Callable[[], str]:
 def sweep_panel(depths: tuple[int, ...], **settings) -> Callable[[], str]:
     """The depth-sweep panel's Run: the plan, then the budget of its deepest run."""
     def run() -> str:
-        from resnet_core.analysis.sweep import plan_sweep
+        from resnet_core.analysis.sweep import deepest_run, plan_sweep
         from resnet_core.settings import Settings, SettingsError
         from resnet_core.sizing.budget import check_settings
 
         with _environment(BUDGET):
             try:
                 jobs = plan_sweep(Settings(**settings).checked(), depths, (0,), steps=10)
-                check_settings(Settings.from_dict(jobs[0]["settings"]))
+                check_settings(deepest_run(jobs))
             except SettingsError as exc:
                 return str(exc)
         raise AssertionError("accepted")

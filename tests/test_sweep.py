@@ -17,7 +17,7 @@ from test_sessions import wait_for
 from resnet_core.remote.job_kinds import JobFailed
 from resnet_core.scheduling.job_pool import JobPool
 from resnet_core.settings import Settings, SettingsError
-from resnet_core.analysis.sweep import SWEEP_COLUMNS, plan_sweep, run_count, run_sweep, sweep_frame, sweep_summary, write_sweep_csv
+from resnet_core.analysis.sweep import SWEEP_COLUMNS, job_runs, plan_sweep, run_count, run_sweep, sweep_frame, sweep_summary, write_sweep_csv
 
 
 TINY = Settings(steps=20, eval_every=10, dataset_args={"n": 400})
@@ -181,7 +181,7 @@ def test_a_learning_rate_sweep_trains_every_depth_at_every_rate(tmp_path, capsys
     run's numbers those of a run at that rate alone (stacked or not)."""
     jobs = plan_sweep(TINY, depths=(4, 8), seeds=(0, 1), lrs=(0.3, 0.01), families=("resnet",))
     assert run_count(jobs) == 2 * 2 * 2
-    assert sorted({Settings.from_dict(j["settings"]).lr for j in jobs}) == [0.01, 0.3]
+    assert sorted({Settings.from_dict(r["settings"]).lr for j in jobs for r in job_runs(j)}) == [0.01, 0.3]
     out = tmp_path / "sweep"
     code = main(["sweep", "--depths", "4,8", "--seeds", "0,1", "--lrs", "0.01,0.3", "--families", "resnet",
                  "--steps", "10", "--dataset-arg", "n=400", "--workers", "1", "--out", str(out)])

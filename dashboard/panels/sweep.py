@@ -18,7 +18,7 @@ from resnet_core.settings import Settings, SettingsError
 from resnet_core.sizing.budget import check_settings
 from dashboard.text import literal
 from dashboard.panels.accessible import chart
-from resnet_core.analysis.sweep import (DEFAULT_DEPTHS, parse_float_list, plan_sweep, result_rows, run_count, sweep_frame,
+from resnet_core.analysis.sweep import (DEFAULT_DEPTHS, deepest_run, parse_float_list, plan_sweep, result_rows, run_count, sweep_frame,
                                         sweep_summary)
 
 REFRESH_S = 1.0
@@ -69,7 +69,7 @@ def render_sweep_panel(settings: Settings) -> None:
         try:
             lrs = parse_float_list(lrs_text, "Learning rates") if lrs_text.strip() else None
             jobs = plan_sweep(settings, depths, range(settings.seed, settings.seed + int(seeds)), steps=int(steps), lrs=lrs)
-            check_settings(Settings.from_dict(jobs[0]["settings"]))  # the deepest run, in each process
+            check_settings(deepest_run(jobs))  # the deepest run, in each process
         except SettingsError as exc:
             st.error(literal(str(exc)), icon=":material/error:")
         else:
@@ -85,8 +85,8 @@ def render_sweep_panel(settings: Settings) -> None:
 
 
 def _on_event(total: int):
-    """Each job's progress into the bar, each finished job's rows (one per seed when its seeds
-    trained stacked) into the results."""
+    """Each job's progress into the bar, each finished job's rows (one per run when its runs
+    trained side by side) into the results."""
     fraction = [0.0] * total
 
     def on_event(run: AnalysisRun, event) -> None:

@@ -7,13 +7,12 @@ import argparse
 import sys
 import time
 
-from resnet_core.analysis.sweep import (parse_float_list, parse_int_list, plan_sweep, run_count, run_sweep, sweep_frame,
+from resnet_core.analysis.sweep import (deepest_run, parse_float_list, parse_int_list, plan_sweep, run_count, run_sweep, sweep_frame,
                                         sweep_summary)
 from resnet_core.cli.output import SweepFile
 from resnet_core.cli.parser import is_terminal, settings_from_args
 from resnet_core.cli.workers import check_workers, default_workers
 from resnet_core.remote.job_kinds import JobFailed
-from resnet_core.settings import Settings
 from resnet_core.training.headless import one_torch_thread
 from resnet_core.training.lockstep import check_fits
 from resnet_core.training.tensors import load_dataset
@@ -29,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     out = SweepFile(args.out, args.overwrite)
     check_workers(args.workers)
     data = load_dataset(settings.dataset, settings.dataset_args)  # a bad data argument fails here, before any run
-    check_fits(Settings.from_dict(jobs[0]["settings"]), data)  # the deepest run: too big or too large a batch
+    check_fits(deepest_run(jobs), data)  # the deepest run: too big or too large a batch
     workers = args.workers or default_workers(settings, len(jobs), on_gpu=0)  # jobs, not runs: a stacked job is one process's
     if workers == 0:  # on a GPU: in this process
         one_torch_thread()

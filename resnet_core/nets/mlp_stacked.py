@@ -1,6 +1,6 @@
 """S MLPs of one architecture as one: every layer's weights stacked along a new first dimension, so
-that one kernel call serves all S members (a sweep's seeds of one family and depth; a class's runs
-of one lesson). A plain net and its residual twin are one architecture here where the twin's
+that one kernel call serves all S members (a class's runs of one lesson; a sweep's runs of one
+depth: ``training.member_stacks``). A plain net and its residual twin are one architecture here where the twin's
 shortcuts are the identity: the walk adds a block's shortcut for the members that have one
 (``mlp_stack.BlockPlan.adds``), the others keep their branch's values exactly.
 
@@ -8,7 +8,8 @@ These nets are dispatch-bound: at batch 128 and width 32 a step costs its number
 not its arithmetic. A linear layer of the S members is one ``bmm`` over (S, B, in) @ (S, in, out);
 a BatchNorm is one call over the members laid side by side on the channel dimension, (B, S*C),
 so each member keeps its own statistics (BN is per channel). Measured on this machine, each of
-these kernels gives every member exactly what its own call would (tests/test_stacked_sweep.py).
+these kernels gives every member exactly what its own call would (tests/test_member_stacks.py,
+tests/test_sweep_side_by_side.py).
 
 The members' own ``Net``s stay: after stacking, their parameters and BN buffers are views into
 the stacked tensors, so each ``Net`` always holds its member's current weights and statistics,

@@ -3,10 +3,11 @@ Table 6 and Fig. 6), one independent run per (family, depth, seed).
 
 Runs share nothing, so they are jobs of ``resnet_core.scheduling.job_pool.JobPool``: worker processes with one torch
 thread each, results back as JSON rows as runs finish (a live chart fills in as they come).
-An MLP's seeds of one (family, depth) have the same parameter shapes, so by default they are one
-job trained stacked (``training.stacked``: one kernel call per layer for all seeds, each seed's
-numbers those of its own run), which answers one row per seed. ``RESIDUAL_LAB_ENGINE=autograd`` (no fast path) or
-``plan_sweep(..., stack=False)`` plans one job per seed instead (the CNN always does).
+An MLP's runs of one depth (both families, every seed and learning rate) have the same parameter shapes, so by
+default they are one job, trained side by side as members of shared stacks (``training.member_stacks``,
+as a worker trains a class's runs of one shape: one kernel call per layer for all of them, each run's
+numbers those of its own run), which answers one row per run. ``RESIDUAL_LAB_ENGINE=autograd`` (no fast
+path) or ``plan_sweep(..., stack=False)`` plans one job per run instead (the CNN always does).
 
     rows = list(run_sweep(plan_sweep(settings, depths=(8, 20, 56), seeds=(0, 1, 2)), workers=2))
 """
@@ -26,7 +27,7 @@ DEFAULT_SEEDS = (0, 1, 2)
 FAMILIES = ("plain", "resnet")
 MAX_RUNS = 240  # a sweep is for a lesson, not a cluster: 20 depths x 6 seeds x 2 families
 PROGRESS_EVERY = 25  # steps between a run's progress messages
-STACK = config.get("ENGINE") != "autograd"  # train a sweep point's seeds as one
+STACK = config.get("ENGINE") != "autograd"  # train a depth's runs side by side
 
 # ---------------------------------------------------------------------------- planning a sweep
 
@@ -57,9 +58,8 @@ def plan_sweep(settings: Settings, depths: Iterable[int] = DEFAULT_DEPTHS, seeds
     depth is checked with the Settings rules before anything runs. ``lrs``: learning rates, each
     (family, depth, seed) trained at every one of them (default: the settings' own).
 
-    Stacked (``stack``, by default ``STACK``; MLPs only): one job per (family, depth) with the list
-    of its ``seeds``, trained as one, answering one row per seed. Otherwise one job per (family,
-    depth, seed) with its ``seed``."""
+    Stacked (``stack``, by default ``STACK``; MLPs only): one job per depth whose ``runs`` are the
+    jobs of its families, seeds and learning rates, trained side by side, answering one row per run. Otherwise one job per (family, depth, seed, learning rate)."""
     base = settings.checked()
     depths = sorted(set(int(d) for d in depths))
     seeds = sorted(set(int(s) for s in seeds))
@@ -87,24 +87,32 @@ def plan_sweep(settings: Settings, depths: Iterable[int] = DEFAULT_DEPTHS, seeds
     jobs = []
     stacked = (stack if stack is not None else STACK) and stackable(base)
     for depth in sorted(depths, reverse=True):
-        for lr in lrs:
-            for seed in ([seeds[0]] if stacked else seeds):
-                for family in families:
-                    run = base.with_changes(models=(f"{family}-{depth}",), seed=seed, lr=lr)
-                    where = {"seeds": seeds} if stacked else {"seed": seed}
-                    jobs.append({"family": family, "depth": depth, **where, "settings": run.to_dict()})
+        runs = [{"family": family, "depth": depth, "seed": seed,
+                 "settings": base.with_changes(models=(f"{family}-{depth}",), seed=seed, lr=lr).to_dict()}
+                for lr in lrs for seed in seeds for family in families]
+        jobs += [{"depth": depth, "runs": runs}] if stacked else runs
     return jobs
 
 
 def stackable(settings: Settings) -> bool:
-    """MLPs whose blocks ``training.stacked`` knows: all but zero-padded shortcuts between stages
-    (checked again, on the built net, where the job runs)."""
+    """MLPs, whose runs of one shape a stack may hold (a net it does not hold, such as zero-padded
+    shortcuts between stages, trains its own passes where the job runs)."""
     return settings.arch == "mlp" and not (settings.shortcut == "pad" and settings.stages > 1)
 
 
+def job_runs(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs (jobs of one run each) a job trains: those a stacked job holds, or itself."""
+    return job["runs"] if "runs" in job else [job]
+
+
 def run_count(jobs: list[dict[str, Any]]) -> int:
-    """Runs (rows of sweep.csv) the jobs make: a stacked job makes one per seed."""
-    return sum(len(job["seeds"]) if "seeds" in job else 1 for job in jobs)
+    """Runs (rows of sweep.csv) the jobs make: a stacked job makes one per run it holds."""
+    return sum(len(job_runs(job)) for job in jobs)
+
+
+def deepest_run(jobs: list[dict[str, Any]]) -> Settings:
+    """The settings of the sweep's deepest run (its first): the one to check before anything runs."""
+    return Settings.from_dict(job_runs(jobs[0])[0]["settings"])
 
 
 def result_rows(result: dict[str, Any]) -> list[dict[str, Any]]:

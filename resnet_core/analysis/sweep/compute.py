@@ -1,5 +1,6 @@
 """One job of a depth sweep, in a worker process: one run and its row of sweep.csv, or a sweep
-point's seeds trained stacked (``training.stacked``) and their rows."""
+point's runs (its families and seeds at one depth) trained side by side as members of shared stacks
+(``training.member_stacks``, as a worker trains a class's runs of one shape) and their rows."""
 from __future__ import annotations
 
 import json
@@ -11,10 +12,12 @@ import torch
 
 from resnet_core.analysis.sweep import PROGRESS_EVERY
 from resnet_core.settings import Settings
+from resnet_core.sizing import budget
 from resnet_core.training.lockstep import LockstepTrainer, make_optimizer
-from resnet_core.training.stacked import StackedTrainer, can_stack, group_fits
+from resnet_core.training.member_stacks import MemberStacks
 from resnet_core.training.tensors import Dataset, load_dataset
 
+Report = Callable[[dict[str, Any] | None], None]
 
 _DATA_CACHE: dict[str, Any] = {}  # per process: a worker loads each data set once
 
@@ -48,11 +51,11 @@ def sweep_row(family: str, depth: int, seed: int, metrics: list[dict[str, Any]],
             "wall_s": round(wall_s, 3), "lr": lr}
 
 
-def train_one(job: dict[str, Any], report: Callable[[dict[str, Any] | None], None] = lambda _: None) -> dict[str, Any]:
-    """Train one model of a sweep; its row of sweep.csv. A job with ``seeds`` instead of ``seed``
-    trains them stacked (``train_stacked``) and answers ``{"rows": [one row per seed]}``."""
-    if "seeds" in job:
-        return train_stacked(job, report)
+def train_one(job: dict[str, Any], report: Report = lambda _: None) -> dict[str, Any]:
+    """Train one model of a sweep; its row of sweep.csv. A job with ``runs`` (a list of such jobs)
+    trains them side by side (``train_together``) and answers ``{"rows": [one row per run]}``."""
+    if "runs" in job:
+        return train_together(job["runs"], report)
     _warm_up()
     started = time.perf_counter()
     settings = Settings.from_dict(job["settings"])
@@ -66,30 +69,41 @@ def train_one(job: dict[str, Any], report: Callable[[dict[str, Any] | None], Non
                      time.perf_counter() - started, settings.lr)
 
 
-def train_stacked(job: dict[str, Any], report: Callable[[dict[str, Any] | None], None] = lambda _: None) -> dict[str, Any]:
-    """The seeds of one (family, depth) trained as one (``training.stacked.StackedTrainer``), each
-    seed's row as its own run would give it. ``wall_s`` of each row is the group's wall time: the
-    seeds trained together, so none has a time of its own (the sum over a sweep's rows counts a
-    group once per seed). A net that cannot be stacked, or seeds that would not fit one run's
-    memory together, are trained seed by seed, in this job."""
+def fits_together(runs: list[Settings], data: Dataset) -> bool:
+    """Whether these runs fit one run's memory budget together (a worker limits itself to about one
+    run's). A run that does not fit alone raises, as it would alone."""
+    return sum(budget.check_fits(s.checked(), budget.shape_of(data)).total for s in runs) <= budget.run_memory_budget()
+
+
+def train_together(runs: list[dict[str, Any]], report: Report = lambda _: None) -> dict[str, Any]:
+    """Runs of one sweep point trained side by side: one ``LockstepTrainer`` each, their passes in
+    shared stacks (``MemberStacks``: those of one shape in one stack; a net a stack does not hold
+    trains its own passes), each its own batches, optimizer step and divergence, so each row is what
+    its own run gives. ``wall_s`` of each row is the group's wall time: the runs trained together,
+    so none has a time of its own. Runs that would not fit one run's memory together train one
+    after another, in this job."""
     _warm_up()
-    started = time.perf_counter()
-    settings = Settings.from_dict(job["settings"])
-    seeds = [int(s) for s in job["seeds"]]
-    if not can_stack(settings) or not group_fits(settings, _data(settings), len(seeds)):
-        rows = []
-        for k, seed in enumerate(seeds):  # progress over the whole job, seed after seed
-            def seed_report(p: dict[str, Any] | None = None, k: int = k) -> None:
-                report(None if p is None else {"step": k * p["steps"] + p["step"], "steps": len(seeds) * p["steps"]})
-            rows.append(train_one({"family": job["family"], "depth": job["depth"], "seed": seed,
-                                   "settings": settings.with_changes(seed=seed).to_dict()}, seed_report))
+    settings = [Settings.from_dict(run["settings"]) for run in runs]
+    if not fits_together(settings, _data(settings[0])):
+        total = sum(s.steps for s in settings)
+        rows, done = [], 0
+        for run, s in zip(runs, settings):  # progress over the whole job, run after run
+            def one_report(p: dict[str, Any] | None = None, done: int = done) -> None:
+                report(None if p is None else {"step": done + p["step"], "steps": total})
+            rows.append(train_one(run, one_report))
+            done += s.steps
         return {"rows": rows}
-    trainer = StackedTrainer(settings, seeds, data=_data(settings))
-
-    def progress(t: StackedTrainer) -> None:
-        report({"step": t.step, "steps": settings.steps} if t.step % PROGRESS_EVERY == 0 else None)
-
-    trainer.run(on_step=progress)
+    started = time.perf_counter()
+    trainers = [LockstepTrainer(s, data=_data(s)) for s in settings]
+    stacks = MemberStacks()
+    total, tick = sum(s.steps for s in settings), 0
+    while not all(t.done for t in trainers):
+        stacks.prepare(trainers)
+        for t in trainers:
+            if not t.done:
+                t.train_step()
+        tick += 1
+        report({"step": sum(t.step for t in trainers), "steps": total} if tick % PROGRESS_EVERY == 0 else None)
     wall_s = time.perf_counter() - started
-    return {"rows": [sweep_row(job["family"], job["depth"], seed, metrics, wall_s, settings.lr)
-                     for seed, metrics in zip(seeds, trainer.metrics)]}
+    return {"rows": [sweep_row(run["family"], run["depth"], run["seed"], t.record.metric_rows(), wall_s, s.lr)
+                     for run, s, t in zip(runs, settings, trainers)]}
