@@ -139,8 +139,9 @@ def stackable(net: Net) -> bool:
 
 
 class StackedMLP:
-    """The members' nets, stacked. ``parameters`` are new leaf tensors (for one optimizer); each
-    member's own parameters and BN buffers become views into them."""
+    """The members' nets, stacked. ``parameters`` are new leaf tensors, where a stacked pass's
+    gradients land (``hand_gradients`` gives each member its own); each member's own parameters and
+    BN buffers become views into the stacked tensors."""
 
     def __init__(self, nets: list[Net]):
         if not nets or not all(stackable(n) for n in nets):
@@ -148,7 +149,6 @@ class StackedMLP:
         self.nets = nets
         self.size = len(nets)
         self.parameters: list[torch.Tensor] = []
-        self.buffers: list[torch.Tensor] = []
         self._owners: list[tuple[torch.Tensor, list[torch.Tensor], bool]] = []  # (stacked, members' own, flat)
         self._grad_buffers: list[torch.Tensor] | None = None  # see hand_gradients
         self._grad_views: list[list[torch.Tensor]] = []
@@ -175,8 +175,6 @@ class StackedMLP:
             stacked.requires_grad_(True)
             self.parameters.append(stacked)
             self._owners.append((stacked, tensors, flat))
-        else:
-            self.buffers.append(stacked)
         return stacked
 
     def _layer(self, linears: list[nn.Linear], norms: list[nn.BatchNorm1d | None]) -> LayerPlan:
