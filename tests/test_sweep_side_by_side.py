@@ -93,7 +93,7 @@ def test_a_diverged_run_is_reported_while_the_others_go_on():
 
 
 def test_a_sweep_gives_the_same_rows_side_by_side_or_not():
-    jobs = plan_sweep(BASE, depths=(4, 8), seeds=(0, 1, 2))
+    jobs = plan_sweep(BASE, depths=(4, 8), seeds=(0, 1, 2), cores=2)
     assert len(jobs) == 2 and run_count(jobs) == 12 and all(len(j["runs"]) == 6 for j in jobs)
     unstacked = plan_sweep(BASE, depths=(4, 8), seeds=(0, 1, 2), stack=False)
     assert len(unstacked) == 12 and [j for job in jobs for j in job["runs"]] == unstacked
@@ -102,6 +102,20 @@ def test_a_sweep_gives_the_same_rows_side_by_side_or_not():
     assert a.drop(columns="wall_s").equals(b.drop(columns="wall_s"))
     # a run's wall_s is its group's: the same for every run of a depth
     assert (a.groupby("depth").wall_s.nunique() == 1).all()
+
+
+def test_a_sweep_of_fewer_depths_than_cores_is_halved_keeping_twins_together():
+    """One depth on two cores: two jobs, not one job and an idle core; on four, a depth's three
+    seeds cannot be cut into four sets of twins, so three jobs."""
+    def jobs(cores: int) -> list[list[tuple[str, int]]]:
+        return [[(r["family"], r["seed"]) for r in job["runs"]]
+                for job in plan_sweep(BASE, depths=(8,), seeds=(0, 1, 2), cores=cores)]
+
+    assert jobs(1) == [[("plain", 0), ("resnet", 0), ("plain", 1), ("resnet", 1), ("plain", 2), ("resnet", 2)]]
+    assert jobs(2) == [[("plain", 0), ("resnet", 0), ("plain", 1), ("resnet", 1)], [("plain", 2), ("resnet", 2)]]
+    assert jobs(4) == [[("plain", 0), ("resnet", 0)], [("plain", 1), ("resnet", 1)], [("plain", 2), ("resnet", 2)]]
+    deep_first = plan_sweep(BASE, depths=(4, 8), seeds=(0, 1), cores=3)
+    assert [(j["depth"], len(j["runs"])) for j in deep_first] == [(8, 2), (8, 2), (4, 4)]
 
 
 def test_a_cnn_sweep_is_planned_run_by_run():

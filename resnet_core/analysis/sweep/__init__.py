@@ -13,6 +13,7 @@ path) or ``plan_sweep(..., stack=False)`` plans one job per run instead (the CNN
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -53,13 +54,17 @@ def _parse_list(text: str, what: str, kind: type, noun: str, example: str) -> tu
 
 def plan_sweep(settings: Settings, depths: Iterable[int] = DEFAULT_DEPTHS, seeds: Iterable[int] = DEFAULT_SEEDS,
                steps: int | None = None, families: Iterable[str] = FAMILIES,
-               stack: bool | None = None, lrs: Iterable[float] | None = None) -> list[dict[str, Any]]:
+               stack: bool | None = None, lrs: Iterable[float] | None = None,
+               cores: int | None = None) -> list[dict[str, Any]]:
     """Jobs deepest first (the longest runs start first, so the workers finish together). Every
     depth is checked with the Settings rules before anything runs. ``lrs``: learning rates, each
     (family, depth, seed) trained at every one of them (default: the settings' own).
 
     Stacked (``stack``, by default ``STACK``; MLPs only): one job per depth whose ``runs`` are the
-    jobs of its families, seeds and learning rates, trained side by side, answering one row per run. Otherwise one job per (family, depth, seed, learning rate)."""
+    jobs of its families, seeds and learning rates, trained side by side, answering one row per
+    run; where that makes fewer jobs than ``cores`` (by default this machine's), the largest are
+    halved, a plain net and its residual twin kept together, so that no core waits. Otherwise one
+    job per (family, depth, seed, learning rate)."""
     base = settings.checked()
     depths = sorted(set(int(d) for d in depths))
     seeds = sorted(set(int(s) for s in seeds))
@@ -84,14 +89,28 @@ def plan_sweep(settings: Settings, depths: Iterable[int] = DEFAULT_DEPTHS, seeds
                             "learning rates)")
     # No per-layer probes, no path analysis: a sweep wants errors only, as fast as they come.
     base = base.with_changes(steps=steps or base.steps, probe_every=RANGES["probe_every"][1], paths_every=0)
-    jobs = []
-    stacked = (stack if stack is not None else STACK) and stackable(base)
-    for depth in sorted(depths, reverse=True):
-        runs = [{"family": family, "depth": depth, "seed": seed,
-                 "settings": base.with_changes(models=(f"{family}-{depth}",), seed=seed, lr=lr).to_dict()}
-                for lr in lrs for seed in seeds for family in families]
-        jobs += [{"depth": depth, "runs": runs}] if stacked else runs
-    return jobs
+    by_depth = [[{"family": family, "depth": depth, "seed": seed,
+                  "settings": base.with_changes(models=(f"{family}-{depth}",), seed=seed, lr=lr).to_dict()}
+                 for lr in lrs for seed in seeds for family in families]
+                for depth in sorted(depths, reverse=True)]
+    if not ((stack if stack is not None else STACK) and stackable(base)):
+        return [run for runs in by_depth for run in runs]
+    groups = _halved(by_depth, len(families), cores or os.cpu_count() or 1)
+    return [{"depth": runs[0]["depth"], "runs": runs} for runs in groups]
+
+
+def _halved(groups: list[list[dict[str, Any]]], twins: int, cores: int) -> list[list[dict[str, Any]]]:
+    """The groups, the largest halved (at a multiple of ``twins``, so a plain net and its residual
+    twin stay together) until there are ``cores`` of them or none has two sets of twins; in order."""
+    groups = list(groups)
+    while len(groups) < cores:
+        largest = max(range(len(groups)), key=lambda i: len(groups[i]))
+        runs = groups[largest]
+        if len(runs) < 2 * twins:
+            break
+        cut = (len(runs) // twins + 1) // 2 * twins
+        groups[largest:largest + 1] = [runs[:cut], runs[cut:]]
+    return groups
 
 
 def stackable(settings: Settings) -> bool:
