@@ -68,7 +68,8 @@ def render_sweep_panel(settings: Settings) -> None:
             and not running:
         try:
             lrs = parse_float_list(lrs_text, "Learning rates") if lrs_text.strip() else None
-            jobs = plan_sweep(settings, depths, range(settings.seed, settings.seed + int(seeds)), steps=int(steps), lrs=lrs)
+            jobs = plan_sweep(settings, depths, range(settings.seed, settings.seed + int(seeds)), steps=int(steps),
+                              lrs=lrs, cores=int(workers))
             check_settings(deepest_run(jobs))  # the deepest run, in each process
         except SettingsError as exc:
             st.error(literal(str(exc)), icon=":material/error:")

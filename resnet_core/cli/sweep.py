@@ -24,9 +24,9 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_int_list(args.seeds, "--seeds")
     families = tuple(f.strip() for f in args.families.split(",") if f.strip())
     lrs = parse_float_list(args.lrs, "--lrs") if args.lrs else None
-    jobs = plan_sweep(settings, depths, seeds, families=families, lrs=lrs)
-    out = SweepFile(args.out, args.overwrite)
     check_workers(args.workers)
+    jobs = plan_sweep(settings, depths, seeds, families=families, lrs=lrs, cores=args.workers or None)
+    out = SweepFile(args.out, args.overwrite)
     data = load_dataset(settings.dataset, settings.dataset_args)  # a bad data argument fails here, before any run
     check_fits(deepest_run(jobs), data)  # the deepest run: too big or too large a batch
     workers = args.workers or default_workers(settings, len(jobs), on_gpu=0)  # jobs, not runs: a stacked job is one process's
