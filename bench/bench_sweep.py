@@ -9,10 +9,10 @@ number of steps. Runs are independent, so two processes on two cores should take
 the time of one (goal: ratio <= 0.6). Each figure includes starting the worker processes. The
 degradation trend is printed too, so a fast but wrong sweep cannot pass unnoticed.
 
-``--stacking`` times the same sweep planned seed by seed (one job per run) and stacked (one job
-per depth, its runs side by side in shared stacks, ``training.member_stacks``), alternated, on ``--workers`` processes; it prints
-both wall times, their ratio, both degradation trends and the largest difference between the two
-sweeps' errors (0 when stacking changed no number).
+``--stacking`` times the same sweep planned run by run (one job per run) and stacked (one job per
+depth, its runs side by side in shared stacks, ``training.member_stacks``), alternated, on
+``--workers`` processes; it prints both wall times, their ratio, both degradation trends and the
+largest difference between the two sweeps' errors (0 when stacking changed no number).
 
 Other load on the machine takes the second core away. The same ratio for two processes that
 only spin in pure Python, measured just before and after, says how much of a second core there
