@@ -150,3 +150,15 @@ def test_runs_that_would_not_fit_one_runs_memory_together_train_one_after_anothe
 ])
 def test_zero_init_odd_widths_and_more_members_are_bit_for_bit_too(changes, seeds):
     check_as_alone(runs(BASE.with_changes(models=("resnet-14",), **changes), seeds, families=("plain", "resnet")))
+
+
+def test_a_job_of_many_runs_may_pause_after_each_runs_step_and_reports_its_progress():
+    """A worker pauses a job only where it calls ``report`` (``remote/slicing.py``): a tick of a
+    dozen deep members is longer than a time slice, so every member's step is such a place."""
+    calls = []
+    jobs = runs(BASE.with_changes(models=("resnet-8",), steps=60), seeds=[0, 1, 2], families=("plain", "resnet"))
+    train_one({"depth": 8, "runs": jobs}, calls.append)
+    assert calls.count(None) >= 6 * 60  # six members, sixty steps each
+    progress = [c for c in calls if c is not None]
+    assert len(progress) == 2 and progress[-1] == {"step": 6 * 50, "steps": 6 * 60}  # every 25 steps
+    assert [p["step"] for p in progress] == sorted(p["step"] for p in progress)

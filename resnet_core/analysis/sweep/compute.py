@@ -102,8 +102,10 @@ def train_together(runs: list[dict[str, Any]], report: Report = lambda _: None) 
         for t in trainers:
             if not t.done:
                 t.train_step()
+                report(None)  # a place to pause: a dozen members' steps outlast a worker's time slice
         tick += 1
-        report({"step": sum(t.step for t in trainers), "steps": total} if tick % PROGRESS_EVERY == 0 else None)
+        if tick % PROGRESS_EVERY == 0:
+            report({"step": sum(t.step for t in trainers), "steps": total})
     wall_s = time.perf_counter() - started
     return {"rows": [sweep_row(run["family"], run["depth"], run["seed"], t.record.metric_rows(), wall_s, s.lr)
                      for run, s, t in zip(runs, settings, trainers)]}
