@@ -94,7 +94,10 @@ def train_together(runs: list[dict[str, Any]], report: Report = lambda _: None) 
             done += s.steps
         return {"rows": rows}
     started = time.perf_counter()
-    trainers = [LockstepTrainer(s, data=_data(s)) for s in settings]
+    trainers = []
+    for s in settings:
+        trainers.append(LockstepTrainer(s, data=_data(s)))
+        report(None)  # a place to pause: building a dozen outlasts a slice too
     stacks = MemberStacks()
     total, tick = sum(s.steps for s in settings), 0
     while not all(t.done for t in trainers):
