@@ -57,9 +57,10 @@ def render_sweep_panel(settings: Settings) -> None:
     steps = cols[2].number_input("Steps per run", 10, 5000, min(settings.steps, DEFAULT_STEPS), step=50,
                                  key="sweep_steps", help="200 already separates the families on spirals")
     most = max(1, scheduler().size)
-    workers = cols[3].number_input("Runs at once", 1, most, most, key="sweep_workers",
-                                   help="runs are independent: each takes turns on one of the server's "
-                                        f"{most} worker process(es), beside everyone's training")
+    workers = cols[3].number_input("Processes", 1, most, most, key="sweep_workers",
+                                   help=f"of the server's {most} worker process(es), how many the sweep takes "
+                                        "turns on, beside everyone's training; each trains a depth's runs "
+                                        "side by side (its seeds and both families in shared stacks)")
     lrs_text = st.text_input("Learning rates", "", key="sweep_lrs", placeholder=f"{settings.lr:g} (the sidebar's)",
                              help="comma-separated, e.g. 0.01,0.03,0.1,0.3: every depth at each; the chart becomes "
                                   "a learning rate × depth heatmap per family (depth-μP, Yang et al. 2023)")
