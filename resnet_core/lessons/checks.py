@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from resnet_core.lessons.evidence import (NOT_SHOWN, NOT_YET, SHOWN, RunView, Verdict, by_step, cannot, decide, pct, points,
+from resnet_core.lessons.evidence import (NO_TWINS, NOT_SHOWN, NOT_YET, SHOWN, RunView, Verdict, by_step, cannot, decide, pct, points,
                               ratio_text)
 from resnet_core.analysis.paths import summary_from_rows  # the same summary the paths panel shows
 from resnet_core.records import RunRecord
@@ -24,15 +24,6 @@ GROWS = 2.0            # with BN: the first layer's gradient at least twice the 
 SMALL_BRANCH = 0.5     # ||F(x)|| / ||x|| below a half: the skip carries most of the signal
 LESION_HARMLESS = 0.05 # deleting one block of the residual net: median cost under 5 points
 LESION_CATASTROPHE = 0.20  # deleting one layer group of the plain net: median cost over 20 points
-
-
-def _same_depth(view: RunView, first: list[str], second: list[str]) -> tuple[str, str] | None:
-    """The deepest pair (a from first, b from second) of equal depth."""
-    for a in first:
-        for b in second:
-            if a != b and view.depth(a) == view.depth(b):
-                return a, b
-    return None
 
 
 # ---- 1. degradation -----------------------------------------------------------------------------
@@ -48,7 +39,7 @@ def degradation(record: RunRecord) -> Verdict:
     summary = (f"The {v.depth(deep)}-layer plain net is {points(gap)} {'worse' if gap >= 0 else 'better'} than the "
                f"{v.depth(shallow)}-layer one ({pct(e_deep)} against {pct(e_shallow)} training error)")
     needs = [deep, shallow]
-    twin = _same_depth(v, [deep], v.pick("resnet"))
+    twin = v.same_depth([deep], v.pick("resnet"))
     if twin:
         e_res = v.late_error(twin[1])
         summary += (f"; the {v.depth(deep)}-layer residual net is {points(e_deep - e_res)} "
@@ -66,10 +57,9 @@ def degradation(record: RunRecord) -> Verdict:
 # ---- 2. residual learning -----------------------------------------------------------------------
 def residual_learning(record: RunRecord) -> Verdict:
     v = RunView(record)
-    pair = _same_depth(v, v.pick("resnet"), v.pick("plain"))
+    pair = v.twins()
     if pair is None:
-        return cannot("it has no plain net and residual net of the same depth",
-                      "Train a plain net and its residual twin, e.g. plain-56 and resnet-56.")
+        return cannot(NO_TWINS, "Train a plain net and its residual twin, e.g. plain-56 and resnet-56.")
     res, plain = pair
     depth = v.depth(res)
     e_res, e_plain = v.late_error(res), v.late_error(plain)
@@ -111,7 +101,7 @@ def _gradient_ratios(v: RunView, model: str) -> tuple[float, float]:
 def vanishing_gradients(record: RunRecord) -> Verdict:
     v = RunView(record)
     no_bn, with_bn = v.pick("plain", norm="none"), v.pick("plain", norm="batch")
-    pair = _same_depth(v, no_bn, with_bn)
+    pair = v.same_depth(no_bn, with_bn)
     if pair is None or v.depth(with_bn[-1]) >= v.depth(pair[1]):
         return cannot("it needs a deep plain net without BatchNorm, its twin with BatchNorm and a shallower "
                       "plain net with BatchNorm",
@@ -145,10 +135,9 @@ def vanishing_gradients(record: RunRecord) -> Verdict:
 # ---- 4. identity mappings -------------------------------------------------------------------------
 def identity_mappings(record: RunRecord) -> Verdict:
     v = RunView(record)
-    pair = _same_depth(v, v.pick("resnet"), v.pick("plain"))
+    pair = v.twins()
     if pair is None:
-        return cannot("it has no plain net and residual net of the same depth",
-                      "The lesson's settings: plain-56 and resnet-56 with init = zero.")
+        return cannot(NO_TWINS, "The lesson's settings: plain-56 and resnet-56 with init = zero.")
     res, plain = pair
     steps, ratios = v.record.layer_matrix(res, "branch_ratio")
     if not len(steps):
@@ -199,10 +188,9 @@ def two_kinds_of_block(record: RunRecord) -> Verdict:
     if stages < 2:
         return cannot("all its blocks keep one width (stages = 1), so no block changes shape",
                       "Set stages to 2 or more; the lesson uses 3 (widths 16, 32, 64, as in the paper's CIFAR nets).")
-    pair = _same_depth(v, v.pick("resnet"), v.pick("plain"))
+    pair = v.twins()
     if pair is None:
-        return cannot("it has no plain net and residual net of the same depth",
-                      "The lesson's settings: plain-56 and resnet-56 with stages = 3.")
+        return cannot(NO_TWINS, "The lesson's settings: plain-56 and resnet-56 with stages = 3.")
     res, plain = pair
     e_res, e_plain = v.late_error(res), v.late_error(plain)
     gain = e_plain - e_res

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from resnet_core.lessons.checks import MARGIN
-from resnet_core.lessons.evidence import NOT_YET, RunView, Verdict, cannot, decide, pct, points
+from resnet_core.lessons.evidence import NO_TWINS, NOT_YET, RunView, Verdict, cannot, decide, pct, points
 from resnet_core.records import RunRecord
 
 
@@ -79,7 +79,7 @@ def signal(record: RunRecord) -> Verdict:
     bn = v.pick("resnet", norm="batch", init=lambda i: i in ("he", "default"))
     he = v.pick("resnet", norm="none", init=lambda i: i in ("he", "default"))
     skip = v.pick("resnet", init="skipinit")
-    twin = _same_depth_pair(v, bn, v.pick("plain", norm="batch"))
+    twin = v.same_depth(bn, v.pick("plain", norm="batch"))
     if not (bn and he and skip and twin):
         return cannot("it needs a plain net and its residual twin with BatchNorm, a residual net without it at He "
                       "init and one at SkipInit",
@@ -113,23 +113,14 @@ def signal(record: RunRecord) -> Verdict:
                   needs=[res, plain, skip])
 
 
-def _same_depth_pair(v: RunView, first: list[str], second: list[str]) -> tuple[str, str] | None:
-    for a in first:
-        for b in second:
-            if v.depth(a) == v.depth(b):
-                return a, b
-    return None
-
-
 # ---- 12. blocks that refine -------------------------------------------------------------------------
 def blocks_refine(record: RunRecord) -> Verdict:
     from resnet_core.analysis.lens import lens_at, middle_error
 
     v = RunView(record)
-    twin = _same_depth_pair(v, v.pick("resnet"), v.pick("plain"))
+    twin = v.twins()
     if twin is None:
-        return cannot("it has no plain net and residual net of the same depth",
-                      "The lesson's settings: plain-56 and resnet-56.")
+        return cannot(NO_TWINS, "The lesson's settings: plain-56 and resnet-56.")
     res, plain = twin
     lens = record.table_frame("lens.csv")
     if not (lens["model"] == res).any() or not (lens["model"] == plain).any():

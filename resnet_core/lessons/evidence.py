@@ -94,6 +94,20 @@ class RunView:
     def depth(self, model: str) -> int:
         return self._specs[model].depth
 
+    def twins(self) -> tuple[str, str] | None:
+        """(residual net, plain net) of the same depth, the deepest such pair; None without one
+        (the check then says ``NO_TWINS``)."""
+        return self.same_depth(self.pick("resnet"), self.pick("plain"))
+
+    def same_depth(self, first: list[str], second: list[str]) -> tuple[str, str] | None:
+        """The first pair (a from ``first``, b from ``second``, two models) of equal depth: with
+        ``pick``'s deepest-first lists, the deepest such pair (a residual net and its plain twin)."""
+        for a in first:
+            for b in second:
+                if a != b and self.depth(a) == self.depth(b):
+                    return a, b
+        return None
+
     # ---- figures ------------------------------------------------------------------------------------
     def late_error(self, model: str, column: str = "train_error") -> float:
         """Mean error over the evaluations in the last quarter of the steps this model trained."""
@@ -143,6 +157,9 @@ def decide(view: RunView, holds: bool, summary: str, details: list[str], *, min_
     if not view.finished:
         return Verdict(NOT_YET, f"Not shown so far: {summary}", details + [where + " The verdict is final when the run ends."])
     return Verdict(NOT_SHOWN, summary, details + [where])
+
+
+NO_TWINS = "it has no plain net and residual net of the same depth"  # why a twin lesson cannot be checked
 
 
 def cannot(why: str, hint: str) -> Verdict:
