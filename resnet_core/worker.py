@@ -16,7 +16,8 @@ Commands (``id`` defaults to "", which is how ``ParallelTrainer`` drives a proce
                               (a trainer in turns, training/turns.py; its replies say ``mid``;
                               with init's answer_first: true, ``later`` while step 0's analyses wait)
   run_group {members: [{id, to}], budget_s}  a turn for several runs in turns at once, those
-                              of one shape trained in shared stacks (training/member_stacks.py)
+                              of one shape trained in shared stacks (training/member_stacks.py);
+                              SIGUSR1 ends it early (remote/turn_cut.py), its reply then says cut
   set_lr {lr}, set_steps {steps}, drop
   call {method, kwargs, threads?}  one of REMOTE_METHODS, on ``threads`` torch threads (default 1)
   job {kind, args}            a sliced analysis job      slice {budget_s}      let it run a while
@@ -37,6 +38,7 @@ from resnet_core.remote.job_kinds import job_function
 from resnet_core.remote.slicing import SlicedThread
 from resnet_core.remote.worker_process import REMOTE_METHODS
 from resnet_core.remote.transport import exit_now, serve
+from resnet_core.remote.turn_cut import TurnCut
 from resnet_core.settings import Settings
 from resnet_core.sizing.budget import out_of_memory, out_of_memory_message
 from resnet_core.training.headless import torch_threads
@@ -61,7 +63,8 @@ def warm_up() -> dict[str, Any]:
 class _Tenants:
     """The process's side: trainers and jobs by id."""
 
-    def __init__(self) -> None:
+    def __init__(self, cut: TurnCut | None = None) -> None:
+        self.cut = cut  # the parent's asking a group turn to end early (made in the main thread)
         self.trainers: dict[str, tuple[LockstepTrainer, ForwardingRecord]] = {}
         self.in_turns: dict[str, tuple[TrainerInTurns, ForwardingRecord]] = {}
         self.jobs: dict[str, SlicedThread] = {}
@@ -159,7 +162,11 @@ class _Tenants:
         started = time.perf_counter()
         members = {str(m["id"]): (self.in_turns[str(m["id"])][0], int(m["to"])) for m in msg["members"]
                    if str(m["id"]) in self.in_turns}
-        used, errors = group_turn(members, self.stacks, float(msg.get("budget_s", 0.1)))
+        cut = self.cut.asked if self.cut is not None else (lambda: False)
+        used, errors = group_turn(members, self.stacks, float(msg.get("budget_s", 0.1)), cut)
+        was_cut = cut()
+        if was_cut:
+            self.cut.clear()
         parts: dict[str, Any] = {}
         for key in members:
             if key in errors:
@@ -168,7 +175,8 @@ class _Tenants:
                               "error": out_of_memory_message() if out_of_memory(exc) else describe(exc)}
             else:
                 parts[key] = {"ok": True, **self._turn_reply(*self.in_turns[key], started, used[key])}
-        return {"members": parts, "stacks": self.stacks.sizes, "elapsed_s": round(time.perf_counter() - started, 5),
+        return {"members": parts, "stacks": self.stacks.sizes, "cut": was_cut,
+                "elapsed_s": round(time.perf_counter() - started, 5),
                 "used_s": round(sum(used.values()), 5)}
 
     @staticmethod
@@ -225,5 +233,5 @@ class _Tenants:
 if __name__ == "__main__":
     torch.set_num_threads(1)  # tiny layers are dispatch-bound, and the workers share the cores
     config.load_plugins()  # block variants of one's own (the parent checked they import)
-    serve(_Tenants())
+    serve(_Tenants(TurnCut()))
     exit_now()

@@ -17,6 +17,7 @@ from typing import Any
 
 from resnet_core.errors import describe
 from resnet_core.remote.transport import JsonProcess, NoReply, ProcessGone
+from resnet_core.remote import turn_cut
 from resnet_core.remote.worker_process import WorkerError, WorkerProcess, checked
 
 import resnet_core.scheduling.room as room
@@ -68,6 +69,7 @@ class Host:
         self._arrivals = 0
         self._active: set[Any] = set()     # the owners with work to do at the last pick
         self._turn_used = 0.0              # the process's time used by the turn under way
+        self._grouping = False             # that turn is several runs' (a new task may cut it short)
         self.ledger: deque[tuple[Any, float]] = deque(maxlen=50_000)  # (owner, time used) of each turn
         self.warm_s: float | None = None
         self.cond = threading.Condition()
@@ -117,6 +119,8 @@ class Host:
             self.tasks.appendleft(task)  # a new task gets its owner's next turn: its first step comes soon
             self._arrivals += 1
             self._arrived.setdefault(owner_of(task), self._arrivals)
+            if self._grouping and self.process is not None:  # a click waits: the dozen runs' turn ends early
+                turn_cut.ask(self.process.pid)
             self.cond.notify_all()
 
     def remove(self, task: Task) -> None:
@@ -213,6 +217,7 @@ class Host:
                     break
                 self.current = task
                 kin = self._kin(task)
+                self._grouping = len(kin) > 1
             quantum = max(MIN_QUANTUM_S, min(QUANTUM_S, ROUND_S / max(active, 1)))  # active: owners
             self._turn_used, used = 0.0, {}
             if len(kin) > 1:  # one turn for all of them, each charged its part (see task.py)
@@ -222,6 +227,7 @@ class Host:
                 self._guard(lambda: (self._ensure_process(), task.turn(self, quantum)), task)
             with self.cond:
                 self.current = None
+                self._grouping = False
                 self.turns += 1
                 for t, t_used in (used.items() if used else [(task, self._turn_used)]):
                     owner = owner_of(t)

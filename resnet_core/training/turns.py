@@ -102,39 +102,46 @@ class TrainerInTurns:
                 slow = now_slow
 
 
-def group_turn(members: dict[str, tuple[TrainerInTurns, int]], stacks: MemberStacks,
-               budget_s: float) -> tuple[dict[str, float], dict[str, BaseException]]:
+def group_turn(members: dict[str, tuple[TrainerInTurns, int]], stacks: MemberStacks, budget_s: float,
+               cut: Callable[[], bool] = lambda: False) -> tuple[dict[str, float], dict[str, BaseException]]:
     """One turn for several built trainers at once (id -> (trainer in turns, step to go towards):
     the dashboard's runs of one shape), stepped in lockstep for about ``budget_s``: at each step the
     passes of the models that share a shape are done in ``stacks``, then every trainer takes its
     step (its update, evaluation and analyses): a trainer whose last step was quick (under
     ``SLOW_STEP_S``) in this thread, each switch of threads costing as much as a small net's step on a
     loaded machine; one whose steps are slow in its own thread, which may pause it in the middle of
-    its step once the turn is spent, as in a turn of its own. A step under way is finished first. Each one's part of the process's CPU time by id, and what any of
-    them raised (that one stops taking part)."""
+    its step once the turn is spent, as in a turn of its own. A step under way is finished first.
+    ``cut()`` true (the parent asked: ``remote/turn_cut.py``) spends the turn at once: it ends at the
+    end of the step under way, each slow member pausing where it can, after one step at least. Each
+    one's part of the process's CPU time by id, and what any of them raised (that one stops taking part)."""
     used = dict.fromkeys(members, 0.0)
     errors: dict[str, BaseException] = {}
     deadline = time.perf_counter() + budget_s
 
+    def left() -> float:
+        return 0.0 if cut() else max(deadline - time.perf_counter(), 0.0)
+
     def step(key: str, m: TrainerInTurns, share: float = 0.0) -> None:
         try:
             if m.mid or m.later:  # what is under way (being built, a step paused mid-way, step 0's analyses)
-                used[key] += m.turn(m.completed, max(deadline - time.perf_counter(), 0.0))
+                used[key] += m.turn(m.completed, left())
             elif m.step_s <= SLOW_STEP_S:  # quick: here, without two thread switches
                 used[key] += share + m.step_here()
             else:  # slow (its analyses, a deep net): in its thread, which may pause it mid-way
-                used[key] += share + m.turn(m.completed + 1, max(deadline - time.perf_counter(), 0.0))
+                used[key] += share + m.turn(m.completed + 1, left())
         except Exception as exc:  # noqa: BLE001 - its own error, reported in its own part of the reply
             errors[key] = exc
 
+    stepped = False
     while True:
         for key, (m, _) in members.items():
             if (m.mid or m.later) and key not in errors:  # under way, being built, or held back: finished first
                 step(key, m)
         due = {key: m for key, (m, to) in members.items() if key not in errors and m.trainer is not None
                and not m.mid and m.completed < to and not m.trainer.done}
-        if not due or time.perf_counter() >= deadline:
+        if not due or time.perf_counter() >= deadline or (stepped and cut()):
             return used, errors
+        stepped = True
         cpu = time.process_time()
         stacks.prepare([m.trainer for m in due.values()])
         share = (time.process_time() - cpu) / len(due)
