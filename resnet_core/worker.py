@@ -64,7 +64,7 @@ class _Tenants:
     """The process's side: trainers and jobs by id."""
 
     def __init__(self, cut: TurnCut | None = None) -> None:
-        self.cut = cut  # the parent's asking a group turn to end early (made in the main thread)
+        self.cut = cut if cut is not None else TurnCut()  # the parent's asking a group turn to end early
         self.trainers: dict[str, tuple[LockstepTrainer, ForwardingRecord]] = {}
         self.in_turns: dict[str, tuple[TrainerInTurns, ForwardingRecord]] = {}
         self.jobs: dict[str, SlicedThread] = {}
@@ -162,11 +162,9 @@ class _Tenants:
         started = time.perf_counter()
         members = {str(m["id"]): (self.in_turns[str(m["id"])][0], int(m["to"])) for m in msg["members"]
                    if str(m["id"]) in self.in_turns}
-        cut = self.cut.asked if self.cut is not None else (lambda: False)
-        used, errors = group_turn(members, self.stacks, float(msg.get("budget_s", 0.1)), cut)
-        was_cut = cut()
-        if was_cut:
-            self.cut.clear()
+        used, errors = group_turn(members, self.stacks, float(msg.get("budget_s", 0.1)), self.cut.asked)
+        was_cut = self.cut.asked()
+        self.cut.clear()
         parts: dict[str, Any] = {}
         for key in members:
             if key in errors:
@@ -233,5 +231,5 @@ class _Tenants:
 if __name__ == "__main__":
     torch.set_num_threads(1)  # tiny layers are dispatch-bound, and the workers share the cores
     config.load_plugins()  # block variants of one's own (the parent checked they import)
-    serve(_Tenants(TurnCut()))
+    serve(_Tenants(TurnCut.listening()))
     exit_now()

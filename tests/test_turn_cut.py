@@ -44,7 +44,7 @@ def own_handler():
 def test_a_group_turn_asked_to_end_ends_after_the_step_under_way(own_handler):
     from resnet_core.worker import _Tenants
 
-    tenants = _Tenants(TurnCut())
+    tenants = _Tenants(TurnCut.listening())
     for key, seed in (("a", 0), ("b", 1)):
         reply = tenants._handle({"cmd": "init", "id": key, "settings": TINY.with_changes(seed=seed).to_dict(),
                                  "turns": True, "budget_s": 5.0})

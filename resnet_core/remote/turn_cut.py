@@ -13,13 +13,20 @@ SIGNAL = getattr(signal, "SIGUSR1", None)  # POSIX; elsewhere no turn is ever cu
 
 
 class TurnCut:
-    """The worker process's side, made in its main thread: whether the parent has asked for a cut
-    (``asked``) since the last turn that ended for it (``clear``)."""
+    """The worker process's side: whether the parent has asked for a cut (``asked``) since the last
+    turn that ended for it (``clear``). One made by ``listening`` hears the parent's signal; a plain
+    one is never asked (trainers in turns in a process nobody signals: the tests')."""
 
     def __init__(self) -> None:
         self._asked = False
+
+    @classmethod
+    def listening(cls) -> "TurnCut":
+        """One the parent's ``ask`` reaches: made in the process's main thread as it starts."""
+        cut = cls()
         if SIGNAL is not None:
-            signal.signal(SIGNAL, self._on_signal)
+            signal.signal(SIGNAL, cut._on_signal)
+        return cut
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self._asked = True
