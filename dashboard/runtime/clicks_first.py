@@ -42,11 +42,6 @@ class ClicksFirst:
                 if not self._clicks:
                     self._idle.notify_all()
 
-    def running(self) -> int:
-        """How many clicks are being answered now."""
-        with self._idle:
-            return self._clicks
-
     def wait_for_clicks(self) -> bool:
         """Block (holding no lock, so not the GIL) until no click runs, or ``max_wait_s``; whether
         the clicks were done by then. Within a click (its own fragments drawn in its full run): at once."""

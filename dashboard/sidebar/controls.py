@@ -206,8 +206,7 @@ def _data_section() -> tuple[str, dict[str, Any], str | None]:
         if isinstance(default, str):
             continue  # paths: the CSV comes from the uploader, CIFAR-10 from data/
         key = f"{W}ds.{name}.{arg}"
-        ss.setdefault(key, default)
-        value = ss[key]
+        value = ss[key]  # set by _keep_widget_state, before any widget is drawn
         if options.open:
             with options:
                 value = _number_widget(arg, key, default, spec.ranges.get(arg), spec.help.get(arg))
