@@ -20,12 +20,12 @@ BASE = Settings(steps=20, eval_every=5, probe_every=100_000, paths_every=0, data
 
 
 def runs(settings: Settings, seeds=SEEDS, families=None) -> list[dict]:
-    """The jobs of one run each, for these seeds (and families: by default the settings' own model)."""
-    depth = int(settings.models[0].split("-")[1])
-    families = families or (settings.models[0].split("-")[0],)
-    return [{"family": f, "depth": depth, "seed": seed,
-             "settings": settings.with_changes(models=(f"{f}-{depth}",), seed=seed).to_dict()}
-            for seed in seeds for f in families]
+    """The runs the sweep plans at the settings' depth, for these seeds (and families: by default the
+    settings' own model's), on one core: one job's side by side, or where a stack cannot hold the
+    nets, each its own job's."""
+    family, depth = settings.models[0].split("-")
+    jobs = plan_sweep(settings, depths=[int(depth)], seeds=seeds, families=families or (family,), stack=True, cores=1)
+    return [run for job in jobs for run in job.get("runs", [job])]
 
 
 def without_wall(row: dict) -> dict:
