@@ -136,6 +136,7 @@ def run_load(sessions: int, training: int, seconds: float, cap: int = 2, log_pat
         figures.update({
             "open_page_s_median": statistics.median(open_s),
             "interactions": len(latencies),
+            "full_runs_ended_with_no_script_finished": sum(c.lost_finishes for c in clients),
             "latency_p50_s": latencies[len(latencies) // 2] if latencies else None,
             "latency_p95_s": latencies[int(len(latencies) * 0.95) - 1] if latencies else None,
             "peak_training_workers": peak_busy,
@@ -287,6 +288,7 @@ def run_classroom(through_proxy: int = 0, seconds: float = 60.0, same: int = 30,
                 lambda s: (min(s), statistics.median(s), max(s)))([step_of(c) or 0 for c in group])
         all_inter = [x for c in clients for x in c.interactions]
         figures["all: interaction p95 s"] = quantile(all_inter, 0.95) if all_inter else None
+        figures["full runs ended with no script_finished"] = sum(c.lost_finishes for c in clients)
         figures["sessions shown their pace"] = len(pace_seen)
         for part in ("servers", "workers", "proxy"):
             figures[f"cpu {part} (cores)"] = (cpu1[part] - cpu0[part]) / elapsed

@@ -5,6 +5,12 @@ It speaks Streamlit's own protocol (the protobuf messages shipped in the streaml
 server's auto-rerun requests for live fragments exactly as the browser does, and times each
 interaction (from sending the rerun to the server's ``script_finished``). Thirty of these put the
 server under the load of thirty open tabs, while the machine's two cores stay free for the server.
+
+Streamlit (1.67) now and then sends no ``script_finished`` for a full run that a fragment's
+auto-rerun follows at once: under a class's load, about one interaction in a few thousand saw its
+run start, then the fragment run start and finish, and nothing more (the server idle, no script
+thread). A run's messages all come before the next run's start, so the client takes that start as
+the full run's end, and counts it (``lost_finishes``) rather than waiting a minute for nothing.
 """
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ import websocket
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+TRAIL = 30  # messages kept of an interaction, from its request on
 
 
 @dataclass
@@ -41,6 +49,10 @@ class StreamlitClient:
         self._lock = threading.Lock()
         self._finished = threading.Event()
         self._closed = False
+        self.trail: list[str] = []  # what came since the interaction began (its first TRAIL): said by a wait too long
+        self.lost_finishes = 0  # full runs whose end was the next run's start (no script_finished came)
+        self._waiting = False  # an interaction is waiting for its full run's end
+        self._full_run_open = False  # a full run (one that set the page's config) has started and not finished
         self._building = Page()  # owned by the reader thread: what the run in progress has sent
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -49,6 +61,7 @@ class StreamlitClient:
 
     # ---- sending ---------------------------------------------------------------------------
     def _send_rerun(self, trigger: str | None = None, fragment: str | None = None) -> None:
+        self._note(f"sent {'fragment' if fragment else 'full'} rerun{' (click)' if trigger else ''}")
         msg = BackMsg()
         state = msg.rerun_script
         state.query_string = self.query
@@ -74,11 +87,13 @@ class StreamlitClient:
 
     def _interact(self, trigger: str | None, timeout: float) -> float:
         self._finished.clear()
+        self.trail = []
+        self._waiting = True
         started = time.perf_counter()
         self._send_rerun(trigger)
         if not self._finished.wait(timeout):
             why = f" (the client stopped reading: {self.ended})" if self.ended else ""
-            raise TimeoutError(f"the script did not finish{why}")
+            raise TimeoutError(f"the script did not finish{why}; what came after the request: {'; '.join(self.trail)}")
         elapsed = time.perf_counter() - started
         self.latencies.append(elapsed)
         return elapsed
@@ -118,8 +133,16 @@ class StreamlitClient:
 
     def _handle(self, msg: ForwardMsg) -> None:
         kind = msg.WhichOneof("type")
+        if kind != "delta":
+            self._note(kind if kind != "script_finished" else f"finished {ForwardMsg.ScriptFinishedStatus.Name(msg.script_finished)}")
         if kind == "new_session":
             self.page_hash = msg.new_session.page_script_hash
+            if self._waiting and self._full_run_open:  # the full run before ended without a word: see the docstring
+                self.lost_finishes += 1
+                self._full_run_ended()
+            self._full_run_open = False
+        elif kind == "page_config_changed":
+            self._full_run_open = True  # the app's st.set_page_config, first thing in a full run, never in a fragment's
         elif kind == "auto_rerun":
             self.auto_reruns[msg.auto_rerun.fragment_id] = msg.auto_rerun.interval
         elif kind == "stop_auto_rerun":
@@ -141,17 +164,27 @@ class StreamlitClient:
             elif which == "exception":
                 page.errors.append(f"{el.exception.type}: {el.exception.message}")
         elif kind == "script_finished":
-            built, self._building = self._building, Page()
+            self._full_run_open = False
             status = msg.script_finished
             if status == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                self._building = Page()
                 return  # cut short by the next request: its run follows and shows the page
             if status == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY:
+                built, self._building = self._building, Page()
                 self.page.metrics.update(built.metrics)  # a live fragment refreshed what it shows
                 self.page.texts = built.texts or self.page.texts
                 self.page.errors.extend(built.errors)
                 return
-            self.page = built  # a whole run finished: this is the page now
-            self._finished.set()
+            self._full_run_ended()
+
+    def _full_run_ended(self) -> None:
+        self.page, self._building = self._building, Page()  # a whole run finished: this is the page now
+        self._waiting = False
+        self._finished.set()
+
+    def _note(self, what: str) -> None:
+        if len(self.trail) < TRAIL:
+            self.trail.append(f"{time.monotonic() % 1000:.3f} {what}")
 
     def close(self) -> None:
         with self._lock:
