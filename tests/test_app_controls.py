@@ -122,3 +122,22 @@ def test_every_lesson_fills_the_controls_and_round_trips_through_the_link(app_te
     link = {k: at.query_params[k] for k in at.query_params.keys()}
     again = app_test(link)
     assert again.session_state["settings"] == at.session_state["settings"] and not again.warning
+
+
+@pytest.mark.parametrize(("arch", "layers", "stages"), [("mlp", 2, 1), ("mlp", 3, 2), ("cnn", 2, 1)])
+def test_a_depth_slider_offers_every_valid_depth_a_class_tries_then_landmarks(app_test, arch, layers, stages):
+    from resnet_core.settings import Settings
+
+    at = app_test()
+    at.segmented_control(key="w.arch").set_value(arch).run()
+    at.slider(key="w.branch_layers").set_value(layers).run()
+    if arch == "mlp":
+        at.slider(key="w.stages").set_value(stages).run()
+    valid = Settings(arch=arch, branch_layers=layers, stages=stages).valid_depths()
+    for slider in depth_sliders(at):
+        offered = list(slider.options)
+        assert [int(d) for d in offered] == sorted(int(d) for d in offered)
+        assert set(int(d) for d in offered) <= set(valid)  # only depths the shape can have
+        assert [d for d in valid if d <= 130] == [int(d) for d in offered if int(d) <= 130]  # dense where a class tries
+        assert len(offered) - len([d for d in valid if d <= 130]) <= 7  # beyond, a few landmarks
+        assert int(slider.value) in [int(d) for d in offered]
