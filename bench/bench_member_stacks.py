@@ -10,7 +10,9 @@ same run on the same trainers, with every analysis the app records on.
 Also: the same with bare steps (no analyses, no probes: the trainer's training pass alone); one
 session by itself, with analyses and bare (its twins are a pair, and a worker stacks from three
 members on: nothing stacks); and the passes alone in this process, four ways (each model its own,
-twins apart, twins together with pairs stacked, and as the workers stack; CPU time, alternated).
+twins apart, twins together with pairs stacked, and as the workers stack; CPU time, alternated); and the ceiling:
+with every analysis on, how much of a stacked step is each run's own work, and so how much faster
+than their own passes the runs could be if sharing made the passes free (``--ceiling``: that alone).
 """
 from __future__ import annotations
 
@@ -129,19 +131,70 @@ def measure_passes(runs: int, steps: int, rounds: int) -> None:
           flush=True)
 
 
+def measure_ceiling(runs: int, steps: int, rounds: int) -> None:
+    """How far sharing the passes can take ``runs`` runs with every analysis on, in this process's
+    CPU time: each run's own passes against the stacks, alternated, with every analysis the app
+    records (its cadence, the runs apart in their steps as a class's are), and again bare. What a
+    stacked step costs beyond its bare passes is each run's own work (its evaluations, analyses,
+    layer probes), the same whoever does its passes: so even passes that cost nothing would leave
+    the runs at most (own passes with analyses) / (that work) times faster."""
+    import torch
+
+    from resnet_core.analysis.recorders import standard
+    from resnet_core.training.lockstep import LockstepTrainer
+    from resnet_core.training.member_stacks import MemberStacks
+
+    torch.set_num_threads(1)
+    cost: dict[tuple[bool, bool], list[float]] = {}  # (bare, stacked) -> CPU s per run and step
+    for bare in (False, True):
+        base = get_preset("degradation").settings().with_changes(steps=100_000)
+        if bare:
+            base = base.with_changes(probe_every=100_000, eval_every=100_000, paths_every=0)
+        trainers = [LockstepTrainer(base.with_changes(seed=i, lr=LRS[i % len(LRS)]), recorders=() if bare else standard())
+                    for i in range(runs)]
+        for i, t in enumerate(trainers):
+            for _ in range(7 * i):  # a class's runs started apart: their analyses fall on different steps
+                t.train_step()
+        stacks = MemberStacks()
+        for _ in range(rounds):
+            for stacked in (False, True):
+                def step() -> None:
+                    if stacked:
+                        stacks.prepare(trainers)
+                    for t in trainers:
+                        t.train_step()
+                step()
+                cpu = time.process_time()
+                for _ in range(steps):
+                    step()
+                cost.setdefault((bare, stacked), []).append((time.process_time() - cpu) / steps / runs)
+    ms = {k: [1e3 * v for v in vs] for k, vs in cost.items()}
+    alone, together, bare_together = (min(ms[k]) for k in ((False, False), (False, True), (True, True)))
+    own_work = together - bare_together
+    print(f"{runs} runs in one process, CPU ms per run and step: every analysis, own passes "
+          f"{', '.join(f'{v:.1f}' for v in ms[False, False])}, stacked {', '.join(f'{v:.1f}' for v in ms[False, True])} "
+          f"({alone / together:.2f}x); bare, own passes {', '.join(f'{v:.1f}' for v in ms[True, False])}, stacked "
+          f"{', '.join(f'{v:.1f}' for v in ms[True, True])} ({min(ms[True, False]) / bare_together:.2f}x); each run's "
+          f"own work {own_work:.1f} ms a step, so with passes that cost nothing at most {alone / own_work:.2f}x", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=6.0, help="each measurement's length")
     parser.add_argument("--rounds", type=int, default=2, help="alone and together, alternated this many times")
+    parser.add_argument("--ceiling", action="store_true", help="only the in-process ceiling (measure_ceiling)")
     args = parser.parse_args()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+    if args.ceiling:
+        return measure_ceiling(args.sessions, 60, args.rounds)
     measure(args.sessions, False, args.seconds, args.rounds)
     measure(args.sessions, True, args.seconds, args.rounds)
     measure(1, False, args.seconds, args.rounds)
     measure(1, True, args.seconds, args.rounds)
     measure_passes(1, 60, args.rounds)
     measure_passes(args.sessions, 10, args.rounds)
+    measure_ceiling(args.sessions, 60, args.rounds)
     print(f"load {os.getloadavg()[0]:.1f} at the end")
 
 
