@@ -3,7 +3,7 @@ second of watching while a run trains (its live fragment refreshing).
 
     .venv/bin/python bench/server_cost.py [--watchers 10] [--reruns 20]
 
-CPU time, not wall time: it is what 40 sessions in a classroom add up to on the server's one
+CPU time, not wall time (the mean over ``--reruns``: the CPU clock ticks at 10 ms, so one run alone reads in steps of 10): it is what 40 sessions in a classroom add up to on the server's one
 Python process, and it is far less disturbed by other work on the machine than a latency is.
 One session trains the degradation preset; ``--watchers`` more sessions open the same lesson and
 follow it from the class's run cache; every page keeps its live fragment running.
@@ -11,7 +11,6 @@ follow it from the class's run cache; every page keeps its live fragment running
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -41,11 +40,10 @@ def main() -> None:
     try:
         warm = StreamlitClient(srv.url, QUERY)
         warm.run(timeout=120)
-        idle = []
-        for _ in range(args.reruns):  # a full rerun of an idle page
-            c0 = cpu(proc)
+        c0 = cpu(proc)
+        for _ in range(args.reruns):  # full reruns of an idle page
             warm.run(timeout=60)
-            idle.append(cpu(proc) - c0)
+        idle = (cpu(proc) - c0) / args.reruns
         warm.click("Train", timeout=60)
         watchers = [StreamlitClient(srv.url, QUERY) for _ in range(args.watchers)]
         for w in watchers:
@@ -55,15 +53,14 @@ def main() -> None:
         c0, t0 = cpu(proc), time.monotonic()
         time.sleep(args.seconds)
         watching = (cpu(proc) - c0) / (time.monotonic() - t0)
-        busy = []
-        for _ in range(args.reruns):  # a full rerun of a training page, the others refreshing
-            c0 = cpu(proc)
+        c0 = cpu(proc)
+        for _ in range(args.reruns):  # full reruns of a training page, the others refreshing
             warm.run(timeout=60)
-            busy.append(cpu(proc) - c0)
+        busy = (cpu(proc) - c0) / args.reruns
         print(f"sessions training or following: {1 + args.watchers}")
-        print(f"full rerun, idle page: {statistics.median(idle) * 1e3:.0f} ms CPU (median of {args.reruns})")
+        print(f"full rerun, idle page: {idle * 1e3:.1f} ms CPU (mean of {args.reruns})")
         print(f"server CPU while they train: {watching:.2f} cores ({watching / (1 + args.watchers) * 1e3:.0f} ms per session per second)")
-        print(f"full rerun, training page, others refreshing: {statistics.median(busy) * 1e3:.0f} ms CPU (median; includes the others' refreshes meanwhile)")
+        print(f"full rerun, training page, others refreshing: {busy * 1e3:.1f} ms CPU (mean; includes the others' refreshes meanwhile)")
     finally:
         stop_streamlit(srv.process)
 

@@ -69,17 +69,10 @@ def seed_models(settings: Settings) -> None:
 
 def depth_options(model_shape: Settings, current: int) -> list[int]:
     """Depths valid for one model (its own layers per branch), thinned past ~130 layers."""
-    ladder = _depth_ladder(model_shape.arch, model_shape.branch_layers, model_shape.stage_count)
-    return list(ladder) if current in ladder else sorted((*ladder, current))
-
-
-@functools.lru_cache(maxsize=64)
-def _depth_ladder(arch: str, branch_layers: int, stages: int) -> tuple[int, ...]:
-    """Every valid depth up to DENSE_UP_TO, then the valid depth nearest each landmark: the same for
-    every model row of every page of one shape, so worked out once (it was a twentieth of a page's run)."""
-    shape = Settings(arch=arch, branch_layers=branch_layers, stages=stages)
-    dense = [d for d in shape.valid_depths() if d <= DENSE_UP_TO]
-    return tuple(sorted(set(dense) | {nearest_depth(shape, d) for d in LANDMARKS}))
+    valid = model_shape.valid_depths()
+    dense = [d for d in valid if d <= DENSE_UP_TO]
+    landmarks = {nearest_depth(model_shape, d) for d in LANDMARKS}
+    return sorted(set(dense) | landmarks | {current})
 
 
 def current_names() -> list[str]:
