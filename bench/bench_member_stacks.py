@@ -29,14 +29,19 @@ LRS = (0.05, 0.02, 0.1, 0.03, 0.07)
 FAR = 10**9  # a step no run gets to: every turn is spent training
 
 
+def lesson(bare: bool):
+    """The degradation lesson's settings, long enough never to end; ``bare``: no evaluations, layer
+    probes or analyses (the trainer's training pass alone)."""
+    base = get_preset("degradation").settings().with_changes(steps=100_000)
+    return base.with_changes(probe_every=100_000, eval_every=100_000, paths_every=0) if bare else base
+
+
 class Sessions:
     """N runs in turns in one worker process."""
 
     def __init__(self, worker: WorkerProcess, n: int, bare: bool):
         self.worker, self.ids, self.steps = worker, [f"s{i}" for i in range(n)], {}
-        base = get_preset("degradation").settings().with_changes(steps=100_000)
-        if bare:
-            base = base.with_changes(probe_every=100_000, eval_every=100_000, paths_every=0)
+        base = lesson(bare)
         for i, key in enumerate(self.ids):
             settings = base.with_changes(seed=i, lr=LRS[i % len(LRS)])
             reply = worker.request(cmd="init", id=key, settings=settings.to_dict(), turns=True, budget_s=1.0)
@@ -99,8 +104,7 @@ def measure_passes(runs: int, steps: int, rounds: int) -> None:
     from resnet_core.training.member_stacks import MemberStacks
 
     torch.set_num_threads(1)
-    base = get_preset("degradation").settings().with_changes(steps=100_000, probe_every=100_000,
-                                                            eval_every=100_000, paths_every=0)
+    base = lesson(bare=True)
     trainers = [LockstepTrainer(base.with_changes(seed=i, lr=LRS[i % len(LRS)])) for i in range(runs)]
 
     def own() -> None:
@@ -147,9 +151,7 @@ def measure_ceiling(runs: int, steps: int, rounds: int) -> None:
     torch.set_num_threads(1)
     cost: dict[tuple[bool, bool], list[float]] = {}  # (bare, stacked) -> CPU s per run and step
     for bare in (False, True):
-        base = get_preset("degradation").settings().with_changes(steps=100_000)
-        if bare:
-            base = base.with_changes(probe_every=100_000, eval_every=100_000, paths_every=0)
+        base = lesson(bare)
         trainers = [LockstepTrainer(base.with_changes(seed=i, lr=LRS[i % len(LRS)]), recorders=() if bare else standard())
                     for i in range(runs)]
         for i, t in enumerate(trainers):
